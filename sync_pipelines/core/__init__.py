@@ -1,0 +1,1 @@
+"""Machinery shared by every pipeline: errors, database URLs, the HTTP layer, secret redaction, shards."""

@@ -1,0 +1,38 @@
+"""Errors that end a run with one clear sentence naming what to fix."""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base of the project's errors: the message is meant for an operator, not a developer."""
+
+
+class ConfigurationError(SyncError):
+    """A setting is missing or wrong; the message names the setting."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        super().__init__(f"{setting}: {problem}")
+
+
+class AuthenticationError(SyncError):
+    """An external system refused our credentials: nothing else can work, so the run stops at once."""
+
+    def __init__(self, system: str, variables: str, detail: str) -> None:
+        self.system = system
+        self.variables = variables
+        super().__init__(f"{system} refused the credentials ({detail}); check {variables}")
+
+
+class FailedRecordsError(SyncError):
+    """Raised after every other record was processed, so that the run fails and the alert fires."""
+
+    def __init__(self, target: str, failures: list[tuple[str, str]], shown: int = 20) -> None:
+        self.target = target
+        self.failures = failures
+        listed = "; ".join(f"{key}: {reason}" for key, reason in failures[:shown])
+        more = f" (and {len(failures) - shown} more)" if len(failures) > shown else ""
+        super().__init__(
+            f"{len(failures)} record(s) could not be written to {target}; the next run retries them: "
+            f"{listed}{more}"
+        )

@@ -1,0 +1,291 @@
+"""The one HTTP layer every API resource uses: pooled, bounded, rate-limited, retrying, and secret-safe.
+
+* ``httpx.AsyncClient`` on the aiohttp transport (``httpx-aiohttp``): the httpx API with a fraction of the
+  default transport's CPU per request, which is what lets one core drive hundreds of requests per second.
+* ``asyncio.Semaphore`` bounds requests in flight; ``aiolimiter.AsyncLimiter`` caps requests per second.
+* ``tenacity`` retries 429, 5xx and transport errors with exponential backoff and full jitter, honouring
+  ``Retry-After``; a 429 also pauses every request of the client until the server's ``Retry-After`` has
+  passed, so an overloaded server is slowed down for rather than hammered.
+* 401/403 raise ``AuthenticationError`` naming the variables to check; 400/404 and other client errors are
+  returned to the caller without retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from aiolimiter import AsyncLimiter
+from httpx_aiohttp import AiohttpTransport
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from sync_pipelines.core.errors import AuthenticationError, SyncError
+from sync_pipelines.core.redaction import Redactor
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+AUTH_STATUSES = frozenset({401, 403})
+MAX_RETRY_AFTER_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """How hard one external system may be driven."""
+
+    max_concurrency: int = 8
+    requests_per_second: float | None = None
+    timeout_seconds: float = 10.0
+    max_attempts: int = 5
+    backoff_initial_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if self.requests_per_second is not None and self.requests_per_second <= 0:
+            raise ValueError("requests_per_second must be positive (or unset for no cap)")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+
+class ApiError(SyncError):
+    """A request that did not give a usable answer; the message never holds a secret."""
+
+    def __init__(self, system: str, method: str, path: str, message: str, status: int | None = None) -> None:
+        self.system = system
+        self.method = method
+        self.path = path
+        self.status = status
+        super().__init__(f"{system} {method} {path}: {message}")
+
+
+class TransientApiError(ApiError):
+    """429, 5xx or a transport failure: worth retrying; raised once the retries are spent."""
+
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(*args, **kwargs)
+
+
+class MalformedResponseError(ApiError):
+    """The server answered, but not with the JSON its API promises (e.g. an HTML error page)."""
+
+
+class UnauthorizedError(AuthenticationError):
+    """401/403 from a system; carries the status so a resource can re-authenticate once where that makes sense."""
+
+    def __init__(self, system: str, variables: str, status: int, path: str) -> None:
+        self.status = status
+        self.path = path
+        super().__init__(system, variables, f"HTTP {status} on {path}")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+class _WaitHonouringRetryAfter:
+    """Exponential backoff with full jitter, but never shorter than the server's ``Retry-After``."""
+
+    def __init__(self, limits: ApiLimits) -> None:
+        self._backoff = wait_random_exponential(
+            multiplier=limits.backoff_initial_seconds, max=limits.backoff_max_seconds
+        )
+
+    def __call__(self, state: RetryCallState) -> float:
+        backoff = self._backoff(state)
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientApiError) and error.retry_after is not None:
+            return max(error.retry_after, min(backoff, error.retry_after + 1.0))
+        return backoff
+
+
+class ApiClient:
+    """Async client for one external system. Use as ``async with ApiClient(...) as client``."""
+
+    def __init__(
+        self,
+        system: str,
+        base_url: str,
+        limits: ApiLimits,
+        credential_variables: str,
+        secrets: Iterable[str | None] = (),
+        headers: Mapping[str, str] | None = None,
+        logger: logging.Logger | Any | None = None,
+    ) -> None:
+        self.system = system
+        self.base_url = base_url.rstrip("/") + "/"
+        self.limits = limits
+        self.credential_variables = credential_variables
+        self.redact = Redactor(secrets)
+        self.headers: dict[str, str] = dict(headers or {})
+        self.log = logger or logging.getLogger(f"sync_pipelines.http.{system}")
+        self.requests_made = 0
+        self.retries = 0
+        self.statuses: Counter[str] = Counter()
+        self._semaphore = asyncio.Semaphore(limits.max_concurrency)
+        self._limiter = self._make_limiter(limits.requests_per_second)
+        self._paused_until = 0.0
+        self._client: httpx.AsyncClient | None = None
+
+    @staticmethod
+    def _make_limiter(requests_per_second: float | None) -> AsyncLimiter | None:
+        if requests_per_second is None:
+            return None
+        if requests_per_second >= 10:
+            # Allow bursts of a tenth of a second's worth: smooth enough, and cheap at high rates.
+            return AsyncLimiter(requests_per_second / 10, 0.1)
+        # Strict spacing at low rates: RT_REQUESTS_PER_SECOND=1 means one call a second, never two at once.
+        return AsyncLimiter(1, 1 / requests_per_second)
+
+    def add_secret(self, secret: str | None) -> None:
+        """Register a value learnt at run time (an access token) so it is masked too."""
+        self.redact.add(secret)
+
+    async def __aenter__(self) -> ApiClient:
+        pool = httpx.Limits(
+            max_connections=self.limits.max_concurrency,
+            max_keepalive_connections=self.limits.max_concurrency,
+        )
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            transport=AiohttpTransport(limits=pool, trust_env=False),
+            timeout=httpx.Timeout(self.limits.timeout_seconds),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- requests ----------------------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        raise_on_unauthorized: bool = True,
+    ) -> httpx.Response:
+        """Send one request with retries; returns any non-retryable answer (2xx, 400, 404, ...).
+
+        401/403 raise ``UnauthorizedError`` unless ``raise_on_unauthorized`` is false, for callers that hold
+        per-account credentials and decide for themselves (a Bakalari student's token, say).
+        """
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.limits.max_attempts),
+            wait=_WaitHonouringRetryAfter(self.limits),
+            retry=retry_if_exception_type(TransientApiError),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                response = await self._attempt(method, path, params, json_body, form, headers)
+        if response.status_code in AUTH_STATUSES and raise_on_unauthorized:
+            raise UnauthorizedError(
+                self.system, self.credential_variables, response.status_code, self.redact(path)
+            )
+        return response
+
+    async def request_json(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """``request`` and parse the body as JSON; a body that is not JSON is a ``MalformedResponseError``."""
+        response = await self.request(method, path, **kwargs)
+        return response.status_code, self.parse_json(response, method, path)
+
+    def parse_json(self, response: httpx.Response, method: str, path: str) -> Any:
+        try:
+            return json.loads(response.content)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            kind = response.headers.get("content-type", "unknown content type").split(";")[0]
+            raise MalformedResponseError(
+                self.system, method, self.redact(path), f"HTTP {response.status_code} answered with {kind}, not JSON",
+                status=response.status_code,
+            ) from None
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        form: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        if self._client is None:
+            raise RuntimeError("ApiClient used outside 'async with'")
+        shown_path = self.redact(path)
+        async with self._semaphore:
+            wait = self._paused_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            self.requests_made += 1
+            try:
+                response = await asyncio.wait_for(
+                    self._client.request(
+                        method,
+                        path,
+                        params=params,
+                        json=json_body,
+                        data=form,
+                        headers={**self.headers, **(headers or {})},
+                    ),
+                    timeout=self.limits.timeout_seconds + 1,
+                )
+            except (httpx.TransportError, asyncio.TimeoutError) as error:
+                self.statuses[type(error).__name__] += 1
+                detail = self.redact(str(error)) or type(error).__name__
+                raise TransientApiError(
+                    self.system, method, shown_path, f"{type(error).__name__}: {detail}"
+                ) from None
+        self.statuses[str(response.status_code)] += 1
+        if response.status_code in RETRY_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if response.status_code == 429 and retry_after:
+                self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
+            raise TransientApiError(
+                self.system, method, shown_path, f"HTTP {response.status_code}", status=response.status_code,
+                retry_after=retry_after,
+            )
+        return response
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self.log.debug(
+            self.redact(f"{error}; retry {state.attempt_number}/{self.limits.max_attempts - 1} in {wait:.2f} s")
+        )
+
+    def summary(self) -> dict[str, int]:
+        return {"requests": self.requests_made, "retries": self.retries}

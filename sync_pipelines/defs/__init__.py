@@ -1,0 +1,1 @@
+"""One folder per system (resource, assets, checks, schedules), merged into one ``Definitions``."""

@@ -1,0 +1,58 @@
+"""The ``students`` asset: a validated snapshot of the student information system's table."""
+
+
+from collections import Counter
+
+import dagster as dg
+import pandas as pd
+
+from sync_pipelines.defs.students.resources import StudentsDatabase
+from sync_pipelines.defs.students.validation import GRADE_LABELS, InvalidRow, StudentRow, validate_students
+
+STUDENT_COLUMNS = ["student_id", "first_name", "last_name", "grade", "rt_user_id"]
+
+
+def students_frame(valid: list[StudentRow]) -> pd.DataFrame:
+    frame = pd.DataFrame([vars(student) for student in valid], columns=STUDENT_COLUMNS)
+    frame["rt_user_id"] = frame["rt_user_id"].astype("Int64")
+    return frame
+
+
+def _invalid_table(invalid: list[InvalidRow], rows: int = 50) -> str:
+    lines = ["| student | reason |", "| --- | --- |"]
+    lines += [f"| {row.student_id.replace('|', '/')} | {row.reason.replace('|', '/')} |" for row in invalid[:rows]]
+    if len(invalid) > rows:
+        lines.append(f"| ... | {len(invalid) - rows} more |")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    group_name="students",
+    io_manager_key="state_table_io_manager",
+    kinds={"sql", "pandas"},
+    description="Validated snapshot of the student information system's students table (invalid rows kept out).",
+)
+def students(context: dg.AssetExecutionContext, students_database: StudentsDatabase) -> dg.Output[pd.DataFrame]:
+    rows = students_database.read_rows()
+    valid, invalid = validate_students(rows)
+    for row in invalid[:20]:
+        context.log.warning(f"student {row.student_id} kept out: {row.reason}")
+    if len(invalid) > 20:
+        context.log.warning(f"... and {len(invalid) - 20} more invalid rows (see the 'invalid_rows' metadata)")
+    frame = students_frame(valid)
+    grades = Counter(student.grade for student in valid)
+    metadata = {
+        "source_rows": dg.MetadataValue.int(len(rows)),
+        "row_count": dg.MetadataValue.int(len(valid)),
+        "invalid": dg.MetadataValue.int(len(invalid)),
+        "without_rt_user_id": dg.MetadataValue.int(sum(1 for s in valid if s.rt_user_id is None)),
+        "grade_distribution": dg.MetadataValue.json({grade: grades.get(grade, 0) for grade in GRADE_LABELS}),
+        "preview": dg.MetadataValue.md(frame.head(10).to_markdown(index=False) if len(frame) else "(empty)"),
+    }
+    if invalid:
+        metadata["invalid_rows"] = dg.MetadataValue.md(_invalid_table(invalid))
+    context.log.info(
+        f"students: {len(rows)} rows read, {len(valid)} valid, {len(invalid)} invalid, "
+        f"{metadata['without_rt_user_id'].value} without rt_user_id"
+    )
+    return dg.Output(frame, metadata=metadata)

@@ -1,0 +1,34 @@
+"""Checks on the students snapshot that the RT sync relies on."""
+
+
+import dagster as dg
+import pandas as pd
+
+from sync_pipelines.defs.students.assets import students
+
+
+def _duplicates(values: pd.Series) -> dict[str, int]:
+    counts = values.dropna().astype(str).value_counts()
+    return {key: int(count) for key, count in counts[counts > 1].items()}
+
+
+@dg.asset_check(asset=students, description="No student id appears twice in the snapshot.")
+def students_unique_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
+    duplicates = _duplicates(students["student_id"])
+    return dg.AssetCheckResult(
+        passed=not duplicates,
+        metadata={"duplicate_ids": len(duplicates), "examples": dg.MetadataValue.json(dict(list(duplicates.items())[:20]))},
+    )
+
+
+@dg.asset_check(
+    asset=students,
+    blocking=True,
+    description="No two students share an rt_user_id: a shared RT user would get two students' data.",
+)
+def students_unique_rt_user_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
+    shared = _duplicates(students["rt_user_id"])
+    return dg.AssetCheckResult(
+        passed=not shared,
+        metadata={"shared_rt_user_ids": len(shared), "examples": dg.MetadataValue.json(dict(list(shared.items())[:20]))},
+    )

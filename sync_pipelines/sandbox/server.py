@@ -1,0 +1,329 @@
+"""Shared machinery of the sandbox servers: fault knobs, request counters, and ways to run them.
+
+Each sandbox (RT, Bakalari, Portail DF) is an ``aiohttp.web`` application built on ``SandboxApp``. The
+knobs and counters live behind ``/_sandbox/*`` admin endpoints so that a test, the demo and the benchmarks
+drive a server the same way whether it runs in a thread of the test process or in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+ADMIN_PREFIX = "/_sandbox"
+
+
+@dataclass
+class Knobs:
+    """How badly the sandbox behaves. Every field can be changed while the server runs."""
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    # Requests in flight above this number are refused with 429 and Retry-After (None: unlimited).
+    max_concurrency: int | None = None
+    retry_after_seconds: float = 1.0
+    # Probability that a request gets a 500, 502 or 503 instead of its answer.
+    error_rate: float = 0.0
+    # Probability that the connection is closed without an answer.
+    drop_rate: float = 0.0
+    # Probability that a 200 answer carries a broken body (an HTML error page or truncated JSON).
+    malformed_rate: float = 0.0
+    # Probability that an answer is held for ``slow_seconds`` (to exceed a client's timeout).
+    slow_rate: float = 0.0
+    slow_seconds: float = 0.0
+    # The next N requests (admin endpoints excepted) get 429 with Retry-After: a burst of overload.
+    burst_429: int = 0
+    seed: int | None = None
+
+    def update(self, changes: dict[str, Any]) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown sandbox knobs: {sorted(unknown)}; known: {sorted(known)}")
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class SandboxApp:
+    """Base of a sandbox server: subclasses add routes in ``add_routes`` and state in ``state_snapshot``."""
+
+    system = "sandbox"
+
+    def __init__(self, knobs: Knobs | None = None) -> None:
+        self.knobs = knobs or Knobs()
+        self.random = random.Random(self.knobs.seed)
+        self.counters: Counter[str] = Counter()
+        self.status_counters: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.app = web.Application(middlewares=[self._faults_middleware], client_max_size=64 * 1024 * 1024)
+        self.app.router.add_get(f"{ADMIN_PREFIX}/stats", self._admin_stats)
+        self.app.router.add_post(f"{ADMIN_PREFIX}/reset", self._admin_reset)
+        self.app.router.add_get(f"{ADMIN_PREFIX}/knobs", self._admin_get_knobs)
+        self.app.router.add_post(f"{ADMIN_PREFIX}/knobs", self._admin_set_knobs)
+        self.app.router.add_get(f"{ADMIN_PREFIX}/state", self._admin_get_state)
+        self.app.router.add_post(f"{ADMIN_PREFIX}/state", self._admin_set_state)
+        self.add_routes(self.app.router)
+
+    # -- to be provided by each system -------------------------------------------------------------
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        raise NotImplementedError
+
+    def state_snapshot(self) -> dict[str, Any]:
+        """The server's whole state as JSON, for tests to compare with what a sync should have produced."""
+        raise NotImplementedError
+
+    def apply_state_change(self, change: dict[str, Any]) -> None:
+        """Change state from a test (e.g. a hand edit in RT, a new student in Bakalari)."""
+        raise NotImplementedError
+
+    # -- fault injection -----------------------------------------------------------------------------
+    @web.middleware
+    async def _faults_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(ADMIN_PREFIX):
+            return await handler(request)
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
+        endpoint = f"{request.method} {route}"
+        self.counters[endpoint] += 1
+        knobs = self.knobs
+        if knobs.burst_429 > 0:
+            knobs.burst_429 -= 1
+            return self._too_many()
+        limit = knobs.max_concurrency
+        if limit is not None and self.in_flight >= limit:
+            return self._too_many()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            delay = knobs.latency_ms + (self.random.uniform(0, knobs.jitter_ms) if knobs.jitter_ms else 0.0)
+            if knobs.slow_rate and self.random.random() < knobs.slow_rate:
+                delay += knobs.slow_seconds * 1000
+            if delay > 0:
+                await asyncio.sleep(delay / 1000)
+            if knobs.drop_rate and self.random.random() < knobs.drop_rate:
+                self.status_counters["dropped"] += 1
+                if request.transport is not None:
+                    request.transport.abort()
+                raise asyncio.CancelledError  # aiohttp discards the request without writing an answer
+            if knobs.error_rate and self.random.random() < knobs.error_rate:
+                status = self.random.choice([500, 502, 503])
+                self.status_counters[str(status)] += 1
+                return web.Response(
+                    status=status,
+                    text=f"<html><body><h1>{status} Server Error</h1></body></html>",
+                    content_type="text/html",
+                )
+            response = await handler(request)
+            if (
+                knobs.malformed_rate
+                and response.status == 200
+                and self.random.random() < knobs.malformed_rate
+            ):
+                self.status_counters["malformed"] += 1
+                if self.random.random() < 0.5:
+                    return web.Response(
+                        status=200, text="<html><body>Proxy error</body></html>", content_type="text/html"
+                    )
+                return web.Response(status=200, text='{"truncated": ', content_type="application/json")
+            self.status_counters[str(response.status)] += 1
+            return response
+        finally:
+            self.in_flight -= 1
+
+    def _too_many(self) -> web.Response:
+        self.status_counters["429"] += 1
+        retry_after = self.knobs.retry_after_seconds
+        header = str(int(retry_after)) if float(retry_after).is_integer() else f"{retry_after:g}"
+        return web.json_response(
+            {"message": "Too many requests"}, status=429, headers={"Retry-After": header}
+        )
+
+    # -- admin endpoints -------------------------------------------------------------------------------
+    async def _admin_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "system": self.system,
+                "requests": dict(self.counters),
+                "total_requests": sum(self.counters.values()),
+                "statuses": dict(self.status_counters),
+                "max_in_flight": self.max_in_flight,
+            }
+        )
+
+    async def _admin_reset(self, request: web.Request) -> web.Response:
+        self.counters.clear()
+        self.status_counters.clear()
+        self.max_in_flight = 0
+        return web.json_response({"ok": True})
+
+    async def _admin_get_knobs(self, request: web.Request) -> web.Response:
+        return web.json_response(asdict(self.knobs))
+
+    async def _admin_set_knobs(self, request: web.Request) -> web.Response:
+        changes = await request.json()
+        try:
+            self.knobs.update(changes)
+        except ValueError as error:
+            return web.json_response({"message": str(error)}, status=400)
+        if "seed" in changes:
+            self.random.seed(changes["seed"])
+        return web.json_response(asdict(self.knobs))
+
+    async def _admin_get_state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state_snapshot())
+
+    async def _admin_set_state(self, request: web.Request) -> web.Response:
+        self.apply_state_change(await request.json())
+        return web.json_response({"ok": True})
+
+
+class SandboxHandle:
+    """Talks to a running sandbox server's admin endpoints, wherever it runs."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def _admin(self, method: str, path: str, body: Any = None) -> Any:
+        response = httpx.request(method, f"{self.url}{ADMIN_PREFIX}/{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def stats(self) -> dict[str, Any]:
+        return self._admin("GET", "stats")
+
+    def requests(self, endpoint: str) -> int:
+        """How many requests reached ``endpoint`` (e.g. ``"PUT /REST/2.0/user/{id}"``)."""
+        return int(self.stats()["requests"].get(endpoint, 0))
+
+    def reset_counters(self) -> None:
+        self._admin("POST", "reset")
+
+    def set_knobs(self, **changes: Any) -> dict[str, Any]:
+        return self._admin("POST", "knobs", changes)
+
+    def state(self) -> dict[str, Any]:
+        return self._admin("GET", "state")
+
+    def change_state(self, change: dict[str, Any]) -> None:
+        self._admin("POST", "state", change)
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadedSandbox(SandboxHandle):
+    """Runs a sandbox app on 127.0.0.1 in a background thread with its own event loop (for tests)."""
+
+    def __init__(self, sandbox: SandboxApp, port: int = 0) -> None:
+        self.sandbox = sandbox
+        self._port = port or free_port()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._serve, name=f"sandbox-{sandbox.system}", daemon=True)
+        super().__init__(f"http://127.0.0.1:{self._port}")
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._runner = web.AppRunner(self.sandbox.app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=1024)
+        self._loop.run_until_complete(site.start())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def start(self) -> ThreadedSandbox:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError(f"the {self.sandbox.system} sandbox did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+
+    def __enter__(self) -> ThreadedSandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class SandboxProcess(SandboxHandle):
+    """Runs a sandbox in its own process (``python -m sync_pipelines.sandbox``), as the demo and benchmarks do,
+    so that the server's CPU does not compete with the client being measured."""
+
+    def __init__(self, system: str, args: list[str] | None = None, port: int = 0) -> None:
+        self.system = system
+        self._port = port or free_port()
+        self._args = args or []
+        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__(f"http://127.0.0.1:{self._port}")
+
+    def start(self, timeout: float = 60) -> SandboxProcess:
+        command = [sys.executable, "-m", "sync_pipelines.sandbox", self.system, "--port", str(self._port), *self._args]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                error = self._process.stderr.read().decode() if self._process.stderr else ""
+                raise RuntimeError(f"the {self.system} sandbox exited: {error.strip()}")
+            try:
+                self.stats()
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the {self.system} sandbox did not answer within {timeout} s")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+    def __enter__(self) -> SandboxProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_forever(sandbox: SandboxApp, port: int) -> None:
+    """Serve until interrupted (the command-line entry point)."""
+    web.run_app(sandbox.app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=1024)
+
+
+@contextlib.contextmanager
+def running(sandbox: SandboxApp) -> Iterator[ThreadedSandbox]:
+    with ThreadedSandbox(sandbox) as handle:
+        yield handle
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)

@@ -1,0 +1,118 @@
+"""A typed plan: what a sync would do to each record, computed from desired and current state alone."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+Value = Any  # JSON-compatible: str, int, float, bool, None, lists of those
+
+
+class Action(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: Value
+    new: Value
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A record left alone, and why. ``category`` is counted in metadata (e.g. ``no_rt_user``, ``invalid``)."""
+
+    key: str
+    category: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlannedRecord:
+    key: str
+    action: Action
+    desired: Mapping[str, Value] = field(default_factory=dict)
+    changes: tuple[FieldChange, ...] = ()
+    category: str | None = None
+    reason: str | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.action in (Action.CREATE, Action.UPDATE)
+
+
+@dataclass
+class SyncPlan:
+    target: str
+    records: list[PlannedRecord]
+
+    @property
+    def to_write(self) -> list[PlannedRecord]:
+        return [record for record in self.records if record.writes]
+
+    @property
+    def skipped(self) -> list[PlannedRecord]:
+        return [record for record in self.records if record.action is Action.SKIP]
+
+    def counts(self) -> dict[str, int]:
+        counts = Counter(record.action.value for record in self.records)
+        return {action.value: counts.get(action.value, 0) for action in Action}
+
+    def skip_counts(self) -> dict[str, int]:
+        return dict(Counter(record.category or "skipped" for record in self.skipped))
+
+    def field_changes(self) -> int:
+        return sum(len(record.changes) for record in self.records)
+
+
+def values_equal(old: Value, new: Value) -> bool:
+    """Equality as the target sees it: ``9`` and ``"9"`` are the same value in a text field."""
+    if old == new:
+        return True
+    if old is None or new is None or isinstance(old, bool) or isinstance(new, bool):
+        return False
+    if isinstance(old, (list, tuple)) or isinstance(new, (list, tuple)):
+        return False
+    return str(old) == str(new)
+
+
+def plan_changes(
+    target: str,
+    desired: Mapping[str, Mapping[str, Value]],
+    current: Mapping[str, Mapping[str, Value] | None],
+    skips: Iterable[Skip] = (),
+) -> SyncPlan:
+    """Compare each desired record with its current state, field by field.
+
+    A key missing from ``current`` (or mapped to ``None``) is a ``CREATE``; only the fields named in the desired
+    record are compared, so fields the sync does not own are never touched. Records come out in the order of
+    ``desired``, then the skips.
+    """
+    records: list[PlannedRecord] = []
+    for key, wanted in desired.items():
+        existing = current.get(key)
+        if existing is None:
+            changes = tuple(FieldChange(name, None, value) for name, value in wanted.items())
+            records.append(PlannedRecord(key, Action.CREATE, wanted, changes))
+            continue
+        changes = tuple(
+            FieldChange(name, existing.get(name), value)
+            for name, value in wanted.items()
+            if not values_equal(existing.get(name), value)
+        )
+        action = Action.UPDATE if changes else Action.UNCHANGED
+        records.append(PlannedRecord(key, action, wanted, changes))
+    seen = set(desired)
+    for skip in skips:
+        if skip.key in seen:
+            continue
+        seen.add(skip.key)
+        records.append(PlannedRecord(skip.key, Action.SKIP, category=skip.category, reason=skip.reason))
+    return SyncPlan(target, records)

@@ -1,0 +1,246 @@
+"""The project's own state: an audit row per applied change, and what was last written (for delta syncs).
+
+Lives in ``SYNC_STATE_DATABASE_URL`` (SQLite under ``$DAGSTER_HOME`` by default, PostgreSQL in production).
+
+Audit rows are written *before* a batch is applied, as ``pending``, and settled after it (``applied`` or
+``failed``). A process killed in between leaves ``pending`` rows behind; the next run settles them against
+what the target really holds (``reconcile_pending``), so no committed write is ever missing from the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.sync.plan import PlannedRecord, Value, values_equal
+
+STATE_SETTING = "SYNC_STATE_DATABASE_URL"
+
+metadata = sa.MetaData()
+
+audit_log = sa.Table(
+    "sync_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("record_key", sa.String(255), nullable=False),
+    sa.Column("field", sa.String(255), nullable=False),
+    sa.Column("old_value", sa.Text),
+    sa.Column("new_value", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_sync_audit_target_status", "target", "status"),
+    sa.Index("ix_sync_audit_run", "run_id"),
+)
+
+last_written = sa.Table(
+    "sync_last_written",
+    metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("record_key", sa.String(255), primary_key=True),
+    sa.Column("field", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+PENDING, APPLIED, FAILED, NOT_APPLIED = "pending", "applied", "failed", "not_applied"
+_CHUNK = 5000
+
+
+def default_state_url() -> str:
+    home = os.environ.get("DAGSTER_HOME") or str(Path.cwd() / ".dagster_home")
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(home) / 'sync_state.sqlite'}"
+
+
+def _encode(value: Value) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _decode(text: str | None) -> Value:
+    return None if text is None else json.loads(text)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    for start in range(0, len(rows), _CHUNK):
+        yield rows[start : start + _CHUNK]
+
+
+class SyncStateStore:
+    """Audit log and last-written values for every target."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    @classmethod
+    def from_url(cls, url: str | None) -> SyncStateStore:
+        return cls(create_database_engine(url or default_state_url(), STATE_SETTING))
+
+    # -- last written -------------------------------------------------------------------------------------
+    def last_written(self, target: str, keys: Iterable[str] | None = None) -> dict[str, dict[str, Value]]:
+        """``{record_key: {field: value}}`` as this project last wrote them to ``target``."""
+        query = sa.select(last_written.c.record_key, last_written.c.field, last_written.c.value).where(
+            last_written.c.target == target
+        )
+        wanted = set(keys) if keys is not None else None
+        result: dict[str, dict[str, Value]] = {}
+        with self.engine.connect() as connection:
+            for key, field, value in connection.execute(query):
+                if wanted is None or key in wanted:
+                    result.setdefault(key, {})[field] = _decode(value)
+        return result
+
+    def forget(self, target: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(sa.delete(last_written).where(last_written.c.target == target))
+
+    def _upsert_written(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        dialect = connection.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        for chunk in _chunks(rows):
+            statement = insert(last_written)
+            statement = statement.on_conflict_do_update(
+                index_elements=[last_written.c.target, last_written.c.record_key, last_written.c.field],
+                set_={"value": statement.excluded.value, "run_id": statement.excluded.run_id,
+                      "written_at": statement.excluded.written_at},
+            )
+            connection.execute(statement, chunk)
+
+    # -- audit --------------------------------------------------------------------------------------------
+    def begin_batch(self, run_id: str, target: str, records: list[PlannedRecord]) -> None:
+        """Log the batch's changes as ``pending`` before anything is sent to the target."""
+        now = _now()
+        rows = [
+            {
+                "run_id": run_id,
+                "target": target,
+                "record_key": record.key,
+                "field": change.field,
+                "old_value": _encode(change.old),
+                "new_value": _encode(change.new),
+                "status": PENDING,
+                "error": None,
+                "recorded_at": now,
+            }
+            for record in records
+            for change in record.changes
+        ]
+        if rows:
+            with self.engine.begin() as connection:
+                for chunk in _chunks(rows):
+                    connection.execute(sa.insert(audit_log), chunk)
+
+    def finish_batch(
+        self,
+        run_id: str,
+        target: str,
+        records: list[PlannedRecord],
+        failures: Mapping[str, str],
+        remember_written: bool,
+    ) -> None:
+        """Settle the batch's pending rows: ``applied`` for written records, ``failed`` (with the reason) otherwise."""
+        now = _now()
+        applied_keys = [record.key for record in records if record.key not in failures]
+        with self.engine.begin() as connection:
+            pending = (
+                (audit_log.c.run_id == run_id) & (audit_log.c.target == target) & (audit_log.c.status == PENDING)
+            )
+            for start in range(0, len(applied_keys), _CHUNK):
+                connection.execute(
+                    sa.update(audit_log)
+                    .where(pending & audit_log.c.record_key.in_(applied_keys[start : start + _CHUNK]))
+                    .values(status=APPLIED, recorded_at=now)
+                )
+            for key, reason in failures.items():
+                connection.execute(
+                    sa.update(audit_log)
+                    .where(pending & (audit_log.c.record_key == key))
+                    .values(status=FAILED, error=reason[:2000], recorded_at=now)
+                )
+            if remember_written:
+                written = [
+                    {"target": target, "record_key": record.key, "field": change.field,
+                     "value": _encode(change.new), "run_id": run_id, "written_at": now}
+                    for record in records
+                    if record.key not in failures
+                    for change in record.changes
+                ]
+                self._upsert_written(connection, written)
+
+    def pending(self, target: str) -> dict[str, dict[str, Value]]:
+        """Changes whose outcome a killed run never recorded: ``{record_key: {field: new value}}``."""
+        query = sa.select(audit_log.c.record_key, audit_log.c.field, audit_log.c.new_value).where(
+            (audit_log.c.target == target) & (audit_log.c.status == PENDING)
+        )
+        result: dict[str, dict[str, Value]] = {}
+        with self.engine.connect() as connection:
+            for key, field, value in connection.execute(query):
+                result.setdefault(key, {})[field] = _decode(value)
+        return result
+
+    def reconcile_pending(
+        self, target: str, current: Mapping[str, Mapping[str, Value] | None], remember_written: bool
+    ) -> dict[str, int]:
+        """Settle pending rows from killed runs by what ``target`` holds now; returns counts per outcome."""
+        outcome = {APPLIED: 0, NOT_APPLIED: 0}
+        query = sa.select(
+            audit_log.c.id, audit_log.c.run_id, audit_log.c.record_key, audit_log.c.field, audit_log.c.new_value
+        ).where((audit_log.c.target == target) & (audit_log.c.status == PENDING))
+        now = _now()
+        with self.engine.begin() as connection:
+            rows = connection.execute(query).all()
+            applied_ids, missing_ids, written = [], [], []
+            for row_id, run_id, key, field, new_value in rows:
+                held = (current.get(key) or {}).get(field)
+                if current.get(key) is not None and values_equal(held, _decode(new_value)):
+                    applied_ids.append(row_id)
+                    written.append({"target": target, "record_key": key, "field": field, "value": new_value,
+                                    "run_id": run_id, "written_at": now})
+                else:
+                    missing_ids.append(row_id)
+            for ids, status in ((applied_ids, APPLIED), (missing_ids, NOT_APPLIED)):
+                for start in range(0, len(ids), _CHUNK):
+                    connection.execute(
+                        sa.update(audit_log)
+                        .where(audit_log.c.id.in_(ids[start : start + _CHUNK]))
+                        .values(status=status, error="settled after an interrupted run")
+                    )
+                outcome[status] = len(ids)
+            if remember_written:
+                self._upsert_written(connection, written)
+        return outcome
+
+    def audit_rows(self, target: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(audit_log).order_by(audit_log.c.id)
+        if target is not None:
+            query = query.where(audit_log.c.target == target)
+        if run_id is not None:
+            query = query.where(audit_log.c.run_id == run_id)
+        with self.engine.connect() as connection:
+            return [
+                {**row._mapping, "old_value": _decode(row.old_value), "new_value": _decode(row.new_value)}
+                for row in connection.execute(query)
+            ]
+
+    def delete_audit_before(self, cutoff: datetime) -> int:
+        with self.engine.begin() as connection:
+            return connection.execute(sa.delete(audit_log).where(audit_log.c.recorded_at < cutoff)).rowcount

@@ -1,0 +1,59 @@
+"""Session-wide fixtures: one real PostgreSQL server, a fresh database per test, a private DAGSTER_HOME."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sync_pipelines_tests.harness.postgres import PostgresServer
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's server, as a driverless ``postgresql://`` URL."""
+    name = postgres_server.create_database()
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def make_pg_url(postgres_server: PostgresServer) -> Iterator:
+    """Several fresh databases in one test (e.g. the source and the sync state)."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = postgres_server.create_database()
+        created.append(name)
+        return postgres_server.url(name)
+
+    yield make
+    for name in created:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'db.sqlite'}"
+
+
+@pytest.fixture(autouse=True)
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own DAGSTER_HOME, so the default sync state SQLite file never leaks between tests."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv("SYNC_STATE_DATABASE_URL", raising=False)
+    return home

@@ -1,0 +1,184 @@
+"""The shared HTTP layer against a real sandbox server with injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from sync_pipelines.core.errors import AuthenticationError
+from sync_pipelines.core.http import (
+    ApiClient,
+    ApiLimits,
+    MalformedResponseError,
+    TransientApiError,
+    parse_retry_after,
+)
+from sync_pipelines.sandbox.server import Knobs, SandboxApp, ThreadedSandbox
+
+TOKEN = "tok-3f9a1c77-secret-value"
+
+
+class EchoSandbox(SandboxApp):
+    """The smallest sandbox: an authenticated JSON echo, so the layer is tested apart from any real API."""
+
+    system = "echo"
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/api/item/{id}", self.item)
+
+    def state_snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def apply_state_change(self, change: dict[str, Any]) -> None:
+        pass
+
+    async def item(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"token {TOKEN}":
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        item = request.match_info["id"]
+        if item == "missing":
+            return web.json_response({"message": "Resource does not exist"}, status=404)
+        return web.json_response({"id": item})
+
+
+@pytest.fixture
+def echo() -> ThreadedSandbox:
+    with ThreadedSandbox(EchoSandbox(Knobs(seed=1))) as handle:
+        yield handle
+
+
+def client(url: str, **limits: Any) -> ApiClient:
+    defaults = {"backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.05, "timeout_seconds": 2.0}
+    return ApiClient(
+        "Echo",
+        url,
+        ApiLimits(**{**defaults, **limits}),
+        credential_variables="ECHO_TOKEN",
+        secrets=[TOKEN],
+        headers={"Authorization": f"token {TOKEN}"},
+    )
+
+
+async def fetch_many(api: ApiClient, count: int) -> list[Any]:
+    async with api:
+        return await asyncio.gather(*(api.request_json("GET", f"api/item/{n}") for n in range(count)))
+
+
+def test_retries_injected_server_errors_until_success(echo: ThreadedSandbox) -> None:
+    echo.set_knobs(error_rate=0.3, seed=3)
+    api = client(echo.url, max_attempts=10)
+    results = asyncio.run(fetch_many(api, 60))
+    assert [body["id"] for _, body in results] == [str(n) for n in range(60)]
+    statuses = echo.stats()["statuses"]
+    injected = sum(statuses.get(code, 0) for code in ("500", "502", "503"))
+    assert injected > 0
+    assert api.retries == injected
+    assert api.requests_made == 60 + injected
+
+
+def test_retries_dropped_connections_and_timeouts(echo: ThreadedSandbox) -> None:
+    echo.set_knobs(drop_rate=0.1, slow_rate=0.05, slow_seconds=1.5, seed=5)
+    api = client(echo.url, max_attempts=10, timeout_seconds=0.5)
+    results = asyncio.run(fetch_many(api, 40))
+    assert len(results) == 40
+    assert api.retries >= 1
+
+
+def test_retry_after_is_obeyed(echo: ThreadedSandbox) -> None:
+    echo.set_knobs(burst_429=1, retry_after_seconds=1)
+    api = client(echo.url)
+    started = time.monotonic()
+    results = asyncio.run(fetch_many(api, 1))
+    assert results[0][1] == {"id": "0"}
+    assert time.monotonic() - started >= 0.95
+    assert echo.stats()["statuses"]["429"] == 1
+
+
+def test_overload_slows_every_request_down(echo: ThreadedSandbox) -> None:
+    """After a 429 the client pauses all requests for Retry-After instead of hammering the server."""
+    echo.set_knobs(burst_429=3, retry_after_seconds=0.5)
+    api = client(echo.url, max_concurrency=4)
+    started = time.monotonic()
+    asyncio.run(fetch_many(api, 20))
+    assert time.monotonic() - started >= 0.45
+    assert echo.stats()["total_requests"] <= 20 + 3 + 4
+
+
+def test_unauthorized_stops_without_retries_and_names_the_variable(echo: ThreadedSandbox) -> None:
+    api = ApiClient("Echo", echo.url, ApiLimits(), "ECHO_TOKEN", secrets=["wrong-token-value"],
+                    headers={"Authorization": "token wrong-token-value"})
+    with pytest.raises(AuthenticationError) as raised:
+        asyncio.run(fetch_many(api, 1))
+    assert "ECHO_TOKEN" in str(raised.value)
+    assert "wrong-token-value" not in str(raised.value)
+    assert echo.requests("GET /api/item/{id}") == 1
+
+
+def test_not_found_is_returned_not_retried(echo: ThreadedSandbox) -> None:
+    async def go() -> int:
+        async with client(echo.url) as api:
+            response = await api.request("GET", "api/item/missing")
+            return response.status_code
+
+    assert asyncio.run(go()) == 404
+    assert echo.requests("GET /api/item/{id}") == 1
+
+
+def test_gives_up_after_max_attempts(echo: ThreadedSandbox) -> None:
+    echo.set_knobs(error_rate=1.0)
+    with pytest.raises(TransientApiError):
+        asyncio.run(fetch_many(client(echo.url, max_attempts=3), 1))
+    assert echo.requests("GET /api/item/{id}") == 3
+
+
+def test_html_answer_is_a_malformed_response(echo: ThreadedSandbox) -> None:
+    echo.set_knobs(malformed_rate=1.0, seed=2)
+    with pytest.raises(MalformedResponseError, match="not JSON"):
+        asyncio.run(fetch_many(client(echo.url), 1))
+
+
+def test_concurrency_is_bounded(echo: ThreadedSandbox) -> None:
+    echo.set_knobs(latency_ms=20)
+    asyncio.run(fetch_many(client(echo.url, max_concurrency=3), 30))
+    assert echo.stats()["max_in_flight"] == 3
+
+
+def test_requests_per_second_is_capped(echo: ThreadedSandbox) -> None:
+    started = time.monotonic()
+    asyncio.run(fetch_many(client(echo.url, requests_per_second=5), 6))
+    # One call every 0.2 s: six calls need at least a second.
+    assert time.monotonic() - started >= 0.95
+
+
+def test_secrets_never_reach_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """A secret that ends up in a request path (a token in a URL) is masked in the error and the retry logs."""
+    caplog.set_level(logging.DEBUG)
+    api = ApiClient(
+        "Echo", "http://127.0.0.1:1/", ApiLimits(max_attempts=3, backoff_initial_seconds=0.01),
+        "ECHO_TOKEN", secrets=[TOKEN], headers={"Authorization": f"token {TOKEN}"},
+    )
+
+    async def go() -> None:
+        async with api:
+            await api.request("GET", f"api/item/{TOKEN}")
+
+    with pytest.raises(TransientApiError) as raised:
+        asyncio.run(go())
+    assert "***" in str(raised.value)
+    assert TOKEN not in str(raised.value)
+    assert caplog.records, "retries are logged"
+    assert all(TOKEN not in record.getMessage() for record in caplog.records)
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("100000") == 120.0

@@ -1,0 +1,168 @@
+"""The shared sync engine: plans, dry runs, batches, the audit log and the last-written state."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sync_pipelines.sync import Action, SyncStateStore, apply_plan, plan_changes
+from sync_pipelines.sync.plan import Skip, values_equal
+from sync_pipelines.sync.report import changes_table, plan_metadata
+
+DESIRED = {
+    "1": {"Grade": "9", "Student ID": "S1"},
+    "2": {"Grade": "10", "Student ID": "S2"},
+    "3": {"Grade": "K", "Student ID": "S3"},
+}
+
+
+def test_plan_classifies_every_record() -> None:
+    current = {"1": {"Grade": "9", "Student ID": "S1"}, "2": {"Grade": "9", "Student ID": "S2"}}
+    plan = plan_changes("rt", DESIRED, current, [Skip("4", "no_rt_user", "student has no rt_user_id")])
+    by_key = {record.key: record for record in plan.records}
+    assert by_key["1"].action is Action.UNCHANGED
+    assert by_key["2"].action is Action.UPDATE
+    assert [(c.field, c.old, c.new) for c in by_key["2"].changes] == [("Grade", "9", "10")]
+    assert by_key["3"].action is Action.CREATE
+    assert by_key["4"].action is Action.SKIP and by_key["4"].reason == "student has no rt_user_id"
+    assert plan.counts() == {"create": 1, "update": 1, "unchanged": 1, "skip": 1}
+    assert plan.skip_counts() == {"no_rt_user": 1}
+    assert [r.key for r in plan.to_write] == ["2", "3"]
+
+
+def test_plan_only_compares_fields_it_owns() -> None:
+    plan = plan_changes("t", {"1": {"a": 1}}, {"1": {"a": 1, "b": "someone else's"}})
+    assert plan.records[0].action is Action.UNCHANGED
+
+
+def test_values_equal_treats_text_and_numbers_alike() -> None:
+    assert values_equal(9, "9")
+    assert not values_equal(None, "")
+    assert not values_equal(True, "True")
+    assert not values_equal(["a"], "a")
+
+
+def test_plan_metadata_shows_the_exact_changes() -> None:
+    plan = plan_changes("rt", DESIRED, {"2": {"Grade": "9", "Student ID": "S2"}})
+    table = changes_table(plan)
+    assert "| 2 | update | Grade | 9 -> 10 |" in table
+    assert "| 1 | create | Grade | ∅ -> 9 |" in table
+    metadata = plan_metadata(plan, dry_run=True)
+    assert metadata["planned_updates"].value == 1 and metadata["planned_creates"].value == 2
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request: pytest.FixtureRequest, tmp_path) -> SyncStateStore:
+    if request.param == "sqlite":
+        return SyncStateStore.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    return SyncStateStore.from_url(request.getfixturevalue("pg_url"))
+
+
+class FakeTarget:
+    """A target held in a dict; a key listed in ``refuse`` fails."""
+
+    def __init__(self, refuse: set[str] = frozenset()) -> None:
+        self.data: dict[str, dict] = {}
+        self.refuse = set(refuse)
+        self.batches: list[list[str]] = []
+
+    def write(self, records):
+        self.batches.append([r.key for r in records])
+        failures = {}
+        for record in records:
+            if record.key in self.refuse:
+                failures[record.key] = "refused by the target"
+            else:
+                self.data.setdefault(record.key, {}).update(record.desired)
+        return failures
+
+
+def run(plan, target, state, **kwargs):
+    return asyncio.run(
+        apply_plan(plan, target.write, state=state, run_id=kwargs.pop("run_id", "run-1"),
+                   batch_size=kwargs.pop("batch_size", 2), **kwargs)
+    )
+
+
+def test_apply_writes_in_batches_and_audits_each_change(state: SyncStateStore) -> None:
+    target = FakeTarget()
+    plan = plan_changes("rt", DESIRED, {})
+    result = run(plan, target, state, remember_written=True)
+    assert target.batches == [["1", "2"], ["3"]]
+    assert result.written == 3 and result.failed == 0 and result.field_changes == 6
+    audit = state.audit_rows("rt")
+    assert len(audit) == 6
+    assert {row["status"] for row in audit} == {"applied"}
+    assert {(row["record_key"], row["field"], row["new_value"]) for row in audit} == {
+        (key, field, value) for key, fields in DESIRED.items() for field, value in fields.items()
+    }
+    assert state.last_written("rt") == DESIRED
+
+
+def test_second_apply_of_the_same_state_changes_nothing(state: SyncStateStore) -> None:
+    target = FakeTarget()
+    run(plan_changes("rt", DESIRED, {}), target, state, remember_written=True)
+    second = plan_changes("rt", DESIRED, state.last_written("rt"))
+    assert second.to_write == []
+    result = run(second, target, state, run_id="run-2", remember_written=True)
+    assert result.written == 0 and target.batches == [["1", "2"], ["3"]]
+    assert state.audit_rows("rt", run_id="run-2") == []
+
+
+def test_dry_run_plan_writes_nothing(state: SyncStateStore) -> None:
+    target = FakeTarget()
+    plan = plan_changes("rt", DESIRED, {})
+    # A dry run stops at the plan: nothing reaches the target or the state.
+    assert len(plan.to_write) == 3
+    assert target.data == {} and state.audit_rows() == [] and state.last_written("rt") == {}
+
+
+def test_failed_records_are_audited_and_not_remembered(state: SyncStateStore) -> None:
+    target = FakeTarget(refuse={"2"})
+    result = run(plan_changes("rt", DESIRED, {}), target, state, remember_written=True)
+    assert result.failures == {"2": "refused by the target"}
+    assert set(state.last_written("rt")) == {"1", "3"}
+    failed = [row for row in state.audit_rows("rt") if row["status"] == "failed"]
+    assert {row["record_key"] for row in failed} == {"2"} and failed[0]["error"] == "refused by the target"
+    # The next run sees record 2 as still different and retries it.
+    retry = plan_changes("rt", DESIRED, {**state.last_written("rt"), "2": {"Grade": None, "Student ID": None}})
+    assert [record.key for record in retry.to_write] == ["2"]
+
+
+def test_a_batch_that_raises_fails_its_records_and_the_rest_goes_on(state: SyncStateStore) -> None:
+    calls = []
+
+    def writer(records):
+        calls.append([r.key for r in records])
+        if "1" in calls[-1]:
+            raise RuntimeError("deadlock detected")
+        return {}
+
+    result = asyncio.run(apply_plan(plan_changes("rt", DESIRED, {}), writer, state=state, run_id="r",
+                                    batch_size=2, remember_written=True))
+    assert calls == [["1", "2"], ["3"]]
+    assert set(result.failures) == {"1", "2"} and "deadlock detected" in result.failures["1"]
+    assert set(state.last_written("rt")) == {"3"}
+
+
+def test_pending_rows_of_a_killed_run_are_settled_by_what_the_target_holds(state: SyncStateStore) -> None:
+    plan = plan_changes("rt", DESIRED, {})
+    # A run logged its batch, wrote record 1 only, and was killed before settling.
+    state.begin_batch("killed-run", "rt", plan.to_write)
+    current = {"1": dict(DESIRED["1"]), "2": {"Grade": None}, "3": None}
+    assert set(state.pending("rt")) == {"1", "2", "3"}
+    outcome = state.reconcile_pending("rt", current, remember_written=True)
+    assert outcome == {"applied": 2, "not_applied": 4}
+    statuses = {(r["record_key"], r["status"]) for r in state.audit_rows("rt")}
+    assert ("1", "applied") in statuses and ("2", "not_applied") in statuses
+    assert state.pending("rt") == {}
+    assert state.last_written("rt") == {"1": DESIRED["1"]}
+
+
+def test_batch_delay_is_applied_between_batches(state: SyncStateStore) -> None:
+    import time
+
+    started = time.monotonic()
+    run(plan_changes("rt", DESIRED, {}), FakeTarget(), state, batch_size=1, batch_delay_seconds=0.2)
+    assert time.monotonic() - started >= 0.4

@@ -1,0 +1,123 @@
+"""The ``students`` asset on PostgreSQL and SQLite, both schemas, with bad rows and bad settings."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.defs.shared.state_resource import SyncStateResource, SyncStateTableIOManager
+from sync_pipelines.defs.students.assets import students
+from sync_pipelines.defs.students.checks import students_unique_ids, students_unique_rt_user_ids
+from sync_pipelines.defs.students.resources import StudentsDatabase
+from sync_pipelines.sandbox.databases import seed_students
+from sync_pipelines.sandbox.sample_data import generate_students
+
+
+def materialize_students(students_url: str, state_url: str, **database: object) -> dg.ExecuteInProcessResult:
+    state = SyncStateResource(database_url=state_url)
+    return dg.materialize(
+        [students, students_unique_ids, students_unique_rt_user_ids],
+        resources={
+            "students_database": StudentsDatabase(database_url=students_url, **database),
+            "sync_state": state,
+            "state_table_io_manager": SyncStateTableIOManager(state=state),
+        },
+        raise_on_error=False,
+    )
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def urls(request: pytest.FixtureRequest, tmp_path) -> tuple[str, str]:
+    if request.param == "postgresql":
+        make = request.getfixturevalue("make_pg_url")
+        return make(), make()
+    return f"sqlite:///{tmp_path / 'sis.sqlite'}", f"sqlite:///{tmp_path / 'state.sqlite'}"
+
+
+@pytest.mark.parametrize("schema", ["legacy", "django"])
+def test_students_snapshot_is_validated_and_stored(urls: tuple[str, str], schema: str) -> None:
+    students_url, state_url = urls
+    sample = generate_students(200, seed=3)
+    seed_students(students_url, sample, schema=schema)
+    result = materialize_students(students_url, state_url)
+    assert result.success
+    materialization = result.asset_materializations_for_node("students")[0]
+    metadata = materialization.metadata
+    assert metadata["row_count"].value == 200
+    assert metadata["invalid"].value == 0
+    assert metadata["without_rt_user_id"].value == sum(1 for s in sample if s.rt_user_id is None)
+    grades = metadata["grade_distribution"].value
+    assert sum(grades.values()) == 200 and grades["K"] == sum(1 for s in sample if s.grade == "K")
+    # The value lives in the sync state database, where a step in another process can read it.
+    stored = pd.read_sql_table("asset_students", create_database_engine(state_url, "state"))
+    assert len(stored) == 200
+    first = stored.sort_values("student_id").iloc[0]
+    assert first["student_id"] == sample[0].student_id and first["grade"] == sample[0].grade
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"students_unique_ids": True, "students_unique_rt_user_ids": True}
+
+
+def test_bad_rows_are_skipped_and_listed(urls: tuple[str, str]) -> None:
+    students_url, state_url = urls
+    seed_students(students_url, generate_students(20, seed=1), schema="legacy")
+    engine = create_database_engine(students_url, "x")
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO students (id, grade, rt_user_id) VALUES "
+            "('BAD1', '13', '5001'), ('BAD2', 'abc', NULL), ('BAD3', '4', 'x'), ('BAD4', '4', '-1'), "
+            "('DUP1', '5', '7000'), ('DUP2', '6', '7000')"
+        ))
+    result = materialize_students(students_url, state_url)
+    assert result.success
+    metadata = result.asset_materializations_for_node("students")[0].metadata
+    assert metadata["row_count"].value == 20
+    assert metadata["invalid"].value == 6
+    table = metadata["invalid_rows"].value
+    assert "| BAD1 | grade '13' is not K or 1..12 |" in table
+    assert "| DUP1 | rt_user_id 7000 is also given to DUP2 |" in table
+
+
+def test_custom_column_names(urls: tuple[str, str]) -> None:
+    students_url, state_url = urls
+    engine = create_database_engine(students_url, "x")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE pupils (pupil_no TEXT, year_level TEXT, helpdesk_id TEXT)"))
+        connection.execute(sa.text("INSERT INTO pupils VALUES ('P1', 'K', '77'), ('P2', '3', NULL)"))
+    result = materialize_students(
+        students_url, state_url, table="pupils", id_column="pupil_no", grade_column="year_level",
+        rt_user_id_column="helpdesk_id", first_name_column=None, last_name_column=None,
+    )
+    assert result.success
+    assert result.asset_materializations_for_node("students")[0].metadata["row_count"].value == 2
+
+
+def test_missing_table_names_the_setting(urls: tuple[str, str]) -> None:
+    students_url, _ = urls
+    with pytest.raises(ConfigurationError, match="STUDENTS_DATABASE_URL: the database has no table 'students'"):
+        StudentsDatabase(database_url=students_url).read_rows()
+
+
+def test_missing_column_names_it(urls: tuple[str, str]) -> None:
+    students_url, _ = urls
+    engine = create_database_engine(students_url, "x")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE students (id TEXT, grade TEXT)"))
+    with pytest.raises(ConfigurationError, match="has no column\\(s\\) 'rt_user_id'"):
+        StudentsDatabase(database_url=students_url).read_rows()
+
+
+def test_unreachable_database_is_one_clear_sentence() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        StudentsDatabase(database_url="postgresql://sis:hunter22@127.0.0.1:1/sis").read_rows()
+    message = str(raised.value)
+    assert message.startswith("STUDENTS_DATABASE_URL: could not connect to postgresql+psycopg://sis:***@127.0.0.1:1/sis")
+    assert "hunter22" not in message
+
+
+def test_garbage_url_names_the_setting() -> None:
+    with pytest.raises(ConfigurationError, match="STUDENTS_DATABASE_URL: is not a database URL"):
+        StudentsDatabase(database_url="not a url").read_rows()
