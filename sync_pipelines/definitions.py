@@ -2,10 +2,12 @@
 
 import dagster as dg
 
+from sync_pipelines.defs.rt import definitions as rt
 from sync_pipelines.defs.shared import definitions as shared
 from sync_pipelines.defs.students import definitions as students
 
 defs = dg.Definitions.merge(
     shared.defs,
     students.defs,
+    rt.defs,
 )

@@ -17,12 +17,15 @@ _DRIVERLESS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psyco
 def normalize_database_url(url: str, setting: str) -> URL:
     """Accept ``postgresql://user:pass@host/db`` (the seeds' form) as well as explicit SQLAlchemy URLs."""
     if not url or not url.strip():
-        raise ConfigurationError(setting, "is not set; give a database URL such as postgresql://user:pass@host:5432/db")
+        raise ConfigurationError(
+            setting, "is not set; give a database URL such as postgresql://user:pass@host:5432/db"
+        )
     try:
         parsed = make_url(url.strip())
     except ArgumentError:
         raise ConfigurationError(
-            setting, f"is not a database URL ({redact_url_password(url)!r}); expected e.g. postgresql://user:pass@host/db"
+            setting,
+            f"is not a database URL ({redact_url_password(url)!r}); expected e.g. postgresql://user:pass@host/db",
         ) from None
     if parsed.drivername in _DRIVERLESS:
         parsed = parsed.set(drivername=_DRIVERLESS[parsed.drivername])

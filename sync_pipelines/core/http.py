@@ -227,7 +227,10 @@ class ApiClient:
         except (json.JSONDecodeError, UnicodeDecodeError):
             kind = response.headers.get("content-type", "unknown content type").split(";")[0]
             raise MalformedResponseError(
-                self.system, method, self.redact(path), f"HTTP {response.status_code} answered with {kind}, not JSON",
+                self.system,
+                method,
+                self.redact(path),
+                f"HTTP {response.status_code} answered with {kind}, not JSON",
                 status=response.status_code,
             ) from None
 
@@ -274,7 +277,11 @@ class ApiClient:
             if response.status_code == 429 and retry_after:
                 self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
             raise TransientApiError(
-                self.system, method, shown_path, f"HTTP {response.status_code}", status=response.status_code,
+                self.system,
+                method,
+                shown_path,
+                f"HTTP {response.status_code}",
+                status=response.status_code,
                 retry_after=retry_after,
             )
         return response
@@ -284,7 +291,9 @@ class ApiClient:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         self.log.debug(
-            self.redact(f"{error}; retry {state.attempt_number}/{self.limits.max_attempts - 1} in {wait:.2f} s")
+            self.redact(
+                f"{error}; retry {state.attempt_number}/{self.limits.max_attempts - 1} in {wait:.2f} s"
+            )
         )
 
     def summary(self) -> dict[str, int]:

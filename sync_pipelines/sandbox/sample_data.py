@@ -9,8 +9,32 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-FIRST_NAMES = ["Anna", "Jakub", "Žofie", "Lukáš", "Chloé", "Mateo", "Aïcha", "Noah", "Zoë", "Oliver", "Émile", "Ida"]
-LAST_NAMES = ["Nováková", "Dvořák", "Martin", "García", "O'Neil", "Smith", "Černý", "Müller", "Lefèvre", "Kim"]
+FIRST_NAMES = [
+    "Anna",
+    "Jakub",
+    "Žofie",
+    "Lukáš",
+    "Chloé",
+    "Mateo",
+    "Aïcha",
+    "Noah",
+    "Zoë",
+    "Oliver",
+    "Émile",
+    "Ida",
+]
+LAST_NAMES = [
+    "Nováková",
+    "Dvořák",
+    "Martin",
+    "García",
+    "O'Neil",
+    "Smith",
+    "Černý",
+    "Müller",
+    "Lefèvre",
+    "Kim",
+]
 GRADES = ["K", *[str(grade) for grade in range(1, 13)]]
 RT_USER_ID_BASE = 1000
 

@@ -14,6 +14,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -99,7 +100,9 @@ class SandboxApp:
     async def _faults_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(ADMIN_PREFIX):
             return await handler(request)
-        route = request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
+        route = (
+            request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
+        )
         endpoint = f"{request.method} {route}"
         self.counters[endpoint] += 1
         knobs = self.knobs
@@ -130,7 +133,11 @@ class SandboxApp:
                     text=f"<html><body><h1>{status} Server Error</h1></body></html>",
                     content_type="text/html",
                 )
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except web.HTTPException as error:
+                self.status_counters[str(error.status)] += 1
+                raise
             if (
                 knobs.malformed_rate
                 and response.status == 200
@@ -190,7 +197,10 @@ class SandboxApp:
         return web.json_response(self.state_snapshot())
 
     async def _admin_set_state(self, request: web.Request) -> web.Response:
-        self.apply_state_change(await request.json())
+        try:
+            self.apply_state_change(await request.json())
+        except (ValueError, KeyError) as error:
+            return web.json_response({"message": f"bad state change: {error}"}, status=400)
         return web.json_response({"ok": True})
 
 
@@ -281,15 +291,26 @@ class SandboxProcess(SandboxHandle):
         self._port = port or free_port()
         self._args = args or []
         self._process: subprocess.Popen[bytes] | None = None
+        # A file, not a pipe: a pipe nobody reads fills up and blocks the server.
+        self._stderr = tempfile.TemporaryFile()
         super().__init__(f"http://127.0.0.1:{self._port}")
 
     def start(self, timeout: float = 60) -> SandboxProcess:
-        command = [sys.executable, "-m", "sync_pipelines.sandbox", self.system, "--port", str(self._port), *self._args]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        command = [
+            sys.executable,
+            "-m",
+            "sync_pipelines.sandbox",
+            self.system,
+            "--port",
+            str(self._port),
+            *self._args,
+        ]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._stderr)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                error = self._process.stderr.read().decode() if self._process.stderr else ""
+                self._stderr.seek(0)
+                error = self._stderr.read().decode(errors="replace")[-2000:]
                 raise RuntimeError(f"the {self.system} sandbox exited: {error.strip()}")
             try:
                 self.stats()

@@ -1,6 +1,5 @@
 """Run config every sync asset accepts (``interface.md``), defined once here rather than per pipeline."""
 
-
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -13,7 +12,9 @@ T = TypeVar("T")
 class SyncRunConfig(dg.Config):
     """``ops: {<asset>: {config: {...}}}`` in a ``-c`` file or the launchpad."""
 
-    dry_run: bool = Field(default=False, description="Compute and show the full plan of changes; write nothing.")
+    dry_run: bool = Field(
+        default=False, description="Compute and show the full plan of changes; write nothing."
+    )
     limit: int | None = Field(
         default=None, ge=1, description="Process only the first N records, ordered by their key."
     )

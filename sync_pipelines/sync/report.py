@@ -14,7 +14,9 @@ PREVIEW_ROWS = 50
 
 
 def _cell(value: Value) -> str:
-    text = "∅" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = (
+        "∅" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    )
     text = text.replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -75,6 +77,8 @@ def result_metadata(plan: SyncPlan, result: ApplyResult) -> dict[str, Any]:
     )
     if result.failures:
         lines = ["| record | reason |", "| --- | --- |"]
-        lines += [f"| {_cell(key)} | {_cell(reason)} |" for key, reason in result.failure_list()[:PREVIEW_ROWS]]
+        lines += [
+            f"| {_cell(key)} | {_cell(reason)} |" for key, reason in result.failure_list()[:PREVIEW_ROWS]
+        ]
         metadata["failures"] = dg.MetadataValue.md("\n".join(lines))
     return metadata

@@ -120,8 +120,11 @@ class SyncStateStore:
             statement = insert(last_written)
             statement = statement.on_conflict_do_update(
                 index_elements=[last_written.c.target, last_written.c.record_key, last_written.c.field],
-                set_={"value": statement.excluded.value, "run_id": statement.excluded.run_id,
-                      "written_at": statement.excluded.written_at},
+                set_={
+                    "value": statement.excluded.value,
+                    "run_id": statement.excluded.run_id,
+                    "written_at": statement.excluded.written_at,
+                },
             )
             connection.execute(statement, chunk)
 
@@ -162,7 +165,9 @@ class SyncStateStore:
         applied_keys = [record.key for record in records if record.key not in failures]
         with self.engine.begin() as connection:
             pending = (
-                (audit_log.c.run_id == run_id) & (audit_log.c.target == target) & (audit_log.c.status == PENDING)
+                (audit_log.c.run_id == run_id)
+                & (audit_log.c.target == target)
+                & (audit_log.c.status == PENDING)
             )
             for start in range(0, len(applied_keys), _CHUNK):
                 connection.execute(
@@ -178,8 +183,14 @@ class SyncStateStore:
                 )
             if remember_written:
                 written = [
-                    {"target": target, "record_key": record.key, "field": change.field,
-                     "value": _encode(change.new), "run_id": run_id, "written_at": now}
+                    {
+                        "target": target,
+                        "record_key": record.key,
+                        "field": change.field,
+                        "value": _encode(change.new),
+                        "run_id": run_id,
+                        "written_at": now,
+                    }
                     for record in records
                     if record.key not in failures
                     for change in record.changes
@@ -203,7 +214,11 @@ class SyncStateStore:
         """Settle pending rows from killed runs by what ``target`` holds now; returns counts per outcome."""
         outcome = {APPLIED: 0, NOT_APPLIED: 0}
         query = sa.select(
-            audit_log.c.id, audit_log.c.run_id, audit_log.c.record_key, audit_log.c.field, audit_log.c.new_value
+            audit_log.c.id,
+            audit_log.c.run_id,
+            audit_log.c.record_key,
+            audit_log.c.field,
+            audit_log.c.new_value,
         ).where((audit_log.c.target == target) & (audit_log.c.status == PENDING))
         now = _now()
         with self.engine.begin() as connection:
@@ -213,8 +228,16 @@ class SyncStateStore:
                 held = (current.get(key) or {}).get(field)
                 if current.get(key) is not None and values_equal(held, _decode(new_value)):
                     applied_ids.append(row_id)
-                    written.append({"target": target, "record_key": key, "field": field, "value": new_value,
-                                    "run_id": run_id, "written_at": now})
+                    written.append(
+                        {
+                            "target": target,
+                            "record_key": key,
+                            "field": field,
+                            "value": new_value,
+                            "run_id": run_id,
+                            "written_at": now,
+                        }
+                    )
                 else:
                     missing_ids.append(row_id)
             for ids, status in ((applied_ids, APPLIED), (missing_ids, NOT_APPLIED)):

@@ -110,8 +110,14 @@ def test_overload_slows_every_request_down(echo: ThreadedSandbox) -> None:
 
 
 def test_unauthorized_stops_without_retries_and_names_the_variable(echo: ThreadedSandbox) -> None:
-    api = ApiClient("Echo", echo.url, ApiLimits(), "ECHO_TOKEN", secrets=["wrong-token-value"],
-                    headers={"Authorization": "token wrong-token-value"})
+    api = ApiClient(
+        "Echo",
+        echo.url,
+        ApiLimits(),
+        "ECHO_TOKEN",
+        secrets=["wrong-token-value"],
+        headers={"Authorization": "token wrong-token-value"},
+    )
     with pytest.raises(AuthenticationError) as raised:
         asyncio.run(fetch_many(api, 1))
     assert "ECHO_TOKEN" in str(raised.value)
@@ -159,8 +165,12 @@ def test_secrets_never_reach_log_lines(caplog: pytest.LogCaptureFixture) -> None
     """A secret that ends up in a request path (a token in a URL) is masked in the error and the retry logs."""
     caplog.set_level(logging.DEBUG)
     api = ApiClient(
-        "Echo", "http://127.0.0.1:1/", ApiLimits(max_attempts=3, backoff_initial_seconds=0.01),
-        "ECHO_TOKEN", secrets=[TOKEN], headers={"Authorization": f"token {TOKEN}"},
+        "Echo",
+        "http://127.0.0.1:1/",
+        ApiLimits(max_attempts=3, backoff_initial_seconds=0.01),
+        "ECHO_TOKEN",
+        secrets=[TOKEN],
+        headers={"Authorization": f"token {TOKEN}"},
     )
 
     async def go() -> None:

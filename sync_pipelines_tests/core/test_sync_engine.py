@@ -80,8 +80,14 @@ class FakeTarget:
 
 def run(plan, target, state, **kwargs):
     return asyncio.run(
-        apply_plan(plan, target.write, state=state, run_id=kwargs.pop("run_id", "run-1"),
-                   batch_size=kwargs.pop("batch_size", 2), **kwargs)
+        apply_plan(
+            plan,
+            target.write,
+            state=state,
+            run_id=kwargs.pop("run_id", "run-1"),
+            batch_size=kwargs.pop("batch_size", 2),
+            **kwargs,
+        )
     )
 
 
@@ -126,7 +132,9 @@ def test_failed_records_are_audited_and_not_remembered(state: SyncStateStore) ->
     failed = [row for row in state.audit_rows("rt") if row["status"] == "failed"]
     assert {row["record_key"] for row in failed} == {"2"} and failed[0]["error"] == "refused by the target"
     # The next run sees record 2 as still different and retries it.
-    retry = plan_changes("rt", DESIRED, {**state.last_written("rt"), "2": {"Grade": None, "Student ID": None}})
+    retry = plan_changes(
+        "rt", DESIRED, {**state.last_written("rt"), "2": {"Grade": None, "Student ID": None}}
+    )
     assert [record.key for record in retry.to_write] == ["2"]
 
 
@@ -139,8 +147,16 @@ def test_a_batch_that_raises_fails_its_records_and_the_rest_goes_on(state: SyncS
             raise RuntimeError("deadlock detected")
         return {}
 
-    result = asyncio.run(apply_plan(plan_changes("rt", DESIRED, {}), writer, state=state, run_id="r",
-                                    batch_size=2, remember_written=True))
+    result = asyncio.run(
+        apply_plan(
+            plan_changes("rt", DESIRED, {}),
+            writer,
+            state=state,
+            run_id="r",
+            batch_size=2,
+            remember_written=True,
+        )
+    )
     assert calls == [["1", "2"], ["3"]]
     assert set(result.failures) == {"1", "2"} and "deadlock detected" in result.failures["1"]
     assert set(state.last_written("rt")) == {"3"}

@@ -66,11 +66,13 @@ def test_bad_rows_are_skipped_and_listed(urls: tuple[str, str]) -> None:
     seed_students(students_url, generate_students(20, seed=1), schema="legacy")
     engine = create_database_engine(students_url, "x")
     with engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO students (id, grade, rt_user_id) VALUES "
-            "('BAD1', '13', '5001'), ('BAD2', 'abc', NULL), ('BAD3', '4', 'x'), ('BAD4', '4', '-1'), "
-            "('DUP1', '5', '7000'), ('DUP2', '6', '7000')"
-        ))
+        connection.execute(
+            sa.text(
+                "INSERT INTO students (id, grade, rt_user_id) VALUES "
+                "('BAD1', '13', '5001'), ('BAD2', 'abc', NULL), ('BAD3', '4', 'x'), ('BAD4', '4', '-1'), "
+                "('DUP1', '5', '7000'), ('DUP2', '6', '7000')"
+            )
+        )
     result = materialize_students(students_url, state_url)
     assert result.success
     metadata = result.asset_materializations_for_node("students")[0].metadata
@@ -88,8 +90,14 @@ def test_custom_column_names(urls: tuple[str, str]) -> None:
         connection.execute(sa.text("CREATE TABLE pupils (pupil_no TEXT, year_level TEXT, helpdesk_id TEXT)"))
         connection.execute(sa.text("INSERT INTO pupils VALUES ('P1', 'K', '77'), ('P2', '3', NULL)"))
     result = materialize_students(
-        students_url, state_url, table="pupils", id_column="pupil_no", grade_column="year_level",
-        rt_user_id_column="helpdesk_id", first_name_column=None, last_name_column=None,
+        students_url,
+        state_url,
+        table="pupils",
+        id_column="pupil_no",
+        grade_column="year_level",
+        rt_user_id_column="helpdesk_id",
+        first_name_column=None,
+        last_name_column=None,
     )
     assert result.success
     assert result.asset_materializations_for_node("students")[0].metadata["row_count"].value == 2
@@ -97,7 +105,9 @@ def test_custom_column_names(urls: tuple[str, str]) -> None:
 
 def test_missing_table_names_the_setting(urls: tuple[str, str]) -> None:
     students_url, _ = urls
-    with pytest.raises(ConfigurationError, match="STUDENTS_DATABASE_URL: the database has no table 'students'"):
+    with pytest.raises(
+        ConfigurationError, match="STUDENTS_DATABASE_URL: the database has no table 'students'"
+    ):
         StudentsDatabase(database_url=students_url).read_rows()
 
 
@@ -114,7 +124,9 @@ def test_unreachable_database_is_one_clear_sentence() -> None:
     with pytest.raises(ConfigurationError) as raised:
         StudentsDatabase(database_url="postgresql://sis:hunter22@127.0.0.1:1/sis").read_rows()
     message = str(raised.value)
-    assert message.startswith("STUDENTS_DATABASE_URL: could not connect to postgresql+psycopg://sis:***@127.0.0.1:1/sis")
+    assert message.startswith(
+        "STUDENTS_DATABASE_URL: could not connect to postgresql+psycopg://sis:***@127.0.0.1:1/sis"
+    )
     assert "hunter22" not in message
 
 

@@ -9,8 +9,23 @@ from sync_pipelines.defs.students.validation import parse_grade, parse_rt_user_i
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("K", "K"), ("k", "K"), (0, "K"), ("0", "K"), (9, "9"), ("12", "12"), (" 7 ", "7"), (3.0, "3"),
-     ("13", None), ("abc", None), ("", None), (None, None), (-1, None), (2.5, None), (True, None)],
+    [
+        ("K", "K"),
+        ("k", "K"),
+        (0, "K"),
+        ("0", "K"),
+        (9, "9"),
+        ("12", "12"),
+        (" 7 ", "7"),
+        (3.0, "3"),
+        ("13", None),
+        ("abc", None),
+        ("", None),
+        (None, None),
+        (-1, None),
+        (2.5, None),
+        (True, None),
+    ],
 )
 def test_parse_grade(raw: object, expected: str | None) -> None:
     assert parse_grade(raw) == expected
@@ -18,9 +33,20 @@ def test_parse_grade(raw: object, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(None, (True, None)), ("", (True, None)), ("  ", (True, None)), (float("nan"), (True, None)),
-     (42, (True, 42)), ("42", (True, 42)), (42.0, (True, 42)),
-     ("x", (False, None)), (-1, (False, None)), ("-1", (False, None)), (0, (False, None)), (1.5, (False, None))],
+    [
+        (None, (True, None)),
+        ("", (True, None)),
+        ("  ", (True, None)),
+        (float("nan"), (True, None)),
+        (42, (True, 42)),
+        ("42", (True, 42)),
+        (42.0, (True, 42)),
+        ("x", (False, None)),
+        (-1, (False, None)),
+        ("-1", (False, None)),
+        (0, (False, None)),
+        (1.5, (False, None)),
+    ],
 )
 def test_parse_rt_user_id(raw: object, expected: tuple[bool, int | None]) -> None:
     assert parse_rt_user_id(raw) == expected

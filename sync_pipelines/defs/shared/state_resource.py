@@ -4,7 +4,6 @@ Asset values stored there (the validated students snapshot) can be read by a ste
 another machine, unlike pickles on a local disk.
 """
 
-
 import re
 
 import dagster as dg
@@ -17,7 +16,9 @@ from sync_pipelines.sync.state import SyncStateStore
 class SyncStateResource(dg.ConfigurableResource):
     """Where the project keeps its own state (``SYNC_STATE_DATABASE_URL``; SQLite under ``$DAGSTER_HOME`` if unset)."""
 
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset: a SQLite file under $DAGSTER_HOME")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset: a SQLite file under $DAGSTER_HOME"
+    )
 
     def store(self) -> SyncStateStore:
         return SyncStateStore.from_url(self.database_url)

@@ -1,6 +1,5 @@
 """The ``students`` asset: a validated snapshot of the student information system's table."""
 
-
 from collections import Counter
 
 import dagster as dg
@@ -20,7 +19,9 @@ def students_frame(valid: list[StudentRow]) -> pd.DataFrame:
 
 def _invalid_table(invalid: list[InvalidRow], rows: int = 50) -> str:
     lines = ["| student | reason |", "| --- | --- |"]
-    lines += [f"| {row.student_id.replace('|', '/')} | {row.reason.replace('|', '/')} |" for row in invalid[:rows]]
+    lines += [
+        f"| {row.student_id.replace('|', '/')} | {row.reason.replace('|', '/')} |" for row in invalid[:rows]
+    ]
     if len(invalid) > rows:
         lines.append(f"| ... | {len(invalid) - rows} more |")
     return "\n".join(lines)
@@ -32,13 +33,17 @@ def _invalid_table(invalid: list[InvalidRow], rows: int = 50) -> str:
     kinds={"sql", "pandas"},
     description="Validated snapshot of the student information system's students table (invalid rows kept out).",
 )
-def students(context: dg.AssetExecutionContext, students_database: StudentsDatabase) -> dg.Output[pd.DataFrame]:
+def students(
+    context: dg.AssetExecutionContext, students_database: StudentsDatabase
+) -> dg.Output[pd.DataFrame]:
     rows = students_database.read_rows()
     valid, invalid = validate_students(rows)
     for row in invalid[:20]:
         context.log.warning(f"student {row.student_id} kept out: {row.reason}")
     if len(invalid) > 20:
-        context.log.warning(f"... and {len(invalid) - 20} more invalid rows (see the 'invalid_rows' metadata)")
+        context.log.warning(
+            f"... and {len(invalid) - 20} more invalid rows (see the 'invalid_rows' metadata)"
+        )
     frame = students_frame(valid)
     grades = Counter(student.grade for student in valid)
     metadata = {

@@ -1,6 +1,5 @@
 """Checks on the students snapshot that the RT sync relies on."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -17,7 +16,10 @@ def students_unique_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
     duplicates = _duplicates(students["student_id"])
     return dg.AssetCheckResult(
         passed=not duplicates,
-        metadata={"duplicate_ids": len(duplicates), "examples": dg.MetadataValue.json(dict(list(duplicates.items())[:20]))},
+        metadata={
+            "duplicate_ids": len(duplicates),
+            "examples": dg.MetadataValue.json(dict(list(duplicates.items())[:20])),
+        },
     )
 
 
@@ -30,5 +32,8 @@ def students_unique_rt_user_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
     shared = _duplicates(students["rt_user_id"])
     return dg.AssetCheckResult(
         passed=not shared,
-        metadata={"shared_rt_user_ids": len(shared), "examples": dg.MetadataValue.json(dict(list(shared.items())[:20]))},
+        metadata={
+            "shared_rt_user_ids": len(shared),
+            "examples": dg.MetadataValue.json(dict(list(shared.items())[:20])),
+        },
     )

@@ -1,6 +1,5 @@
 """The student information system database (``STUDENTS_DATABASE_URL``), read-only."""
 
-
 from typing import Any
 
 import dagster as dg
@@ -30,7 +29,9 @@ class StudentsDatabase(dg.ConfigurableResource):
         """Every row as ``{student_id, grade, rt_user_id, first_name, last_name}`` with raw, unvalidated values."""
         engine = self.engine()
         required = [self.grade_column, self.rt_user_id_column]
-        table = require_table(engine, self.table, SETTING, required + ([self.id_column] if self.id_column else []))
+        table = require_table(
+            engine, self.table, SETTING, required + ([self.id_column] if self.id_column else [])
+        )
         id_column = self.id_column or ("student_id" if "student_id" in table.c else "id")
         if id_column not in table.c:
             require_table(engine, self.table, SETTING, ["student_id"])
@@ -42,7 +43,9 @@ class StudentsDatabase(dg.ConfigurableResource):
         for name, column in (("first_name", self.first_name_column), ("last_name", self.last_name_column)):
             if column and column in table.c:
                 selected[name] = table.c[column]
-        query = sa.select(*(column.label(name) for name, column in selected.items())).order_by(table.c[id_column])
+        query = sa.select(*(column.label(name) for name, column in selected.items())).order_by(
+            table.c[id_column]
+        )
         with engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 

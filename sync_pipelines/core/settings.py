@@ -1,0 +1,46 @@
+"""Non-secret settings read from the environment at run time, with the defaults ``interface.md`` gives."""
+
+from __future__ import annotations
+
+import os
+
+from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.core.http import ApiLimits
+
+
+def env_text(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _env_number(name: str, kind: type, minimum: float) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(name, f"must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(name, f"must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def api_limits(
+    system: str,
+    max_concurrency: int | None,
+    requests_per_second: float | None,
+    timeout_seconds: float,
+    max_attempts: int,
+    default_concurrency: int = 8,
+) -> ApiLimits:
+    """Limits for ``system`` (``RT``, ``BAKALARI``, ``PORTAILDF``): resource settings first, then
+    ``<SYSTEM>_MAX_CONCURRENCY`` / ``<SYSTEM>_REQUESTS_PER_SECOND``, then the defaults (no rate cap)."""
+    concurrency = max_concurrency or _env_number(f"{system}_MAX_CONCURRENCY", int, 1) or default_concurrency
+    rate = requests_per_second or _env_number(f"{system}_REQUESTS_PER_SECOND", float, 0.001)
+    return ApiLimits(
+        max_concurrency=int(concurrency),
+        requests_per_second=rate,
+        timeout_seconds=timeout_seconds,
+        max_attempts=max_attempts,
+    )

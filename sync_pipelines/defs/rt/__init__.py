@@ -1,0 +1,1 @@
+"""Request Tracker: the students' grade and student ID kept in RT user custom fields."""

@@ -1,0 +1,81 @@
+"""Checks against live RT: the fields the sync writes exist, and RT still matches the students table."""
+
+import asyncio
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.core.shards import SHARD_KEYS
+from sync_pipelines.defs.rt.assets import read_current, require_user_fields, rt_user_custom_fields
+from sync_pipelines.defs.rt.desired import desired_custom_fields
+from sync_pipelines.defs.rt.resources import RequestTrackerResource
+from sync_pipelines.defs.students.assets import students
+from sync_pipelines.sync.plan import plan_changes
+
+
+@dg.asset_check(
+    asset=students,
+    blocking=True,
+    pool="rt_api",
+    description="RT has the user custom fields the sync writes (RT_GRADE_FIELD, RT_STUDENT_ID_FIELD). Blocking: "
+    "rt_user_custom_fields does not run, and writes nothing, until it passes.",
+)
+def rt_custom_fields_exist(request_tracker: RequestTrackerResource) -> dg.AssetCheckResult:
+    fields = request_tracker.fields()
+
+    async def check() -> list[str]:
+        async with request_tracker.client() as rt:
+            await require_user_fields(rt, fields)
+            return await rt.user_custom_field_names()
+
+    try:
+        available = asyncio.run(check())
+    except ConfigurationError as error:
+        return dg.AssetCheckResult(passed=False, description=str(error), metadata={"fields": list(fields)})
+    return dg.AssetCheckResult(
+        passed=True,
+        metadata={"fields": list(fields), "rt_user_custom_fields": dg.MetadataValue.json(available)},
+    )
+
+
+@dg.asset_check(
+    asset=rt_user_custom_fields,
+    additional_ins={"students": dg.AssetIn("students")},
+    pool="rt_api",
+    description="Reads every synced user back from RT and counts those that differ from the students table "
+    "(drift, e.g. hand edits in RT). A full_refresh run repairs them.",
+)
+def rt_matches_students(
+    students: pd.DataFrame, request_tracker: RequestTrackerResource
+) -> dg.AssetCheckResult:
+    grade_field, student_id_field = request_tracker.fields()
+    desired, _ = desired_custom_fields(
+        students, grade_field, student_id_field, request_tracker.grade_mode(), set(SHARD_KEYS), date.today()
+    )
+
+    async def read() -> tuple[dict, dict]:
+        async with request_tracker.client() as rt:
+            return await read_current(rt, list(desired), [grade_field, student_id_field])
+
+    current, failures = asyncio.run(read())
+    plan = plan_changes("rt", {k: v for k, v in desired.items() if k not in failures}, current)
+    drifted = plan.to_write
+    examples = {
+        record.key: {
+            change.field: f"{change.old} (RT) != {change.new} (students)" for change in record.changes
+        }
+        for record in drifted[:20]
+    }
+    return dg.AssetCheckResult(
+        passed=not drifted and not failures,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "users_checked": len(desired),
+            "users_differing": len(drifted),
+            "users_unreadable": len(failures),
+            "examples": dg.MetadataValue.json(examples),
+            "unreadable_examples": dg.MetadataValue.json(dict(list(failures.items())[:20])),
+        },
+    )

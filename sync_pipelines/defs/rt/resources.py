@@ -1,0 +1,71 @@
+"""Request Tracker as a resource: where it is, how to authenticate, which fields, and how hard to drive it."""
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from sync_pipelines.core.http import ApiClient
+from sync_pipelines.core.settings import api_limits, env_text
+from sync_pipelines.defs.rt.client import RequestTrackerClient
+
+GRADE_VALUES = ("grade", "graduation_year")
+
+
+class RequestTrackerResource(dg.ConfigurableResource):
+    """RT REST2 at ``RT_URL`` (``/REST/2.0/`` is appended) with ``Authorization: token RT_TOKEN``.
+
+    ``requests_per_second=1`` is the old script's ``--rate-limit 1.0``. Unset settings fall back to the
+    environment (``RT_MAX_CONCURRENCY``, ``RT_REQUESTS_PER_SECOND``, ``RT_GRADE_FIELD``, ...).
+    """
+
+    url: str = Field(description="RT base URL, e.g. https://rt.example.org")
+    token: str = Field(description="RT auth token (RT::Authen::Token)")
+    grade_field: str | None = Field(default=None, description="unset: RT_GRADE_FIELD, else 'Grade'")
+    student_id_field: str | None = Field(
+        default=None, description="unset: RT_STUDENT_ID_FIELD, else 'Student ID'"
+    )
+    grade_value: str | None = Field(
+        default=None, description="'grade' or 'graduation_year'; unset: RT_GRADE_VALUE, else 'grade'"
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="requests in flight; unset: RT_MAX_CONCURRENCY or 8"
+    )
+    requests_per_second: float | None = Field(
+        default=None, gt=0, description="unset: RT_REQUESTS_PER_SECOND or no cap"
+    )
+    timeout_seconds: float = 10.0
+    max_attempts: int = Field(default=5, ge=1)
+
+    def fields(self) -> tuple[str, str]:
+        return (
+            self.grade_field or env_text("RT_GRADE_FIELD", "Grade"),
+            self.student_id_field or env_text("RT_STUDENT_ID_FIELD", "Student ID"),
+        )
+
+    def grade_mode(self) -> str:
+        mode = self.grade_value or env_text("RT_GRADE_VALUE", "grade")
+        if mode not in GRADE_VALUES:
+            from sync_pipelines.core.errors import ConfigurationError
+
+            raise ConfigurationError("RT_GRADE_VALUE", f"must be 'grade' or 'graduation_year', got {mode!r}")
+        return mode
+
+    @contextlib.asynccontextmanager
+    async def client(self, log: Any = None) -> AsyncIterator[RequestTrackerClient]:
+        limits = api_limits(
+            "RT", self.max_concurrency, self.requests_per_second, self.timeout_seconds, self.max_attempts
+        )
+        api = ApiClient(
+            "RT",
+            self.url.rstrip("/") + "/REST/2.0/",
+            limits,
+            credential_variables="RT_TOKEN (and RT_URL)",
+            secrets=[self.token],
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            logger=log,
+        )
+        async with api:
+            yield RequestTrackerClient(api)

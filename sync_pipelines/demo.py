@@ -1,0 +1,121 @@
+"""The embedded default: run the sync jobs against local sandbox servers and SQLite databases, no accounts needed.
+
+``./dev demo`` (or ``python -m sync_pipelines.demo``) starts the sandbox servers on 127.0.0.1, seeds sample
+databases under ``.dagster_home/demo``, and runs each job with ``dagster job execute`` exactly as an operator
+would. ``--keep-running`` leaves the servers up and prints the environment to use them with ``dagster dev``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sync_pipelines.sandbox.server import SandboxProcess
+
+DEMO_HOME = Path(".dagster_home") / "demo"
+
+
+@dataclass
+class DemoSetup:
+    """What one job needs: sandbox servers to start and environment variables pointing at them."""
+
+    sandboxes: list[SandboxProcess] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def setup_rt(home: Path, size: int) -> DemoSetup:
+    from sync_pipelines.sandbox.databases import seed_students
+    from sync_pipelines.sandbox.rt import DEFAULT_TOKEN
+    from sync_pipelines.sandbox.sample_data import generate_students
+
+    students_url = f"sqlite:///{home / 'students.sqlite'}"
+    seed_students(students_url, generate_students(size), schema="legacy")
+    rt = SandboxProcess("rt", ["--size", str(size), "--latency-ms", "5"])
+    return DemoSetup(
+        [rt], {"STUDENTS_DATABASE_URL": students_url, "RT_URL": rt.url, "RT_TOKEN": DEFAULT_TOKEN}
+    )
+
+
+# job name -> how to prepare its sandbox servers and databases
+JOBS: dict[str, Callable[[Path, int], DemoSetup]] = {
+    "rt_user_sync": setup_rt,
+}
+
+
+def run_job(job: str, env: dict[str, str]) -> int:
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "job",
+        "execute",
+        "-m",
+        "sync_pipelines.definitions",
+        "-j",
+        job,
+    ]
+    print(f"\n$ dagster job execute -m sync_pipelines.definitions -j {job}", flush=True)
+    started = time.monotonic()
+    completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    summary = [
+        line.split(" - ", 5)[-1]
+        for line in completed.stdout.splitlines() + completed.stderr.splitlines()
+        if (" - INFO - " in line or " - ERROR - " in line or " - WARNING - " in line) and job in line
+    ]
+    for line in summary[-12:]:
+        print(f"  {line[:200]}")
+    outcome = "succeeded" if completed.returncode == 0 else f"FAILED (exit {completed.returncode})"
+    print(f"{job} {outcome} in {time.monotonic() - started:.1f} s", flush=True)
+    return completed.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sync_pipelines.demo", description=__doc__)
+    parser.add_argument("--job", choices=sorted(JOBS), action="append", help="job(s) to run (default: all)")
+    parser.add_argument("--size", type=int, default=200, help="sample records per system")
+    parser.add_argument("--keep-running", action="store_true", help="leave the sandbox servers running")
+    args = parser.parse_args(argv)
+    home = DEMO_HOME.resolve()
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"}
+    env.pop("SYNC_STATE_DATABASE_URL", None)
+    setups = {job: JOBS[job](home, args.size) for job in (args.job or list(JOBS))}
+    sandboxes = [sandbox for setup in setups.values() for sandbox in setup.sandboxes]
+    failures = 0
+    try:
+        for sandbox in sandboxes:
+            sandbox.start()
+        for job, setup in setups.items():
+            failures += run_job(job, {**env, **setup.env}) != 0
+        print(f"\nrun history and the sync state are under {home}")
+        if args.keep_running:
+            print("sandbox servers are running; to explore in the web UI, in another shell:")
+            exports = {key: value for setup in setups.values() for key, value in setup.env.items()}
+            exports["DAGSTER_HOME"] = str(home)
+            print(
+                "  "
+                + " ".join(f"{key}={value!r}" for key, value in exports.items())
+                + " dagster dev -w workspace.yaml"
+            )
+            print("press Ctrl-C to stop")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sandbox in sandboxes:
+            sandbox.stop()
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
