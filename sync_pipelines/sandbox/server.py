@@ -292,7 +292,7 @@ class SandboxProcess(SandboxHandle):
         self._args = args or []
         self._process: subprocess.Popen[bytes] | None = None
         # A file, not a pipe: a pipe nobody reads fills up and blocks the server.
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         super().__init__(f"http://127.0.0.1:{self._port}")
 
     def start(self, timeout: float = 60) -> SandboxProcess:
@@ -327,6 +327,7 @@ class SandboxProcess(SandboxHandle):
                 self._process.wait(10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
+        self._stderr.close()
 
     def __enter__(self) -> SandboxProcess:
         return self.start()
