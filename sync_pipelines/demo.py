@@ -8,6 +8,7 @@ would. ``--keep-running`` leaves the servers up and prints the environment to us
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import subprocess
@@ -43,10 +44,20 @@ def setup_rt(home: Path, size: int) -> DemoSetup:
     )
 
 
-# job name -> how to prepare its sandbox servers and databases
-JOBS: dict[str, Callable[[Path, int], DemoSetup]] = {
+# job name -> how to prepare its sandbox servers and databases ("module:function" for the other domains)
+JOBS: dict[str, Callable[[Path, int], DemoSetup] | str] = {
     "rt_user_sync": setup_rt,
+    "bakalari_sync": "sync_pipelines.sandbox.edurpg:demo_setup",
+    "user_kind_sync": "sync_pipelines.sandbox.zlv:demo_setup",
 }
+
+
+def setup_for(job: str) -> Callable[[Path, int], DemoSetup]:
+    target = JOBS[job]
+    if callable(target):
+        return target
+    module_name, function = target.split(":")
+    return getattr(importlib.import_module(module_name), function)
 
 
 def run_job(job: str, env: dict[str, str]) -> int:
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"}
     env.pop("SYNC_STATE_DATABASE_URL", None)
-    setups = {job: JOBS[job](home, args.size) for job in (args.job or list(JOBS))}
+    setups = {job: setup_for(job)(home, args.size) for job in (args.job or list(JOBS))}
     sandboxes = [sandbox for setup in setups.values() for sandbox in setup.sandboxes]
     failures = 0
     try:

@@ -107,6 +107,24 @@ class SyncStateStore:
                     result.setdefault(key, {})[field] = _decode(value)
         return result
 
+    def remember(self, target: str, run_id: str, records: Mapping[str, Mapping[str, Value]]) -> None:
+        """Record values read from the target that already match, so later delta runs need not read them again."""
+        now = _now()
+        rows = [
+            {
+                "target": target,
+                "record_key": key,
+                "field": field,
+                "value": _encode(value),
+                "run_id": run_id,
+                "written_at": now,
+            }
+            for key, values in records.items()
+            for field, value in values.items()
+        ]
+        with self.engine.begin() as connection:
+            self._upsert_written(connection, rows)
+
     def forget(self, target: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(sa.delete(last_written).where(last_written.c.target == target))
@@ -182,18 +200,19 @@ class SyncStateStore:
                     .values(status=FAILED, error=reason[:2000], recorded_at=now)
                 )
             if remember_written:
+                # The whole desired record, not only the changed fields: the next run compares every field.
                 written = [
                     {
                         "target": target,
                         "record_key": record.key,
-                        "field": change.field,
-                        "value": _encode(change.new),
+                        "field": field,
+                        "value": _encode(value),
                         "run_id": run_id,
                         "written_at": now,
                     }
                     for record in records
                     if record.key not in failures
-                    for change in record.changes
+                    for field, value in record.desired.items()
                 ]
                 self._upsert_written(connection, written)
 

@@ -18,7 +18,7 @@ from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_reporting import log_plan, report_applied, report_dry_run
 from sync_pipelines.sync import SyncRunConfig, apply_plan, plan_changes
 from sync_pipelines.sync.apply import ApplyResult
-from sync_pipelines.sync.plan import PlannedRecord, Skip, SyncPlan
+from sync_pipelines.sync.plan import Action, PlannedRecord, Skip, SyncPlan
 
 TARGET = "rt_user_custom_fields"
 DEFAULT_BATCH_SIZE = 100
@@ -34,7 +34,7 @@ class RtSyncOutcome:
     reconciled: dict[str, int] = field(default_factory=dict)
 
 
-async def require_user_fields(rt: RequestTrackerClient, wanted: tuple[str, ...]) -> None:
+async def require_user_fields(rt: RequestTrackerClient, wanted: tuple[str, ...]) -> list[str]:
     """Fail before any write when RT lacks a configured user custom field, listing those it has."""
     available = await rt.user_custom_field_names()
     missing = [name for name in wanted if name not in available]
@@ -45,6 +45,7 @@ async def require_user_fields(rt: RequestTrackerClient, wanted: tuple[str, ...])
             f"{', '.join(map(repr, available)) or 'none'}. Create the field in RT (LookupType RT::User) or point "
             "the setting at an existing one",
         )
+    return available
 
 
 async def read_current(
@@ -123,6 +124,10 @@ async def sync_custom_fields(
         result = None
         if not config.dry_run:
             log_plan(context, plan, dry_run=False)
+            verified = {
+                r.key: r.desired for r in plan.records if r.action is Action.UNCHANGED and r.key in current
+            }
+            state.remember(TARGET, context.run_id, verified)
             result = await apply_plan(
                 plan,
                 writer_for(rt),

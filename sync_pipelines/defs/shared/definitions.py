@@ -1,15 +1,11 @@
 """Resources every domain shares."""
 
-import os
-
 import dagster as dg
 
 from sync_pipelines.defs.shared.state_resource import SyncStateResource, SyncStateTableIOManager
 
-# The state database URL may hold a password: it is passed as an EnvVar, so it never enters run config.
-sync_state = SyncStateResource(
-    database_url=dg.EnvVar("SYNC_STATE_DATABASE_URL") if os.environ.get("SYNC_STATE_DATABASE_URL") else None
-)
+# SYNC_STATE_DATABASE_URL is optional, so the resource reads it at run time (see SyncStateResource.store).
+sync_state = SyncStateResource()
 
 defs = dg.Definitions(
     resources={

@@ -4,7 +4,9 @@ Asset values stored there (the validated students snapshot) can be read by a ste
 another machine, unlike pickles on a local disk.
 """
 
+import os
 import re
+from typing import Optional
 
 import dagster as dg
 import pandas as pd
@@ -16,12 +18,15 @@ from sync_pipelines.sync.state import SyncStateStore
 class SyncStateResource(dg.ConfigurableResource):
     """Where the project keeps its own state (``SYNC_STATE_DATABASE_URL``; SQLite under ``$DAGSTER_HOME`` if unset)."""
 
-    database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; unset: a SQLite file under $DAGSTER_HOME"
+    database_url: Optional[str] = Field(
+        default=None,
+        description="SQLAlchemy URL; unset: SYNC_STATE_DATABASE_URL read at run time, else SQLite under $DAGSTER_HOME",
     )
 
     def store(self) -> SyncStateStore:
-        return SyncStateStore.from_url(self.database_url)
+        # Read at run time rather than bound at load time, so the URL (which may hold a password) never
+        # enters run config and a changed environment takes effect without reloading the code location.
+        return SyncStateStore.from_url(self.database_url or os.environ.get("SYNC_STATE_DATABASE_URL"))
 
 
 def _table_name(context: dg.InputContext | dg.OutputContext) -> str:

@@ -1,0 +1,1 @@
+"""Cross-domain operations: the checks-only job, failure alerts, run history upkeep."""

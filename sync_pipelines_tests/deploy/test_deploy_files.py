@@ -1,0 +1,377 @@
+"""The deployment files (instance config, compose, Dockerfile, Helm values, systemd units, .env.example):
+each parses, names the code location, port and variables the code uses, and both instance configs load
+into a real ``DagsterInstance`` on PostgreSQL."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+VENV_BIN = Path(sys.executable).parent
+
+MODULE = "sync_pipelines.definitions"
+LOCATION = "sync_pipelines"
+GRPC_PORT = 4000
+
+INSTANCE_FILES = [REPO / "dagster.yaml", DEPLOY / "dagster.yaml"]
+SYSTEMD_UNITS = [
+    DEPLOY / "systemd" / "dagster-webserver.service",
+    DEPLOY / "systemd" / "dagster-daemon.service",
+]
+YAML_FILES = [
+    *INSTANCE_FILES,
+    REPO / "workspace.yaml",
+    DEPLOY / "workspace.yaml",
+    DEPLOY / "docker-compose.yml",
+    DEPLOY / "helm" / "values.yaml",
+]
+
+# The environment-variable table of the interface, plus the deployment's own variables.
+INTERFACE_ENV_VARS = [
+    "STUDENTS_DATABASE_URL",
+    "RT_URL",
+    "RT_TOKEN",
+    "RT_GRADE_FIELD",
+    "RT_STUDENT_ID_FIELD",
+    "RT_GRADE_VALUE",
+    "BAKALARI_URL",
+    "BAKALARI_USERNAME",
+    "BAKALARI_PASSWORD",
+    "EDURPG_DATABASE_URL",
+    "PORTAILDF_API_URL",
+    "PORTAILDF_USERNAME",
+    "PORTAILDF_PASSWORD",
+    "PORTAILDF_AUTH_VERSION",
+    "ZLV_DATABASE_URL",
+    *(
+        f"{system}_{setting}"
+        for system in ("RT", "BAKALARI", "PORTAILDF")
+        for setting in ("MAX_CONCURRENCY", "REQUESTS_PER_SECOND")
+    ),
+    "SYNC_STATE_DATABASE_URL",
+    "SYNC_TIMEZONE",
+    "SYNC_ALERT_WEBHOOK_URL",
+    "DAGSTER_POSTGRES_URL",
+]
+DEPLOYMENT_ENV_VARS = [
+    "DAGSTER_HOME",
+    "DAGSTER_WEBSERVER_URL",
+    "SYNC_RUN_RETENTION_DAYS",
+    "DAGSTER_COMPUTE_LOGS_DIR",
+]
+SECRET_ENV_VARS = [
+    "STUDENTS_DATABASE_URL",
+    "RT_TOKEN",
+    "BAKALARI_USERNAME",
+    "BAKALARI_PASSWORD",
+    "EDURPG_DATABASE_URL",
+    "PORTAILDF_USERNAME",
+    "PORTAILDF_PASSWORD",
+    "ZLV_DATABASE_URL",
+    "SYNC_STATE_DATABASE_URL",
+    "SYNC_ALERT_WEBHOOK_URL",
+    "DAGSTER_POSTGRES_URL",
+]
+
+PER_VALUE_LIMIT_1 = {"value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+
+
+# --- parsers -------------------------------------------------------------------------------------------
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def env_example() -> tuple[dict[str, str], set[str]]:
+    """(variables set in .env.example, every variable it documents, including commented ``# NAME=`` lines)."""
+    active: dict[str, str] = {}
+    documented: set[str] = set()
+    for line in (DEPLOY / ".env.example").read_text().splitlines():
+        match = re.fullmatch(r"(#\s*)?([A-Z][A-Z0-9_]*)=(.*)", line.strip())
+        if not match:
+            assert not line.strip() or line.lstrip().startswith("#"), f"not KEY=value or a comment: {line!r}"
+            continue
+        documented.add(match[2])
+        if not match[1]:
+            assert match[2] not in active, f"{match[2]} set twice"
+            active[match[2]] = match[3]
+    return active, documented
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        keyword, _, argument = line.partition(" ")
+        instructions.append((keyword.upper(), argument.strip()))
+    return instructions
+
+
+def dockerfile_arguments(keyword: str) -> list[str]:
+    return [argument for kw, argument in dockerfile_instructions(DEPLOY / "Dockerfile") if kw == keyword]
+
+
+def systemd_unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
+    parser.read_string(path.read_text(), source=str(path))
+    return parser
+
+
+def systemd_environment(path: Path) -> dict[str, str]:
+    """``Environment=`` may repeat, which configparser collapses; read those lines directly."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("Environment="):
+            name, _, value = line.removeprefix("Environment=").partition("=")
+            values[name] = value
+    return values
+
+
+def env_references(node: Any) -> set[str]:
+    """Every ``{env: NAME}`` in an instance config."""
+    if isinstance(node, dict):
+        if set(node) == {"env"} and isinstance(node["env"], str):
+            return {node["env"]}
+        return set().union(*(env_references(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(env_references(value) for value in node))
+    return set()
+
+
+def port_after_flag(command: list[str]) -> int:
+    return int(command[command.index("-p") + 1])
+
+
+def compose() -> dict[str, Any]:
+    return load_yaml(DEPLOY / "docker-compose.yml")
+
+
+def helm_values() -> dict[str, Any]:
+    return load_yaml(DEPLOY / "helm" / "values.yaml")
+
+
+def helm_deployment() -> dict[str, Any]:
+    deployments = helm_values()["dagster-user-deployments"]["deployments"]
+    assert len(deployments) == 1
+    return deployments[0]
+
+
+def loads_module(workspace: Path) -> bool:
+    entries = load_yaml(workspace)["load_from"]
+    return any(
+        entry.get("python_module", {}).get("module_name") == MODULE
+        and entry["python_module"].get("location_name") == LOCATION
+        for entry in entries
+    )
+
+
+# --- every file parses --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_yaml_files_parse(path: Path) -> None:
+    assert isinstance(load_yaml(path), dict)
+
+
+def test_dockerfile_parses() -> None:
+    keywords = [keyword for keyword, _ in dockerfile_instructions(DEPLOY / "Dockerfile")]
+    assert keywords[0] == "FROM"
+    assert dockerfile_arguments("FROM") == ["python:3.11-slim"]
+    assert {"COPY", "RUN", "EXPOSE", "CMD"} <= set(keywords)
+    assert keywords.count("CMD") == 1
+    assert any(argument.startswith("pip install .") for argument in dockerfile_arguments("RUN"))
+
+
+@pytest.mark.parametrize("path", SYSTEMD_UNITS, ids=lambda p: p.name)
+def test_systemd_units_parse(path: Path) -> None:
+    unit = systemd_unit(path)
+    assert {"Unit", "Service", "Install"} <= set(unit.sections())
+    service = unit["Service"]
+    assert service["User"] and service["User"] != "root"
+    assert service["EnvironmentFile"] == "/etc/sync_pipelines/env"
+    assert service["WorkingDirectory"] == "/opt/sync_pipelines"
+    assert service["Restart"] == "on-failure"
+    assert systemd_environment(path)["DAGSTER_HOME"] == "/var/lib/sync_pipelines"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_env_example_parses() -> None:
+    active, documented = env_example()
+    assert active and set(active) <= documented
+
+
+# --- names match the code ------------------------------------------------------------------------------
+
+
+def test_module_is_named_everywhere() -> None:
+    assert MODULE in json.loads(dockerfile_arguments("CMD")[0])
+    assert compose()["services"]["user_code"]["command"][-2:] == ["-m", MODULE]
+    assert helm_deployment()["dagsterApiGrpcArgs"] == ["-m", MODULE]
+    assert load_yaml(DEPLOY / "workspace.yaml")["load_from"][0]["grpc_server"]["location_name"] == LOCATION
+    # The systemd units load the repository's workspace.yaml, which names the module.
+    for path in SYSTEMD_UNITS:
+        command = systemd_unit(path)["Service"]["ExecStart"].split()
+        workspace = command[command.index("-w") + 1]
+        assert workspace.startswith("/opt/sync_pipelines/")
+        assert loads_module(REPO / workspace.removeprefix("/opt/sync_pipelines/"))
+
+
+def test_grpc_port_is_the_same_everywhere() -> None:
+    cmd = json.loads(dockerfile_arguments("CMD")[0])
+    user_code = compose()["services"]["user_code"]
+    grpc_server = load_yaml(DEPLOY / "workspace.yaml")["load_from"][0]["grpc_server"]
+    ports = {
+        "Dockerfile EXPOSE": int(dockerfile_arguments("EXPOSE")[0]),
+        "Dockerfile CMD": port_after_flag(cmd),
+        "compose command": port_after_flag(user_code["command"]),
+        "compose expose": int(user_code["expose"][0]),
+        "compose healthcheck": port_after_flag(user_code["healthcheck"]["test"]),
+        "workspace.yaml": grpc_server["port"],
+        "helm": helm_deployment()["port"],
+    }
+    assert set(ports.values()) == {GRPC_PORT}, ports
+    assert grpc_server["host"] == "user_code"
+
+
+def test_env_example_documents_every_variable() -> None:
+    active, documented = env_example()
+    missing = set(INTERFACE_ENV_VARS + DEPLOYMENT_ENV_VARS) - documented
+    assert not missing, f"missing from deploy/.env.example: {sorted(missing)}"
+    # Secrets that are set carry placeholders only.
+    for name in SECRET_ENV_VARS:
+        if name in active:
+            assert "change-me" in active[name], f"{name} must hold a placeholder"
+
+
+@pytest.mark.parametrize("path", INSTANCE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_instance_env_vars_are_in_env_example(path: Path) -> None:
+    references = env_references(load_yaml(path))
+    assert {"DAGSTER_POSTGRES_URL", "DAGSTER_COMPUTE_LOGS_DIR"} <= references
+    assert references <= env_example()[1]
+
+
+@pytest.mark.parametrize("path", INSTANCE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_instance_config_loads(
+    path: Path, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "instance"
+    home.mkdir()
+    shutil.copy(path, home / "dagster.yaml")
+    logs = tmp_path / "compute_logs"
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", pg_url)
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_DIR", str(logs))
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+        assert type(instance.compute_log_manager).__name__ == "LocalComputeLogManager"
+        assert Path(instance.compute_log_manager._base_dir) == logs  # resolved from DAGSTER_COMPUTE_LOGS_DIR
+
+        concurrency = instance.get_concurrency_config()
+        queue = concurrency.run_queue_config
+        assert queue is not None and queue.max_concurrent_runs == 10
+        limits = {limit["key"]: limit for limit in queue.tag_concurrency_limits}
+        assert limits["sync/target"] == {"key": "sync/target", **PER_VALUE_LIMIT_1}
+        assert limits["sync/api"] == {"key": "sync/api", **PER_VALUE_LIMIT_1}
+        assert concurrency.pool_config.default_pool_limit == 1
+        assert instance.event_log_storage.get_concurrency_info("rt_api").limit == 1
+
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.run_retries_retry_on_asset_or_op_failure is False
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_max_resume_run_attempts == 0
+        assert not instance.telemetry_enabled
+        assert instance.get_settings("retention")["schedule"]["purge_after_days"] > 0
+    finally:
+        instance.dispose()
+
+
+def test_tag_limits_cover_sync_target_in_instance_and_helm() -> None:
+    queued = helm_values()["dagsterDaemon"]["runCoordinator"]
+    assert queued["enabled"] and queued["type"] == "QueuedRunCoordinator"
+    helm_runs = queued["config"]["queuedRunCoordinator"]
+    for path in INSTANCE_FILES:
+        runs = load_yaml(path)["concurrency"]["runs"]
+        assert {"key": "sync/target", **PER_VALUE_LIMIT_1} in runs["tag_concurrency_limits"]
+        # The chart's dagster.yaml mirrors the file's queue limits.
+        assert helm_runs["tagConcurrencyLimits"] == runs["tag_concurrency_limits"]
+        assert helm_runs["maxConcurrentRuns"] == runs["max_concurrent_runs"]
+
+
+def test_compose_wiring() -> None:
+    services = compose()["services"]
+    assert {"postgres", "user_code", "webserver", "daemon"} <= set(services)
+    assert services["postgres"]["image"] == "postgres:15"
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+
+    dagster_home = next(a for a in dockerfile_arguments("ENV") if "DAGSTER_HOME=" in a)
+    dagster_home = re.search(r"DAGSTER_HOME=(\S+)", dagster_home)[1]  # type: ignore[index]
+    assert any(
+        "deploy/dagster.yaml" in a and "deploy/workspace.yaml" in a and "DAGSTER_HOME" in a
+        for a in dockerfile_arguments("COPY")
+    )
+    for name in ("user_code", "webserver", "daemon"):
+        service = services[name]
+        build = service["build"]
+        assert (DEPLOY / build["context"]).resolve() == REPO
+        assert (REPO / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+        env = service["environment"]
+        assert re.fullmatch(r"postgresql://.+@postgres:5432/.+", env["DAGSTER_POSTGRES_URL"])
+        assert env["DAGSTER_HOME"] == dagster_home
+        assert any(volume.endswith(":" + env["DAGSTER_COMPUTE_LOGS_DIR"]) for volume in service["volumes"])
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("webserver", "daemon"):
+        assert services[name]["depends_on"]["user_code"]["condition"] == "service_healthy"
+        # `-w workspace.yaml` resolves against DAGSTER_HOME, where the image puts deploy/workspace.yaml.
+        assert services[name]["working_dir"] == dagster_home
+        assert services[name]["command"][-2:] == ["-w", "workspace.yaml"]
+    assert services["webserver"]["command"][:5] == ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000"]
+    assert "3000:3000" in services["webserver"]["ports"]
+    assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
+    assert services["user_code"]["env_file"] == ".env"
+    assert "compute_logs" in compose()["volumes"]
+
+
+@pytest.mark.parametrize("path", SYSTEMD_UNITS, ids=lambda p: p.name)
+def test_systemd_commands_exist_in_the_venv(path: Path) -> None:
+    command = systemd_unit(path)["Service"]["ExecStart"].split()
+    assert command[0].startswith("/opt/sync_pipelines/.venv/bin/")
+    assert (VENV_BIN / Path(command[0]).name).is_file()
+
+
+def test_helm_values() -> None:
+    values = helm_values()
+    deployment = helm_deployment()
+    assert deployment["name"] == "sync-pipelines"
+    assert deployment["image"]["repository"] and isinstance(deployment["image"]["tag"], str)
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["postgresql"]["enabled"] is False and values["postgresql"]["postgresqlHost"]
+    assert deployment["envSecrets"] and all(secret["name"] for secret in deployment["envSecrets"])
+    plain = {variable["name"] for variable in deployment["env"]}
+    assert plain <= env_example()[1]
+    assert not plain & set(SECRET_ENV_VARS), "secrets belong in envSecrets"
+    retries = values["dagsterDaemon"]["runRetries"]
+    assert retries["enabled"] and retries["retryOnAssetOrOpFailure"] is False

@@ -1,0 +1,322 @@
+"""``rt_user_sync`` end to end: the real job, the RT sandbox over HTTP, students on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.core.shards import SHARD_KEYS, shard_of
+from sync_pipelines.definitions import defs
+from sync_pipelines.defs.rt.desired import graduation_year
+from sync_pipelines.sandbox.databases import seed_students
+from sync_pipelines.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
+from sync_pipelines.sandbox.sample_data import SampleStudent, generate_students
+from sync_pipelines.sandbox.server import Knobs, ThreadedSandbox
+from sync_pipelines.sync.state import SyncStateStore
+
+SIZE = 120
+PUT = "PUT /REST/2.0/user/{id}"
+GET = "GET /REST/2.0/user/{id}"
+
+
+@dataclass
+class RtWorld:
+    rt: ThreadedSandbox
+    students: list[SampleStudent]
+    students_url: str
+    state_url: str
+    instance: dg.DagsterInstance
+
+    def run(
+        self, config: dict[str, Any] | None = None, partition: str | None = None
+    ) -> dg.ExecuteInProcessResult:
+        job = defs.resolve_job_def("rt_user_sync")
+        run_config = {"ops": {"rt_user_custom_fields": {"config": config}}} if config else None
+        return job.execute_in_process(
+            run_config=run_config, instance=self.instance, partition_key=partition, raise_on_error=False
+        )
+
+    def rt_values(self) -> dict[int, tuple[list[str], list[str]]]:
+        users = self.rt.state()["users"]
+        return {
+            int(key): (user["CustomFields"].get("Grade", []), user["CustomFields"].get("Student ID", []))
+            for key, user in users.items()
+        }
+
+    def expected(self, grade_of=lambda s: s.grade) -> dict[int, tuple[list[str], list[str]]]:
+        return {
+            s.rt_user_id: ([grade_of(s)], [s.student_id]) for s in self.students if s.rt_user_id is not None
+        }
+
+    def differing(self) -> set[int]:
+        current = self.rt_values()
+        return {key for key, value in self.expected().items() if current.get(key) != value}
+
+
+@pytest.fixture
+def world(make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
+    students = generate_students(SIZE, seed=11)
+    students_url, state_url = make_pg_url(), make_pg_url()
+    seed_students(students_url, students, schema="django")
+    with ThreadedSandbox(RequestTrackerSandbox.from_sample(SIZE, seed=11, knobs=Knobs(seed=1))) as rt:
+        for name, value in {
+            "STUDENTS_DATABASE_URL": students_url,
+            "RT_URL": rt.url,
+            "RT_TOKEN": DEFAULT_TOKEN,
+            "SYNC_STATE_DATABASE_URL": state_url,
+        }.items():
+            monkeypatch.setenv(name, value)
+        with dg.instance_for_test() as instance:
+            yield RtWorld(rt, students, students_url, state_url, instance)
+
+
+def run_checks(world: RtWorld) -> dg.ExecuteInProcessResult:
+    """The RT checks as the ``sync_checks`` job runs them (the other systems' checks need their servers)."""
+    from sync_pipelines.defs.rt.assets import rt_user_custom_fields
+    from sync_pipelines.defs.rt.checks import rt_custom_fields_exist, rt_matches_students
+    from sync_pipelines.defs.students.assets import students
+
+    return dg.materialize(
+        [students, rt_user_custom_fields, rt_custom_fields_exist, rt_matches_students],
+        selection=dg.AssetSelection.checks(rt_custom_fields_exist, rt_matches_students),
+        resources=dict(defs.resources),
+        instance=world.instance,
+        raise_on_error=False,
+    )
+
+
+def observation(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    events = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    return events[-1].event_specific_data.asset_observation.metadata
+
+
+def test_first_run_writes_exactly_the_differing_users_and_the_second_none(world: RtWorld) -> None:
+    differing = world.differing()
+    assert 0 < len(differing) < len(world.expected())
+    first = world.run()
+    assert first.success
+    assert world.rt.requests(PUT) == len(differing)
+    assert world.rt_values() | world.expected() == world.rt_values()
+    assert {k: v for k, v in world.rt_values().items() if k in world.expected()} == world.expected()
+    summary = observation(first)
+    assert summary["updated"].value == len(differing)
+    assert summary["skipped_no_rt_user"].value == sum(1 for s in world.students if s.rt_user_id is None)
+    # The asset's own requests: one custom field listing, one GET per user read, one PUT per changed user.
+    assert summary["requests_made"].value == 1 + world.rt.requests(GET) + world.rt.requests(PUT)
+    # One materialization per shard, each with its own counts.
+    materializations = first.asset_materializations_for_node("rt_user_custom_fields")
+    assert sorted(m.partition for m in materializations) == SHARD_KEYS
+    assert sum(m.metadata["updated"].value for m in materializations) == len(differing)
+    # Every write is audited.
+    audit = SyncStateStore.from_url(world.state_url).audit_rows("rt_user_custom_fields")
+    assert {row["record_key"] for row in audit} == {str(key) for key in differing}
+    assert {row["status"] for row in audit} == {"applied"}
+
+    world.rt.reset_counters()
+    second = world.run()
+    assert second.success
+    assert world.rt.requests(PUT) == 0
+    assert world.rt.requests(GET) == 0
+    assert observation(second)["updated"].value == 0
+
+
+def test_dry_run_shows_the_plan_and_writes_nothing(world: RtWorld) -> None:
+    before = world.rt_values()
+    result = world.run({"dry_run": True})
+    assert result.success
+    assert world.rt.requests(PUT) == 0
+    assert world.rt_values() == before
+    metadata = observation(result)
+    assert metadata["dry_run"].value is True
+    assert metadata["planned_updates"].value == len(world.differing())
+    table = metadata["plan"].value
+    some_user = min(world.differing())
+    assert f"| {some_user} | update |" in table
+    assert result.asset_materializations_for_node("rt_user_custom_fields") == []
+    assert SyncStateStore.from_url(world.state_url).audit_rows() == []
+
+
+def test_converges_under_injected_503s_and_429_bursts(world: RtWorld) -> None:
+    world.rt.set_knobs(error_rate=0.1, burst_429=5, retry_after_seconds=0.2, seed=4)
+    for _ in range(3):
+        if world.run().success:
+            break
+    assert world.differing() == set()
+    statuses = world.rt.stats()["statuses"]
+    assert statuses.get("429", 0) >= 5 and sum(statuses.get(s, 0) for s in ("500", "502", "503")) > 0
+
+
+def test_missing_custom_field_fails_before_any_write(world: RtWorld) -> None:
+    world.rt.change_state({"action": "remove_custom_field", "name": "Grade"})
+    result = world.run()
+    assert not result.success
+    assert world.rt.requests(PUT) == 0
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    failed = checks["rt_custom_fields_exist"]
+    assert failed.passed is False
+    assert "RT has no user custom field 'Grade'" in failed.description
+    assert "'Student ID'" in failed.description and "'Department'" in failed.description
+
+
+def test_unknown_user_and_refused_value_fail_their_records_only(world: RtWorld) -> None:
+    targets = sorted(world.differing())
+    gone, refused = targets[0], targets[1]
+    refused_grade = world.expected()[refused][0][0]
+    world.rt.change_state({"action": "delete_user", "user_id": gone})
+    # RT refuses one grade value (and so every user who should get it).
+    world.rt.change_state(
+        {
+            "action": "set_pattern",
+            "field": "Grade",
+            "pattern": f"(?#Not {refused_grade})^(?!{refused_grade}$).*$",
+        }
+    )
+    result = world.run({"full_refresh": True})
+    assert not result.success
+    failure = result.failure_data_for_node("rt_user_custom_fields")
+    message = failure.error.cause.message if failure.error.cause else failure.error.message
+    assert f"{gone}: RT has no user {gone}" in message
+    assert f"{refused}: RT refused" in message
+    # The healthy shards are materialized; shards holding a failed record are not.
+    materialized = {m.partition for m in result.asset_materializations_for_node("rt_user_custom_fields")}
+    assert shard_of(str(gone)) not in materialized
+    assert len(materialized) >= 1
+    # Users whose values RT refused keep their old values; the Student ID part of the same PUT was
+    # refused together with the Grade, so nothing is half-written.
+    assert world.rt.requests(PUT) >= 1
+    # The next run retries exactly the failed users.
+    world.rt.change_state({"action": "set_pattern", "field": "Grade", "pattern": "^.*$"})
+    world.rt.reset_counters()
+    retry = world.run()
+    assert not retry.success  # the deleted user still fails
+    assert refused not in world.differing()
+
+
+def test_bad_token_stops_the_run_at_once(world: RtWorld) -> None:
+    world.rt.change_state({"action": "set_token", "token": "another-token"})
+    result = world.run()
+    assert not result.success
+    failures = [event.step_failure_data.error for event in result.all_events if event.is_step_failure]
+    text = " ".join(str(error) for error in failures)
+    assert "RT refused the credentials" in text and "RT_TOKEN" in text
+    assert DEFAULT_TOKEN not in text
+    assert world.rt.requests(PUT) == 0
+    assert world.rt.stats()["total_requests"] == 1
+
+
+def test_graduation_year_mode(world: RtWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RT_GRADE_VALUE", "graduation_year")
+    assert world.run().success
+    expected = world.expected(lambda s: str(graduation_year(s.grade, date.today())))
+    actual = {k: v for k, v in world.rt_values().items() if k in expected}
+    assert actual == expected
+
+
+def test_limit_and_batches(world: RtWorld) -> None:
+    result = world.run({"limit": 10, "batch_size": 3, "batch_delay_seconds": 0.05})
+    assert result.success
+    assert world.rt.requests(PUT) <= 10
+    written = world.rt.requests(PUT)
+    batches = -(-written // 3)
+    logs = [entry.user_message for entry in world.instance.all_logs(result.run_id)]
+    assert any(f"batch 1/{batches}: 3/{written} records" in line for line in logs)
+    assert any(f"batch {batches}/{batches}: {written}/{written} records" in line for line in logs)
+
+
+def test_one_shard_alone(world: RtWorld) -> None:
+    shard = shard_of(str(min(world.differing())))
+    result = world.run(partition=shard)
+    assert result.success
+    in_shard = {k for k in world.expected() if shard_of(str(k)) == shard}
+    assert world.differing() & in_shard == set()
+    assert world.differing() - in_shard
+    assert [m.partition for m in result.asset_materializations_for_node("rt_user_custom_fields")] == [shard]
+
+
+def test_drift_check_sees_hand_edits_and_full_refresh_repairs_them(world: RtWorld) -> None:
+    assert world.run().success
+    edited = next(iter(world.expected()))
+    world.rt.change_state(
+        {"action": "set_custom_field", "user_id": edited, "field": "Grade", "values": ["1999"]}
+    )
+    world.rt.reset_counters()
+    checks = run_checks(world)
+    drift = {e.check_name: e for e in checks.get_asset_check_evaluations()}["rt_matches_students"]
+    assert drift.passed is False
+    assert drift.metadata["users_differing"].value == 1
+    assert str(edited) in drift.metadata["examples"].value
+    assert world.rt.requests(PUT) == 0  # checks write nothing
+    # The delta run trusts what it last wrote, so it does not see the hand edit...
+    world.rt.reset_counters()
+    assert world.run().success and world.rt.requests(PUT) == 0
+    assert edited in world.differing()
+    # ...a full refresh reads RT again and repairs it.
+    assert world.run({"full_refresh": True}).success
+    assert world.differing() == set()
+
+
+def test_sensor_starts_a_run_for_the_changed_shard_only(world: RtWorld) -> None:
+    sensor = defs.resolve_sensor_def("students_changed")
+    resources = {"students_database": defs.resources["students_database"]}
+    repository = defs.get_repository_def()
+    first = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=world.instance, resources=resources, repository_def=repository)
+    )
+    assert first.run_requests == [] and first.cursor
+    engine = create_database_engine(world.students_url, "STUDENTS_DATABASE_URL")
+    student = next(s for s in world.students if s.rt_user_id is not None)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE students SET grade = 12 WHERE student_id = :id"), {"id": student.student_id}
+        )
+    second = sensor.evaluate_tick(
+        dg.build_sensor_context(
+            instance=world.instance, resources=resources, cursor=first.cursor, repository_def=repository
+        )
+    )
+    assert [r.partition_key for r in second.run_requests] == [shard_of(str(student.rt_user_id))]
+    third = sensor.evaluate_tick(
+        dg.build_sensor_context(
+            instance=world.instance, resources=resources, cursor=second.cursor, repository_def=repository
+        )
+    )
+    assert third.run_requests == []
+
+
+def test_dagster_job_execute_as_a_subprocess(world: RtWorld, tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"ops": {"rt_user_custom_fields": {"config": {"limit": 5}}}}))
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "job",
+        "execute",
+        "-m",
+        "sync_pipelines.definitions",
+        "-j",
+        "rt_user_sync",
+        "-c",
+        str(config),
+    ]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert 1 <= world.rt.requests(PUT) <= 5
+    # A failing sync gives a non-zero exit code.
+    world.rt.change_state({"action": "set_token", "token": "changed"})
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    assert DEFAULT_TOKEN not in failed.stdout + failed.stderr
