@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -30,7 +32,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_random_exponential,
 )
 
 from sync_pipelines.core.errors import AuthenticationError, SyncError
@@ -108,20 +109,39 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
-class _WaitHonouringRetryAfter:
-    """Exponential backoff with full jitter, but never shorter than the server's ``Retry-After``."""
+def _deadline(seconds: float) -> contextlib.AbstractAsyncContextManager[None]:
+    """``asyncio.timeout`` where available (3.11+): unlike ``wait_for`` it creates no extra task per request."""
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is not None:
+        return timeout(seconds)
+    return _WaitForDeadline(seconds)
 
-    def __init__(self, limits: ApiLimits) -> None:
-        self._backoff = wait_random_exponential(
-            multiplier=limits.backoff_initial_seconds, max=limits.backoff_max_seconds
-        )
 
-    def __call__(self, state: RetryCallState) -> float:
-        backoff = self._backoff(state)
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, TransientApiError) and error.retry_after is not None:
-            return max(error.retry_after, min(backoff, error.retry_after + 1.0))
-        return backoff
+class _WaitForDeadline(contextlib.AbstractAsyncContextManager):
+    """Python 3.10 fallback: a timer that cancels the current task."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            self._expired = True
+            if task is not None:
+                task.cancel()
+
+        self._handle = loop.call_later(self._seconds, expire)
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._expired and exc_type is asyncio.CancelledError:
+            raise asyncio.TimeoutError
+        return False
 
 
 class ApiClient:
@@ -200,9 +220,48 @@ class ApiClient:
         401/403 raise ``UnauthorizedError`` unless ``raise_on_unauthorized`` is false, for callers that hold
         per-account credentials and decide for themselves (a Bakalari student's token, say).
         """
+        try:
+            # The common case pays for no retry machinery; tenacity takes over from the first failure on.
+            response = await self._attempt(method, path, params, json_body, form, headers)
+        except TransientApiError as failure:
+            response = await self._retry(failure, method, path, params, json_body, form, headers)
+        if response.status_code in AUTH_STATUSES and raise_on_unauthorized:
+            raise UnauthorizedError(
+                self.system, self.credential_variables, response.status_code, self.redact(path)
+            )
+        return response
+
+    def backoff_seconds(self, failed_attempts: int, error: BaseException | None) -> float:
+        """Exponential backoff with full jitter, never shorter than the server's ``Retry-After``."""
+        ceiling = min(
+            self.limits.backoff_max_seconds, self.limits.backoff_initial_seconds * 2 ** (failed_attempts - 1)
+        )
+        backoff = random.uniform(0, ceiling)
+        if isinstance(error, TransientApiError) and error.retry_after is not None:
+            return max(error.retry_after, min(backoff, error.retry_after + 1.0))
+        return backoff
+
+    async def _retry(
+        self,
+        failure: TransientApiError,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        form: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        """Attempts 2..max_attempts after a first failure."""
+        if self.limits.max_attempts == 1:
+            raise failure
+        first_wait = self.backoff_seconds(1, failure)
+        self._log_retry_line(failure, 1, first_wait)
+        await asyncio.sleep(first_wait)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.limits.max_attempts),
-            wait=_WaitHonouringRetryAfter(self.limits),
+            stop=stop_after_attempt(self.limits.max_attempts - 1),
+            wait=lambda state: self.backoff_seconds(
+                state.attempt_number + 1, state.outcome.exception() if state.outcome else None
+            ),
             retry=retry_if_exception_type(TransientApiError),
             before_sleep=self._log_retry,
             reraise=True,
@@ -210,10 +269,6 @@ class ApiClient:
         async for attempt in retrying:
             with attempt:
                 response = await self._attempt(method, path, params, json_body, form, headers)
-        if response.status_code in AUTH_STATUSES and raise_on_unauthorized:
-            raise UnauthorizedError(
-                self.system, self.credential_variables, response.status_code, self.redact(path)
-            )
         return response
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -254,17 +309,17 @@ class ApiClient:
                 await self._limiter.acquire()
             self.requests_made += 1
             try:
-                response = await asyncio.wait_for(
-                    self._client.request(
+                # A whole-request deadline on top of httpx's per-phase timeouts: a server that trickles bytes
+                # must not hold a slot forever.
+                async with _deadline(self.limits.timeout_seconds + 1):
+                    response = await self._client.request(
                         method,
                         path,
                         params=params,
                         json=json_body,
                         data=form,
                         headers={**self.headers, **(headers or {})},
-                    ),
-                    timeout=self.limits.timeout_seconds + 1,
-                )
+                    )
             except (httpx.TransportError, asyncio.TimeoutError) as error:
                 self.statuses[type(error).__name__] += 1
                 detail = self.redact(str(error)) or type(error).__name__
@@ -287,13 +342,14 @@ class ApiClient:
         return response
 
     def _log_retry(self, state: RetryCallState) -> None:
-        self.retries += 1
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
+        self._log_retry_line(error, state.attempt_number + 1, wait)
+
+    def _log_retry_line(self, error: BaseException | None, failed_attempts: int, wait: float) -> None:
+        self.retries += 1
         self.log.debug(
-            self.redact(
-                f"{error}; retry {state.attempt_number}/{self.limits.max_attempts - 1} in {wait:.2f} s"
-            )
+            self.redact(f"{error}; retry {failed_attempts}/{self.limits.max_attempts - 1} in {wait:.2f} s")
         )
 
     def summary(self) -> dict[str, int]:

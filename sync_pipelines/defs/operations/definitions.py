@@ -2,6 +2,12 @@
 
 import dagster as dg
 
+from sync_pipelines.defs.operations.alerts import sync_failure_alert
 from sync_pipelines.defs.operations.checks_job import sync_checks
+from sync_pipelines.defs.operations.run_history import prune_run_history, prune_run_history_weekly
 
-defs = dg.Definitions(jobs=[sync_checks])
+defs = dg.Definitions(
+    jobs=[sync_checks, prune_run_history],
+    schedules=[prune_run_history_weekly],
+    sensors=[sync_failure_alert],
+)
