@@ -1,6 +1,7 @@
 """The ``rt_user_custom_fields`` asset: RT users' grade and student ID fields, kept equal to ``students``."""
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ class RtSyncOutcome:
     requests: int = 0
     retries: int = 0
     reconciled: dict[str, int] = field(default_factory=dict)
+    read_seconds: float = 0.0
 
 
 async def require_user_fields(rt: RequestTrackerClient, wanted: tuple[str, ...]) -> list[str]:
@@ -108,7 +110,9 @@ async def sync_custom_fields(
         to_read = sorted({key for key in desired if key not in remembered} | set(pending), key=int)
         if to_read:
             context.log.info(f"reading the current values of {len(to_read)} RT user(s)")
+        read_started = time.perf_counter()
         current, read_failures = await read_current(rt, to_read, fields)
+        read_seconds = time.perf_counter() - read_started
         reconciled = state.reconcile_pending(TARGET, current, remember_written=True) if pending else {}
         if reconciled:
             context.log.warning(f"settled audit rows left pending by an interrupted run: {reconciled}")
@@ -139,7 +143,7 @@ async def sync_custom_fields(
                 log=context.log,
             )
             result.failures.update({skip.key: skip.reason for skip in read_skips})
-        return RtSyncOutcome(plan, result, rt.api.requests_made, rt.api.retries, reconciled)
+        return RtSyncOutcome(plan, result, rt.api.requests_made, rt.api.retries, reconciled, read_seconds)
 
 
 def _invalid_students(context: dg.AssetExecutionContext) -> int:
@@ -167,10 +171,13 @@ def rt_user_custom_fields(
     request_tracker: RequestTrackerResource,
     sync_state: SyncStateResource,
 ):
+    started = time.perf_counter()
     outcome = asyncio.run(
         sync_custom_fields(context, config, students, request_tracker, sync_state, date.today())
     )
     extra = {
+        "sync_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+        "read_seconds": dg.MetadataValue.float(round(outcome.read_seconds, 3)),
         "requests_made": dg.MetadataValue.int(outcome.requests),
         "retries": dg.MetadataValue.int(outcome.retries),
         "invalid_students": dg.MetadataValue.int(_invalid_students(context)),
