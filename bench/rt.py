@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 ),
                 {"n": changed},
             )
-        delta = measured(f"delta ({changed} students changed)", f"target <= {0.02 * first['PUTs']:.0f} PUTs")
+        measured(f"delta ({changed} students changed)", f"target <= {0.02 * first['PUTs']:.0f} PUTs")
 
         sample = [(s.rt_user_id, s.grade, s.student_id) for s in students if s.rt_user_id][: args.seed_sample]
         rt.reset_counters()
