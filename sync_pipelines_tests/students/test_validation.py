@@ -41,7 +41,7 @@ def test_parse_grade(raw: object, expected: str | None) -> None:
         (42, (True, 42)),
         ("42", (True, 42)),
         (42.0, (True, 42)),
-        ("x", (False, None)),
+        ("x", (False, None)), ("１", (False, None)), ("1001.5", (False, None)),
         (-1, (False, None)),
         ("-1", (False, None)),
         (0, (False, None)),

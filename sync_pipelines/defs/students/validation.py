@@ -53,7 +53,7 @@ def parse_grade(value: Any) -> str | None:
         if not value.is_integer():
             return None
         text = str(int(value))
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         return None
     number = int(text)
     if number == 0:
@@ -70,7 +70,7 @@ def parse_rt_user_id(value: Any) -> tuple[bool, int | None]:
     if isinstance(value, float):
         return (True, int(value)) if value.is_integer() and value > 0 else (False, None)
     text = str(value).strip()
-    if text.isdigit() and int(text) > 0:
+    if text.isascii() and text.isdigit() and int(text) > 0:
         return True, int(text)
     return False, None
 
