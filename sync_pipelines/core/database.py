@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -86,3 +87,16 @@ def require_table(engine: Engine, table: str, setting: str, columns: list[str] |
             f"it has {', '.join(reflected.c.keys())}",
         )
     return reflected
+
+
+def pg_text_array(values: Iterable[str | None]) -> str:
+    """A PostgreSQL array literal (``{"a","b, c",NULL}``), to be cast to ``text[]`` (or ``uuid[]``).
+
+    One string parameter instead of a list: the driver would otherwise adapt every element on its own, which
+    costs more than a set-based statement over thousands of rows.
+    """
+    quoted = (
+        "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        for value in values
+    )
+    return "{" + ",".join(quoted) + "}"

@@ -1,8 +1,9 @@
 """Stable shards: the partitions every sync uses as its batches.
 
-A record's shard comes from a CRC32 of its key, so it never moves between runs or machines. Each sync job
-carries the full shard range in its tags, so a run with no partition (the CLI default) syncs every shard and
-records a materialization for each; a run tagged ``dagster/partition: shard-03`` syncs that shard alone.
+A record's shard comes from a CRC32 of its key, so it never moves between runs or machines. A run with no
+partition (the CLI default) syncs every shard and records a materialization for each shard it got through;
+a run tagged ``dagster/partition: shard-03`` (a sensor request, a backfill, the UI) syncs that shard alone.
+The jobs carry no partition-range tags: Dagster refuses a run holding both those and ``dagster/partition``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,6 @@ import dagster as dg
 SHARD_COUNT = 16
 SHARD_KEYS = [f"shard-{index:02d}" for index in range(SHARD_COUNT)]
 SHARDS = dg.StaticPartitionsDefinition(SHARD_KEYS)
-
-# Job tags that make "no partition given" mean "every shard" (a single-run backfill of the whole range).
-ALL_SHARDS_TAGS = {
-    "dagster/asset_partition_range_start": SHARD_KEYS[0],
-    "dagster/asset_partition_range_end": SHARD_KEYS[-1],
-}
 
 
 def shard_of(key: object) -> str:

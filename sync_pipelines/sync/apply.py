@@ -64,7 +64,7 @@ async def apply_plan(
         if index and batch_delay_seconds:
             await asyncio.sleep(batch_delay_seconds)
         batch = records[start : start + batch_size]
-        state.begin_batch(run_id, plan.target, batch)
+        batch_id = state.begin_batch(run_id, plan.target, batch)
         try:
             outcome = writer(batch)
             failures = dict(await outcome if inspect.isawaitable(outcome) else outcome)
@@ -77,7 +77,7 @@ async def apply_plan(
             reason = f"batch rolled back: {type(error).__name__}: {error}"
             log.error(f"{plan.target}: batch {index + 1}/{total_batches} {reason}")
             failures = {record.key: reason for record in batch}
-        state.finish_batch(run_id, plan.target, batch, failures, remember_written)
+        state.finish_batch(run_id, plan.target, batch, failures, remember_written, batch_id)
         result.batches += 1
         result.failures.update(failures)
         for record in batch:

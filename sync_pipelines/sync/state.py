@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.core.database import create_database_engine, pg_text_array
 from sync_pipelines.sync.plan import PlannedRecord, Value, values_equal
 
 STATE_SETTING = "SYNC_STATE_DATABASE_URL"
@@ -32,6 +33,7 @@ audit_log = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("batch_id", sa.String(36)),
     sa.Column("target", sa.String(64), nullable=False),
     sa.Column("record_key", sa.String(255), nullable=False),
     sa.Column("field", sa.String(255), nullable=False),
@@ -42,6 +44,7 @@ audit_log = sa.Table(
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_sync_audit_target_status", "target", "status"),
     sa.Index("ix_sync_audit_run", "run_id"),
+    sa.Index("ix_sync_audit_batch", "batch_id"),
 )
 
 last_written = sa.Table(
@@ -56,6 +59,13 @@ last_written = sa.Table(
 )
 
 PENDING, APPLIED, FAILED, NOT_APPLIED = "pending", "applied", "failed", "not_applied"
+
+_PG_INSERT_PENDING = sa.text(
+    "INSERT INTO sync_audit (run_id, batch_id, target, record_key, field, old_value, new_value, status, recorded_at) "
+    "SELECT :run_id, :batch_id, :target, t.record_key, t.field, t.old_value, t.new_value, 'pending', :now "
+    "FROM unnest(CAST(:keys AS text[]), CAST(:fields AS text[]), CAST(:olds AS text[]), CAST(:news AS text[])) "
+    "AS t(record_key, field, old_value, new_value)"
+)
 _CHUNK = 5000
 
 
@@ -147,28 +157,48 @@ class SyncStateStore:
             connection.execute(statement, chunk)
 
     # -- audit --------------------------------------------------------------------------------------------
-    def begin_batch(self, run_id: str, target: str, records: list[PlannedRecord]) -> None:
-        """Log the batch's changes as ``pending`` before anything is sent to the target."""
+    def begin_batch(self, run_id: str, target: str, records: list[PlannedRecord]) -> str:
+        """Log the batch's changes as ``pending`` before anything is sent to the target; returns the batch id."""
+        batch_id = uuid.uuid4().hex
+        changes = [(record.key, change) for record in records for change in record.changes]
+        if not changes:
+            return batch_id
         now = _now()
-        rows = [
-            {
-                "run_id": run_id,
-                "target": target,
-                "record_key": record.key,
-                "field": change.field,
-                "old_value": _encode(change.old),
-                "new_value": _encode(change.new),
-                "status": PENDING,
-                "error": None,
-                "recorded_at": now,
-            }
-            for record in records
-            for change in record.changes
-        ]
-        if rows:
-            with self.engine.begin() as connection:
-                for chunk in _chunks(rows):
-                    connection.execute(sa.insert(audit_log), chunk)
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # One set-based statement: an executemany of thousands of rows costs more than the target's write.
+                connection.execute(
+                    _PG_INSERT_PENDING,
+                    {
+                        "run_id": run_id,
+                        "batch_id": batch_id,
+                        "target": target,
+                        "now": now,
+                        "keys": pg_text_array(key for key, _ in changes),
+                        "fields": pg_text_array(change.field for _, change in changes),
+                        "olds": pg_text_array(_encode(change.old) for _, change in changes),
+                        "news": pg_text_array(_encode(change.new) for _, change in changes),
+                    },
+                )
+                return batch_id
+            rows = [
+                {
+                    "run_id": run_id,
+                    "batch_id": batch_id,
+                    "target": target,
+                    "record_key": key,
+                    "field": change.field,
+                    "old_value": _encode(change.old),
+                    "new_value": _encode(change.new),
+                    "status": PENDING,
+                    "error": None,
+                    "recorded_at": now,
+                }
+                for key, change in changes
+            ]
+            for chunk in _chunks(rows):
+                connection.execute(sa.insert(audit_log), chunk)
+        return batch_id
 
     def finish_batch(
         self,
@@ -177,28 +207,37 @@ class SyncStateStore:
         records: list[PlannedRecord],
         failures: Mapping[str, str],
         remember_written: bool,
+        batch_id: str | None = None,
     ) -> None:
-        """Settle the batch's pending rows: ``applied`` for written records, ``failed`` (with the reason) otherwise."""
+        """Settle the batch's pending rows: ``failed`` (with the reason) for the records that failed, ``applied``
+        for the rest; with ``remember_written``, store the written records as the new last-written state."""
         now = _now()
-        applied_keys = [record.key for record in records if record.key not in failures]
         with self.engine.begin() as connection:
             pending = (
                 (audit_log.c.run_id == run_id)
                 & (audit_log.c.target == target)
                 & (audit_log.c.status == PENDING)
             )
-            for start in range(0, len(applied_keys), _CHUNK):
-                connection.execute(
-                    sa.update(audit_log)
-                    .where(pending & audit_log.c.record_key.in_(applied_keys[start : start + _CHUNK]))
-                    .values(status=APPLIED, recorded_at=now)
-                )
             for key, reason in failures.items():
                 connection.execute(
                     sa.update(audit_log)
                     .where(pending & (audit_log.c.record_key == key))
                     .values(status=FAILED, error=reason[:2000], recorded_at=now)
                 )
+            if batch_id is not None:
+                connection.execute(
+                    sa.update(audit_log)
+                    .where((audit_log.c.batch_id == batch_id) & (audit_log.c.status == PENDING))
+                    .values(status=APPLIED, recorded_at=now)
+                )
+            else:
+                applied_keys = [record.key for record in records if record.key not in failures]
+                for start in range(0, len(applied_keys), _CHUNK):
+                    connection.execute(
+                        sa.update(audit_log)
+                        .where(pending & audit_log.c.record_key.in_(applied_keys[start : start + _CHUNK]))
+                        .values(status=APPLIED, recorded_at=now)
+                    )
             if remember_written:
                 # The whole desired record, not only the changed fields: the next run compares every field.
                 written = [

@@ -2,14 +2,12 @@
 
 import dagster as dg
 
-from sync_pipelines.core.shards import ALL_SHARDS_TAGS
-
 rt_user_sync = dg.define_asset_job(
     name="rt_user_sync",
     # rt_matches_students reads every user back from RT: it belongs to sync_checks, not to every sync run.
     selection=dg.AssetSelection.assets("students", "rt_user_custom_fields")
     - dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("rt_user_custom_fields"), "rt_matches_students")),
-    tags={**ALL_SHARDS_TAGS, "sync/target": "rt", "sync/api": "rt"},
+    tags={"sync/target": "rt", "sync/api": "rt"},
     executor_def=dg.in_process_executor,
     description="students -> RT user custom fields (Grade, Student ID).",
 )

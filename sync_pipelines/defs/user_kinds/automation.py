@@ -1,0 +1,15 @@
+"""When the user-kind sync runs: daily at 03:00 (the seed was run by hand)."""
+
+import dagster as dg
+
+from sync_pipelines.core.settings import env_text
+from sync_pipelines.defs.user_kinds.jobs import user_kind_sync
+
+user_kind_sync_daily = dg.ScheduleDefinition(
+    name="user_kind_sync_daily",
+    job=user_kind_sync,
+    cron_schedule="0 3 * * *",
+    execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every shard, daily at 03:00 in SYNC_TIMEZONE.",
+)

@@ -1,0 +1,139 @@
+"""ZLV's ``users`` table as the user-kind sync reads and writes it.
+
+Reads are one query each. Writes are set-based: on PostgreSQL one ``UPDATE ... FROM unnest(ids, kinds)`` per
+batch, in the batch's own transaction, which is what makes 100,000 changed users a matter of seconds (the seed
+sent its batches as ``VALUES`` lists from four threads and reached about 400 rows/s end to end). SQLite, used by
+the demo, gets an ``executemany`` in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from sync_pipelines.core.database import create_database_engine, is_postgresql, pg_text_array, require_table
+from sync_pipelines.defs.user_kinds.mapping import KINDS
+
+SETTING = "ZLV_DATABASE_URL"
+ID_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class ZlvUser:
+    id: str
+    email: str
+    kind: str | None
+
+
+class ZlvUsers:
+    """The ``users`` table (id, email, deleted_at, kind) of one ZLV database."""
+
+    def __init__(self, engine: Engine, table_name: str = "users") -> None:
+        self.engine = engine
+        self.table_name = table_name
+
+    @classmethod
+    def from_url(cls, url: str, table_name: str = "users") -> ZlvUsers:
+        return cls(create_database_engine(url, SETTING), table_name)
+
+    @cached_property
+    def table(self) -> sa.Table:
+        return require_table(self.engine, self.table_name, SETTING, ["id", "email", "kind", "deleted_at"])
+
+    def _in_scope(self, include_deleted: bool) -> sa.ColumnElement[bool]:
+        users = self.table
+        condition = users.c.email.is_not(None)
+        return condition if include_deleted else condition & users.c.deleted_at.is_(None)
+
+    def read_users(self, include_deleted: bool = False) -> list[ZlvUser]:
+        """Users with an email (and, unless ``include_deleted``, not deleted), ordered by id, with their kind:
+        the records to look up and the current state of the target, in one query."""
+        users = self.table
+        query = (
+            sa.select(users.c.id, users.c.email, users.c.kind)
+            .where(self._in_scope(include_deleted))
+            .order_by(users.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [ZlvUser(str(row.id), row.email, row.kind) for row in connection.execute(query)]
+
+    def read_kinds(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """``{id: kind}`` for those of ``ids`` that exist (to settle audit rows of an interrupted run)."""
+        users = self.table
+        wanted = list(ids)
+        kinds: dict[str, str | None] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), ID_CHUNK):
+                chunk = wanted[start : start + ID_CHUNK]
+                query = sa.select(users.c.id, users.c.kind).where(sa.cast(users.c.id, sa.String).in_(chunk))
+                kinds.update({str(row.id): row.kind for row in connection.execute(query)})
+        return kinds
+
+    # -- writes ----------------------------------------------------------------------------------------------
+    @cached_property
+    def _postgresql_update(self) -> sa.TextClause:
+        id_type = self.table.c.id.type.compile(dialect=self.engine.dialect)
+        table = self.engine.dialect.identifier_preparer.quote(self.table_name)
+        return sa.text(
+            f"UPDATE {table} AS u SET kind = s.kind "
+            f"FROM unnest(CAST(CAST(:ids AS text) AS {id_type}[]), CAST(:kinds AS text[])) AS s(id, kind) "
+            "WHERE u.id = s.id"
+        )
+
+    def write_kinds(self, changes: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """Set ``kind`` for ``(id, kind)`` pairs in one transaction; returns ``{id: reason}`` for the ids that
+        matched no row (a user deleted from the table since it was read)."""
+        if not changes:
+            return {}
+        ids = [user_id for user_id, _ in changes]
+        with self.engine.begin() as connection:
+            if is_postgresql(self.engine):
+                # A batch is a thousand primary-key lookups; on a small or freshly loaded table the planner may
+                # prefer hashing the whole table for every batch (40-60 ms instead of 6 ms per 1,000 rows on
+                # 100,000 users). SET LOCAL keeps the index plan to this transaction.
+                connection.exec_driver_sql(
+                    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+                )
+                result = connection.execute(
+                    self._postgresql_update,
+                    {"ids": pg_text_array(ids), "kinds": pg_text_array(kind for _, kind in changes)},
+                )
+            else:
+                users = self.table
+                statement = (
+                    sa.update(users)
+                    .where(users.c.id == sa.bindparam("user_id"))
+                    .values(kind=sa.bindparam("new_kind"))
+                )
+                result = connection.execute(
+                    statement, [{"user_id": user_id, "new_kind": kind} for user_id, kind in changes]
+                )
+        if result.rowcount == len(changes):
+            return {}
+        written = set(self.read_kinds(ids))
+        return {user_id: "no such user in ZLV any more" for user_id in ids if user_id not in written}
+
+    # -- checks ----------------------------------------------------------------------------------------------
+    def invalid_kinds(self) -> dict[str, int]:
+        """``{kind: users}`` for every value of ``kind`` that is neither NULL nor one of the four kinds."""
+        users = self.table
+        query = (
+            sa.select(users.c.kind, sa.func.count())
+            .where(users.c.kind.is_not(None) & users.c.kind.not_in(KINDS))
+            .group_by(users.c.kind)
+        )
+        with self.engine.connect() as connection:
+            return {str(kind): int(count) for kind, count in connection.execute(query)}
+
+    def coverage(self) -> tuple[int, int]:
+        """``(users with an email and not deleted, those of them whose kind is NULL)``."""
+        users = self.table
+        scope = self._in_scope(include_deleted=False) & (sa.func.trim(users.c.email) != "")
+        query = sa.select(sa.func.count(), sa.func.count().filter(users.c.kind.is_(None))).where(scope)
+        with self.engine.connect() as connection:
+            total, without = connection.execute(query).one()
+        return int(total), int(without)

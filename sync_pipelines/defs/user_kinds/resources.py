@@ -1,0 +1,97 @@
+"""Portail DF and the ZLV database as resources: where they are, how to log in, how hard to drive the API."""
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.core.http import ApiClient
+from sync_pipelines.core.settings import api_limits, env_text
+from sync_pipelines.defs.user_kinds.client import AUTH_VERSIONS, CREDENTIAL_VARIABLES, PortailDfClient
+from sync_pipelines.defs.user_kinds.database import ZlvUsers
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+class PortailDfResource(dg.ConfigurableResource):
+    """The Portail DF API at ``PORTAILDF_API_URL`` (e.g. ``https://portaildf.cerema.fr/api``).
+
+    Unset settings fall back to the environment: ``PORTAILDF_AUTH_VERSION`` (``v1`` or ``v2``, default ``v2``),
+    ``PORTAILDF_MAX_CONCURRENCY`` (default 8) and ``PORTAILDF_REQUESTS_PER_SECOND`` (default: no cap).
+    """
+
+    api_url: str = Field(description="Portail DF API base URL, ending with /api")
+    username: str = Field(description="Portail DF account name")
+    password: str = Field(description="Portail DF account password")
+    auth_version: str | None = Field(
+        default=None, description="'v1' (token) or 'v2' (JWT); unset: PORTAILDF_AUTH_VERSION, else 'v2'"
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="lookups in flight; unset: PORTAILDF_MAX_CONCURRENCY or 8"
+    )
+    requests_per_second: float | None = Field(
+        default=None, gt=0, description="unset: PORTAILDF_REQUESTS_PER_SECOND or no cap"
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="per request, as the seed's 10 s")
+    max_attempts: int = Field(default=4, ge=1, description="tries per request on timeouts, 429 and 5xx")
+
+    def version(self) -> str:
+        version = (self.auth_version or env_text("PORTAILDF_AUTH_VERSION", "v2")).strip().lower()
+        if version not in AUTH_VERSIONS:
+            raise ConfigurationError("PORTAILDF_AUTH_VERSION", f"must be 'v1' or 'v2', got {version!r}")
+        return version
+
+    @contextlib.asynccontextmanager
+    async def client(self, log: Any = None) -> AsyncIterator[PortailDfClient]:
+        """A logged-in client; wrong credentials raise ``AuthenticationError`` before any lookup."""
+        if not self.api_url or not self.api_url.strip():
+            raise ConfigurationError("PORTAILDF_API_URL", "is not set")
+        limits = api_limits(
+            "PORTAILDF",
+            self.max_concurrency,
+            self.requests_per_second,
+            self.timeout_seconds,
+            self.max_attempts,
+        )
+        api = ApiClient(
+            "Portail DF",
+            self.api_url.strip(),
+            limits,
+            credential_variables=CREDENTIAL_VARIABLES,
+            secrets=[self.password],
+            headers={"Accept": "application/json"},
+            logger=log,
+        )
+        async with api:
+            portaildf = PortailDfClient(api, self.version(), self.username, self.password)
+            await portaildf.login()
+            yield portaildf
+
+
+class ZlvDatabase(dg.ConfigurableResource):
+    """ZLV's PostgreSQL database (``ZLV_DATABASE_URL``), table ``users``: read ``email``, write ``kind``.
+
+    Deleted users (``deleted_at`` set) are left out unless ``include_deleted`` (or ``ZLV_INCLUDE_DELETED_USERS``)
+    is true; the seed did include them.
+    """
+
+    database_url: str = Field(description="SQLAlchemy URL of the ZLV database; postgresql://... is accepted")
+    table: str = "users"
+    include_deleted: bool | None = Field(
+        default=None, description="sync deleted users too; unset: ZLV_INCLUDE_DELETED_USERS, else false"
+    )
+
+    def users(self) -> ZlvUsers:
+        return ZlvUsers.from_url(self.database_url, self.table)
+
+    def includes_deleted(self) -> bool:
+        if self.include_deleted is not None:
+            return self.include_deleted
+        raw = env_text("ZLV_INCLUDE_DELETED_USERS", "false").lower()
+        if raw not in TRUE_WORDS + FALSE_WORDS:
+            raise ConfigurationError("ZLV_INCLUDE_DELETED_USERS", f"must be true or false, got {raw!r}")
+        return raw in TRUE_WORDS

@@ -1,0 +1,101 @@
+"""Flags -> kind, and which lookup result counts: pure logic, checked against the sandbox's own rule."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sync_pipelines.defs.user_kinds.mapping import (
+    AMBIGUOUS,
+    INVALID_ANSWER,
+    KINDS,
+    NOT_FOUND,
+    kind_for,
+    kind_of_record,
+    normalise_email,
+    select_outcome,
+)
+from sync_pipelines.sandbox import portaildf
+
+
+def record(email: str, exterieur: object = False, gestionnaire: object = True, id_user: int = 1) -> dict:
+    return {"id_user": id_user, "email": email, "exterieur": exterieur, "gestionnaire": gestionnaire}
+
+
+@pytest.mark.parametrize(
+    ("exterieur", "gestionnaire", "kind"),
+    [
+        (True, False, "prestataire"),
+        (False, True, "gestionnaire"),
+        (True, True, "prestataire, gestionnaire"),
+        (False, False, "aucun"),
+    ],
+)
+def test_the_seeds_mapping_table(exterieur: bool, gestionnaire: bool, kind: str) -> None:
+    assert kind_for(exterieur, gestionnaire) == kind
+    outcome = select_outcome("a@b.fr", [record("a@b.fr", exterieur, gestionnaire)])
+    assert outcome.found and outcome.kind == kind
+
+
+def test_kinds_agree_with_the_sandbox() -> None:
+    assert KINDS == portaildf.KINDS
+
+
+def test_the_exact_email_wins_over_a_longer_one_listed_first() -> None:
+    results = [record("joanna.x@b.fr", True, False, 5), record("anna.x@b.fr", False, True, 9)]
+    outcome = select_outcome("  Anna.X@B.fr ", results)
+    assert outcome.kind == "gestionnaire" and outcome.id_user == 9
+
+
+def test_only_a_longer_email_is_not_found() -> None:
+    outcome = select_outcome("anna@b.fr", [record("joanna@b.fr")])
+    assert outcome.category == NOT_FOUND and not outcome.found
+    assert "1 record(s) for other emails" in outcome.reason
+    assert select_outcome("anna@b.fr", []).category == NOT_FOUND
+
+
+def test_two_accounts_with_the_email_are_ambiguous() -> None:
+    outcome = select_outcome(
+        "a@b.fr", [record("a@b.fr", id_user=3), record("A@B.FR ", True, True, id_user=4)]
+    )
+    assert outcome.category == AMBIGUOUS and "id_user 3, 4" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"exterieur": None}, "'exterieur' is None (NoneType), not a boolean"),
+        ({"gestionnaire": "true"}, "'gestionnaire' is 'true' (str), not a boolean"),
+        ({"gestionnaire": 1}, "'gestionnaire' is 1 (int), not a boolean"),
+    ],
+)
+def test_non_boolean_flags_are_reported_not_guessed(fields: dict, problem: str) -> None:
+    outcome = kind_of_record({**record("a@b.fr"), **fields})
+    assert outcome.category == INVALID_ANSWER and problem in outcome.reason and outcome.kind is None
+
+
+def test_missing_flags_are_reported() -> None:
+    outcome = kind_of_record({"id_user": 7, "email": "a@b.fr"})
+    assert outcome.reason == "Portail DF record 7: 'exterieur' is missing; 'gestionnaire' is missing"
+
+
+def test_records_without_an_email_never_match() -> None:
+    assert (
+        select_outcome("a@b.fr", [{"id_user": 1, "exterieur": True, "gestionnaire": True}]).category
+        == NOT_FOUND
+    )
+
+
+@given(
+    flags=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=0, max_size=3),
+    others=st.integers(min_value=0, max_value=3),
+)
+def test_selection_follows_the_sandboxs_documented_rule(flags: list[tuple[bool, bool]], others: int) -> None:
+    email = "Zoë.Martin+test@Exemple.fr "
+    exact = [record(normalise_email(email), e, g, id_user=i) for i, (e, g) in enumerate(flags)]
+    longer = [record("jo" + normalise_email(email), id_user=100 + i) for i in range(others)]
+    user = portaildf.SampleZlvUser(id="u", email=email, deleted_at=None, kind=None)
+    expected = portaildf.expected_outcomes([user], exact + longer)["u"]
+    outcome = select_outcome(email, longer + exact)
+    assert (outcome.kind or outcome.category) == expected

@@ -1,0 +1,179 @@
+"""The user-kinds domain as deployed: checks, schedule, the CLI in a subprocess, SQLite for the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from sync_pipelines.core.shards import shard_of
+from sync_pipelines.definitions import defs
+from sync_pipelines.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from sync_pipelines.sandbox.zlv import demo_setup, seed_zlv
+from sync_pipelines.sync import SyncStateStore
+from sync_pipelines_tests.user_kinds.conftest import ZlvWorld, make_world
+
+
+def test_checks_flag_unknown_kinds(world_v2: ZlvWorld) -> None:
+    assert world_v2.run().success
+    checks = world_v2.run_checks()
+    assert checks["user_kinds_valid_values"].passed
+    assert checks["user_kinds_coverage"].passed
+    with world_v2.engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE users SET kind = 'Prestataire' WHERE id IN (SELECT id FROM users LIMIT 3)")
+        )
+    checks = world_v2.run_checks()
+    valid = checks["user_kinds_valid_values"]
+    assert not valid.passed and valid.severity == dg.AssetCheckSeverity.ERROR
+    assert valid.metadata["users_with_invalid_kind"].value == 3
+    assert valid.metadata["invalid_values"].value == {"Prestataire": 3}
+
+
+def test_coverage_warns_above_the_threshold(world_v2: ZlvWorld) -> None:
+    active = [u for u in world_v2.sample.users if u.deleted_at is None and u.email and u.email.strip()]
+    without = sum(1 for u in active if u.kind is None)
+    coverage = world_v2.run_checks()["user_kinds_coverage"]
+    # Before any sync about half the users have no kind.
+    assert not coverage.passed and coverage.severity == dg.AssetCheckSeverity.WARN
+    assert coverage.metadata["users_with_email"].value == len(active)
+    assert coverage.metadata["users_without_kind"].value == without
+    assert coverage.metadata["share_without_kind"].value == round(without / len(active), 4)
+    assert world_v2.run_checks(coverage_threshold=0.9)["user_kinds_coverage"].passed
+
+
+def test_definitions_name_the_job_schedule_and_checks() -> None:
+    job = defs.resolve_job_def("user_kind_sync")
+    assert job.tags["sync/api"] == "portaildf"
+    schedule = defs.resolve_schedule_def("user_kind_sync_daily")
+    assert schedule.cron_schedule == "0 3 * * *" and schedule.job_name == "user_kind_sync"
+    assert schedule.execution_timezone == os.environ.get("SYNC_TIMEZONE", "UTC")
+    spec = defs.resolve_assets_def("user_kinds")
+    assert spec.group_names_by_key[dg.AssetKey("user_kinds")] == "user_kinds"
+    checks = {
+        key.name
+        for key in defs.resolve_asset_graph().asset_check_keys
+        if key.asset_key.path == ["user_kinds"]
+    }
+    assert checks == {"user_kinds_valid_values", "user_kinds_coverage"}
+    policy = spec.specs_by_key[dg.AssetKey("user_kinds")].freshness_policy
+    assert policy is not None and policy.fail_window.to_timedelta() == timedelta(days=1)
+
+
+def test_sync_on_sqlite_as_the_demo_runs_it(tmp_path: Path) -> None:
+    for world in make_world(f"sqlite:///{tmp_path / 'zlv.sqlite'}", "v2"):
+        result = world.run({"batch_size": 10})
+        assert result.success
+        assert world.kinds() == world.expected_kinds()
+        assert world.run().success  # and again, with nothing to write
+
+
+def test_demo_setup_seeds_sqlite_and_points_at_the_sandbox(tmp_path: Path) -> None:
+    setup = demo_setup(tmp_path, 50)
+    setup.sandboxes[0].stop()  # never started: this only closes its log file
+    assert setup.env["PORTAILDF_API_URL"] == f"{setup.sandboxes[0].url}/api"
+    assert setup.env["PORTAILDF_USERNAME"] == DEFAULT_USERNAME
+    engine = sa.create_engine(setup.env["ZLV_DATABASE_URL"])
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM users")).scalar() == 50
+
+
+def dagster_cli(args: list[str], env: dict[str, str], home: Path) -> subprocess.CompletedProcess[str]:
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    command = [str(Path(sys.executable).parent / "dagster"), *args]
+    return subprocess.run(
+        command,
+        env={**os.environ, **env, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_dagster_job_execute_in_a_subprocess(world: ZlvWorld, make_pg_url, tmp_path: Path) -> None:
+    state_url = make_pg_url()
+    env = {
+        "PORTAILDF_API_URL": f"{world.handle.url}/api",
+        "PORTAILDF_USERNAME": DEFAULT_USERNAME,
+        "PORTAILDF_PASSWORD": DEFAULT_PASSWORD,
+        "PORTAILDF_AUTH_VERSION": world.auth_version,
+        "ZLV_DATABASE_URL": world.zlv_url,
+        "SYNC_STATE_DATABASE_URL": state_url,
+    }
+    config = tmp_path / "run.yaml"
+    config.write_text("ops:\n  user_kinds:\n    config:\n      limit: 30\n      batch_size: 7\n")
+    completed = dagster_cli(
+        ["job", "execute", "-m", "sync_pipelines.definitions", "-j", "user_kind_sync", "-c", str(config)],
+        env,
+        tmp_path / "home",
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    in_scope = sorted(u.id for u in world.sample.users if u.deleted_at is None and u.email is not None)
+    first = set(in_scope[:30])
+    expected = {
+        user_id: kind if user_id in first else world.sample.user(user_id).kind
+        for user_id, kind in world.expected_kinds().items()
+    }
+    assert world.kinds() == expected
+    changed = sum(1 for u in world.sample.changes() if u in first)
+    assert world.updates() == (-(-changed // 7), changed)
+    assert len(SyncStateStore.from_url(state_url).audit_rows("user_kinds")) == changed
+
+
+@pytest.mark.slow
+def test_one_shard_from_the_command_line(world_v2: ZlvWorld, tmp_path: Path) -> None:
+    """A single shard through the job: its range tags narrowed to that shard."""
+    env = {
+        "PORTAILDF_API_URL": f"{world_v2.handle.url}/api",
+        "PORTAILDF_USERNAME": DEFAULT_USERNAME,
+        "PORTAILDF_PASSWORD": DEFAULT_PASSWORD,
+        "ZLV_DATABASE_URL": world_v2.zlv_url,
+    }
+    tags = {
+        "dagster/asset_partition_range_start": "shard-05",
+        "dagster/asset_partition_range_end": "shard-05",
+    }
+    completed = dagster_cli(
+        [
+            "job",
+            "execute",
+            "-m",
+            "sync_pipelines.definitions",
+            "-j",
+            "user_kind_sync",
+            "--tags",
+            json.dumps(tags),
+        ],
+        env,
+        tmp_path / "home",
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    expected = {
+        user_id: kind if shard_of(user_id) == "shard-05" else world_v2.sample.user(user_id).kind
+        for user_id, kind in world_v2.expected_kinds().items()
+    }
+    assert world_v2.kinds() == expected
+
+
+def test_seed_zlv_creates_the_knex_schema(pg_url: str) -> None:
+    engine = seed_zlv(pg_url, [])
+    with engine.connect() as connection:
+        columns = dict(
+            connection.execute(
+                sa.text(
+                    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'users'"
+                )
+            ).all()
+        )
+    assert columns["id"] == "uuid" and columns["kind"] == "character varying"
+    assert columns["deleted_at"] == "timestamp with time zone"
+    assert {"password", "establishment_id", "role", "time_per_week", "updated_at"} <= set(columns)

@@ -1,0 +1,257 @@
+"""Bad input: bad answers per user, refused credentials, expiring tokens, a wrong auth version or table."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from sync_pipelines.core.errors import AuthenticationError
+from sync_pipelines.core.shards import SHARD_KEYS, shard_of
+from sync_pipelines.defs.user_kinds.assets import sync_user_kinds
+from sync_pipelines.defs.user_kinds.database import ZlvUser
+from sync_pipelines.defs.user_kinds.lookups import look_up_users
+from sync_pipelines.defs.user_kinds.resources import ZlvDatabase
+from sync_pipelines.sandbox.portaildf import KINDS
+from sync_pipelines.sync import SyncRunConfig, SyncStateStore
+from sync_pipelines_tests.user_kinds.conftest import LOOKUP, ZlvWorld, make_world
+from sync_pipelines_tests.user_kinds.test_user_kinds_sync import failure_text, observation
+
+
+def found_users(world: ZlvWorld, count: int) -> list[str]:
+    """Active users whose kind the sync would change, with distinct shards where possible."""
+    active = set(world.active_ids())
+    return [u for u in world.sample.changes() if u in active][:count]
+
+
+def email_of(world: ZlvWorld, user_id: str) -> str:
+    email = world.sample.user(user_id).email
+    assert email is not None
+    return email
+
+
+def test_bad_answers_are_reported_per_user_and_fail_the_run_after_the_others(world: ZlvWorld) -> None:
+    missing, not_boolean, html_page, bad_gateway = found_users(world, 4)
+    world.handle.change_state(
+        {"action": "set_record_fields", "email": email_of(world, missing), "drop": ["exterieur"]}
+    )
+    world.handle.change_state(
+        {
+            "action": "set_record_fields",
+            "email": email_of(world, not_boolean),
+            "fields": {"gestionnaire": "true"},
+        }
+    )
+    world.handle.change_state({"action": "html_for_email", "email": email_of(world, html_page)})
+    world.handle.change_state(
+        {"action": "html_for_email", "email": email_of(world, bad_gateway), "status": 502}
+    )
+    before = world.kinds()
+    result = world.run()
+    assert not result.success
+    message = failure_text(result)
+    assert "4 record(s) could not be written to user_kinds" in message
+    assert re.search(rf"{missing}: Portail DF record \d+: 'exterieur' is missing", message)
+    assert re.search(
+        rf"{not_boolean}: Portail DF record \d+: 'gestionnaire' is 'true' \(str\), not a boolean", message
+    )
+    assert re.search(rf"{html_page}: lookup failed: .*text/html, not JSON", message)
+    assert re.search(rf"{bad_gateway}: lookup failed: .*HTTP 502", message)
+    after = world.kinds()
+    broken = {missing, not_boolean, html_page, bad_gateway}
+    assert all(after[u] == before[u] for u in broken)
+    # Everyone else was written.
+    expected = world.expected_kinds()
+    assert {u: k for u, k in after.items() if u not in broken} == {
+        u: k for u, k in expected.items() if u not in broken
+    }
+    summary = observation(result)
+    assert summary["invalid_answer"] == 2 and summary["lookup_failed"] == 2 and summary["failed"] == 4
+    # Shards holding a failed user are not materialized; the others are.
+    materialized = {m.partition for m in result.asset_materializations_for_node("user_kinds")}
+    assert materialized == set(SHARD_KEYS) - {shard_of(u) for u in broken}
+
+
+def test_timeouts_after_retries_fail_those_users_only(world_v2: ZlvWorld) -> None:
+    portaildf = world_v2.portaildf(timeout_seconds=0.3, max_attempts=2)
+    users = [ZlvUser(u.id, u.email, u.kind) for u in world_v2.sample.users if u.email and u.email.strip()][:3]
+
+    async def run():
+        async with portaildf.client() as client:
+            world_v2.handle.set_knobs(slow_rate=1.0, slow_seconds=2.0)
+            return await look_up_users(client, users)
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        world_v2.handle.set_knobs(slow_rate=0.0)
+    assert results.outcomes == {}
+    assert set(results.failures) == {user.id for user in users}
+    assert all("lookup failed" in reason and "Timeout" in reason for reason in results.failures.values())
+    assert world_v2.handle.requests(LOOKUP) == 6  # two tries each
+
+
+@pytest.mark.parametrize("auth_version", ["v1", "v2"])
+def test_wrong_credentials_stop_at_once_naming_the_variables(pg_url: str, auth_version: str) -> None:
+    for world in make_world(pg_url, auth_version):
+        result = world.run(portaildf={"password": "not-the-password"})
+        assert not result.success
+        message = failure_text(result)
+        assert "Portail DF refused the credentials" in message
+        assert "PORTAILDF_USERNAME / PORTAILDF_PASSWORD" in message
+        assert "not-the-password" not in message
+        assert world.handle.requests(LOOKUP) == 0
+        assert world.updates() == (0, 0)
+
+
+def test_wrong_auth_version_names_the_setting(world_v2: ZlvWorld) -> None:
+    result = world_v2.run(portaildf={"auth_version": "v1"})
+    assert not result.success
+    assert "PORTAILDF_AUTH_VERSION: the server has no v1 login endpoint" in failure_text(result)
+
+
+def test_unknown_auth_version_from_the_environment_is_refused(
+    world_v2: ZlvWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAILDF_AUTH_VERSION", "v3")
+    result = world_v2.run(portaildf={"auth_version": None})
+    assert "PORTAILDF_AUTH_VERSION: must be 'v1' or 'v2', got 'v3'" in failure_text(result)
+
+
+def test_auth_version_comes_from_the_environment(world: ZlvWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORTAILDF_AUTH_VERSION", world.auth_version)
+    assert world.run(portaildf={"auth_version": None}).success
+    logins = world.handle.state()["auth_calls"]
+    assert logins["token_v1" if world.auth_version == "v1" else "token_v2"] == 1
+
+
+@pytest.fixture
+def short_lived_tokens(pg_url: str) -> Iterator[ZlvWorld]:
+    """v2 access tokens that expire after 0.3 s, lookups slow enough for the run to outlive several."""
+    for world in make_world(pg_url, "v2", access_ttl_seconds=0.3):
+        world.handle.set_knobs(latency_ms=25)
+        yield world
+
+
+def test_access_token_expiring_mid_run_is_refreshed(short_lived_tokens: ZlvWorld) -> None:
+    world = short_lived_tokens
+    result = world.run(portaildf={"max_concurrency": 4})
+    assert result.success, failure_text(result)
+    assert world.kinds() == world.expected_kinds()
+    calls = world.handle.state()["auth_calls"]
+    assert calls["token_v2"] == 1 and calls["refresh"] >= 2
+    # One refresh per expiry, not one per lookup in flight: the run lasts about a second.
+    assert calls["refresh"] <= 10
+
+
+def test_spent_refresh_token_means_logging_in_again(pg_url: str) -> None:
+    for world in make_world(pg_url, "v2", access_ttl_seconds=0.3, refresh_ttl_seconds=0.3):
+        world.handle.set_knobs(latency_ms=25)
+        result = world.run(portaildf={"max_concurrency": 4})
+        assert result.success, failure_text(result)
+        assert world.kinds() == world.expected_kinds()
+        assert world.handle.state()["auth_calls"]["token_v2"] >= 2
+
+
+def lookups_after(world: ZlvWorld, change: dict, users: int = 64) -> tuple[dict, dict]:
+    """Log in, apply ``change`` to the sandbox, then look ``users`` users up 16 at a time."""
+    portaildf = world.portaildf(max_concurrency=16)
+    chosen = [ZlvUser(u.id, u.email, u.kind) for u in world.sample.users if u.email and u.email.strip()][
+        :users
+    ]
+
+    async def run() -> dict:
+        async with portaildf.client() as client:
+            world.handle.reset_counters()
+            before = dict(world.handle.state()["auth_calls"])
+            world.handle.change_state(change)
+            results = await look_up_users(client, chosen)
+            assert not results.failures
+            return before
+
+    before = asyncio.run(run())
+    after = world.handle.state()["auth_calls"]
+    return before, after
+
+
+def test_concurrent_401s_renew_the_token_once(world: ZlvWorld) -> None:
+    change = {"action": "expire_access_tokens" if world.auth_version == "v2" else "revoke_tokens"}
+    before, after = lookups_after(world, change)
+    if world.auth_version == "v2":
+        assert after["refresh"] - before["refresh"] == 1 and after["token_v2"] == before["token_v2"]
+    else:
+        assert after["token_v1"] - before["token_v1"] == 1
+
+
+def test_a_password_changed_mid_run_stops_the_run(world_v2: ZlvWorld) -> None:
+    portaildf = world_v2.portaildf()
+    users = [ZlvUser(u.id, u.email, u.kind) for u in world_v2.sample.users if u.email and u.email.strip()]
+
+    async def run() -> None:
+        async with portaildf.client() as client:
+            world_v2.handle.change_state({"action": "set_password", "password": "rotated"})
+            world_v2.handle.change_state({"action": "revoke_tokens"})
+            await look_up_users(client, users)
+
+    with pytest.raises(AuthenticationError, match="PORTAILDF_USERNAME / PORTAILDF_PASSWORD"):
+        asyncio.run(run())
+
+
+def test_progress_is_logged_with_done_total_and_rate(
+    world_v2: ZlvWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    users = [ZlvUser(u.id, u.email, u.kind) for u in world_v2.sample.users if u.email and u.email.strip()]
+    log = logging.getLogger("test.user_kinds.progress")
+
+    async def run() -> None:
+        async with world_v2.portaildf().client() as client:
+            await look_up_users(client, users, log)
+
+    with caplog.at_level(logging.INFO, logger=log.name):
+        asyncio.run(run())
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("lookups ")]
+    assert len(lines) == 10
+    assert re.fullmatch(rf"lookups {len(users)}/{len(users)} \(100%\), \d+/s", lines[-1])
+    assert re.fullmatch(rf"lookups {math_ceil_tenth(len(users))}/{len(users)} \(10%\), \d+/s", lines[0])
+
+
+def math_ceil_tenth(total: int) -> int:
+    return -(-total // 10)
+
+
+def test_lookups_run_concurrently_within_the_limit(world_v2: ZlvWorld) -> None:
+    world_v2.handle.set_knobs(latency_ms=20)
+    world_v2.handle.reset_counters()
+    state = SyncStateStore.from_url(None)
+    outcome = asyncio.run(
+        sync_user_kinds(
+            logging.getLogger("test"),
+            "run-1",
+            SyncRunConfig(dry_run=True),
+            world_v2.portaildf(max_concurrency=6),
+            ZlvDatabase(database_url=world_v2.zlv_url),
+            state,
+            set(SHARD_KEYS),
+        )
+    )
+    lookups = len(outcome.lookups.outcomes)
+    assert world_v2.handle.stats()["max_in_flight"] == 6
+    # Sequential lookups would take lookups x 20 ms; six at a time take about a sixth of that.
+    assert outcome.lookups.seconds < lookups * 0.020 / 3
+
+
+def test_missing_kind_column_names_the_setting_and_the_column(pg_url: str) -> None:
+    for world in make_world(pg_url, "v2"):
+        with world.engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE users DROP COLUMN kind CASCADE"))
+        result = world.run()
+        assert "ZLV_DATABASE_URL: table 'users' has no column(s) 'kind'" in failure_text(result)
+        assert world.handle.requests(LOOKUP) == 0
+
+
+def test_every_kind_is_one_of_the_four(world_v2: ZlvWorld) -> None:
+    assert set(world_v2.sample.expected.values()) >= set(KINDS)
