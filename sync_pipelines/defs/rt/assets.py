@@ -22,7 +22,7 @@ from sync_pipelines.sync.apply import ApplyResult
 from sync_pipelines.sync.plan import Action, PlannedRecord, Skip, SyncPlan
 
 TARGET = "rt_user_custom_fields"
-DEFAULT_BATCH_SIZE = 100
+DEFAULT_BATCH_SIZE = 500
 READ_CHUNK = 1000
 
 
