@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from sync_pipelines.defs.bakalari import definitions as bakalari
 from sync_pipelines.defs.operations import definitions as operations
 from sync_pipelines.defs.rt import definitions as rt
 from sync_pipelines.defs.shared import definitions as shared
@@ -12,6 +13,7 @@ defs = dg.Definitions.merge(
     shared.defs,
     students.defs,
     rt.defs,
+    bakalari.defs,
     user_kinds.defs,
     operations.defs,
 )

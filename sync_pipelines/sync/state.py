@@ -218,11 +218,18 @@ class SyncStateStore:
                 & (audit_log.c.target == target)
                 & (audit_log.c.status == PENDING)
             )
-            for key, reason in failures.items():
+            if failures:
+                # One executemany for every failed record, however many there are.
+                scope = (audit_log.c.batch_id == batch_id) if batch_id is not None else pending
                 connection.execute(
                     sa.update(audit_log)
-                    .where(pending & (audit_log.c.record_key == key))
-                    .values(status=FAILED, error=reason[:2000], recorded_at=now)
+                    .where(
+                        scope
+                        & (audit_log.c.status == PENDING)
+                        & (audit_log.c.record_key == sa.bindparam("key"))
+                    )
+                    .values(status=FAILED, error=sa.bindparam("reason"), recorded_at=now),
+                    [{"key": key, "reason": reason[:2000]} for key, reason in failures.items()],
                 )
             if batch_id is not None:
                 connection.execute(

@@ -1,0 +1,1 @@
+"""Bakaláři -> EduRPG: classes, subjects, teachers, students and enrollments, upserted without ever deleting."""

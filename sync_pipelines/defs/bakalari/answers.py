@@ -1,0 +1,221 @@
+"""Bakaláři API v3 answers as typed records: every field the sync uses is checked here, once.
+
+A malformed item (a class without an id, a subject row without ``SubjectID``) becomes a ``Problem`` naming the
+item and the reason; the rest of the answer is still used. An answer that is not the expected shape at all
+raises ``MalformedAnswer``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_LEADING_DIGITS = re.compile(r"\s*(\d+)")
+
+
+class MalformedAnswer(Exception):
+    """The answer as a whole cannot be used (e.g. ``/api/3/user`` without ``Class``)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An item of an answer that was left out, and why (becomes a skipped plan record)."""
+
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    id: str
+    abbrev: str
+    name: str
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    id: str
+    class_id: str
+    abbrev: str
+    name: str
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    id: str
+    abbrev: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    id: str
+    abbrev: str
+    name: str
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class SubjectRow:
+    """One row of ``/api/3/subjects``: a subject and who teaches it (to this account)."""
+
+    subject: SubjectInfo
+    teacher: TeacherInfo | None
+
+
+@dataclass
+class SchoolLookups:
+    """What the operator (teacher) account sees of the whole school."""
+
+    classes: list[ClassInfo] = field(default_factory=list)
+    groups: list[GroupInfo] = field(default_factory=list)
+    subjects: list[SubjectInfo] = field(default_factory=list)
+    teachers: list[TeacherInfo] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """``/api/3/user`` of a student account."""
+
+    uid: str
+    full_name: str
+    user_type: str
+    school_class: ClassInfo
+
+
+def class_grade(abbrev: str) -> int | None:
+    """EduRPG's grade: the leading digits of the class abbreviation (``"2.B"`` -> 2); None without digits."""
+    match = _LEADING_DIGITS.match(abbrev or "")
+    return int(match.group(1)) if match else None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _items(body: Any, name: str) -> list[Any]:
+    if not isinstance(body, dict):
+        raise MalformedAnswer(f"expected a JSON object with {name!r}, got {type(body).__name__}")
+    items = body.get(name)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise MalformedAnswer(f"{name!r} is {type(items).__name__}, not a list")
+    return items
+
+
+def parse_class(item: Any) -> ClassInfo:
+    if not isinstance(item, dict):
+        raise MalformedAnswer("Class is missing")
+    class_id, abbrev = _text(item.get("Id")), _text(item.get("Abbrev"))
+    if class_id is None:
+        raise MalformedAnswer("Class has no Id")
+    if abbrev is None:
+        raise MalformedAnswer(f"class {class_id} has no Abbrev")
+    return ClassInfo(class_id, abbrev, _text(item.get("Name")) or abbrev)
+
+
+def parse_timetable_lookups(body: Any) -> SchoolLookups:
+    """Classes, groups, subjects and teachers from a timetable answer's lookup tables."""
+    lookups = SchoolLookups()
+    for index, item in enumerate(_items(body, "Classes")):
+        try:
+            lookups.classes.append(parse_class(item))
+        except MalformedAnswer as error:
+            lookups.problems.append(Problem(f"Class:(row {index + 1})", str(error)))
+    for item in _items(body, "Groups"):
+        if isinstance(item, dict) and _text(item.get("Id")) and _text(item.get("ClassId")):
+            lookups.groups.append(
+                GroupInfo(
+                    str(item["Id"]).strip(),
+                    str(item["ClassId"]).strip(),
+                    _text(item.get("Abbrev")) or "",
+                    _text(item.get("Name")) or "",
+                )
+            )
+    for index, item in enumerate(_items(body, "Subjects")):
+        subject_id = _text(item.get("Id")) if isinstance(item, dict) else None
+        name = _text(item.get("Name")) if isinstance(item, dict) else None
+        if subject_id is None or name is None:
+            lookups.problems.append(
+                Problem(f"Subject:(row {index + 1})", "subject without an Id or a Name in the timetable")
+            )
+            continue
+        lookups.subjects.append(SubjectInfo(subject_id, _text(item.get("Abbrev")) or "", name))
+    for index, item in enumerate(_items(body, "Teachers")):
+        teacher_id = _text(item.get("Id")) if isinstance(item, dict) else None
+        name = _text(item.get("Name")) if isinstance(item, dict) else None
+        if teacher_id is None or name is None:
+            lookups.problems.append(
+                Problem(f"User:(teacher row {index + 1})", "teacher without an Id or a Name in the timetable")
+            )
+            continue
+        lookups.teachers.append(TeacherInfo(teacher_id, _text(item.get("Abbrev")) or "", name))
+    return lookups
+
+
+def parse_subject_rows(body: Any, owner: str) -> tuple[list[SubjectRow], list[Problem]]:
+    """``/api/3/subjects`` rows; a row without ``SubjectID`` is a problem keyed under ``owner``."""
+    rows: list[SubjectRow] = []
+    problems: list[Problem] = []
+    for index, item in enumerate(_items(body, "Subjects")):
+        if not isinstance(item, dict):
+            problems.append(Problem(f"{owner}-(row {index + 1})", "subject row is not an object"))
+            continue
+        subject_id = _text(item.get("SubjectID"))
+        name = _text(item.get("SubjectName"))
+        if subject_id is None or name is None:
+            problems.append(
+                Problem(
+                    f"{owner}-(row {index + 1})",
+                    f"subject row without {'a SubjectID' if subject_id is None else 'a SubjectName'} "
+                    f"({name or _text(item.get('SubjectAbbrev')) or 'unnamed'})",
+                )
+            )
+            continue
+        teacher = None
+        teacher_id = _text(item.get("TeacherID"))
+        if teacher_id is not None:
+            teacher = TeacherInfo(
+                teacher_id,
+                _text(item.get("TeacherAbbrev")) or "",
+                _text(item.get("TeacherName")) or teacher_id,
+                _text(item.get("TeacherEmail")),
+            )
+        rows.append(
+            SubjectRow(SubjectInfo(subject_id, _text(item.get("SubjectAbbrev")) or "", name), teacher)
+        )
+    return rows, problems
+
+
+def parse_user(body: Any) -> UserRecord:
+    """``/api/3/user`` of a student: who they are and their class (``Class`` must be there, with digits)."""
+    if not isinstance(body, dict):
+        raise MalformedAnswer(f"/api/3/user answered {type(body).__name__}, not an object")
+    uid = _text(body.get("UserUID"))
+    full_name = _text(body.get("FullName"))
+    if uid is None or full_name is None:
+        raise MalformedAnswer("/api/3/user has no UserUID or FullName")
+    if body.get("Class") is None:
+        raise MalformedAnswer("/api/3/user has no Class")
+    school_class = parse_class(body["Class"])
+    if class_grade(school_class.abbrev) is None:
+        raise MalformedAnswer(f"class abbreviation {school_class.abbrev!r} has no leading digits (no grade)")
+    # Some servers append the class to the name ("Novák Jan, 2.B"); EduRPG keeps the person's name.
+    suffix = f", {school_class.abbrev}"
+    if full_name.endswith(suffix):
+        full_name = full_name[: -len(suffix)].strip()
+    return UserRecord(uid, full_name, (_text(body.get("UserType")) or "").lower(), school_class)
+
+
+def same_account(bakalari_id: str, uid: str, login_user_id: str | None) -> bool:
+    """Whether an answer belongs to the account EduRPG stored (``UserUID`` may carry a ``prefix/``)."""
+    candidates = {uid, uid.rsplit("/", 1)[-1]}
+    if login_user_id:
+        candidates.add(login_user_id)
+    return bakalari_id in candidates or bakalari_id.rsplit("/", 1)[-1] in candidates

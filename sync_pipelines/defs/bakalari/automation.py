@@ -1,0 +1,18 @@
+"""When the Bakaláři sync runs: every 15 minutes, as the EduRPG cron did."""
+
+import dagster as dg
+
+from sync_pipelines.core.settings import env_text
+from sync_pipelines.defs.bakalari.jobs import bakalari_sync
+
+# The old cron's school-hours variant is this one-line change: "0,15,30,45 7-17 * * 1-5".
+BAKALARI_SYNC_CRON = "*/15 * * * *"
+
+bakalari_sync_every_15_minutes = dg.ScheduleDefinition(
+    name="bakalari_sync_every_15_minutes",
+    job=bakalari_sync,
+    cron_schedule=BAKALARI_SYNC_CRON,
+    execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every shard, every 15 minutes (the EduRPG cron's */15 * * * *).",
+)

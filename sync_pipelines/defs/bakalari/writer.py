@@ -1,0 +1,130 @@
+"""The batch writer ``apply_plan`` calls: each batch's rows and their ``"ExternalRef"`` rows in one transaction.
+
+Inserts bring their own id and ``"updatedAt"`` (Prisma's client would); updates set only the fields that changed,
+plus ``"updatedAt"``. Statements are set-based per table (``executemany``, which psycopg pipelines; ``ON CONFLICT``
+upserts for the refs), in foreign-key order. Any database
+error rolls the whole batch back and fails its records (``apply_plan`` records that); a record whose row points
+at a row that failed to be created is failed up front instead of breaking its batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from sync_pipelines.defs.bakalari.desired import KIND_ORDER, REF, kind_of
+from sync_pipelines.defs.bakalari.edurpg import (
+    ENTITY_TABLES,
+    REF_TYPES,
+    dialect_insert,
+    external_ref,
+    new_id,
+    utc_now,
+)
+from sync_pipelines.sync.plan import Action, PlannedRecord
+
+
+def external_id_of(record: PlannedRecord) -> str:
+    """The ``"ExternalRef"."externalId"``: the Bakaláři id, or ``<userId>-<subjectInternalId>`` (EduRPG's rule)."""
+    if kind_of(record.key) == "Enrollment":
+        return f"{record.desired['userId']}-{record.desired['subjectId']}"
+    return record.key.split(":", 1)[1]
+
+
+class EntityWriter:
+    """Writes batches of ``Class``/``Subject``/``User``/``Enrollment`` records; counts the rows it wrote."""
+
+    def __init__(self, engine: Engine, depends_on: Mapping[str, list[str]]) -> None:
+        self.engine = engine
+        self.depends_on = depends_on
+        self.failed_creates: set[str] = set()
+        self.rows_written: Counter[str] = Counter()
+
+    def __call__(self, batch: list[PlannedRecord]) -> dict[str, str]:
+        failures: dict[str, str] = {}
+        todo: list[PlannedRecord] = []
+        for record in batch:
+            blocked = next(
+                (key for key in self.depends_on.get(record.key, []) if key in self.failed_creates), None
+            )
+            if blocked is not None:
+                failures[record.key] = f"not written: {blocked} could not be created"
+                if record.action is Action.CREATE:
+                    self.failed_creates.add(record.key)
+                continue
+            todo.append(record)
+        try:
+            with self.engine.begin() as connection:
+                written = self._write(connection, todo)
+        except Exception:
+            self.failed_creates.update(record.key for record in todo if record.action is Action.CREATE)
+            raise
+        self.rows_written.update(written)
+        return failures
+
+    def _write(self, connection: sa.Connection, records: list[PlannedRecord]) -> Counter[str]:
+        now = utc_now()
+        inserts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        updates: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+        refs: list[dict[str, Any]] = []
+        for record in records:
+            kind = kind_of(record.key)
+            values = {name: value for name, value in record.desired.items() if name != REF}
+            changed = {change.field for change in record.changes}
+            if record.action is Action.CREATE:
+                inserts[kind].append({**values, "updatedAt": now})
+            else:
+                columns = tuple(sorted(changed - {REF, "id"}))
+                if columns:
+                    updates[kind, columns].append(
+                        {"row_id": values["id"], **{f"v_{name}": values[name] for name in columns}}
+                    )
+            if record.action is Action.CREATE or REF in changed:
+                ref = record.desired[REF]
+                refs.append(
+                    {
+                        "id": new_id(),
+                        "type": REF_TYPES[kind],
+                        "externalId": external_id_of(record),
+                        "internalId": ref["internalId"],
+                        "metadata": ref["metadata"],
+                        "updatedAt": now,
+                    }
+                )
+        written: Counter[str] = Counter()
+        for kind in KIND_ORDER:
+            table = ENTITY_TABLES[kind]
+            rows = inserts.get(kind)
+            if rows:
+                columns = [c.name for c in table.columns if c.name != "createdAt"]
+                connection.execute(
+                    sa.insert(table), [{name: row.get(name) for name in columns} for row in rows]
+                )
+                written[kind] += len(rows)
+            for (update_kind, columns), params in updates.items():
+                if update_kind != kind:
+                    continue
+                statement = (
+                    sa.update(table)
+                    .where(table.c.id == sa.bindparam("row_id"))
+                    .values({**{name: sa.bindparam(f"v_{name}") for name in columns}, "updatedAt": now})
+                )
+                connection.execute(statement, params)
+                written[kind] += len(params)
+        if refs:
+            statement = dialect_insert(connection, external_ref)
+            statement = statement.on_conflict_do_update(
+                index_elements=[external_ref.c.type, external_ref.c.externalId],
+                set_={
+                    "internalId": statement.excluded.internalId,
+                    "metadata": statement.excluded.metadata,
+                    "updatedAt": statement.excluded.updatedAt,
+                },
+            )
+            connection.execute(statement, refs)
+        written["ExternalRef"] += len(refs)
+        return written
