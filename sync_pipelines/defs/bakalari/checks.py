@@ -17,6 +17,7 @@ EXAMPLES = 20
 
 @dg.asset_check(
     asset=bakalari_entities,
+    blocking=True,
     description='Every "ExternalRef" of type class, subject, user or enrollment points at an existing row of its '
     "table. A dangling ref means a row was deleted behind the sync's back; the next run re-creates it.",
 )
@@ -57,6 +58,7 @@ def edurpg_external_refs_resolve(edurpg_database: EduRpgDatabase) -> dg.AssetChe
 
 @dg.asset_check(
     asset=bakalari_entities,
+    blocking=True,
     description='No two EduRPG users share a "bakalariId" (compared trimmed and case-insensitively): two rows '
     "for one Bakaláři account would split a student's game history.",
 )

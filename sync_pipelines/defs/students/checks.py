@@ -11,7 +11,7 @@ def _duplicates(values: pd.Series) -> dict[str, int]:
     return {key: int(count) for key, count in counts[counts > 1].items()}
 
 
-@dg.asset_check(asset=students, description="No student id appears twice in the snapshot.")
+@dg.asset_check(asset=students, blocking=True, description="No student id appears twice in the snapshot.")
 def students_unique_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
     duplicates = _duplicates(students["student_id"])
     return dg.AssetCheckResult(

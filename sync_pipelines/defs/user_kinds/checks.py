@@ -10,6 +10,7 @@ from sync_pipelines.defs.user_kinds.resources import ZlvDatabase
 
 @dg.asset_check(
     asset=user_kinds,
+    blocking=True,
     description="Every users.kind is NULL or one of: " + ", ".join(repr(kind) for kind in KINDS) + ".",
 )
 def user_kinds_valid_values(zlv_database: ZlvDatabase) -> dg.AssetCheckResult:
