@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines_tests.harness.world import SyncWorld, check_names, start_world, sync_everything
+from sync_pipelines.sandbox.sample_data import generate_students
+from sync_pipelines_tests.harness.world import SEED, SyncWorld, check_names, start_world, sync_everything
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,11 @@ def test_green_on_known_data_then_red_on_bad_data(world: SyncWorld) -> None:
                 "VALUES ('cdangling', 'class', 'GONE', 'no-such-class', now())"
             )
         )
-    user_id = next(iter(world.sandboxes["rt"].state()["users"]))
+    user_id = next(s.rt_user_id for s in generate_students(world.size, seed=SEED) if s.rt_user_id)
     world.sandboxes["rt"].change_state(
         {
             "action": "set_custom_field",
-            "user_id": int(user_id),
+            "user_id": user_id,
             "field": "Student ID",
             "values": ["hand-edit"],
         }
