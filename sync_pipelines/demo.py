@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sync_pipelines.core.job_command import job_execute_command
 from sync_pipelines.sandbox.server import SandboxProcess
 
 DEMO_HOME = Path(".dagster_home") / "demo"
@@ -61,17 +62,7 @@ def setup_for(job: str) -> Callable[[Path, int], DemoSetup]:
 
 
 def run_job(job: str, env: dict[str, str]) -> int:
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "job",
-        "execute",
-        "-m",
-        "sync_pipelines.definitions",
-        "-j",
-        job,
-    ]
+    command = job_execute_command(job)
     print(f"\n$ dagster job execute -m sync_pipelines.definitions -j {job}", flush=True)
     started = time.monotonic()
     completed = subprocess.run(command, env=env, capture_output=True, text=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from sync_pipelines.core.job_command import job_execute_command
 from sync_pipelines.sandbox.bakalari import (
     OPERATOR_PASSWORD,
     OPERATOR_USERNAME,
@@ -57,9 +57,7 @@ def job_env(tmp_path: Path, bakalari_url: str, edurpg_url: str, **extra: str) ->
 
 
 def job_command(config: Path | None = None) -> list[str]:
-    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "sync_pipelines.definitions"]
-    command += ["-j", "bakalari_sync"]
-    return command + (["-c", str(config)] if config else [])
+    return job_execute_command("bakalari_sync", config)
 
 
 def write_config(tmp_path: Path, name: str, **config: object) -> Path:

@@ -22,8 +22,12 @@ garbage_text = st.one_of(
 )
 grades = st.one_of(st.none(), st.integers(-5, 20), st.floats(allow_nan=True), garbage_text)
 rt_ids = st.one_of(st.none(), st.integers(-3, 10**12), st.floats(allow_nan=True), garbage_text, st.booleans())
-ids = st.one_of(st.none(), garbage_text, st.text(alphabet=string.ascii_uppercase + string.digits, min_size=1, max_size=8))
-rows = st.lists(st.fixed_dictionaries({"student_id": ids, "grade": grades, "rt_user_id": rt_ids}), max_size=40)
+ids = st.one_of(
+    st.none(), garbage_text, st.text(alphabet=string.ascii_uppercase + string.digits, min_size=1, max_size=8)
+)
+rows = st.lists(
+    st.fixed_dictionaries({"student_id": ids, "grade": grades, "rt_user_id": rt_ids}), max_size=40
+)
 
 
 @given(rows)
@@ -63,7 +67,9 @@ def rt_sandbox():
 
 @given(text_rows)
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_random_rows_through_the_rt_sync(rt_sandbox: ThreadedSandbox, make_pg_url, monkeypatch, raw: list[dict]):
+def test_random_rows_through_the_rt_sync(
+    rt_sandbox: ThreadedSandbox, make_pg_url, monkeypatch, raw: list[dict]
+):
     from sync_pipelines.definitions import defs
 
     students_url, state_url = make_pg_url(), make_pg_url()
@@ -75,12 +81,18 @@ def test_random_rows_through_the_rt_sync(rt_sandbox: ThreadedSandbox, make_pg_ur
                 sa.text("INSERT INTO students VALUES (:id, :grade, :rt)"),
                 {"id": f"S{number}", "grade": row["grade"], "rt": row["rt_user_id"]},
             )
-    for name, value in {"STUDENTS_DATABASE_URL": students_url, "SYNC_STATE_DATABASE_URL": state_url,
-                        "RT_URL": rt_sandbox.url, "RT_TOKEN": DEFAULT_TOKEN}.items():
+    for name, value in {
+        "STUDENTS_DATABASE_URL": students_url,
+        "SYNC_STATE_DATABASE_URL": state_url,
+        "RT_URL": rt_sandbox.url,
+        "RT_TOKEN": DEFAULT_TOKEN,
+    }.items():
         monkeypatch.setenv(name, value)
     valid, invalid = validate_students([{"student_id": f"S{n}", **row} for n, row in enumerate(raw)])
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("rt_user_sync").execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def("rt_user_sync").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
     assert result.success
     students_metadata = result.asset_materializations_for_node("students")[0].metadata
     assert students_metadata["invalid"].value == len(invalid)

@@ -26,7 +26,17 @@ TOKEN = "rt-secret-7f3c9d2e41aa"
 
 
 def job_command(tmp_path: Path, config: dict | None = None) -> list[str]:
-    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "sync_pipelines.definitions", "-j", "rt_user_sync"]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "job",
+        "execute",
+        "-m",
+        "sync_pipelines.definitions",
+        "-j",
+        "rt_user_sync",
+    ]
     if config:
         path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
         path.write_text(json.dumps({"ops": {"rt_user_custom_fields": {"config": config}}}))
@@ -66,7 +76,10 @@ def test_killed_in_the_middle_of_applying_then_rerun(rt_env, tmp_path: Path) -> 
     assert len(differing) > 40
     rt.set_knobs(latency_ms=60)
     process = subprocess.Popen(
-        job_command(tmp_path, {"batch_size": 5}), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        job_command(tmp_path, {"batch_size": 5}),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     engine = create_database_engine(state_url, "SYNC_STATE_DATABASE_URL")
     deadline = time.monotonic() + 120
@@ -107,7 +120,9 @@ def test_killed_in_the_middle_of_applying_then_rerun(rt_env, tmp_path: Path) -> 
 
 def test_secrets_appear_nowhere(rt_env, tmp_path: Path) -> None:
     rt, env, _, state_url = rt_env
-    ok = subprocess.run(job_command(tmp_path, {"limit": 20}), env=env, capture_output=True, text=True, timeout=300)
+    ok = subprocess.run(
+        job_command(tmp_path, {"limit": 20}), env=env, capture_output=True, text=True, timeout=300
+    )
     assert ok.returncode == 0, ok.stderr[-2000:]
     rt.change_state({"action": "set_token", "token": "something-else"})
     failed = subprocess.run(job_command(tmp_path), env=env, capture_output=True, text=True, timeout=300)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -17,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.core.job_command import job_execute_command
 from sync_pipelines.core.shards import SHARD_KEYS, shard_of
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.rt.desired import graduation_year
@@ -299,19 +299,7 @@ def test_dagster_job_execute_as_a_subprocess(world: RtWorld, tmp_path: Path) -> 
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps({"ops": {"rt_user_custom_fields": {"config": {"limit": 5}}}}))
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "job",
-        "execute",
-        "-m",
-        "sync_pipelines.definitions",
-        "-j",
-        "rt_user_sync",
-        "-c",
-        str(config),
-    ]
+    command = job_execute_command("rt_user_sync", config)
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert 1 <= world.rt.requests(PUT) <= 5

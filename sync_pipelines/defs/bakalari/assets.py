@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 
 from sync_pipelines.core.redaction import Redactor
-from sync_pipelines.core.shards import SHARD_COUNT, SHARDS, selected_shards, shard_of
+from sync_pipelines.core.shards import SHARD_COUNT, selected_shards, shard_of
 from sync_pipelines.defs.bakalari.accounts import (
     FAILING_CATEGORIES,
     NEEDS_LOGIN,
@@ -31,6 +31,7 @@ from sync_pipelines.defs.bakalari.edurpg import EduRpgStore, VanishedEntity
 from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
 from sync_pipelines.defs.bakalari.writer import EntityWriter
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.shared.sync_asset import sync_asset
 from sync_pipelines.defs.shared.sync_reporting import log_plan, report_applied, report_dry_run
 from sync_pipelines.sync import SyncRunConfig, apply_plan, plan_changes
 from sync_pipelines.sync.apply import ApplyResult
@@ -248,14 +249,12 @@ async def sync_entities(
     return outcome
 
 
-@dg.asset(
-    key=TARGET,
-    group_name="bakalari",
-    partitions_def=SHARDS,
-    output_required=False,
+@sync_asset(
+    name=TARGET,
+    group="bakalari",
     pool="bakalari_api",
+    fresh_within=timedelta(minutes=30),
     kinds={"rest", "postgres"},
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30)),
     description="Bakaláři's classes, subjects, teachers, students and enrollments, upserted into EduRPG "
     "(tracked by ExternalRef, never deleted). Shards batch the student accounts; the operator's lookups are "
     "read and written in every run.",

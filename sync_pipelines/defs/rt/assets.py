@@ -11,11 +11,12 @@ import pandas as pd
 
 from sync_pipelines.core.errors import AuthenticationError, ConfigurationError
 from sync_pipelines.core.http import ApiError
-from sync_pipelines.core.shards import SHARDS, selected_shards
+from sync_pipelines.core.shards import selected_shards
 from sync_pipelines.defs.rt.client import RequestTrackerClient, RtRecordError
 from sync_pipelines.defs.rt.desired import desired_custom_fields, record_shard
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.shared.sync_asset import sync_asset
 from sync_pipelines.defs.shared.sync_reporting import log_plan, report_applied, report_dry_run
 from sync_pipelines.sync import SyncRunConfig, apply_plan, plan_changes
 from sync_pipelines.sync.apply import ApplyResult
@@ -154,14 +155,12 @@ def _invalid_students(context: dg.AssetExecutionContext) -> int:
     return int(value.value) if value is not None else 0
 
 
-@dg.asset(
-    key=TARGET,
-    group_name="rt",
-    partitions_def=SHARDS,
-    output_required=False,
+@sync_asset(
+    name=TARGET,
+    group="rt",
     pool="rt_api",
+    fresh_within=timedelta(days=1),
     kinds={"rest"},
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=1)),
     description="RT users' Grade and Student ID custom fields, kept equal to the students table.",
 )
 def rt_user_custom_fields(

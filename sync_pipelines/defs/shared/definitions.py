@@ -1,4 +1,4 @@
-"""Resources every domain shares."""
+"""Resources every domain shares, and the executor of every run (the UI's asset-page runs included)."""
 
 import dagster as dg
 
@@ -8,8 +8,10 @@ from sync_pipelines.defs.shared.state_resource import SyncStateResource, SyncSta
 sync_state = SyncStateResource()
 
 defs = dg.Definitions(
+    # Steps of a sync share one process: a process per step would cost seconds and buy nothing here.
+    executor=dg.in_process_executor,
     resources={
         "sync_state": sync_state,
         "state_table_io_manager": SyncStateTableIOManager(state=sync_state),
-    }
+    },
 )

@@ -18,8 +18,9 @@ from typing import Any
 
 import dagster as dg
 
-from sync_pipelines.core.shards import SHARDS, selected_shards, shard_of
+from sync_pipelines.core.shards import selected_shards, shard_of
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.shared.sync_asset import sync_asset
 from sync_pipelines.defs.shared.sync_reporting import SyncEvent, report_applied, report_dry_run
 from sync_pipelines.defs.user_kinds.database import ZlvUser, ZlvUsers
 from sync_pipelines.defs.user_kinds.lookups import LookupResults, look_up_users
@@ -231,14 +232,12 @@ def with_shard_counts(events: Iterator[SyncEvent], outcome: UserKindsOutcome) ->
         yield event
 
 
-@dg.asset(
-    key=TARGET,
-    group_name="user_kinds",
-    partitions_def=SHARDS,
-    output_required=False,
+@sync_asset(
+    name=TARGET,
+    group="user_kinds",
     pool="portaildf_api",
+    fresh_within=timedelta(days=1),
     kinds={"rest", "postgres"},
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=1)),
     description="users.kind in the Zéro Logement Vacant database, from the Portail DF exterieur / gestionnaire "
     "flags of each user's account.",
 )

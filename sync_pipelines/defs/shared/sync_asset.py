@@ -1,0 +1,28 @@
+"""The decorator every sync asset uses, so the three share one shape.
+
+A sync asset is split into the stable shards, reports one materialization per healthy shard (so it returns no
+value: ``output_required=False``), holds a slot of its system's pool while it runs, and is fresh for a window.
+"""
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+
+from sync_pipelines.core.shards import SHARDS
+
+
+def sync_asset(
+    *, name: str, group: str, pool: str, fresh_within: timedelta, kinds: set[str], description: str
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    return dg.asset(
+        key=name,
+        group_name=group,
+        partitions_def=SHARDS,
+        output_required=False,
+        pool=pool,
+        kinds=kinds,
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=fresh_within),
+        description=description,
+    )

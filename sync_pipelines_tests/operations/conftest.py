@@ -1,0 +1,42 @@
+"""Fixtures of the end-to-end operations tests: databases that live as long as a module's deployment, and the
+webserver/daemon logs printed under any failing test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from sync_pipelines_tests.harness.postgres import PostgresServer
+from sync_pipelines_tests.operations.dagster_processes import ACTIVE
+
+
+@pytest.fixture(scope="module")
+def new_database(postgres_server: PostgresServer) -> Iterator[Callable[[], str]]:
+    """Fresh PostgreSQL databases for one module (its deployment's storage, the sync state, the systems)."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = postgres_server.create_database()
+        created.append(name)
+        return postgres_server.url(name)
+
+    yield make
+    for name in created:
+        postgres_server.drop_database(name)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"report_{report.when}", report)
+
+
+@pytest.fixture(autouse=True)
+def dagster_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for processes in ACTIVE:
+            print(processes.log_tails(8000))

@@ -1,0 +1,222 @@
+"""``dagster-webserver`` and ``dagster-daemon`` as real processes on the production instance config, for tests.
+
+The repository's ``dagster.yaml`` is copied into a fresh DAGSTER_HOME and pointed at a fresh PostgreSQL
+database, so the queue limits, pools and run coordinator under test are the ones operators deploy. Both
+processes load ``workspace.yaml`` from the repository root, as the systemd units do, and get the sync jobs'
+environment: runs are launched by the daemon's code server and read their secrets there at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import psutil
+
+from sync_pipelines.sandbox.server import free_port
+from sync_pipelines_tests.operations.graphql_api import DagsterUi, GraphQLClient
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+INSTANCE_CONFIG = REPO / "dagster.yaml"
+# Variables of the test process that must not leak into the deployment (each test's DAGSTER_HOME, state URL).
+INHERITED_PREFIXES_DROPPED = ("DAGSTER_", "SYNC_", "RT_", "BAKALARI_", "EDURPG_", "PORTAILDF_", "ZLV_")
+INHERITED_DROPPED = {"STUDENTS_DATABASE_URL"}
+# Deployments running now, so a failing test can print their logs (see conftest.py).
+ACTIVE: list[DagsterProcesses] = []
+
+
+def deployment_environment(home: Path, postgres_url: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """The test process's environment without its Dagster/sync settings, plus the deployment's own."""
+    base = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(INHERITED_PREFIXES_DROPPED) and name not in INHERITED_DROPPED
+    }
+    return {
+        **base,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_POSTGRES_URL": postgres_url,
+        "DAGSTER_COMPUTE_LOGS_DIR": str(home / "compute_logs"),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+class DagsterProcesses:
+    """A webserver and a daemon sharing one PostgreSQL-backed instance; ``ui`` talks to the webserver."""
+
+    def __init__(
+        self, home: Path, postgres_url: str, env: Mapping[str, str], instance_config: Path = INSTANCE_CONFIG
+    ) -> None:
+        self.home = home
+        self.instance_config = instance_config
+        self.env = deployment_environment(home, postgres_url, env)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+        self.ui = DagsterUi(GraphQLClient(f"{self.url}/graphql"), diagnostics=self.log_tails)
+
+    # -- life cycle ------------------------------------------------------------------------------------------
+    def prepare_instance(self) -> None:
+        """Copy the production ``dagster.yaml`` into DAGSTER_HOME and create the storage tables once, here,
+        so the webserver and the daemon do not race to create them."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "compute_logs").mkdir(exist_ok=True)
+        shutil.copy(self.instance_config, self.home / "dagster.yaml")
+        with environment(self.env):
+            instance = dg.DagsterInstance.from_config(str(self.home))
+            try:
+                instance.get_runs(limit=1)
+            finally:
+                instance.dispose()
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        log = self.home / f"{name}.log"
+        self.logs[name] = log
+        with log.open("wb") as output:
+            # A session of its own: stop() ends the process with its code servers and run workers.
+            self.processes[name] = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def start_webserver(self, timeout: float = 180) -> None:
+        self._spawn(
+            "webserver",
+            [
+                str(VENV_BIN / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-w",
+                "workspace.yaml",
+            ],
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            self._require_alive("webserver")
+            try:
+                if httpx.get(f"{self.url}/server_info", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the webserver did not answer within {timeout} s\n{self.log_tails()}")
+            time.sleep(0.5)
+        # The page answers before the code location has loaded; wait until the repository is there.
+        self.ui.wait_for_repository(timeout=max(10.0, deadline - time.monotonic()))
+
+    def start_daemon(self) -> None:
+        self._spawn("daemon", [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
+
+    def wait_for_daemon(self, timeout: float = 180) -> None:
+        """Until every daemon the instance runs has sent a heartbeat (the run queue, sensors, schedules...)."""
+        deadline = time.monotonic() + timeout
+        while not self.ui.daemons_healthy():
+            self._require_alive("daemon")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the daemon was not healthy within {timeout} s\n{self.log_tails()}")
+            time.sleep(1)
+
+    def _require_alive(self, name: str) -> None:
+        process = self.processes[name]
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited with code {process.returncode}\n{self.log_tails()}")
+
+    def stop(self) -> None:
+        """SIGTERM each process group, then SIGKILL whatever of it (or its descendants) is left."""
+        descendants: list[psutil.Process] = []
+        for process in self.processes.values():
+            with contextlib.suppress(psutil.Error):
+                descendants += psutil.Process(process.pid).children(recursive=True)
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+        for child in descendants:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+    def stop_automation(self, keep_running: Iterable[str] = ()) -> None:
+        """Stop every schedule and (non run-status) sensor but ``keep_running``, as the UI's toggles do, so no
+        tick starts a run the test did not ask for."""
+        keep = set(keep_running)
+        repository = self.ui.repository()
+        for schedule in repository["schedules"]:
+            if schedule["name"] not in keep and schedule["scheduleState"]["status"] == "RUNNING":
+                self.ui.stop_schedule(schedule["name"])
+        for sensor in repository["sensors"]:
+            if (
+                sensor["name"] not in keep
+                and sensor["sensorType"] == "STANDARD"
+                and sensor["sensorState"]["status"] == "RUNNING"
+            ):
+                self.ui.stop_sensor(sensor["name"])
+
+    # -- diagnostics -----------------------------------------------------------------------------------------
+    def log_tails(self, chars: int = 4000) -> str:
+        parts = []
+        for name, path in self.logs.items():
+            text = path.read_text(errors="replace") if path.exists() else "(no log)"
+            parts.append(f"----- last {chars} characters of the {name} log ({path}) -----\n{text[-chars:]}")
+        return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def running_deployment(
+    home: Path,
+    postgres_url: str,
+    env: Mapping[str, str],
+    keep_running: Iterable[str] = (),
+    instance_config: Path = INSTANCE_CONFIG,
+) -> Iterator[DagsterProcesses]:
+    """Webserver up, automation other than ``keep_running`` stopped, then the daemon up and healthy.
+
+    The daemon starts last so that no schedule or sensor ticks before the test has chosen which may run.
+    """
+    processes = DagsterProcesses(home, postgres_url, env, instance_config)
+    ACTIVE.append(processes)
+    try:
+        processes.prepare_instance()
+        processes.start_webserver()
+        processes.stop_automation(keep_running)
+        processes.start_daemon()
+        processes.wait_for_daemon()
+        yield processes
+    finally:
+        processes.stop()
+        ACTIVE.remove(processes)
