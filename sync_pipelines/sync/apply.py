@@ -37,6 +37,31 @@ class ApplyResult:
         return sorted(self.failures.items())
 
 
+async def _write(writer: BatchWriter, records: list[PlannedRecord]) -> dict[str, str]:
+    outcome = writer(records)
+    return dict(await outcome if inspect.isawaitable(outcome) else outcome)
+
+
+async def _write_one_by_one(writer: BatchWriter, records: list[PlannedRecord]) -> dict[str, str]:
+    failures: dict[str, str] = {}
+    for record in records:
+        try:
+            failures.update(await _write(writer, [record]))
+        except AuthenticationError:
+            raise
+        except Exception as error:
+            failures[record.key] = f"rolled back: {short_error(error)}"
+    return failures
+
+
+def short_error(error: BaseException) -> str:
+    """The error's kind and first line: a database error's full text repeats the statement and every parameter
+    of the batch (other people's names and e-mails), which must not reach logs, alerts or the audit log."""
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
+
+
 async def apply_plan(
     plan: SyncPlan,
     writer: BatchWriter,
@@ -66,17 +91,19 @@ async def apply_plan(
         batch = records[start : start + batch_size]
         batch_id = state.begin_batch(run_id, plan.target, batch)
         try:
-            outcome = writer(batch)
-            failures = dict(await outcome if inspect.isawaitable(outcome) else outcome)
+            failures = await _write(writer, batch)
         except AuthenticationError:
             # Stop at once. Some writes of this batch may have landed: their audit rows stay pending and the
             # next run settles them against what the target holds.
             raise
         except Exception as error:
-            # The whole batch was rolled back: every record in it failed; later batches still run.
-            reason = f"batch rolled back: {type(error).__name__}: {error}"
-            log.error(f"{plan.target}: batch {index + 1}/{total_batches} {reason}")
-            failures = {record.key: reason for record in batch}
+            # The batch was rolled back whole. One bad record must not fail its neighbours: write them one by
+            # one, so only the records that fail on their own are reported.
+            log.warning(
+                f"{plan.target}: batch {index + 1}/{total_batches} rolled back ({short_error(error)}); "
+                "writing its records one by one"
+            )
+            failures = await _write_one_by_one(writer, batch)
         state.finish_batch(run_id, plan.target, batch, failures, remember_written, batch_id)
         result.batches += 1
         result.failures.update(failures)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -138,7 +139,7 @@ def test_failed_records_are_audited_and_not_remembered(state: SyncStateStore) ->
     assert [record.key for record in retry.to_write] == ["2"]
 
 
-def test_a_batch_that_raises_fails_its_records_and_the_rest_goes_on(state: SyncStateStore) -> None:
+def test_a_batch_that_raises_is_retried_record_by_record(state: SyncStateStore) -> None:
     calls = []
 
     def writer(records):
@@ -157,9 +158,29 @@ def test_a_batch_that_raises_fails_its_records_and_the_rest_goes_on(state: SyncS
             remember_written=True,
         )
     )
-    assert calls == [["1", "2"], ["3"]]
-    assert set(result.failures) == {"1", "2"} and "deadlock detected" in result.failures["1"]
-    assert set(state.last_written("rt")) == {"3"}
+    # The batch [1, 2] rolled back; written alone, record 2 goes through and only record 1 fails.
+    assert calls == [["1", "2"], ["1"], ["2"], ["3"]]
+    assert result.failures == {"1": "rolled back: RuntimeError: deadlock detected"}
+    assert set(state.last_written("rt")) == {"2", "3"}
+    statuses = {(row["record_key"], row["status"]) for row in state.audit_rows("rt")}
+    assert ("1", "failed") in statuses and ("2", "applied") in statuses
+
+
+def test_failure_reasons_keep_only_the_first_line_of_a_database_error(state: SyncStateStore) -> None:
+    import sqlalchemy as sa
+
+    def writer(records):
+        raise sa.exc.IntegrityError(
+            "INSERT INTO users ... VALUES (%(name)s)",
+            {"name": "Jana Nováková"},
+            Exception("duplicate key\nDETAIL: x"),
+        )
+
+    result = asyncio.run(
+        apply_plan(plan_changes("rt", {"1": {"a": 1}}, {}), writer, state=state, run_id="r", batch_size=5)
+    )
+    assert result.failures == {"1": "rolled back: Exception: duplicate key"}
+    assert "Nováková" not in json.dumps(state.audit_rows("rt"), default=str)
 
 
 def test_pending_rows_of_a_killed_run_are_settled_by_what_the_target_holds(state: SyncStateStore) -> None:

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_LEADING_DIGITS = re.compile(r"\s*(\d+)")
+# At most 9 digits: a grade must fit EduRPG's INTEGER column (and Python's int() has a length limit).
+_LEADING_DIGITS = re.compile(r"\s*([0-9]{1,9})(?![0-9])")
 
 
 class MalformedAnswer(Exception):
@@ -86,15 +87,17 @@ class UserRecord:
 
 
 def class_grade(abbrev: str) -> int | None:
-    """EduRPG's grade: the leading digits of the class abbreviation (``"2.B"`` -> 2); None without digits."""
+    """EduRPG's grade: the leading digits of the class abbreviation (``"2.B"`` -> 2); None without digits, or
+    with more digits than a grade can have (the class is then skipped as malformed)."""
     match = _LEADING_DIGITS.match(abbrev or "")
     return int(match.group(1)) if match else None
 
 
 def _text(value: Any) -> str | None:
+    """Trimmed text, without NUL characters (PostgreSQL text cannot hold them); None when nothing is left."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = str(value).replace("\x00", "").strip()
     return text or None
 
 
@@ -210,6 +213,8 @@ def parse_user(body: Any) -> UserRecord:
     suffix = f", {school_class.abbrev}"
     if full_name.endswith(suffix):
         full_name = full_name[: -len(suffix)].strip()
+        if not full_name:
+            raise MalformedAnswer(f"/api/3/user FullName holds only the class ({suffix.strip(', ')!r}), no name")
     return UserRecord(uid, full_name, (_text(body.get("UserType")) or "").lower(), school_class)
 
 
