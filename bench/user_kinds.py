@@ -1,41 +1,54 @@
-"""Benchmark of the user-kind sync: the lookup phase against the Portail DF sandbox, the write phase on PostgreSQL.
+"""Benchmark of ``user_kind_sync``: the job against the Portail DF sandbox, and its write phase on PostgreSQL.
 
-* Lookups: 5,000 sample users, the sandbox in its own process with 50 ms latency and 16 slots (a 17th request in
-  flight gets 429), the sync with 16 concurrent lookups. The floor is users x 0.05 s / 16 (15.6 s for 5,000);
-  the target is within 1.3x of it. The seed asked one user at a time (~1 s per user against the real API).
-* Writes: 100,000 users whose kind changes, written as the sync writes them (one set-based UPDATE per batch of
-  1,000, one transaction each), with and without the engine's audit rows; target at least 50,000 rows/s.
-* The seed's way (``bench/baselines/user_kinds_seed.py``) on the same servers: sequential lookups (timed on a
-  sample and extrapolated to 5,000) and ``UPDATE ... FROM (VALUES ...)`` batches on 4 threads.
+* The job: 5,000 sample users, the sandbox in its own process with 50 ms latency and 16 slots (a 17th request in
+  flight gets 429), the sync with ``PORTAILDF_MAX_CONCURRENCY=16``, each run a real ``dagster job execute``. The
+  floor of the lookups is users x 0.05 s / 16 (15.6 s for 5,000); the target is the lookup phase within 1.3x
+  of it. A second run after 1 % of the Portail DF accounts changed their flags (``set_record_fields``) still
+  looks every user up (Portail DF has no change feed) and writes only the users whose kind changed.
+* The seed's way (``bench/baselines/user_kinds_seed.py``) on the same servers: sequential lookups timed on a
+  sample and extrapolated, plus its ``UPDATE ... FROM (VALUES ...)`` of every user found.
+* The write phase alone: 100,000 users whose kind changes, written as the sync writes them (one set-based
+  UPDATE per batch of 1,000, one transaction each), without and with the engine's audit rows; target at least
+  50,000 rows/s. Beside it the seed's ``VALUES`` batches on 4 threads.
 
 Run with ``python -m bench.user_kinds``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
-import os
 import time
 from typing import Any
 
 from bench.baselines import user_kinds_seed
-from sync_pipelines.core.shards import SHARD_KEYS
-from sync_pipelines.defs.user_kinds.assets import TARGET, sync_user_kinds, writer_for
+from bench.common import (
+    execute_job,
+    physical_limit,
+    ratio,
+    result_row,
+    table,
+    temporary_dagster_home,
+    verdict,
+)
+from sync_pipelines.defs.user_kinds.assets import TARGET, writer_for
 from sync_pipelines.defs.user_kinds.database import ZlvUsers
 from sync_pipelines.defs.user_kinds.mapping import KINDS
-from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
 from sync_pipelines.sandbox.portaildf import (
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
+    SamplePortailDf,
+    expected_outcomes,
     generate_portaildf_sample,
     generate_zlv_users,
 )
 from sync_pipelines.sandbox.server import SandboxProcess
 from sync_pipelines.sandbox.zlv import seed_zlv
-from sync_pipelines.sync import SyncRunConfig, SyncStateStore, apply_plan, plan_changes
+from sync_pipelines.sync import SyncStateStore, apply_plan, plan_changes
 from sync_pipelines_tests.harness.postgres import PostgresServer
 
+PIPELINE = "user_kind_sync"
 LOOKUP_USERS = 5_000
 LATENCY_SECONDS = 0.050
 SLOTS = 16
@@ -44,10 +57,146 @@ BATCH_SIZE = 1_000
 SEED_LOOKUP_SAMPLE = 300
 LOOKUP_TARGET_FACTOR = 1.3
 WRITE_TARGET_ROWS_PER_SECOND = 50_000
+# (exterieur, gestionnaire) flags that give each kind: the seed's mapping table read backwards.
+FLAGS_OF_KIND = {
+    "prestataire": (True, False),
+    "gestionnaire": (False, True),
+    "prestataire, gestionnaire": (True, True),
+    "aucun": (False, False),
+}
 
 log = logging.getLogger("bench.user_kinds")
 
 
+# -- the job against the sandbox ----------------------------------------------------------------------------------
+def flag_changes(sample: SamplePortailDf, count: int) -> list[dict[str, Any]]:
+    """``set_record_fields`` changes that give ``count`` users with exactly one Portail DF account another kind."""
+    changes = []
+    for user in sample.users:
+        kind = sample.expected[user.id]
+        if kind not in KINDS:
+            continue
+        exterieur, gestionnaire = FLAGS_OF_KIND[KINDS[(KINDS.index(kind) + 1) % len(KINDS)]]
+        changes.append(
+            {
+                "action": "set_record_fields",
+                "email": user.email,
+                "fields": {"exterieur": exterieur, "gestionnaire": gestionnaire},
+            }
+        )
+        if len(changes) == count:
+            break
+    return changes
+
+
+def job_runs(server: PostgresServer, users: int) -> list[dict[str, Any]]:
+    """First run, 1 % of the accounts changed, and the seed's way, as rows of the combined table."""
+    sample = generate_portaildf_sample(users)  # the sandbox serves the same sample (same size, seed 7)
+    with_email = [user for user in sample.users if user.email and user.email.strip()]
+    zlv_url = server.url(server.create_database())
+    seed_zlv(zlv_url, sample.users)
+    zlv = ZlvUsers.from_url(zlv_url)
+    sandbox_args = ["--size", str(users), "--latency-ms", str(LATENCY_SECONDS * 1000)]
+    with (
+        SandboxProcess("portaildf", [*sandbox_args, "--max-concurrency", str(SLOTS)]) as sandbox,
+        temporary_dagster_home("bench-user-kinds-") as home,
+    ):
+        env = {
+            "PORTAILDF_API_URL": f"{sandbox.url}/api",
+            "PORTAILDF_USERNAME": DEFAULT_USERNAME,
+            "PORTAILDF_PASSWORD": DEFAULT_PASSWORD,
+            "PORTAILDF_AUTH_VERSION": "v2",
+            "PORTAILDF_MAX_CONCURRENCY": str(SLOTS),
+            "ZLV_DATABASE_URL": zlv_url,
+            "ZLV_INCLUDE_DELETED_USERS": "true",  # as the seed did
+            "SYNC_STATE_DATABASE_URL": server.url(server.create_database()),
+        }
+
+        def measured(name: str, expected: dict[str, str | None]) -> dict[str, Any]:
+            sandbox.reset_counters()
+            job = execute_job(PIPELINE, env, home, TARGET)
+            stats = sandbox.stats()
+            requests = int(stats["total_requests"])
+            limit = physical_limit(requests, LATENCY_SECONDS, SLOTS)
+            held = {user.id: user.kind for user in zlv.read_users(include_deleted=True)}
+            wrong = sum(1 for user_id, kind in held.items() if kind != expected.get(user_id))
+            lookup_seconds = float(job.summary.get("lookup_seconds", 0.0))
+            lookups = int(job.summary.get("processed", 0)) - int(job.summary.get("no_email", 0))
+            lookup_limit = physical_limit(lookups, LATENCY_SECONDS, SLOTS)
+            note = (
+                f"lookup phase {lookup_seconds:.1f} s for {lookups} users = "
+                f"{ratio(lookup_seconds, lookup_limit)}x its limit of {lookup_limit:.1f} s; "
+                f"ZLV {'matches' if not wrong else f'DIFFERS FROM ({wrong} users)'} the expected kinds"
+            )
+            if stats["statuses"].get("429"):
+                note += f"; {stats['statuses']['429']} answered 429"
+            if job.exit_code:
+                note += f"; EXIT {job.exit_code}"
+            row = result_row(
+                PIPELINE,
+                name,
+                records=users,
+                requests=requests,
+                row_writes=int(job.summary.get("updated", 0)),
+                sync_step_s=job.step_seconds,
+                job_execute_s=job.wall_seconds,
+                limit_s=limit,
+                ratio_to_limit=ratio(job.step_seconds, limit),
+                peak_RSS_MB=job.peak_rss_mb,
+                note=note,
+            )
+            met = bool(lookup_seconds) and lookup_seconds <= LOOKUP_TARGET_FACTOR * lookup_limit
+            row["target"] = f"lookups <= {LOOKUP_TARGET_FACTOR}x limit: {verdict(met)}"
+            return row
+
+        first = measured("first run", sample.kinds_after_sync())
+        changed = max(1, users // 100)
+        changes = flag_changes(sample, changed)
+        for change in changes:
+            sandbox.change_state(change)
+        before = sample.kinds_after_sync()
+        outcomes = expected_outcomes(sample.users, sandbox.state()["accounts"])
+        after = {key: outcomes[key] if outcomes[key] in KINDS else kind for key, kind in before.items()}
+        expected_writes = sum(1 for key in before if after[key] != before[key])
+        delta = measured(f"delta: {changed} accounts (1 %) changed flags", after)
+        delta["target"] += (
+            f"; {expected_writes} row writes: {verdict(delta['row writes'] == expected_writes)}"
+        )
+
+        # The seed's lookups, one at a time, on a sample of the users, extrapolated to every user with an email.
+        emails = [user.email for user in with_email][:SEED_LOOKUP_SAMPLE]
+        api_url = f"{sandbox.url}/api"
+        token = user_kinds_seed.login(api_url, DEFAULT_USERNAME, DEFAULT_PASSWORD)
+        started = time.perf_counter()
+        found = user_kinds_seed.lookup_sequential(api_url, token, emails)
+        per_user = (time.perf_counter() - started) / len(emails)
+    # It writes every user whose lookup returned a record, changed or not, as VALUES batches on 4 threads.
+    seed_writes = round(sum(1 for kind in found.values() if kind) / len(found) * len(with_email))
+    current = {user.id: user.kind or "aucun" for user in zlv.read_users(include_deleted=True)}
+    rewrite = [(user.id, current[user.id]) for user in with_email[:seed_writes]]
+    started = time.perf_counter()
+    user_kinds_seed.write_batches(zlv_url, rewrite)
+    seed_write_seconds = time.perf_counter() - started
+    baseline_seconds = per_user * len(with_email) + seed_write_seconds
+    baseline_limit = physical_limit(len(with_email), LATENCY_SECONDS, SLOTS)
+    for row in (first, delta):
+        row["speed-up vs baseline"] = ratio(baseline_seconds, row["sync step s"], 1)
+    baseline = result_row(
+        PIPELINE,
+        "baseline: seed script",
+        records=users,
+        requests=len(with_email) + 1,
+        row_writes=seed_writes,
+        sync_step_s=baseline_seconds,
+        limit_s=baseline_limit,
+        ratio_to_limit=ratio(baseline_seconds, baseline_limit, 1),
+        note=f"sequential lookups timed on {len(emails)} users ({per_user:.3f} s/user) and extrapolated; "
+        f"rewrites every user found ({seed_writes}, {seed_write_seconds:.2f} s), changed or not",
+    )
+    return [first, delta, baseline]
+
+
+# -- the write phase alone ----------------------------------------------------------------------------------------
 def next_kinds(users: ZlvUsers) -> list[tuple[str, str]]:
     """Every user with a kind other than the one it holds: 100% of the rows change.
 
@@ -90,73 +239,9 @@ def timed_seed_writes(users: ZlvUsers, dsn: str) -> float:
     return time.perf_counter() - started
 
 
-def lookup_phase(server: PostgresServer, sandbox: SandboxProcess) -> dict[str, Any]:
-    sample = generate_portaildf_sample(LOOKUP_USERS)  # the sandbox serves the same sample (size 5000, seed 7)
+def write_phase(server: PostgresServer, count: int) -> list[dict[str, Any]]:
     zlv_url = server.url(server.create_database())
-    seed_zlv(zlv_url, sample.users)
-    state = SyncStateStore.from_url(server.url(server.create_database()))
-    portaildf = PortailDfResource(
-        api_url=f"{sandbox.url}/api",
-        username=DEFAULT_USERNAME,
-        password=DEFAULT_PASSWORD,
-        auth_version="v2",
-        max_concurrency=SLOTS,
-    )
-    sandbox.reset_counters()
-    outcome = asyncio.run(
-        sync_user_kinds(
-            log,
-            "bench",
-            SyncRunConfig(),
-            portaildf,
-            ZlvDatabase(database_url=zlv_url, include_deleted=True),
-            state,
-            set(SHARD_KEYS),
-        )
-    )
-    looked_up = len(outcome.lookups.outcomes) + len(outcome.lookups.failures)
-    wrong = [
-        user_id
-        for user_id, found in outcome.lookups.outcomes.items()
-        if (found.kind or found.category) != sample.expected[user_id]
-    ]
-    assert not outcome.lookups.failures and not wrong, (outcome.lookups.failures, wrong[:5])
-    stats = sandbox.stats()
-    floor = looked_up * LATENCY_SECONDS / SLOTS
-    return {
-        "users": LOOKUP_USERS,
-        "lookups": looked_up,
-        "lookup_seconds": round(outcome.lookups.seconds, 2),
-        "lookup_floor_seconds": round(floor, 2),
-        "lookup_floor_seconds_5000": round(LOOKUP_USERS * LATENCY_SECONDS / SLOTS, 2),
-        "lookup_vs_floor": round(outcome.lookups.seconds / floor, 3),
-        "lookups_per_second": round(outcome.lookups.rate, 1),
-        "server_max_in_flight": stats["max_in_flight"],
-        "server_429s": stats["statuses"].get("429", 0),
-        "sync_written": outcome.result.written if outcome.result else 0,
-        "sync_write_seconds": round(outcome.write_seconds, 3),
-    }
-
-
-def seed_lookup_phase(sandbox: SandboxProcess) -> dict[str, Any]:
-    sample = generate_portaildf_sample(LOOKUP_USERS)
-    emails = [u.email for u in sample.users if u.email and u.email.strip()][:SEED_LOOKUP_SAMPLE]
-    api_url = f"{sandbox.url}/api"
-    token = user_kinds_seed.login(api_url, DEFAULT_USERNAME, DEFAULT_PASSWORD)
-    started = time.perf_counter()
-    user_kinds_seed.lookup_sequential(api_url, token, emails)
-    per_user = (time.perf_counter() - started) / len(emails)
-    return {
-        "seed_lookup_seconds_per_user": round(per_user, 4),
-        "seed_lookup_seconds_5000_extrapolated": round(per_user * LOOKUP_USERS, 1),
-    }
-
-
-def write_phase(server: PostgresServer) -> dict[str, Any]:
-    zlv_url = server.url(server.create_database())
-    started = time.perf_counter()
-    seed_zlv(zlv_url, generate_zlv_users(WRITE_USERS, seed=11))
-    seeding = time.perf_counter() - started
+    seed_zlv(zlv_url, generate_zlv_users(count, seed=11))
     users = ZlvUsers.from_url(zlv_url)
     bare = timed_writes_without_audit(users)
     audited_pg = timed_writes_with_audit(
@@ -164,66 +249,58 @@ def write_phase(server: PostgresServer) -> dict[str, Any]:
     )
     audited_sqlite = timed_writes_with_audit(users, SyncStateStore.from_url("sqlite://"), "bench-sqlite")
     seed = timed_seed_writes(users, zlv_url)
-    return {
-        "write_rows": WRITE_USERS,
-        "write_seconds_without_audit": round(bare, 3),
-        "write_rows_per_second_without_audit": round(WRITE_USERS / bare),
-        "write_seconds_with_audit_postgresql": round(audited_pg, 3),
-        "write_rows_per_second_with_audit_postgresql": round(WRITE_USERS / audited_pg),
-        "write_seconds_with_audit_sqlite": round(audited_sqlite, 3),
-        "write_rows_per_second_with_audit_sqlite": round(WRITE_USERS / audited_sqlite),
-        "seed_write_seconds": round(seed, 3),
-        "seed_write_rows_per_second": round(WRITE_USERS / seed),
-        "seeding_seconds": round(seeding, 1),
-    }
-
-
-def report(figures: dict[str, Any]) -> None:
-    lookup_ok = figures["lookup_vs_floor"] <= LOOKUP_TARGET_FACTOR
+    name = f"write phase, {count:,} changed users"
     target = WRITE_TARGET_ROWS_PER_SECOND
 
-    def verdict(rate: float) -> str:
-        return "met" if rate >= target else "MISSED"
+    def row(run: str, seconds: float, note: str, **extra: Any) -> dict[str, Any]:
+        return result_row(
+            PIPELINE,
+            f"{name}: {run}",
+            records=count,
+            row_writes=count,
+            sync_step_s=seconds,
+            note=f"{count / seconds:,.0f} rows/s; {note}",
+            **extra,
+        )
 
-    print("user_kinds benchmark")
-    print(
-        f"  lookups: {figures['lookups']} users (of {figures['users']}; blank emails are not looked up) in "
-        f"{figures['lookup_seconds']} s; floor {figures['lookup_floor_seconds']} s "
-        f"({figures['lookup_floor_seconds_5000']} s for {figures['users']}); "
-        f"{figures['lookup_vs_floor']}x the floor (target <= {LOOKUP_TARGET_FACTOR}x: "
-        f"{'met' if lookup_ok else 'MISSED'}); {figures['lookups_per_second']}/s, "
-        f"server saw at most {figures['server_max_in_flight']} in flight, {figures['server_429s']} 429s"
-    )
-    print(
-        f"  seed's sequential lookups: {figures['seed_lookup_seconds_per_user']} s/user on this sandbox -> "
-        f"{figures['seed_lookup_seconds_5000_extrapolated']} s for {figures['users']} users"
-    )
-    bare = figures["write_rows_per_second_without_audit"]
-    audited = figures["write_rows_per_second_with_audit_postgresql"]
-    print(
-        f"  writes, {figures['write_rows']} changed users on PostgreSQL (target >= {target} rows/s): "
-        f"{bare} rows/s for the ZLV UPDATEs alone ({verdict(bare)}); {audited} rows/s with the audit log "
-        f"on PostgreSQL ({verdict(audited)}), {figures['write_rows_per_second_with_audit_sqlite']} rows/s with "
-        f"it on SQLite"
-    )
-    print(f"  seed's VALUES batches on 4 threads: {figures['seed_write_rows_per_second']} rows/s")
-    print(f"  (machine load average at the end: {figures['load_average_1min']})")
+    return [
+        row(
+            "as the sync writes",
+            audited_pg,
+            f"set-based UPDATE per 1,000 + the engine's audit rows on PostgreSQL; with the audit on SQLite "
+            f"{count / audited_sqlite:,.0f} rows/s",
+            speed_up_vs_baseline=ratio(seed, audited_pg, 1),
+            target=f">= {target:,} rows/s: {verdict(count / audited_pg >= target)}",
+        ),
+        row(
+            "ZLV UPDATEs alone",
+            bare,
+            "the same batches without the audit log",
+            speed_up_vs_baseline=ratio(seed, bare, 1),
+            target=f">= {target:,} rows/s: {verdict(count / bare >= target)}",
+        ),
+        row("baseline: seed's VALUES batches", seed, "4 threads, synchronous_commit off"),
+    ]
 
 
-def main() -> dict[str, Any]:
-    logging.basicConfig(level=logging.WARNING)
-    figures: dict[str, Any] = {}
+def run(users: int = LOOKUP_USERS, write_users: int = WRITE_USERS) -> list[dict[str, Any]]:
     with PostgresServer() as server:
-        with SandboxProcess(
-            "portaildf",
-            ["--size", str(LOOKUP_USERS), "--latency-ms", "50", "--max-concurrency", str(SLOTS)],
-        ) as sandbox:
-            figures.update(lookup_phase(server, sandbox))
-            figures.update(seed_lookup_phase(sandbox))
-        figures.update(write_phase(server))
-    figures["load_average_1min"] = round(os.getloadavg()[0], 2)
-    report(figures)
-    return figures
+        return [*job_runs(server, users), *write_phase(server, write_users)]
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=LOOKUP_USERS, help="ZLV users the job syncs")
+    parser.add_argument(
+        "--write-users", type=int, default=WRITE_USERS, help="changed users of the write phase"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    rows = run(args.users, args.write_users)
+    print(table(rows))
+    return rows
 
 
 if __name__ == "__main__":

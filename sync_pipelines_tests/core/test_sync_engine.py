@@ -203,3 +203,10 @@ def test_batch_delay_is_applied_between_batches(state: SyncStateStore) -> None:
     started = time.monotonic()
     run(plan_changes("rt", DESIRED, {}), FakeTarget(), state, batch_size=1, batch_delay_seconds=0.2)
     assert time.monotonic() - started >= 0.4
+
+
+def test_last_written_round_trips_awkward_values(state: SyncStateStore) -> None:
+    awkward = {"k,1": {"name": 'a "quoted", {braced} \\ value', "n": 12, "none": None, "list": ["x", "y"]}}
+    state.remember("t", "run-1", awkward)
+    state.remember("t", "run-2", {"k,1": {"n": 13}})
+    assert state.last_written("t") == {"k,1": {**awkward["k,1"], "n": 13}}
