@@ -131,17 +131,14 @@ def test_dagster_job_execute_in_a_subprocess(world: ZlvWorld, make_pg_url, tmp_p
 
 @pytest.mark.slow
 def test_one_shard_from_the_command_line(world_v2: ZlvWorld, tmp_path: Path) -> None:
-    """A single shard through the job: its range tags narrowed to that shard."""
+    """A single shard through the job, with the tag interface.md documents."""
     env = {
         "PORTAILDF_API_URL": f"{world_v2.handle.url}/api",
         "PORTAILDF_USERNAME": DEFAULT_USERNAME,
         "PORTAILDF_PASSWORD": DEFAULT_PASSWORD,
         "ZLV_DATABASE_URL": world_v2.zlv_url,
     }
-    tags = {
-        "dagster/asset_partition_range_start": "shard-05",
-        "dagster/asset_partition_range_end": "shard-05",
-    }
+    tags = {"dagster/partition": "shard-05"}
     completed = dagster_cli(
         [
             "job",
