@@ -20,6 +20,8 @@ from typing import Any
 
 import dagster as dg
 
+from sync_pipelines.core.job_command import job_execute_command
+
 # The columns of the combined table (docs/benchmarks.md): one row per run of a pipeline or of its baseline.
 COLUMNS = [
     "pipeline",
@@ -63,21 +65,11 @@ def execute_job(
 ) -> JobRun:
     """``dagster job execute`` in a child process; returns its wall time, its peak RSS (from ``wait4``), the
     wall time of the sync asset's step and the numeric metadata of its run summary (read back from the instance)."""
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "job",
-        "execute",
-        "-m",
-        "sync_pipelines.definitions",
-        "-j",
-        job,
-    ]
+    config_file = None
     if config:
         config_file = Path(tempfile.mkstemp(suffix=".yaml")[1])
         config_file.write_text(json.dumps({"ops": {asset: {"config": config}}}))
-        command += ["-c", str(config_file)]
+    command = job_execute_command(job, config_file)
     full_env = {**os.environ, **env, "DAGSTER_HOME": str(dagster_home), "PYTHONWARNINGS": "ignore"}
     with tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()

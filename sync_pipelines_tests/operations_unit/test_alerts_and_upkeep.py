@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import dagster as dg
 import pytest
 
-from sync_pipelines.defs.operations.alerts import sync_failure_alert
 from sync_pipelines.defs.operations.run_history import prune_run_history, prune_runs
+from sync_pipelines_tests.harness.alerts import AlertReceiver, alert_on_failed_run
 
 SECRET = "rt-token-5b1e-do-not-leak"
-
-
-class Receiver:
-    """A real HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the standard library's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/sync"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @dg.op
@@ -55,13 +27,13 @@ def failing_job() -> None:
 
 @pytest.fixture
 def receiver():
-    server = Receiver()
+    server = AlertReceiver()
     yield server
     server.close()
 
 
 def test_failed_run_posts_an_alert_without_secrets(
-    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SYNC_ALERT_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("RT_TOKEN", SECRET)
@@ -69,14 +41,7 @@ def test_failed_run_posts_an_alert_without_secrets(
     with dg.instance_for_test() as instance:
         result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
-        failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-        context = dg.build_run_status_sensor_context(
-            sensor_name="sync_failure_alert",
-            dagster_event=failure_event,
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-        ).for_run_failure()
-        sync_failure_alert(context)
+        alert_on_failed_run(instance, result)
     assert len(receiver.received) == 1
     payload = receiver.received[0]
     assert payload["job"] == "rt_user_sync"
@@ -86,18 +51,11 @@ def test_failed_run_posts_an_alert_without_secrets(
     assert SECRET not in json.dumps(payload)
 
 
-def test_no_webhook_only_logs(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_webhook_only_logs(receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SYNC_ALERT_WEBHOOK_URL", raising=False)
     with dg.instance_for_test() as instance:
         result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
-        failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-        context = dg.build_run_status_sensor_context(
-            sensor_name="sync_failure_alert",
-            dagster_event=failure_event,
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-        ).for_run_failure()
-        sync_failure_alert(context)
+        alert_on_failed_run(instance, result)
     assert receiver.received == []
 
 

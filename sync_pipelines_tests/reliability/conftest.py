@@ -8,12 +8,10 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from sync_pipelines.core.job_command import job_execute_command
 from sync_pipelines.sandbox.bakalari import SampleSchool
 from sync_pipelines.sync.plan import values_equal
 from sync_pipelines.sync.state import APPLIED, PENDING
+from sync_pipelines_tests.harness.alerts import AlertReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 GATE_KEY = 7_341_001
@@ -289,32 +288,6 @@ def leaked(secrets: list[str], texts: list[str]) -> list[str]:
 
 
 # -- alerts -------------------------------------------------------------------------------------------------------
-class AlertReceiver:
-    """A real HTTP server on 127.0.0.1 keeping every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the standard library's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/sync"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def alert_receiver() -> Iterator[AlertReceiver]:
     receiver = AlertReceiver()

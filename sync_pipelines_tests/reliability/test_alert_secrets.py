@@ -12,7 +12,6 @@ import dagster as dg
 import pytest
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.operations.alerts import sync_failure_alert
 from sync_pipelines.sandbox.bakalari import OPERATOR_USERNAME, BakalariSandbox, generate_school
 from sync_pipelines.sandbox.databases import seed_students
 from sync_pipelines.sandbox.edurpg import seed_edurpg
@@ -21,7 +20,8 @@ from sync_pipelines.sandbox.rt import RequestTrackerSandbox
 from sync_pipelines.sandbox.sample_data import generate_students
 from sync_pipelines.sandbox.server import ThreadedSandbox, free_port
 from sync_pipelines.sandbox.zlv import seed_zlv
-from sync_pipelines_tests.reliability.conftest import AlertReceiver, leaked, with_password
+from sync_pipelines_tests.harness.alerts import AlertReceiver, alert_on_failed_run
+from sync_pipelines_tests.reliability.conftest import leaked, with_password
 
 RT_TOKEN = "rt-token-3f9b27c4d1e8"
 BAKALARI_PASSWORD = "bakalari-pw-61e0a9d2b4"
@@ -138,14 +138,7 @@ def test_failure_alert_names_the_setting_and_holds_no_secret(
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
-        failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-        context = dg.build_run_status_sensor_context(
-            sensor_name="sync_failure_alert",
-            dagster_event=failure_event,
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-        ).for_run_failure()
-        sync_failure_alert(context)
+        alert_on_failed_run(instance, result)
         event_log = [
             text
             for entry in instance.all_logs(result.run_id)

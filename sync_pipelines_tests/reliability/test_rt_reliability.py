@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.core.job_command import job_execute_command
 from sync_pipelines.sandbox.databases import seed_students
 from sync_pipelines.sandbox.rt import RequestTrackerSandbox
 from sync_pipelines.sandbox.sample_data import generate_students
@@ -26,22 +26,11 @@ TOKEN = "rt-secret-7f3c9d2e41aa"
 
 
 def job_command(tmp_path: Path, config: dict | None = None) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "job",
-        "execute",
-        "-m",
-        "sync_pipelines.definitions",
-        "-j",
-        "rt_user_sync",
-    ]
+    path = None
     if config:
         path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
         path.write_text(json.dumps({"ops": {"rt_user_custom_fields": {"config": config}}}))
-        command += ["-c", str(path)]
-    return command
+    return job_execute_command("rt_user_sync", path)
 
 
 @pytest.fixture
