@@ -256,7 +256,9 @@ def test_expired_access_tokens_mid_run_refresh_once_and_continue(
     edurpg_url: str, school: SampleSchool
 ) -> None:
     engine = engine_for(edurpg_url)
-    with ThreadedSandbox(BakalariSandbox(school, Knobs(latency_ms=15))) as server:
+    # Enough latency that the reads last seconds: the watcher, polling over HTTP on a busy machine, then still
+    # expires the tokens while accounts are being read.
+    with ThreadedSandbox(BakalariSandbox(school, Knobs(latency_ms=40))) as server:
         stop = threading.Event()
 
         def expire_when_half_read() -> None:
