@@ -214,17 +214,21 @@ class ApiClient:
         form: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         raise_on_unauthorized: bool = True,
+        timeout_seconds: float | None = None,
     ) -> httpx.Response:
         """Send one request with retries; returns any non-retryable answer (2xx, 400, 404, ...).
 
         401/403 raise ``UnauthorizedError`` unless ``raise_on_unauthorized`` is false, for callers that hold
         per-account credentials and decide for themselves (a Bakalari student's token, say).
+        ``timeout_seconds`` overrides the client's timeout for this request (a request whose lost answer
+        costs more than waiting, such as a refresh grant that rotates a token).
         """
+        call = (method, path, params, json_body, form, headers, timeout_seconds)
         try:
             # The common case pays for no retry machinery; tenacity takes over from the first failure on.
-            response = await self._attempt(method, path, params, json_body, form, headers)
+            response = await self._attempt(*call)
         except TransientApiError as failure:
-            response = await self._retry(failure, method, path, params, json_body, form, headers)
+            response = await self._retry(failure, *call)
         if response.status_code in AUTH_STATUSES and raise_on_unauthorized:
             raise UnauthorizedError(
                 self.system, self.credential_variables, response.status_code, self.redact(path)
@@ -250,6 +254,7 @@ class ApiClient:
         json_body: Any,
         form: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
+        timeout: float | None,
     ) -> httpx.Response:
         """Attempts 2..max_attempts after a first failure."""
         if self.limits.max_attempts == 1:
@@ -268,7 +273,7 @@ class ApiClient:
         )
         async for attempt in retrying:
             with attempt:
-                response = await self._attempt(method, path, params, json_body, form, headers)
+                response = await self._attempt(method, path, params, json_body, form, headers, timeout)
         return response
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -297,6 +302,7 @@ class ApiClient:
         json_body: Any,
         form: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
+        timeout: float | None,
     ) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("ApiClient used outside 'async with'")
@@ -311,7 +317,7 @@ class ApiClient:
             try:
                 # A whole-request deadline on top of httpx's per-phase timeouts: a server that trickles bytes
                 # must not hold a slot forever.
-                async with _deadline(self.limits.timeout_seconds + 1):
+                async with _deadline((timeout or self.limits.timeout_seconds) + 1):
                     response = await self._client.request(
                         method,
                         path,
@@ -319,6 +325,7 @@ class ApiClient:
                         json=json_body,
                         data=form,
                         headers={**self.headers, **(headers or {})},
+                        timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
                     )
             except (httpx.TransportError, asyncio.TimeoutError) as error:
                 self.statuses[type(error).__name__] += 1

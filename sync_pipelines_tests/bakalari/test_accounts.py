@@ -32,8 +32,10 @@ def account(store: EduRpgStore, bakalari_id: str) -> StudentAccount:
     return next(a for a in store.student_accounts() if a.bakalari_id == bakalari_id)
 
 
-async def with_student(url: str, store: EduRpgStore, bakalari_id: str, action):
-    resource = BakalariResource(url=url, username=OPERATOR_USERNAME, password=OPERATOR_PASSWORD)
+async def with_student(url: str, store: EduRpgStore, bakalari_id: str, action, timeout_seconds: float = 10.0):
+    resource = BakalariResource(
+        url=url, username=OPERATOR_USERNAME, password=OPERATOR_PASSWORD, timeout_seconds=timeout_seconds
+    )
     tokens_store = TokenStore(store, workers=1)
     try:
         async with resource.client() as client:
@@ -65,6 +67,26 @@ def test_refresh_commits_the_rotated_token_before_using_it(
             data={"client_id": "ANDR", "grant_type": "refresh_token", "refresh_token": student.refresh_token},
         )
         assert old.json()["error"] == "invalid_grant"  # without the commit, the credential would be gone
+
+
+def test_a_refresh_answered_late_is_waited_for_not_lost(
+    bakalari: ThreadedSandbox, edurpg_url: str, school: SampleSchool
+) -> None:
+    """Giving up on a refresh grant the server goes on to answer would lose the rotated token with the answer."""
+    store = EduRpgStore(engine_for(edurpg_url))
+    student = school.students[2]
+    bakalari.set_knobs(slow_rate=1.0, slow_seconds=1.0)
+
+    async def refresh_only(client, session):
+        await session.refresh()
+        return session
+
+    session = asyncio.run(
+        with_student(bakalari.url, store, student.user_id, refresh_only, timeout_seconds=0.3)
+    )
+    assert tokens(store.engine)[student.user_id] == session.refresh_token
+    assert session.refresh_token == sandbox_tokens(bakalari.state())[student.user_id]
+    assert bakalari.stats()["requests"] == {"POST /api/login": 1}  # one grant, no retry after 0.3 s
 
 
 def test_a_newer_token_stored_meanwhile_is_tried_once(

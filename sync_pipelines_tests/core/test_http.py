@@ -89,6 +89,22 @@ def test_retries_dropped_connections_and_timeouts(echo: ThreadedSandbox) -> None
     assert api.retries >= 1
 
 
+def test_a_request_may_wait_longer_than_the_client_timeout(echo: ThreadedSandbox) -> None:
+    """A slow answer is given up on by default, but waited for when the request asks for a longer timeout."""
+    echo.set_knobs(slow_rate=1.0, slow_seconds=1.0)
+
+    async def go() -> tuple[str, int]:
+        async with client(echo.url, max_attempts=1, timeout_seconds=0.3) as api:
+            with pytest.raises(TransientApiError) as raised:
+                await api.request("GET", "api/item/1")
+            response = await api.request("GET", "api/item/2", timeout_seconds=5)
+            return str(raised.value), response.status_code
+
+    default_failure, status = asyncio.run(go())
+    assert "Timeout" in default_failure
+    assert status == 200
+
+
 def test_retry_after_is_obeyed(echo: ThreadedSandbox) -> None:
     echo.set_knobs(burst_429=1, retry_after_seconds=1)
     api = client(echo.url)

@@ -91,8 +91,8 @@ FAULTS = Knobs(
     retry_after_seconds=0.2,
     drop_rate=0.01,
     slow_rate=0.02,
-    # Far beyond the 0.4 s timeout: a refresh the server answers late is retried (and rotated) long before
-    # the late one reaches the handler, which then finds its token already redeemed and changes nothing.
+    # Far beyond the 0.4 s timeout of data reads, which are retried; a login grant waits for its answer
+    # (LOGIN_TIMEOUT_SECONDS), so a busy machine answering a refresh late does not lose the rotated token.
     slow_seconds=3.0,
     seed=8,
 )

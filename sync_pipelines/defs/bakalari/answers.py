@@ -214,7 +214,9 @@ def parse_user(body: Any) -> UserRecord:
     if full_name.endswith(suffix):
         full_name = full_name[: -len(suffix)].strip()
         if not full_name:
-            raise MalformedAnswer(f"/api/3/user FullName holds only the class ({suffix.strip(', ')!r}), no name")
+            raise MalformedAnswer(
+                f"/api/3/user FullName holds only the class ({suffix.strip(', ')!r}), no name"
+            )
     return UserRecord(uid, full_name, (_text(body.get("UserType")) or "").lower(), school_class)
 
 

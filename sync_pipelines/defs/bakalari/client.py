@@ -13,6 +13,9 @@ from sync_pipelines.core.http import AUTH_STATUSES, ApiClient, ApiError
 
 CLIENT_ID = "ANDR"
 LOGIN_PATH = "api/login"
+# A refresh grant rotates the token on the server: if its answer is given up on, the new token is lost with it
+# and the student must log in to EduRPG again. Waiting long for that one answer is far cheaper.
+LOGIN_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,11 @@ class BakalariClient:
 
     async def _login(self, form: dict[str, str]) -> Tokens:
         response = await self.api.request(
-            "POST", LOGIN_PATH, form={"client_id": CLIENT_ID, **form}, raise_on_unauthorized=False
+            "POST",
+            LOGIN_PATH,
+            form={"client_id": CLIENT_ID, **form},
+            raise_on_unauthorized=False,
+            timeout_seconds=max(self.api.limits.timeout_seconds, LOGIN_TIMEOUT_SECONDS),
         )
         if response.status_code in (400, *AUTH_STATUSES):
             try:
