@@ -1,17 +1,20 @@
-"""Apply a plan in batches: audit first, write, settle, pause; failures are collected, never fatal mid-run."""
+"""Apply a plan in batches: write ahead, write, audit, pause; failures are collected, never fatal mid-run."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from sync_pipelines.core.errors import AuthenticationError
-from sync_pipelines.sync.plan import PlannedRecord, SyncPlan
+from sync_pipelines.sync.plan import Action, PlannedRecord, SyncPlan
 from sync_pipelines.sync.state import SyncStateStore
 
 # A batch writer gets the records to write and answers ``{key: reason}`` for the ones that failed.
@@ -62,6 +65,32 @@ def short_error(error: BaseException) -> str:
     return f"{type(original).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
 
+class _StateWriter:
+    """Runs the state store's writes for ``apply_plan``, one at a time: on PostgreSQL in a worker thread, so
+    one batch's outcome is recorded while the next batch goes to the target; elsewhere on the event loop."""
+
+    def __init__(self, state: SyncStateStore) -> None:
+        self._executor = ThreadPoolExecutor(1, "sync-state") if state.allows_concurrent_writes else None
+
+    async def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        if self._executor is None:
+            return function(*args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(function, *args)
+        )
+
+    def start(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """``function`` as a future. Where writes may overlap it is handed to a worker thread now (a task would
+        only start once the caller yields, and a synchronous writer does not); else it runs when awaited."""
+        if self._executor is None:
+            return asyncio.ensure_future(self.call(function, *args))
+        return asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(function, *args))
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+
 async def apply_plan(
     plan: SyncPlan,
     writer: BatchWriter,
@@ -75,52 +104,104 @@ async def apply_plan(
 ) -> ApplyResult:
     """Write ``plan.to_write`` batch by batch.
 
-    Each batch: its changes are logged ``pending`` in the audit log, the writer applies them (one transaction
-    for a database target, concurrent requests for an API), then the outcome of every record is settled in the
-    audit log and, with ``remember_written``, in the last-written state that later delta runs compare against.
-    A record the writer reports as failed is kept out of the last-written state, so the next run retries it.
+    Each batch's changes are written ahead to the state store before the writer applies them (one transaction
+    for a database target, concurrent requests for an API). Then the outcome of every record goes into the
+    audit log and, with ``remember_written``, into the last-written state that later delta runs compare
+    against; a record the writer reports as failed is kept out of it, so the next run retries it.
+
+    The state store's work runs beside the target's: while batch N is written, batch N-1's outcome is
+    recorded and batch N+1 written ahead, in one transaction (on PostgreSQL in a worker thread). Outcomes
+    are recorded in batch order, all of them before this returns or raises; a write-ahead row whose batch
+    was never sent is removed, except by a killed process, whose next run settles it as ``not_applied``.
     """
     log = log or logging.getLogger("sync_pipelines.sync")
     records = plan.to_write
     result = ApplyResult(plan.target)
     started = time.monotonic()
-    total_batches = (len(records) + batch_size - 1) // batch_size
-    for index, start in enumerate(range(0, len(records), batch_size)):
-        if index and batch_delay_seconds:
-            await asyncio.sleep(batch_delay_seconds)
-        batch = records[start : start + batch_size]
-        batch_id = state.begin_batch(run_id, plan.target, batch)
-        try:
-            failures = await _write(writer, batch)
-        except AuthenticationError:
-            # Stop at once. Some writes of this batch may have landed: their audit rows stay pending and the
-            # next run settles them against what the target holds.
-            raise
-        except Exception as error:
-            # The batch was rolled back whole. One bad record must not fail its neighbours: write them one by
-            # one, so only the records that fail on their own are reported.
-            log.warning(
-                f"{plan.target}: batch {index + 1}/{total_batches} rolled back ({short_error(error)}); "
-                "writing its records one by one"
+    batches = [records[start : start + batch_size] for start in range(0, len(records), batch_size)]
+    writes = _StateWriter(state)
+    ahead: dict[int, str] = {}  # batch index -> its write-ahead id, for batches not sent yet
+    settling: asyncio.Future[Any] | None = None
+    completed = False
+    try:
+        if batches:
+            ahead[0] = await writes.call(state.begin_batch, run_id, plan.target, batches[0])
+        if len(batches) > 1:
+            settling = writes.start(state.begin_batch, run_id, plan.target, batches[1])
+        for index, batch in enumerate(batches):
+            batch_id = ahead.pop(index)
+            if index and batch_delay_seconds:
+                await asyncio.sleep(batch_delay_seconds)
+            try:
+                failures = await _write(writer, batch)
+            except AuthenticationError:
+                # Stop at once. Some writes of this batch may have landed: its write-ahead row stays, and the
+                # next run settles it against what the target holds.
+                raise
+            except Exception as error:
+                # The batch was rolled back whole. One bad record must not fail its neighbours: write them one
+                # by one, so only the records that fail on their own are reported.
+                log.warning(
+                    f"{plan.target}: batch {index + 1}/{len(batches)} rolled back ({short_error(error)}); "
+                    "writing its records one by one"
+                )
+                failures = await _write_one_by_one(writer, batch)
+            if settling is not None:
+                next_id = await settling  # the previous outcome recorded, the next batch written ahead
+                settling = None
+                if next_id is not None:
+                    ahead[index + 1] = next_id
+            after = batches[index + 2] if index + 2 < len(batches) else None
+            settling = writes.start(
+                state.finish_batch, run_id, plan.target, batch, failures, remember_written, batch_id, after
             )
-            failures = await _write_one_by_one(writer, batch)
-        state.finish_batch(run_id, plan.target, batch, failures, remember_written, batch_id)
-        result.batches += 1
-        result.failures.update(failures)
-        for record in batch:
-            if record.key in failures:
-                continue
-            result.written += 1
-            result.field_changes += len(record.changes)
-            if record.action.value == "create":
-                result.created += 1
-            else:
-                result.updated += 1
-        done = min(start + batch_size, len(records))
-        elapsed = time.monotonic() - started
-        log.info(
-            f"{plan.target}: batch {index + 1}/{total_batches}: {done}/{len(records)} records "
-            f"({done / elapsed if elapsed else 0:.0f}/s), {len(failures)} failed in this batch"
-        )
+            result.batches += 1
+            result.failures.update(failures)
+            for record in batch:
+                if record.key in failures:
+                    continue
+                result.written += 1
+                result.field_changes += len(record.changes)
+                if record.action is Action.CREATE:
+                    result.created += 1
+                else:
+                    result.updated += 1
+            done = min((index + 1) * batch_size, len(records))
+            elapsed = time.monotonic() - started
+            log.info(
+                f"{plan.target}: batch {index + 1}/{len(batches)}: {done}/{len(records)} records "
+                f"({done / elapsed if elapsed else 0:.0f}/s), {len(failures)} failed in this batch"
+            )
+        if settling is not None:
+            await settling
+            settling = None
+        completed = True
+    finally:
+        if not completed:
+            await _wind_down(state, writes, settling, ahead, log)
+        writes.close()
     result.seconds = time.monotonic() - started
     return result
+
+
+async def _wind_down(
+    state: SyncStateStore,
+    writes: _StateWriter,
+    settling: asyncio.Future[Any] | None,
+    ahead: dict[int, str],
+    log: logging.Logger | Any,
+) -> None:
+    """Leaving on an error: the outcome being recorded is still recorded, and the write-ahead rows of batches
+    never sent are removed (they would otherwise be settled as ``not_applied`` by the next run)."""
+    unsent = list(ahead.values())
+    if settling is not None:
+        try:
+            next_id = await settling
+        except Exception as error:
+            log.warning(f"recording a batch's outcome failed while stopping: {short_error(error)}")
+        else:
+            if next_id is not None:
+                unsent.append(next_id)
+    for batch_id in unsent:
+        with contextlib.suppress(Exception):
+            await writes.call(state.discard_batch, batch_id)

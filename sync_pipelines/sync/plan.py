@@ -45,7 +45,7 @@ class PlannedRecord:
 
     @property
     def writes(self) -> bool:
-        return self.action in (Action.CREATE, Action.UPDATE)
+        return self.action is Action.UPDATE or self.action is Action.CREATE  # identity: hot in 100k-row plans
 
 
 @dataclass

@@ -2,9 +2,12 @@
 
 Lives in ``SYNC_STATE_DATABASE_URL`` (SQLite under ``$DAGSTER_HOME`` by default, PostgreSQL in production).
 
-Audit rows are written *before* a batch is applied, as ``pending``, and settled after it (``applied`` or
-``failed``). A process killed in between leaves ``pending`` rows behind; the next run settles them against
-what the target really holds (``reconcile_pending``), so no committed write is ever missing from the log.
+Write-ahead: before a batch is sent to its target, its changes are committed as one ``sync_batches`` row (one
+JSON document: a single row insert, however big the batch). Once the batch is applied, its outcome goes into
+``sync_audit`` (one row per changed field: ``applied``, or ``failed`` with the reason) in the same transaction
+that deletes the batch row. A process killed in between leaves the batch row behind; the next run settles it
+against what the target really holds (``reconcile_pending``), so no committed write is ever missing from the
+log. The audit log itself is only ever appended to, which is what keeps it cheap beside a bulk write.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,8 @@ metadata = sa.MetaData()
 audit_log = sa.Table(
     "sync_audit",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # BIGINT on PostgreSQL: bulk syncs append a row per changed field; SQLite needs INTEGER for its row ids.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("batch_id", sa.String(36)),
     sa.Column("target", sa.String(64), nullable=False),
@@ -42,15 +47,25 @@ audit_log = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
-    # Only the rows still pending are indexed by target: settling a row drops it from this small index instead
-    # of rewriting an entry in a large one, which kept the audit log from doubling the cost of a bulk write.
-    sa.Index(
-        "ix_sync_audit_pending",
-        "target",
-        postgresql_where=sa.text("status = 'pending'"),
-        sqlite_where=sa.text("status = 'pending'"),
+)
+
+# Batches written ahead and not settled yet: empty between runs unless a run was killed.
+batches_in_flight = sa.Table(
+    "sync_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(36), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("changes", sa.Text, nullable=False),  # JSON: [[record_key, field, old, new], ...]
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+)
+# A batch row lives for the length of one write: compressing its document would cost more than it saves.
+sa.event.listen(
+    batches_in_flight,
+    "after_create",
+    sa.DDL("ALTER TABLE sync_batches ALTER COLUMN changes SET STORAGE EXTERNAL").execute_if(
+        dialect="postgresql"
     ),
-    sa.Index("ix_sync_audit_batch", "batch_id"),
 )
 
 last_written = sa.Table(
@@ -64,7 +79,20 @@ last_written = sa.Table(
     sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-PENDING, APPLIED, FAILED, NOT_APPLIED = "pending", "applied", "failed", "not_applied"
+APPLIED, FAILED, NOT_APPLIED = "applied", "failed", "not_applied"
+INTERRUPTED = "settled after an interrupted run"
+_AUDIT_COLUMNS = (
+    "run_id",
+    "batch_id",
+    "target",
+    "record_key",
+    "field",
+    "old_value",
+    "new_value",
+    "status",
+    "error",
+    "recorded_at",
+)
 
 _PG_UPSERT_WRITTEN = sa.text(
     "INSERT INTO sync_last_written (target, record_key, field, value, run_id, written_at) "
@@ -74,12 +102,6 @@ _PG_UPSERT_WRITTEN = sa.text(
     "SET value = EXCLUDED.value, run_id = EXCLUDED.run_id, written_at = EXCLUDED.written_at"
 )
 
-_PG_INSERT_PENDING = sa.text(
-    "INSERT INTO sync_audit (run_id, batch_id, target, record_key, field, old_value, new_value, status, recorded_at) "
-    "SELECT :run_id, :batch_id, :target, t.record_key, t.field, t.old_value, t.new_value, 'pending', :now "
-    "FROM unnest(CAST(:keys AS text[]), CAST(:fields AS text[]), CAST(:olds AS text[]), CAST(:news AS text[])) "
-    "AS t(record_key, field, old_value, new_value)"
-)
 _CHUNK = 5000
 
 
@@ -90,7 +112,21 @@ def default_state_url() -> str:
 
 
 def _encode(value: Value) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False)
+    """A value as JSON text; strings (nearly every value) through the C encoder ``json.dumps`` itself uses."""
+    if value is None:
+        return None
+    if type(value) is str:
+        return encode_basestring(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _copy_field(value: str | None) -> str:
+    """A value in PostgreSQL's COPY text format: ``\\N`` for NULL; backslash, tab and line breaks escaped."""
+    if value is None:
+        return "\\N"
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
 
 
 def _decode(text: str | None) -> Value:
@@ -196,48 +232,43 @@ class SyncStateStore:
             connection.execute(statement, chunk)
 
     # -- audit --------------------------------------------------------------------------------------------
+    @property
+    def allows_concurrent_writes(self) -> bool:
+        """Whether this store may be written from a worker thread while the caller writes to the target
+        (PostgreSQL; an in-memory SQLite database is private to the thread that opened it)."""
+        return self.engine.dialect.name == "postgresql"
+
     def begin_batch(self, run_id: str, target: str, records: list[PlannedRecord]) -> str:
-        """Log the batch's changes as ``pending`` before anything is sent to the target; returns the batch id."""
-        batch_id = uuid.uuid4().hex
-        changes = [(record.key, change) for record in records for change in record.changes]
-        if not changes:
-            return batch_id
-        now = _now()
+        """Commit the batch's changes as one write-ahead row before anything is sent to the target."""
         with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # One set-based statement: an executemany of thousands of rows costs more than the target's write.
-                connection.execute(
-                    _PG_INSERT_PENDING,
-                    {
-                        "run_id": run_id,
-                        "batch_id": batch_id,
-                        "target": target,
-                        "now": now,
-                        "keys": pg_text_array(key for key, _ in changes),
-                        "fields": pg_text_array(change.field for _, change in changes),
-                        "olds": pg_text_array(_encode(change.old) for _, change in changes),
-                        "news": pg_text_array(_encode(change.new) for _, change in changes),
-                    },
+            return self._write_ahead(connection, run_id, target, records)
+
+    @staticmethod
+    def _write_ahead(
+        connection: sa.Connection, run_id: str, target: str, records: list[PlannedRecord]
+    ) -> str:
+        batch_id = uuid.uuid4().hex
+        changes = [
+            [record.key, change.field, change.old, change.new]
+            for record in records
+            for change in record.changes
+        ]
+        if changes:
+            connection.execute(
+                sa.insert(batches_in_flight).values(
+                    batch_id=batch_id,
+                    run_id=run_id,
+                    target=target,
+                    changes=json.dumps(changes, ensure_ascii=False),
+                    started_at=_now(),
                 )
-                return batch_id
-            rows = [
-                {
-                    "run_id": run_id,
-                    "batch_id": batch_id,
-                    "target": target,
-                    "record_key": key,
-                    "field": change.field,
-                    "old_value": _encode(change.old),
-                    "new_value": _encode(change.new),
-                    "status": PENDING,
-                    "error": None,
-                    "recorded_at": now,
-                }
-                for key, change in changes
-            ]
-            for chunk in _chunks(rows):
-                connection.execute(sa.insert(audit_log), chunk)
+            )
         return batch_id
+
+    def discard_batch(self, batch_id: str) -> None:
+        """Drop a write-ahead row whose batch was never sent (the run stopped before it)."""
+        with self.engine.begin() as connection:
+            connection.execute(sa.delete(batches_in_flight).where(batches_in_flight.c.batch_id == batch_id))
 
     def finish_batch(
         self,
@@ -246,44 +277,29 @@ class SyncStateStore:
         records: list[PlannedRecord],
         failures: Mapping[str, str],
         remember_written: bool,
-        batch_id: str | None = None,
-    ) -> None:
-        """Settle the batch's pending rows: ``failed`` (with the reason) for the records that failed, ``applied``
-        for the rest; with ``remember_written``, store the written records as the new last-written state."""
+        batch_id: str,
+        next_records: list[PlannedRecord] | None = None,
+    ) -> str | None:
+        """Record the batch's outcome, in one transaction: an audit row per change (``failed`` with the reason
+        for the records that failed, ``applied`` for the rest), the write-ahead row gone, and, with
+        ``remember_written``, the written records as the new last-written state. With ``next_records``, the
+        next batch is written ahead in the same transaction; returns its batch id."""
         now = _now()
-        with self.engine.begin() as connection:
-            pending = (
-                (audit_log.c.run_id == run_id)
-                & (audit_log.c.target == target)
-                & (audit_log.c.status == PENDING)
+        entries = [
+            (
+                record.key,
+                change.field,
+                _encode(change.old),
+                _encode(change.new),
+                FAILED if record.key in failures else APPLIED,
+                failures[record.key][:2000] if record.key in failures else None,
             )
-            if failures:
-                # One executemany for every failed record, however many there are.
-                scope = (audit_log.c.batch_id == batch_id) if batch_id is not None else pending
-                connection.execute(
-                    sa.update(audit_log)
-                    .where(
-                        scope
-                        & (audit_log.c.status == PENDING)
-                        & (audit_log.c.record_key == sa.bindparam("key"))
-                    )
-                    .values(status=FAILED, error=sa.bindparam("reason"), recorded_at=now),
-                    [{"key": key, "reason": reason[:2000]} for key, reason in failures.items()],
-                )
-            if batch_id is not None:
-                connection.execute(
-                    sa.update(audit_log)
-                    .where((audit_log.c.batch_id == batch_id) & (audit_log.c.status == PENDING))
-                    .values(status=APPLIED, recorded_at=now)
-                )
-            else:
-                applied_keys = [record.key for record in records if record.key not in failures]
-                for start in range(0, len(applied_keys), _CHUNK):
-                    connection.execute(
-                        sa.update(audit_log)
-                        .where(pending & audit_log.c.record_key.in_(applied_keys[start : start + _CHUNK]))
-                        .values(status=APPLIED, recorded_at=now)
-                    )
+            for record in records
+            for change in record.changes
+        ]
+        with self.engine.begin() as connection:
+            self._append_audit(connection, (run_id, batch_id, target, now), entries)
+            connection.execute(sa.delete(batches_in_flight).where(batches_in_flight.c.batch_id == batch_id))
             if remember_written:
                 # The whole desired record, not only the changed fields: the next run compares every field.
                 written = [
@@ -300,58 +316,104 @@ class SyncStateStore:
                     for field, value in record.desired.items()
                 ]
                 self._upsert_written(connection, written)
+            if next_records is not None:
+                return self._write_ahead(connection, run_id, target, next_records)
+        return None
+
+    @staticmethod
+    def _append_audit(
+        connection: sa.Connection,
+        batch: tuple[str, str, str, datetime],
+        entries: list[tuple[str, str, str | None, str | None, str, str | None]],
+    ) -> None:
+        """Append the audit rows of one batch (``run_id, batch_id, target, recorded_at``): one entry per change,
+        ``(record_key, field, old_value, new_value, status, error)``. On PostgreSQL one ``COPY``, its text
+        built here: an INSERT, or psycopg adapting each row, would cost more than the target's own write."""
+        if not entries:
+            return
+        run_id, batch_id, target, recorded_at = batch
+        if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+            driver_connection = connection.connection.driver_connection
+            assert driver_connection is not None
+            prefix = f"{_copy_field(run_id)}\t{_copy_field(batch_id)}\t{_copy_field(target)}\t"
+            suffix = f"\t{recorded_at.isoformat()}\n"
+            text = "".join(prefix + "\t".join(map(_copy_field, entry)) + suffix for entry in entries)
+            statement = f"COPY sync_audit ({', '.join(_AUDIT_COLUMNS)}) FROM STDIN"
+            with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+                copy.write(text.encode())
+            return
+        rows = [
+            {
+                "run_id": run_id,
+                "batch_id": batch_id,
+                "target": target,
+                "record_key": key,
+                "field": field,
+                "old_value": old,
+                "new_value": new,
+                "status": status,
+                "error": error,
+                "recorded_at": recorded_at,
+            }
+            for key, field, old, new, status, error in entries
+        ]
+        for chunk in _chunks(rows):
+            connection.execute(sa.insert(audit_log), chunk)
+
+    def _batches_in_flight(self, connection: sa.Connection, target: str) -> list[tuple[str, str, list[Any]]]:
+        query = (
+            sa.select(batches_in_flight.c.batch_id, batches_in_flight.c.run_id, batches_in_flight.c.changes)
+            .where(batches_in_flight.c.target == target)
+            .order_by(batches_in_flight.c.started_at)
+        )
+        return [
+            (batch_id, run_id, json.loads(changes)) for batch_id, run_id, changes in connection.execute(query)
+        ]
 
     def pending(self, target: str) -> dict[str, dict[str, Value]]:
         """Changes whose outcome a killed run never recorded: ``{record_key: {field: new value}}``."""
-        query = sa.select(audit_log.c.record_key, audit_log.c.field, audit_log.c.new_value).where(
-            (audit_log.c.target == target) & (audit_log.c.status == PENDING)
-        )
         result: dict[str, dict[str, Value]] = {}
         with self.engine.connect() as connection:
-            for key, field, value in connection.execute(query):
-                result.setdefault(key, {})[field] = _decode(value)
+            for _, _, changes in self._batches_in_flight(connection, target):
+                for key, field, _old, new in changes:
+                    result.setdefault(key, {})[field] = new
         return result
 
     def reconcile_pending(
         self, target: str, current: Mapping[str, Mapping[str, Value] | None], remember_written: bool
     ) -> dict[str, int]:
-        """Settle pending rows from killed runs by what ``target`` holds now; returns counts per outcome."""
+        """Settle the batches killed runs left in flight by what ``target`` holds now: each change is audited
+        ``applied`` if the target holds its new value, ``not_applied`` if not; returns counts per outcome."""
         outcome = {APPLIED: 0, NOT_APPLIED: 0}
-        query = sa.select(
-            audit_log.c.id,
-            audit_log.c.run_id,
-            audit_log.c.record_key,
-            audit_log.c.field,
-            audit_log.c.new_value,
-        ).where((audit_log.c.target == target) & (audit_log.c.status == PENDING))
         now = _now()
         with self.engine.begin() as connection:
-            rows = connection.execute(query).all()
-            applied_ids, missing_ids, written = [], [], []
-            for row_id, run_id, key, field, new_value in rows:
-                held = (current.get(key) or {}).get(field)
-                if current.get(key) is not None and values_equal(held, _decode(new_value)):
-                    applied_ids.append(row_id)
-                    written.append(
-                        {
-                            "target": target,
-                            "record_key": key,
-                            "field": field,
-                            "value": new_value,
-                            "run_id": run_id,
-                            "written_at": now,
-                        }
-                    )
-                else:
-                    missing_ids.append(row_id)
-            for ids, status in ((applied_ids, APPLIED), (missing_ids, NOT_APPLIED)):
-                for start in range(0, len(ids), _CHUNK):
-                    connection.execute(
-                        sa.update(audit_log)
-                        .where(audit_log.c.id.in_(ids[start : start + _CHUNK]))
-                        .values(status=status, error="settled after an interrupted run")
-                    )
-                outcome[status] = len(ids)
+            written: list[dict[str, Any]] = []
+            batch_ids = []
+            for batch_id, run_id, changes in self._batches_in_flight(connection, target):
+                batch_ids.append(batch_id)
+                entries = []
+                for key, field, old, new in changes:
+                    held = current.get(key)
+                    applied = held is not None and values_equal(held.get(field), new)
+                    status = APPLIED if applied else NOT_APPLIED
+                    outcome[status] += 1
+                    entries.append((key, field, _encode(old), _encode(new), status, INTERRUPTED))
+                    if applied:
+                        written.append(
+                            {
+                                "target": target,
+                                "record_key": key,
+                                "field": field,
+                                "value": _encode(new),
+                                "run_id": run_id,
+                                "written_at": now,
+                            }
+                        )
+                self._append_audit(connection, (run_id, batch_id, target, now), entries)
+            if batch_ids:
+                connection.execute(
+                    sa.delete(batches_in_flight).where(batches_in_flight.c.batch_id.in_(batch_ids))
+                )
             if remember_written:
                 self._upsert_written(connection, written)
         return outcome

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from sync_pipelines.core.errors import AuthenticationError
 from sync_pipelines.sync import Action, SyncStateStore, apply_plan, plan_changes
 from sync_pipelines.sync.plan import Skip, values_equal
 from sync_pipelines.sync.report import changes_table, plan_metadata
@@ -195,6 +196,30 @@ def test_pending_rows_of_a_killed_run_are_settled_by_what_the_target_holds(state
     assert ("1", "applied") in statuses and ("2", "not_applied") in statuses
     assert state.pending("rt") == {}
     assert state.last_written("rt") == {"1": DESIRED["1"]}
+
+
+def test_refused_credentials_stop_with_every_outcome_recorded_and_nothing_unsent_in_flight(
+    state: SyncStateStore,
+) -> None:
+    """Batch 1 written, batch 2 refused half-way, batch 3 written ahead but never sent: batch 1 is audited,
+    batch 2 stays in flight for the next run to settle, batch 3 leaves no trace."""
+    desired = {str(n): {"a": n} for n in range(1, 6)}
+    sent: list[list[str]] = []
+
+    def writer(records):
+        sent.append([r.key for r in records])
+        if "3" in sent[-1]:
+            raise AuthenticationError("RT", "RT_TOKEN", "HTTP 401 on /user/3")
+        return {}
+
+    with pytest.raises(AuthenticationError):
+        asyncio.run(apply_plan(plan_changes("t", desired, {}), writer, state=state, run_id="r", batch_size=2))
+    assert sent == [["1", "2"], ["3", "4"]]
+    assert {(row["record_key"], row["status"]) for row in state.audit_rows("t")} == {
+        ("1", "applied"),
+        ("2", "applied"),
+    }
+    assert state.pending("t") == {"3": {"a": 3}, "4": {"a": 4}}
 
 
 def test_batch_delay_is_applied_between_batches(state: SyncStateStore) -> None:

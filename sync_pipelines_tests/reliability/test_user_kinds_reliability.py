@@ -24,6 +24,7 @@ from sync_pipelines_tests.reliability.conftest import (
     kill,
     leaked,
     recorded_texts,
+    wait_for,
     with_password,
 )
 from sync_pipelines_tests.user_kinds.conftest import UPDATE_COUNTER, ZlvWorld
@@ -65,6 +66,7 @@ def assert_exactly_the_kinds(world: ZlvWorld, state_url: str) -> None:
     assert world.updates()[1] == len(changes)
     applied = check_audit(audit(state_url), {user_id: {"kind": kind} for user_id, kind in kinds.items()})
     assert {row["record_key"] for row in applied} == set(changes)
+    assert SyncStateStore.from_url(state_url).pending(TARGET) == {}  # no batch left unsettled
 
 
 # -- faults -------------------------------------------------------------------------------------------------------
@@ -152,6 +154,8 @@ def test_killed_in_the_middle_of_a_batch_then_rerun(
         process = runner.start({"batch_size": 10})
         try:
             gate.wait_until_held(process)
+            # While the third batch is held, the second one's outcome is recorded and the fourth written ahead.
+            wait_for(lambda: len(audit(state_url)) == 20, process)
             pending = SyncStateStore.from_url(state_url).pending(TARGET)
             kill(process)
         finally:
@@ -160,16 +164,15 @@ def test_killed_in_the_middle_of_a_batch_then_rerun(
         with gate.engine.begin() as connection:
             connection.exec_driver_sql("DROP TRIGGER hold_kind_writes ON users")
 
-        # Two batches committed and settled; the third was half written when the process died: rolled back,
-        # its audit rows still pending.
-        assert len(pending) == 10
+        # Two batches committed and audited; the third was half written when the process died (rolled back)
+        # and the fourth written ahead but never sent: both are left in flight.
+        assert len(pending) == 20
         assert world.updates() == (2, 20)
         assert {user_id: world.kinds()[user_id] for user_id in pending} == {u: before[u] for u in pending}
         settled = check_audit(
-            [row for row in audit(state_url) if row["status"] != "pending"],
-            {user_id: {"kind": kind} for user_id, kind in world.kinds().items()},
+            audit(state_url), {user_id: {"kind": kind} for user_id, kind in world.kinds().items()}
         )
-        assert len(settled) == 20
+        assert len(settled) == 20 and not {row["record_key"] for row in settled} & set(pending)
 
         rerun = runner.run()
         assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
