@@ -28,8 +28,7 @@ import sqlalchemy as sa
 from bench.baselines import bakalari_seed
 from bench.common import (
     execute_job,
-    physical_limit,
-    ratio,
+    job_row,
     result_row,
     table,
     temporary_dagster_home,
@@ -127,8 +126,6 @@ def run(students: int = STUDENTS) -> list[dict[str, Any]]:
             job = execute_job(PIPELINE, env, home, "bakalari_entities")
             stats = sandbox.stats()
             after_rows, after_changes = entity_fingerprint(engine), row_changes(engine)
-            requests = int(stats["total_requests"])
-            limit = physical_limit(requests, LATENCY_SECONDS, SLOTS)
             changes = {
                 t: after_changes.get(t, 0) - before_changes.get(t, 0)
                 for t in ENTITY_TABLES
@@ -147,23 +144,17 @@ def run(students: int = STUDENTS) -> list[dict[str, Any]]:
                 f"{', '.join(f'{t} {n}' for t, n in changes.items()) or 'none'}; "
                 f"updatedAt {'moved' if moved else 'untouched'}"
             )
-            if stats["statuses"].get("429"):
-                note += f"; {stats['statuses']['429']} answered 429"
-            if job.exit_code:
-                note += f"; EXIT {job.exit_code}"
-            row = result_row(
+            row = job_row(
                 PIPELINE,
                 name,
-                records=students,
-                requests=requests,
-                row_writes=int(job.summary.get("rows_written", 0)),
-                sync_step_s=job.step_seconds,
-                job_execute_s=job.wall_seconds,
-                limit_s=limit,
-                ratio_to_limit=ratio(job.step_seconds, limit),
-                speed_up_vs_baseline="n/a: the seed syncs nothing",
-                peak_RSS_MB=job.peak_rss_mb,
+                job,
+                stats,
+                latency_seconds=LATENCY_SECONDS,
+                slots=SLOTS,
                 note=note,
+                records=students,
+                row_writes=int(job.summary.get("rows_written", 0)),
+                speed_up_vs_baseline="n/a: the seed syncs nothing",
             )
             row["_differing"], row["_updated_at_moved"] = differing, moved
             return row

@@ -139,6 +139,40 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
+def job_row(
+    pipeline: str,
+    run: str,
+    job: JobRun,
+    stats: dict[str, Any],
+    *,
+    latency_seconds: float,
+    slots: int,
+    note: str,
+    **values: Any,
+) -> dict[str, Any]:
+    """One ``dagster job execute`` run's row: requests as the sandbox counted them (``stats``), the physical
+    limit at its latency and slots, the step's and the whole job's times, peak RSS; the note gains the 429s
+    the sandbox answered and a failed exit code, so a disturbed run cannot pass for a clean one."""
+    requests = int(stats["total_requests"])
+    limit = physical_limit(requests, latency_seconds, slots)
+    if stats["statuses"].get("429"):
+        note += f"; {stats['statuses']['429']} answered 429"
+    if job.exit_code:
+        note += f"; EXIT {job.exit_code}"
+    return result_row(
+        pipeline,
+        run,
+        requests=requests,
+        sync_step_s=job.step_seconds,
+        job_execute_s=job.wall_seconds,
+        limit_s=limit,
+        ratio_to_limit=ratio(job.step_seconds, limit),
+        peak_RSS_MB=job.peak_rss_mb,
+        note=note,
+        **values,
+    )
+
+
 def result_row(pipeline: str, run: str, **values: Any) -> dict[str, Any]:
     """One row of the combined table; ``values`` are keyed by the column names with spaces and hyphens as
     underscores (``sync_step_s=...``). Seconds are rounded for reading; missing cells stay empty."""

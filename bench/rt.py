@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from bench.baselines import rt_seed
 from bench.common import (
     execute_job,
+    job_row,
     physical_limit,
     ratio,
     result_row,
@@ -80,30 +81,21 @@ def run(
             rt.reset_counters()
             job = execute_job(PIPELINE, env, home, "rt_user_custom_fields")
             stats = rt.stats()
-            requests = int(stats["total_requests"])
             puts, gets = stats["requests"].get(PUT, 0), stats["requests"].get(GET, 0)
-            limit = physical_limit(requests, latency, slots)
-            refused = stats["statuses"].get("429", 0)
             details = (
                 f"{puts} PUTs, {gets} GETs; inside the step: sync {job.summary.get('sync_seconds', 0.0):.2f} s, "
                 f"of which reading RT {job.summary.get('read_seconds', 0.0):.2f} s"
             )
-            if refused:
-                details += f", {refused} answered 429"
-            if job.exit_code:
-                details += f", EXIT {job.exit_code}"
-            row = result_row(
+            row = job_row(
                 PIPELINE,
                 name,
-                records=students_count,
-                requests=requests,
-                row_writes=puts,
-                sync_step_s=job.step_seconds,
-                job_execute_s=job.wall_seconds,
-                limit_s=limit,
-                ratio_to_limit=ratio(job.step_seconds, limit),
-                peak_RSS_MB=job.peak_rss_mb,
+                job,
+                stats,
+                latency_seconds=latency,
+                slots=slots,
                 note=f"{note}; {details}",
+                records=students_count,
+                row_writes=puts,
             )
             rows.append(row)
             return row

@@ -25,6 +25,7 @@ from typing import Any
 from bench.baselines import user_kinds_seed
 from bench.common import (
     execute_job,
+    job_row,
     physical_limit,
     ratio,
     result_row,
@@ -116,8 +117,6 @@ def job_runs(server: PostgresServer, users: int) -> list[dict[str, Any]]:
             sandbox.reset_counters()
             job = execute_job(PIPELINE, env, home, TARGET)
             stats = sandbox.stats()
-            requests = int(stats["total_requests"])
-            limit = physical_limit(requests, LATENCY_SECONDS, SLOTS)
             held = {user.id: user.kind for user in zlv.read_users(include_deleted=True)}
             wrong = sum(1 for user_id, kind in held.items() if kind != expected.get(user_id))
             lookup_seconds = float(job.summary.get("lookup_seconds", 0.0))
@@ -128,22 +127,16 @@ def job_runs(server: PostgresServer, users: int) -> list[dict[str, Any]]:
                 f"{ratio(lookup_seconds, lookup_limit)}x its limit of {lookup_limit:.1f} s; "
                 f"ZLV {'matches' if not wrong else f'DIFFERS FROM ({wrong} users)'} the expected kinds"
             )
-            if stats["statuses"].get("429"):
-                note += f"; {stats['statuses']['429']} answered 429"
-            if job.exit_code:
-                note += f"; EXIT {job.exit_code}"
-            row = result_row(
+            row = job_row(
                 PIPELINE,
                 name,
-                records=users,
-                requests=requests,
-                row_writes=int(job.summary.get("updated", 0)),
-                sync_step_s=job.step_seconds,
-                job_execute_s=job.wall_seconds,
-                limit_s=limit,
-                ratio_to_limit=ratio(job.step_seconds, limit),
-                peak_RSS_MB=job.peak_rss_mb,
+                job,
+                stats,
+                latency_seconds=LATENCY_SECONDS,
+                slots=SLOTS,
                 note=note,
+                records=users,
+                row_writes=int(job.summary.get("updated", 0)),
             )
             met = bool(lookup_seconds) and lookup_seconds <= LOOKUP_TARGET_FACTOR * lookup_limit
             row["target"] = f"lookups <= {LOOKUP_TARGET_FACTOR}x limit: {verdict(met)}"

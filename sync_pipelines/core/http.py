@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from aiolimiter import AsyncLimiter
@@ -144,6 +144,18 @@ class _WaitForDeadline(contextlib.AbstractAsyncContextManager):
         return False
 
 
+class _Call(NamedTuple):
+    """One request as the caller asked for it, sent again as it is by each retry."""
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None
+    json_body: Any
+    form: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    timeout: float | None  # None: the client's
+
+
 class ApiClient:
     """Async client for one external system. Use as ``async with ApiClient(...) as client``."""
 
@@ -223,12 +235,12 @@ class ApiClient:
         ``timeout_seconds`` overrides the client's timeout for this request (a request whose lost answer
         costs more than waiting, such as a refresh grant that rotates a token).
         """
-        call = (method, path, params, json_body, form, headers, timeout_seconds)
+        call = _Call(method, path, params, json_body, form, headers, timeout_seconds)
         try:
             # The common case pays for no retry machinery; tenacity takes over from the first failure on.
-            response = await self._attempt(*call)
+            response = await self._attempt(call)
         except TransientApiError as failure:
-            response = await self._retry(failure, *call)
+            response = await self._retry(failure, call)
         if response.status_code in AUTH_STATUSES and raise_on_unauthorized:
             raise UnauthorizedError(
                 self.system, self.credential_variables, response.status_code, self.redact(path)
@@ -245,17 +257,7 @@ class ApiClient:
             return max(error.retry_after, min(backoff, error.retry_after + 1.0))
         return backoff
 
-    async def _retry(
-        self,
-        failure: TransientApiError,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        form: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        timeout: float | None,
-    ) -> httpx.Response:
+    async def _retry(self, failure: TransientApiError, call: _Call) -> httpx.Response:
         """Attempts 2..max_attempts after a first failure."""
         if self.limits.max_attempts == 1:
             raise failure
@@ -273,7 +275,7 @@ class ApiClient:
         )
         async for attempt in retrying:
             with attempt:
-                response = await self._attempt(method, path, params, json_body, form, headers, timeout)
+                response = await self._attempt(call)
         return response
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -294,19 +296,11 @@ class ApiClient:
                 status=response.status_code,
             ) from None
 
-    async def _attempt(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        form: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        timeout: float | None,
-    ) -> httpx.Response:
+    async def _attempt(self, call: _Call) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("ApiClient used outside 'async with'")
-        shown_path = self.redact(path)
+        method = call.method
+        shown_path = self.redact(call.path)
         async with self._semaphore:
             wait = self._paused_until - time.monotonic()
             if wait > 0:
@@ -317,15 +311,15 @@ class ApiClient:
             try:
                 # A whole-request deadline on top of httpx's per-phase timeouts: a server that trickles bytes
                 # must not hold a slot forever.
-                async with _deadline((timeout or self.limits.timeout_seconds) + 1):
+                async with _deadline((call.timeout or self.limits.timeout_seconds) + 1):
                     response = await self._client.request(
                         method,
-                        path,
-                        params=params,
-                        json=json_body,
-                        data=form,
-                        headers={**self.headers, **(headers or {})},
-                        timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+                        call.path,
+                        params=call.params,
+                        json=call.json_body,
+                        data=call.form,
+                        headers={**self.headers, **(call.headers or {})},
+                        timeout=httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
                     )
             except (httpx.TransportError, asyncio.TimeoutError) as error:
                 self.statuses[type(error).__name__] += 1
