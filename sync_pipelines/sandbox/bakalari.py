@@ -473,7 +473,8 @@ def _bakalari_datetime(day: date, hour: int = 0, minute: int = 0) -> str:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=SCHOOL_TZ).isoformat()
 
 
-CORRUPTIONS = ("no_class", "class_abbrev_without_digits", "subject_without_id")
+# ``html_page``: the student's ``/api/3/subjects`` answers 200 with a proxy's HTML error page instead of JSON.
+CORRUPTIONS = ("no_class", "class_abbrev_without_digits", "subject_without_id", "html_page")
 
 
 class BakalariSandbox(SandboxApp):
@@ -745,6 +746,10 @@ class BakalariSandbox(SandboxApp):
                     self._cache[key] = dumps({"Subjects": rows}).encode()
                 return self._cached(self._cache[key])
             student = self._students[user_id]
+            if "html_page" in self._corrupt.get(user_id, set()):
+                return web.Response(
+                    status=200, text="<html><body>502 Proxy Error</body></html>", content_type="text/html"
+                )
             rows = [
                 self._subject_row(s, t) for s, t in student.subject_teachers.items() if s in self._subjects
             ]

@@ -604,3 +604,20 @@ def test_a_nul_in_a_name_fails_only_that_student(small_school) -> None:
     assert missing_apart_from(engine, school, set(), {"UX00"}) == []
     # Reported, or written without the NUL.
     assert "User:UX00" in report_text(result) or read_edurpg(engine).users["UX00"][0] == "Novák Jan"
+
+
+def test_an_html_page_for_one_student_fails_the_run_after_everyone_else_is_written(small_school) -> None:
+    """Not JSON for one account: a read failure (retried by the next run), reported with the answer's kind."""
+    school, edurpg_url, server = small_school
+    bad = school.students[0]
+    server.change_state({"action": "corrupt", "user_id": bad.user_id, "what": "html_page"})
+    result = run_sync(sync_resources(server.url, edurpg_url))
+    assert not result.success
+    assert missing_apart_from(engine_for(edurpg_url), school, set(), {bad.user_id}) == []
+    report = report_text(result)
+    assert f"User:{bad.user_id}" in report and "text/html, not JSON" in report
+
+    server.change_state({"action": "corrupt", "user_id": bad.user_id, "what": "none"})
+    again = run_sync(sync_resources(server.url, edurpg_url))
+    assert again.success, failure_message(again)
+    assert missing_apart_from(engine_for(edurpg_url), school, set(), set()) == []
