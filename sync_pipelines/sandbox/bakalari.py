@@ -473,8 +473,10 @@ def _bakalari_datetime(day: date, hour: int = 0, minute: int = 0) -> str:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=SCHOOL_TZ).isoformat()
 
 
+# Answers that are JSON but not what the API promises: the student's record (or one subject row) is malformed.
+MALFORMED_ANSWERS = ("no_class", "class_abbrev_without_digits", "subject_without_id")
 # ``html_page``: the student's ``/api/3/subjects`` answers 200 with a proxy's HTML error page instead of JSON.
-CORRUPTIONS = ("no_class", "class_abbrev_without_digits", "subject_without_id", "html_page")
+CORRUPTIONS = (*MALFORMED_ANSWERS, "html_page")
 
 
 class BakalariSandbox(SandboxApp):

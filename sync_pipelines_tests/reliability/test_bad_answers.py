@@ -30,7 +30,7 @@ from sync_pipelines.defs.bakalari.answers import (
 from sync_pipelines.defs.bakalari.desired import KIND_ORDER, build_desired, kind_of
 from sync_pipelines.defs.bakalari.edurpg import EduRpgSnapshot, StudentAccount
 from sync_pipelines.defs.user_kinds.mapping import INVALID_ANSWER, select_outcome
-from sync_pipelines.sandbox.bakalari import CORRUPTIONS, BakalariSandbox, SampleSchool, generate_school
+from sync_pipelines.sandbox.bakalari import MALFORMED_ANSWERS, BakalariSandbox, SampleSchool, generate_school
 from sync_pipelines.sandbox.edurpg import seed_edurpg
 from sync_pipelines.sandbox.portaildf import (
     AMBIGUOUS,
@@ -475,7 +475,7 @@ def name_as_kept(name: str, abbrev: str) -> str:
 
 @given(
     st.lists(odd_names, max_size=4),
-    st.dictionaries(st.integers(0, BAKALARI_STUDENTS - 1), st.sampled_from(CORRUPTIONS), max_size=3),
+    st.dictionaries(st.integers(0, BAKALARI_STUDENTS - 1), st.sampled_from(MALFORMED_ANSWERS), max_size=3),
     st.sets(st.integers(0, BAKALARI_STUDENTS - 1), max_size=2),
 )
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
