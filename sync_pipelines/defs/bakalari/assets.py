@@ -114,7 +114,7 @@ class BakalariSyncOutcome:
             ]
             metadata["vanished_entities"] = dg.MetadataValue.md("\n".join(lines))
         if self.reconciled:
-            metadata["settled_pending_audit_rows"] = dg.MetadataValue.json(self.reconciled)
+            metadata["settled_interrupted_changes"] = dg.MetadataValue.json(self.reconciled)
         return metadata
 
 
@@ -166,9 +166,9 @@ async def _sync(
     plan = plan_changes(TARGET, entities.desired, entities.current, [*account_skips, *entities.skips])
     outcome = BakalariSyncOutcome(plan, None, entities, readings, requests, retries, read_seconds)
     if len(shards) == SHARD_COUNT and config.limit is None and state.pending(TARGET):
-        # Audit rows a killed run left pending, settled by what EduRPG holds now (a complete run sees every key).
+        # Changes a killed run left in flight, settled by what EduRPG holds now (a complete run sees every key).
         outcome.reconciled = state.reconcile_pending(TARGET, entities.current, remember_written=False)
-        context.log.warning(f"settled audit rows left pending by an interrupted run: {outcome.reconciled}")
+        context.log.warning(f"settled the changes an interrupted run left in flight: {outcome.reconciled}")
     if config.dry_run:
         outcome.seconds = time.monotonic() - started
         return outcome

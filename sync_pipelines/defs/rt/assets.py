@@ -116,7 +116,7 @@ async def sync_custom_fields(
         read_seconds = time.perf_counter() - read_started
         reconciled = state.reconcile_pending(TARGET, current, remember_written=True) if pending else {}
         if reconciled:
-            context.log.warning(f"settled audit rows left pending by an interrupted run: {reconciled}")
+            context.log.warning(f"settled the changes an interrupted run left in flight: {reconciled}")
         read_skips = [
             Skip(key, "read_failed", reason) for key, reason in read_failures.items() if key in desired
         ]

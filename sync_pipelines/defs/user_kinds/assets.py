@@ -133,7 +133,7 @@ async def sync_user_kinds(
         reconciled = state.reconcile_pending(
             TARGET, {key: {"kind": kind} for key, kind in held.items()}, remember_written=False
         )
-        log.warning(f"settled audit rows left pending by an interrupted run: {reconciled}")
+        log.warning(f"settled the changes an interrupted run left in flight: {reconciled}")
     plan, failing = build_plan(with_email, lookups, no_email)
     result = None
     if not config.dry_run:
