@@ -75,9 +75,7 @@ class _StateWriter:
     async def call(self, function: Callable[..., Any], *args: Any) -> Any:
         if self._executor is None:
             return function(*args)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, functools.partial(function, *args)
-        )
+        return await self.start(function, *args)
 
     def start(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """``function`` as a future. Where writes may overlap it is handed to a worker thread now (a task would

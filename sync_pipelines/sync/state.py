@@ -129,6 +129,20 @@ def _copy_field(value: str | None) -> str:
     return value
 
 
+def _written_row(
+    target: str, key: str, field: str, value: Value, run_id: str, written_at: datetime
+) -> dict[str, Any]:
+    """One ``sync_last_written`` row, its value JSON-encoded."""
+    return {
+        "target": target,
+        "record_key": key,
+        "field": field,
+        "value": _encode(value),
+        "run_id": run_id,
+        "written_at": written_at,
+    }
+
+
 def _decode(text: str | None) -> Value:
     return None if text is None else json.loads(text)
 
@@ -171,14 +185,7 @@ class SyncStateStore:
         """Record values read from the target that already match, so later delta runs need not read them again."""
         now = _now()
         rows = [
-            {
-                "target": target,
-                "record_key": key,
-                "field": field,
-                "value": _encode(value),
-                "run_id": run_id,
-                "written_at": now,
-            }
+            _written_row(target, key, field, value, run_id, now)
             for key, values in records.items()
             for field, value in values.items()
         ]
@@ -303,14 +310,7 @@ class SyncStateStore:
             if remember_written:
                 # The whole desired record, not only the changed fields: the next run compares every field.
                 written = [
-                    {
-                        "target": target,
-                        "record_key": record.key,
-                        "field": field,
-                        "value": _encode(value),
-                        "run_id": run_id,
-                        "written_at": now,
-                    }
+                    _written_row(target, record.key, field, value, run_id, now)
                     for record in records
                     if record.key not in failures
                     for field, value in record.desired.items()
@@ -399,16 +399,7 @@ class SyncStateStore:
                     outcome[status] += 1
                     entries.append((key, field, _encode(old), _encode(new), status, INTERRUPTED))
                     if applied:
-                        written.append(
-                            {
-                                "target": target,
-                                "record_key": key,
-                                "field": field,
-                                "value": _encode(new),
-                                "run_id": run_id,
-                                "written_at": now,
-                            }
-                        )
+                        written.append(_written_row(target, key, field, new, run_id, now))
                 self._append_audit(connection, (run_id, batch_id, target, now), entries)
             if batch_ids:
                 connection.execute(

@@ -141,25 +141,29 @@ def parse_timetable_lookups(body: Any) -> SchoolLookups:
                     _text(item.get("Name")) or "",
                 )
             )
-    for index, item in enumerate(_items(body, "Subjects")):
-        subject_id = _text(item.get("Id")) if isinstance(item, dict) else None
-        name = _text(item.get("Name")) if isinstance(item, dict) else None
-        if subject_id is None or name is None:
-            lookups.problems.append(
-                Problem(f"Subject:(row {index + 1})", "subject without an Id or a Name in the timetable")
-            )
-            continue
-        lookups.subjects.append(SubjectInfo(subject_id, _text(item.get("Abbrev")) or "", name))
-    for index, item in enumerate(_items(body, "Teachers")):
-        teacher_id = _text(item.get("Id")) if isinstance(item, dict) else None
-        name = _text(item.get("Name")) if isinstance(item, dict) else None
-        if teacher_id is None or name is None:
-            lookups.problems.append(
-                Problem(f"User:(teacher row {index + 1})", "teacher without an Id or a Name in the timetable")
-            )
-            continue
-        lookups.teachers.append(TeacherInfo(teacher_id, _text(item.get("Abbrev")) or "", name))
+    subjects = _named_rows(body, "Subjects", "Subject:(row {})", "subject", lookups.problems)
+    lookups.subjects.extend(SubjectInfo(*row) for row in subjects)
+    teachers = _named_rows(body, "Teachers", "User:(teacher row {})", "teacher", lookups.problems)
+    lookups.teachers.extend(TeacherInfo(*row) for row in teachers)
     return lookups
+
+
+def _named_rows(
+    body: Any, table: str, row_key: str, what: str, problems: list[Problem]
+) -> list[tuple[str, str, str]]:
+    """``(Id, Abbrev, Name)`` of each row of a timetable lookup table; a row without an Id or a Name is a
+    problem (``row_key`` formatted with the row's number), not a row."""
+    rows = []
+    for index, item in enumerate(_items(body, table)):
+        item_id = _text(item.get("Id")) if isinstance(item, dict) else None
+        name = _text(item.get("Name")) if isinstance(item, dict) else None
+        if item_id is None or name is None:
+            problems.append(
+                Problem(row_key.format(index + 1), f"{what} without an Id or a Name in the timetable")
+            )
+            continue
+        rows.append((item_id, _text(item.get("Abbrev")) or "", name))
+    return rows
 
 
 def parse_subject_rows(body: Any, owner: str) -> tuple[list[SubjectRow], list[Problem]]:
