@@ -114,7 +114,7 @@ def memory_gib() -> str:
 
 
 def postgres_version() -> str:
-    from sync_pipelines_tests.harness.postgres import find_server_binaries
+    from devkit.postgres import find_server_binaries
 
     try:
         binary = find_server_binaries() / "postgres"

@@ -34,11 +34,11 @@ from bench.common import (
     temporary_dagster_home,
     verdict,
 )
+from devkit.postgres import PostgresServer
+from devkit.sandbox.bakalari import OPERATOR_PASSWORD, OPERATOR_USERNAME, generate_school
+from devkit.sandbox.edurpg import seed_edurpg
+from devkit.sandbox.server import SandboxProcess
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.sandbox.bakalari import OPERATOR_PASSWORD, OPERATOR_USERNAME, generate_school
-from sync_pipelines.sandbox.edurpg import seed_edurpg
-from sync_pipelines.sandbox.server import SandboxProcess
-from sync_pipelines_tests.harness.postgres import PostgresServer
 
 PIPELINE = "bakalari_sync"
 STUDENTS = 300

@@ -11,10 +11,10 @@ import asyncio
 import time
 from typing import Any
 
+from devkit.sandbox.rt import DEFAULT_TOKEN
+from devkit.sandbox.sample_data import RT_USER_ID_BASE
+from devkit.sandbox.server import SandboxProcess
 from sync_pipelines.core.http import ApiClient, ApiLimits
-from sync_pipelines.sandbox.rt import DEFAULT_TOKEN
-from sync_pipelines.sandbox.sample_data import RT_USER_ID_BASE
-from sync_pipelines.sandbox.server import SandboxProcess
 
 
 async def drive(url: str, requests: int, concurrency: int) -> tuple[float, ApiClient]:

@@ -30,12 +30,12 @@ from bench.common import (
     temporary_dagster_home,
     verdict,
 )
+from devkit.postgres import PostgresServer
+from devkit.sandbox.databases import seed_students
+from devkit.sandbox.rt import DEFAULT_TOKEN
+from devkit.sandbox.sample_data import generate_students
+from devkit.sandbox.server import SandboxProcess
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.sandbox.databases import seed_students
-from sync_pipelines.sandbox.rt import DEFAULT_TOKEN
-from sync_pipelines.sandbox.sample_data import generate_students
-from sync_pipelines.sandbox.server import SandboxProcess
-from sync_pipelines_tests.harness.postgres import PostgresServer
 
 PIPELINE = "rt_user_sync"
 PUT = "PUT /REST/2.0/user/{id}"

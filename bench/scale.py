@@ -8,7 +8,7 @@ cost grows with the size of a database table, calls the pipelines' own functions
   already right), record the verified values, write the audit and last-written rows of the records to write (RT's
   PUTs replaced by a writer that accepts everything, so only the engine's own database writes are timed); then a
   delta run where 1 % of the grades changed: read the last-written state, plan, audit.
-* ZLV: read ``users``, plan every user's new kind with the asset's ``build_plan`` (Portail DF's answers given,
+* ZLV: read ``users``, plan every user's new kind from the source's ``desired_kinds`` (Portail DF's answers given,
   100 % of the kinds change), apply with the set-based writer and the engine's audit rows on PostgreSQL (target
   at least 50,000 rows/s); then a delta run with 1 % changed.
 
@@ -41,19 +41,20 @@ import dagster as dg
 
 from bench.common import table, verdict
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.core.shards import SHARD_KEYS
 from sync_pipelines.defs.rt.assets import TARGET as RT_TARGET
 from sync_pipelines.defs.rt.desired import desired_custom_fields
 from sync_pipelines.defs.shared.state_resource import SyncStateResource, SyncStateTableIOManager
 from sync_pipelines.defs.students.assets import students_frame
 from sync_pipelines.defs.students.resources import StudentsDatabase
 from sync_pipelines.defs.students.validation import validate_students
-from sync_pipelines.defs.user_kinds.assets import build_plan, writer_for
 from sync_pipelines.defs.user_kinds.database import ZlvUsers
 from sync_pipelines.defs.user_kinds.lookups import LookupResults
 from sync_pipelines.defs.user_kinds.mapping import KINDS, LookupOutcome
+from sync_pipelines.defs.user_kinds.source import TARGET as ZLV_TARGET
+from sync_pipelines.defs.user_kinds.source import desired_kinds, writer_for
 from sync_pipelines.sync import SyncStateStore, apply_plan, plan_changes
 from sync_pipelines.sync.plan import Action, PlannedRecord, SyncPlan
+from sync_pipelines.sync.shards import SHARD_KEYS
 
 STUDENTS = 100_000
 USERS = 100_000
@@ -233,7 +234,9 @@ def zlv_phases(zlv_url: str, state_url: str) -> list[dict[str, Any]]:
             }
         )
         with phases.measure(f"{label}plan") as phase:
-            plan, failing = build_plan(with_email, lookups, no_email)
+            desired, current = desired_kinds(with_email, lookups, no_email)
+            plan = plan_changes(ZLV_TARGET, desired.records, current, desired.skips)
+            failing = desired.failing
             phase.rows = len(plan.records)
             phase.note = f"{len(plan.to_write)} to write"
         assert not failing
@@ -257,10 +260,10 @@ def zlv_phases(zlv_url: str, state_url: str) -> list[dict[str, Any]]:
 # -- the parent: databases, one child per pipeline ---------------------------------------------------------------
 def seed_databases(server: Any, students: int, users: int) -> dict[str, str]:
     """The four databases, seeded and analyzed (untimed); returns their URLs."""
-    from sync_pipelines.sandbox.databases import seed_students
-    from sync_pipelines.sandbox.portaildf import generate_zlv_users
-    from sync_pipelines.sandbox.sample_data import generate_students
-    from sync_pipelines.sandbox.zlv import seed_zlv
+    from devkit.sandbox.databases import seed_students
+    from devkit.sandbox.portaildf import generate_zlv_users
+    from devkit.sandbox.sample_data import generate_students
+    from devkit.sandbox.zlv import seed_zlv
 
     urls = {
         name: server.url(server.create_database(name))
@@ -291,7 +294,7 @@ def run_child(part: str, urls: dict[str, str]) -> tuple[list[dict[str, Any]], fl
 
 
 def run(students: int = STUDENTS, users: int = USERS) -> list[dict[str, Any]]:
-    from sync_pipelines_tests.harness.postgres import PostgresServer
+    from devkit.postgres import PostgresServer
 
     rows: list[dict[str, Any]] = []
     with PostgresServer() as server:

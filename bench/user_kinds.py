@@ -33,10 +33,8 @@ from bench.common import (
     temporary_dagster_home,
     verdict,
 )
-from sync_pipelines.defs.user_kinds.assets import TARGET, writer_for
-from sync_pipelines.defs.user_kinds.database import ZlvUsers
-from sync_pipelines.defs.user_kinds.mapping import KINDS
-from sync_pipelines.sandbox.portaildf import (
+from devkit.postgres import PostgresServer
+from devkit.sandbox.portaildf import (
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
     SamplePortailDf,
@@ -44,10 +42,12 @@ from sync_pipelines.sandbox.portaildf import (
     generate_portaildf_sample,
     generate_zlv_users,
 )
-from sync_pipelines.sandbox.server import SandboxProcess
-from sync_pipelines.sandbox.zlv import seed_zlv
+from devkit.sandbox.server import SandboxProcess
+from devkit.sandbox.zlv import seed_zlv
+from sync_pipelines.defs.user_kinds.database import ZlvUsers
+from sync_pipelines.defs.user_kinds.mapping import KINDS
+from sync_pipelines.defs.user_kinds.source import TARGET, writer_for
 from sync_pipelines.sync import SyncStateStore, apply_plan, plan_changes
-from sync_pipelines_tests.harness.postgres import PostgresServer
 
 PIPELINE = "user_kind_sync"
 LOOKUP_USERS = 5_000

@@ -1,4 +1,10 @@
-"""Session-wide fixtures: one real PostgreSQL server, a fresh database per test, a private DAGSTER_HOME."""
+"""Session-wide fixtures: one real PostgreSQL server, a fresh database per test, a private DAGSTER_HOME.
+
+Under pytest-xdist each worker is its own session: it starts its own PostgreSQL server (own temporary directory,
+port from the OS) and stops it when its session ends. Every test carries exactly one tier marker (``unit``,
+``integration``, ``e2e``, see pyproject.toml): ``pytest_collection_modifyitems`` refuses to collect one that
+does not, so ``-m "unit or integration"`` never silently leaves a test out of every tier.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipelines_tests.harness.postgres import PostgresServer
+from devkit.postgres import PostgresServer
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wrong = []
+    for item in items:
+        tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
+        if len(tiers) != 1:
+            wrong.append(f"{item.nodeid}: {', '.join(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"every test needs exactly one tier marker ({', '.join(TIERS)}); these do not:\n  "
+            + "\n  ".join(wrong)
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,1 +1,1 @@
-"""Machinery shared by every pipeline: errors, database URLs, the HTTP layer, secret redaction, shards."""
+"""Machinery shared by every pipeline: errors, database URLs, the HTTP layer, secret redaction."""

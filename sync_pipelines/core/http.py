@@ -6,8 +6,12 @@
 * ``tenacity`` retries 429, 5xx and transport errors with exponential backoff and full jitter, honouring
   ``Retry-After``; a 429 also pauses every request of the client until the server's ``Retry-After`` has
   passed, so an overloaded server is slowed down for rather than hammered.
-* 401/403 raise ``AuthenticationError`` naming the variables to check; 400/404 and other client errors are
-  returned to the caller without retries.
+* Authentication is a strategy object (``sync_pipelines.core.auth``) the client owns, or one given per request
+  (a Bakaláři student's own token): its headers are sent, a 401 renews the credential once and the request is
+  resent, and a second refusal raises the strategy's error. That loop exists here only, for every system.
+* ``send`` is the one way to read a 401/403 as an answer: no credential is sent, nothing is renewed, and the
+  caller interprets the status (a login endpoint refusing a password, say).
+* 400/404 and other client errors are returned to the caller without retries.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from sync_pipelines.core.errors import AuthenticationError, SyncError
+from sync_pipelines.core.auth import Auth
+from sync_pipelines.core.errors import SyncError
 from sync_pipelines.core.redaction import Redactor
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -83,15 +88,6 @@ class TransientApiError(ApiError):
 
 class MalformedResponseError(ApiError):
     """The server answered, but not with the JSON its API promises (e.g. an HTML error page)."""
-
-
-class UnauthorizedError(AuthenticationError):
-    """401/403 from a system; carries the status so a resource can re-authenticate once where that makes sense."""
-
-    def __init__(self, system: str, variables: str, status: int, path: str) -> None:
-        self.status = status
-        self.path = path
-        super().__init__(system, variables, f"HTTP {status} on {path}")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -168,13 +164,17 @@ class ApiClient:
         secrets: Iterable[str | None] = (),
         headers: Mapping[str, str] | None = None,
         logger: logging.Logger | Any | None = None,
+        auth: Auth | None = None,
     ) -> None:
+        """``headers`` go with every request; ``auth`` authenticates ``request`` calls (default: no credential,
+        so a 401/403 is an ``UnauthorizedError`` naming ``credential_variables``)."""
         self.system = system
         self.base_url = base_url.rstrip("/") + "/"
         self.limits = limits
         self.credential_variables = credential_variables
         self.redact = Redactor(secrets)
         self.headers: dict[str, str] = dict(headers or {})
+        self.auth = auth if auth is not None else Auth()
         self.log = logger or logging.getLogger(f"sync_pipelines.http.{system}")
         self.requests_made = 0
         self.retries = 0
@@ -225,27 +225,59 @@ class ApiClient:
         json_body: Any = None,
         form: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        raise_on_unauthorized: bool = True,
+        auth: Auth | None = None,
         timeout_seconds: float | None = None,
     ) -> httpx.Response:
-        """Send one request with retries; returns any non-retryable answer (2xx, 400, 404, ...).
+        """Send one authenticated request with retries; returns any answer but a refusal (2xx, 400, 404, ...).
 
-        401/403 raise ``UnauthorizedError`` unless ``raise_on_unauthorized`` is false, for callers that hold
-        per-account credentials and decide for themselves (a Bakalari student's token, say).
-        ``timeout_seconds`` overrides the client's timeout for this request (a request whose lost answer
-        costs more than waiting, such as a refresh grant that rotates a token).
+        ``auth`` overrides the client's strategy for this request (``None``: the client's own). Without a
+        credential yet, the strategy obtains one first. A status in the strategy's ``renew_statuses`` renews the
+        credential once (concurrent refusals share one renewal) and resends; a 401/403 that remains raises the
+        strategy's error. ``timeout_seconds`` overrides the client's timeout for this request.
         """
+        strategy = self.auth if auth is None else auth
+        seen = strategy.generation
+        if not strategy.ready:
+            await strategy.renew(self, seen)
+            seen = strategy.generation
         call = _Call(method, path, params, json_body, form, headers, timeout_seconds)
+        response = await self._send(call, strategy.headers())
+        if response.status_code not in AUTH_STATUSES:
+            return response
+        renewed = False
+        if response.status_code in strategy.renew_statuses and await strategy.renew(self, seen):
+            renewed = True
+            response = await self._send(call, strategy.headers())
+            if response.status_code not in AUTH_STATUSES:
+                return response
+        raise strategy.refused(self, method, path, response.status_code, renewed)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_seconds: float | None = None,
+    ) -> httpx.Response:
+        """Send one request with retries and no credential; every non-retryable answer is returned, 401/403 too.
+
+        For logins and refresh grants, whose refusals (400/401) are answers the caller reads. ``timeout_seconds``
+        overrides the client's timeout (a grant whose lost answer costs more than waiting for it).
+        """
+        return await self._send(_Call(method, path, params, json_body, form, headers, timeout_seconds), {})
+
+    async def _send(self, call: _Call, credential: Mapping[str, str]) -> httpx.Response:
+        if credential:
+            call = call._replace(headers={**credential, **(call.headers or {})})
         try:
             # The common case pays for no retry machinery; tenacity takes over from the first failure on.
-            response = await self._attempt(call)
+            return await self._attempt(call)
         except TransientApiError as failure:
-            response = await self._retry(failure, call)
-        if response.status_code in AUTH_STATUSES and raise_on_unauthorized:
-            raise UnauthorizedError(
-                self.system, self.credential_variables, response.status_code, self.redact(path)
-            )
-        return response
+            return await self._retry(failure, call)
 
     def backoff_seconds(self, failed_attempts: int, error: BaseException | None) -> float:
         """Exponential backoff with full jitter, never shorter than the server's ``Retry-After``."""

@@ -16,6 +16,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -103,6 +104,51 @@ _PG_UPSERT_WRITTEN = sa.text(
 )
 
 _CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class SettledChange:
+    """One change of an interrupted batch, and whether the target holds its new value."""
+
+    key: str
+    field: str
+    old: Value
+    new: Value
+    status: str  # APPLIED or NOT_APPLIED
+
+
+@dataclass(frozen=True)
+class SettledBatch:
+    batch_id: str
+    run_id: str
+    settled: tuple[SettledChange, ...]
+    unread: list[Any]  # changes of records the run could not read: they stay in flight
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How the batches interrupted runs left in flight would be settled; computed without writing, so a dry
+    run can show it and a real run record it."""
+
+    target: str
+    batches: list[SettledBatch]
+
+    @property
+    def changes(self) -> list[SettledChange]:
+        return [change for batch in self.batches for change in batch.settled]
+
+    def counts(self) -> dict[str, int]:
+        counts = {APPLIED: 0, NOT_APPLIED: 0}
+        for change in self.changes:
+            counts[change.status] += 1
+        return counts
+
+    @property
+    def unread(self) -> int:
+        return sum(len(batch.unread) for batch in self.batches)
+
+    def __bool__(self) -> bool:
+        return bool(self.batches)
 
 
 def default_state_url() -> str:
@@ -379,35 +425,63 @@ class SyncStateStore:
                     result.setdefault(key, {})[field] = new
         return result
 
+    def settlement(self, target: str, current: Mapping[str, Mapping[str, Value] | None]) -> Settlement:
+        """What settling the batches killed runs left in flight would record, judged by what ``target`` holds
+        now; reads only. ``current`` maps each record read from the target to its values (``None``: the
+        target has no such record); a record not in ``current`` was not read, and its changes stay in flight
+        for a run that can read it, rather than being guessed ``not_applied``."""
+        batches: list[SettledBatch] = []
+        with self.engine.connect() as connection:
+            for batch_id, run_id, changes in self._batches_in_flight(connection, target):
+                settled: list[SettledChange] = []
+                unread: list[list[Any]] = []
+                for change in changes:
+                    key, field, old, new = change
+                    if key not in current:
+                        unread.append(change)
+                        continue
+                    held = current[key]
+                    applied = held is not None and values_equal(held.get(field), new)
+                    settled.append(SettledChange(key, field, old, new, APPLIED if applied else NOT_APPLIED))
+                batches.append(SettledBatch(batch_id, run_id, tuple(settled), unread))
+        return Settlement(target, batches)
+
+    def settle(self, settlement: Settlement, remember_written: bool) -> dict[str, int]:
+        """Record ``settlement`` in one transaction: an audit row per settled change, the batch rows gone (or
+        cut down to their unread changes) and, with ``remember_written``, applied values as last written."""
+        now = _now()
+        target = settlement.target
+        with self.engine.begin() as connection:
+            written: list[dict[str, Any]] = []
+            for batch in settlement.batches:
+                entries = [
+                    (c.key, c.field, _encode(c.old), _encode(c.new), c.status, INTERRUPTED)
+                    for c in batch.settled
+                ]
+                written += [
+                    _written_row(target, c.key, c.field, c.new, batch.run_id, now)
+                    for c in batch.settled
+                    if c.status == APPLIED
+                ]
+                self._append_audit(connection, (batch.run_id, batch.batch_id, target, now), entries)
+                row = batches_in_flight.c.batch_id == batch.batch_id
+                if batch.unread:
+                    connection.execute(
+                        sa.update(batches_in_flight)
+                        .where(row)
+                        .values(changes=json.dumps(batch.unread, ensure_ascii=False))
+                    )
+                else:
+                    connection.execute(sa.delete(batches_in_flight).where(row))
+            if remember_written:
+                self._upsert_written(connection, written)
+        return settlement.counts()
+
     def reconcile_pending(
         self, target: str, current: Mapping[str, Mapping[str, Value] | None], remember_written: bool
     ) -> dict[str, int]:
-        """Settle the batches killed runs left in flight by what ``target`` holds now: each change is audited
-        ``applied`` if the target holds its new value, ``not_applied`` if not; returns counts per outcome."""
-        outcome = {APPLIED: 0, NOT_APPLIED: 0}
-        now = _now()
-        with self.engine.begin() as connection:
-            written: list[dict[str, Any]] = []
-            batch_ids = []
-            for batch_id, run_id, changes in self._batches_in_flight(connection, target):
-                batch_ids.append(batch_id)
-                entries = []
-                for key, field, old, new in changes:
-                    held = current.get(key)
-                    applied = held is not None and values_equal(held.get(field), new)
-                    status = APPLIED if applied else NOT_APPLIED
-                    outcome[status] += 1
-                    entries.append((key, field, _encode(old), _encode(new), status, INTERRUPTED))
-                    if applied:
-                        written.append(_written_row(target, key, field, new, run_id, now))
-                self._append_audit(connection, (run_id, batch_id, target, now), entries)
-            if batch_ids:
-                connection.execute(
-                    sa.delete(batches_in_flight).where(batches_in_flight.c.batch_id.in_(batch_ids))
-                )
-            if remember_written:
-                self._upsert_written(connection, written)
-        return outcome
+        """``settlement`` and ``settle`` in one call; returns counts per outcome."""
+        return self.settle(self.settlement(target, current), remember_written)
 
     def audit_rows(self, target: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(audit_log).order_by(audit_log.c.id)

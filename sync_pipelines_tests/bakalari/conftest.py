@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from sync_pipelines.sandbox.bakalari import BakalariSandbox, SampleSchool, generate_school
-from sync_pipelines.sandbox.edurpg import seed_edurpg
-from sync_pipelines.sandbox.server import ThreadedSandbox
+from devkit.sandbox.bakalari import BakalariSandbox, SampleSchool, generate_school
+from devkit.sandbox.edurpg import seed_edurpg
+from devkit.sandbox.server import ThreadedSandbox
 
 SIZE = 40
 SEED = 5

@@ -8,6 +8,7 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from devkit.sandbox.bakalari import OPERATOR_PASSWORD, OPERATOR_USERNAME
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.defs.bakalari.assets import bakalari_entities
 from sync_pipelines.defs.bakalari.checks import (
@@ -17,7 +18,6 @@ from sync_pipelines.defs.bakalari.checks import (
 )
 from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
-from sync_pipelines.sandbox.bakalari import OPERATOR_PASSWORD, OPERATOR_USERNAME
 
 ENTITY_TABLES = ("Class", "Subject", "User", "Enrollment", "ExternalRef")
 CHECKS = [edurpg_external_refs_resolve, edurpg_unique_bakalari_ids, bakalari_students_needing_login]

@@ -7,6 +7,13 @@ import asyncio
 import httpx
 import pytest
 
+from devkit.sandbox.bakalari import (
+    OPERATOR_PASSWORD,
+    OPERATOR_USERNAME,
+    BakalariSandbox,
+    SampleSchool,
+)
+from devkit.sandbox.server import ThreadedSandbox
 from sync_pipelines.core.errors import AuthenticationError
 from sync_pipelines.defs.bakalari.accounts import (
     NEEDS_LOGIN,
@@ -18,14 +25,9 @@ from sync_pipelines.defs.bakalari.accounts import (
 )
 from sync_pipelines.defs.bakalari.edurpg import EduRpgStore, StudentAccount
 from sync_pipelines.defs.bakalari.resources import BakalariResource
-from sync_pipelines.sandbox.bakalari import (
-    OPERATOR_PASSWORD,
-    OPERATOR_USERNAME,
-    BakalariSandbox,
-    SampleSchool,
-)
-from sync_pipelines.sandbox.server import ThreadedSandbox
 from sync_pipelines_tests.bakalari.helpers import engine_for, sandbox_tokens, tokens
+
+pytestmark = pytest.mark.integration
 
 
 def account(store: EduRpgStore, bakalari_id: str) -> StudentAccount:

@@ -13,14 +13,14 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines.core.job_command import job_execute_command
-from sync_pipelines.sandbox.bakalari import (
+from devkit.sandbox.bakalari import (
     OPERATOR_PASSWORD,
     OPERATOR_USERNAME,
     BakalariSandbox,
     SampleSchool,
 )
-from sync_pipelines.sandbox.server import Knobs, ThreadedSandbox
+from devkit.sandbox.server import Knobs, ThreadedSandbox
+from sync_pipelines.core.job_command import job_execute_command
 from sync_pipelines_tests.bakalari.helpers import (
     counts,
     engine_for,
@@ -34,7 +34,7 @@ from sync_pipelines_tests.bakalari.helpers import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def job_env(tmp_path: Path, bakalari_url: str, edurpg_url: str, **extra: str) -> dict[str, str]:

@@ -10,10 +10,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.core.shards import shard_of
-from sync_pipelines.sandbox.bakalari import BakalariSandbox, SampleSchool
-from sync_pipelines.sandbox.edurpg import seed_edurpg
-from sync_pipelines.sandbox.server import Knobs, ThreadedSandbox
+from devkit.sandbox.bakalari import BakalariSandbox, SampleSchool
+from devkit.sandbox.edurpg import seed_edurpg
+from devkit.sandbox.server import Knobs, ThreadedSandbox
+from sync_pipelines.sync.shards import shard_of
 from sync_pipelines.sync.state import SyncStateStore
 from sync_pipelines_tests.bakalari.helpers import (
     counts,
@@ -32,6 +32,8 @@ from sync_pipelines_tests.bakalari.helpers import (
     system_logs,
     tokens,
 )
+
+pytestmark = pytest.mark.integration
 
 
 def expected_enrollments(school: SampleSchool) -> int:
@@ -526,7 +528,7 @@ def test_changes_in_bakalari_update_only_the_changed_rows(
 
 
 def test_demo_setup_seeds_the_school_its_sandbox_serves(tmp_path) -> None:
-    from sync_pipelines.sandbox.edurpg import demo_setup
+    from devkit.sandbox.edurpg import demo_setup
 
     setup = demo_setup(tmp_path, 20)
     env = setup.env

@@ -6,7 +6,6 @@ import itertools
 
 import pytest
 
-from sync_pipelines.core.shards import shard_of
 from sync_pipelines.defs.bakalari.accounts import SchoolReading, StudentReading
 from sync_pipelines.defs.bakalari.answers import (
     ClassInfo,
@@ -30,6 +29,9 @@ from sync_pipelines.defs.bakalari.desired import (
 )
 from sync_pipelines.defs.bakalari.edurpg import EduRpgSnapshot, StudentAccount
 from sync_pipelines.sync.plan import Action, plan_changes
+from sync_pipelines.sync.shards import shard_of
+
+pytestmark = pytest.mark.unit
 
 
 def counter_ids():

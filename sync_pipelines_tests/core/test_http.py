@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from devkit.sandbox.server import Knobs, SandboxApp, ThreadedSandbox
 from sync_pipelines.core.errors import AuthenticationError
 from sync_pipelines.core.http import (
     ApiClient,
@@ -18,7 +19,8 @@ from sync_pipelines.core.http import (
     TransientApiError,
     parse_retry_after,
 )
-from sync_pipelines.sandbox.server import Knobs, SandboxApp, ThreadedSandbox
+
+pytestmark = pytest.mark.integration
 
 TOKEN = "tok-3f9a1c77-secret-value"
 

@@ -9,8 +9,14 @@ import pytest
 
 from sync_pipelines.core.errors import AuthenticationError
 from sync_pipelines.sync import Action, SyncStateStore, apply_plan, plan_changes
+from sync_pipelines.sync.config import SyncRunConfig
 from sync_pipelines.sync.plan import Skip, values_equal
 from sync_pipelines.sync.report import changes_table, plan_metadata
+from sync_pipelines.sync.run import execute
+from sync_pipelines.sync.shards import SHARD_KEYS
+from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
+
+pytestmark = pytest.mark.integration
 
 DESIRED = {
     "1": {"Grade": "9", "Student ID": "S1"},
@@ -118,12 +124,74 @@ def test_second_apply_of_the_same_state_changes_nothing(state: SyncStateStore) -
     assert state.audit_rows("rt", run_id="run-2") == []
 
 
-def test_dry_run_plan_writes_nothing(state: SyncStateStore) -> None:
+class DictSource(SyncSource):
+    """A source over ``FakeTarget``: desired values given, current values read from the target's dict."""
+
+    target = "rt"
+    remembers_written = True
+
+    def __init__(self, desired, target: FakeTarget, skips=(), unreadable=()) -> None:
+        self.desired = desired
+        self.fake = target
+        self.skips = list(skips)
+        self.unreadable = set(unreadable)
+        self.events: list[str] = []
+
+    async def read_desired(self, scope):
+        return Desired(dict(self.desired), list(self.skips))
+
+    async def read_current(self, keys):
+        failures = {key: "RT answered HTTP 500" for key in keys if key in self.unreadable}
+        return Current({key: self.fake.data.get(key) for key in keys if key not in failures}, failures)
+
+    def write(self, batch):
+        return self.fake.write(batch)
+
+    async def started(self, scope):
+        self.events.append("started")
+
+    async def applied(self, scope, outcome):
+        self.events.append("applied")
+
+
+def scope(dry_run: bool, run_id: str = "run-1") -> RunScope:
+    import logging
+
+    return RunScope(run_id, frozenset(SHARD_KEYS), SyncRunConfig(dry_run=dry_run), logging.getLogger("test"))
+
+
+def test_dry_run_after_a_killed_run_shows_the_settlement_and_writes_nothing(state: SyncStateStore) -> None:
     target = FakeTarget()
-    plan = plan_changes("rt", DESIRED, {})
-    # A dry run stops at the plan: nothing reaches the target or the state.
-    assert len(plan.to_write) == 3
-    assert target.data == {} and state.audit_rows() == [] and state.last_written("rt") == {}
+    killed = plan_changes("rt", DESIRED, {})
+    state.begin_batch("killed-run", "rt", killed.to_write)
+    target.data["1"] = dict(DESIRED["1"])  # the killed run wrote record 1 only
+    source = DictSource(DESIRED, target)
+    outcome = asyncio.run(execute(source, state, scope(dry_run=True)))
+    assert outcome.result is None and len(outcome.plan.to_write) == 2
+    assert outcome.settlement.counts() == {"applied": 2, "not_applied": 4}
+    # Nothing reached the target or the state: the batch is still in flight, nothing audited or remembered.
+    assert target.batches == [] and source.events == []
+    assert state.audit_rows() == [] and state.last_written("rt") == {}
+    assert set(state.pending("rt")) == {"1", "2", "3"}
+    assert "| 1 | Grade | 9 | applied |" in changes_table(outcome.plan, settlement=outcome.settlement)
+
+    real = asyncio.run(execute(source, state, scope(dry_run=False, run_id="run-2")))
+    assert real.result is not None and real.result.written == 2 and source.events == ["started", "applied"]
+    assert state.pending("rt") == {} and state.last_written("rt") == DESIRED
+    assert {(r["run_id"], r["status"]) for r in state.audit_rows("rt")} == {
+        ("killed-run", "applied"),
+        ("killed-run", "not_applied"),
+        ("run-2", "applied"),
+    }
+
+
+def test_settling_leaves_changes_of_records_not_read_in_flight(state: SyncStateStore) -> None:
+    state.begin_batch("killed-run", "rt", plan_changes("rt", DESIRED, {}).to_write)
+    # Record 2 could not be read: its changes are neither applied nor guessed not applied.
+    outcome = state.reconcile_pending("rt", {"1": dict(DESIRED["1"]), "3": None}, remember_written=True)
+    assert outcome == {"applied": 2, "not_applied": 2}
+    assert state.pending("rt") == {"2": DESIRED["2"]}
+    assert {r["record_key"] for r in state.audit_rows("rt")} == {"1", "3"}
 
 
 def test_failed_records_are_audited_and_not_remembered(state: SyncStateStore) -> None:
@@ -235,3 +303,56 @@ def test_last_written_round_trips_awkward_values(state: SyncStateStore) -> None:
     state.remember("t", "run-1", awkward)
     state.remember("t", "run-2", {"k,1": {"n": 13}})
     assert state.last_written("t") == {"k,1": {**awkward["k,1"], "n": 13}}
+
+
+def scope_with(limit: int | None = None, shards=SHARD_KEYS) -> RunScope:
+    import logging
+
+    return RunScope("run-1", frozenset(shards), SyncRunConfig(limit=limit), logging.getLogger("test"))
+
+
+def test_limit_holds_for_skipped_records_too(state: SyncStateStore) -> None:
+    skips = [Skip(f"S{n:03d}", "no_rt_user", "student has no rt_user_id") for n in range(30)]
+    source = DictSource(DESIRED, FakeTarget(), skips=skips)
+    dry = RunScope("run-1", frozenset(SHARD_KEYS), SyncRunConfig(dry_run=True, limit=2), scope(True).log)
+    outcome = asyncio.run(execute(source, state, dry))
+    assert [r.key for r in outcome.plan.records if r.action is Action.SKIP] == ["S000", "S001"]
+
+
+def test_each_record_is_counted_once_and_each_shard_carries_its_own_counts(state: SyncStateStore) -> None:
+    import dagster as dg
+
+    from sync_pipelines.core.errors import FailedRecordsError
+    from sync_pipelines.sync.report import report
+    from sync_pipelines.sync.shards import shard_of
+
+    desired = {str(n): {"a": n} for n in range(1, 41)}
+    source = DictSource(
+        desired, FakeTarget(), skips=[Skip("S1", "no_rt_user", "no RT user")], unreadable={"7"}
+    )
+    run_scope = scope_with()
+    outcome = asyncio.run(execute(source, state, run_scope))
+    events = []
+    with pytest.raises(FailedRecordsError, match="1 record"):
+        for event in report(dg.AssetKey("t"), run_scope, source, outcome):
+            events.append(event)
+    *shards, summary = events
+    assert {e.partition for e in shards} == set(SHARD_KEYS) - {shard_of("7")}
+    totals: dict[str, int] = {}
+    for event in shards:
+        assert not any(name.startswith("run_") for name in event.metadata)
+        for name, value in event.metadata.items():
+            totals[name] = totals.get(name, 0) + value.value
+    # Every record of a healthy shard once; record 7 (unreadable) only as failed, and its shard not materialized.
+    failed_shard = shard_of("7")
+    created = sum(1 for key in desired if shard_of(key) != failed_shard)
+    skipped = int(shard_of("S1") != failed_shard)
+    assert totals == {
+        "created": created,
+        "updated": 0,
+        "unchanged": 0,
+        "failed": 0,
+        "skipped_no_rt_user": skipped,
+    }
+    assert summary.metadata["failed"].value == 1
+    assert summary.metadata["skipped"].value == 1 and summary.metadata["skipped_read_failed"].value == 0

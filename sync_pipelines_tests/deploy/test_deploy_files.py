@@ -65,6 +65,8 @@ INTERFACE_ENV_VARS = [
     "DAGSTER_POSTGRES_URL",
 ]
 DEPLOYMENT_ENV_VARS = [
+    "SYNC_SYSTEMS",
+    "ZLV_INCLUDE_DELETED_USERS",
     "DAGSTER_HOME",
     "DAGSTER_WEBSERVER_URL",
     "SYNC_RUN_RETENTION_DAYS",
@@ -188,11 +190,13 @@ def loads_module(workspace: Path) -> bool:
 # --- every file parses --------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_yaml_files_parse(path: Path) -> None:
     assert isinstance(load_yaml(path), dict)
 
 
+@pytest.mark.unit
 def test_dockerfile_parses() -> None:
     keywords = [keyword for keyword, _ in dockerfile_instructions(DEPLOY / "Dockerfile")]
     assert keywords[0] == "FROM"
@@ -202,6 +206,7 @@ def test_dockerfile_parses() -> None:
     assert any(argument.startswith("pip install .") for argument in dockerfile_arguments("RUN"))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", SYSTEMD_UNITS, ids=lambda p: p.name)
 def test_systemd_units_parse(path: Path) -> None:
     unit = systemd_unit(path)
@@ -215,6 +220,7 @@ def test_systemd_units_parse(path: Path) -> None:
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
+@pytest.mark.unit
 def test_env_example_parses() -> None:
     active, documented = env_example()
     assert active and set(active) <= documented
@@ -223,6 +229,7 @@ def test_env_example_parses() -> None:
 # --- names match the code ------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_module_is_named_everywhere() -> None:
     assert MODULE in json.loads(dockerfile_arguments("CMD")[0])
     assert compose()["services"]["user_code"]["command"][-2:] == ["-m", MODULE]
@@ -236,6 +243,7 @@ def test_module_is_named_everywhere() -> None:
         assert loads_module(REPO / workspace.removeprefix("/opt/sync_pipelines/"))
 
 
+@pytest.mark.unit
 def test_grpc_port_is_the_same_everywhere() -> None:
     cmd = json.loads(dockerfile_arguments("CMD")[0])
     user_code = compose()["services"]["user_code"]
@@ -253,6 +261,7 @@ def test_grpc_port_is_the_same_everywhere() -> None:
     assert grpc_server["host"] == "user_code"
 
 
+@pytest.mark.unit
 def test_env_example_documents_every_variable() -> None:
     active, documented = env_example()
     missing = set(INTERFACE_ENV_VARS + DEPLOYMENT_ENV_VARS) - documented
@@ -263,6 +272,7 @@ def test_env_example_documents_every_variable() -> None:
             assert "change-me" in active[name], f"{name} must hold a placeholder"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", INSTANCE_FILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_instance_env_vars_are_in_env_example(path: Path) -> None:
     references = env_references(load_yaml(path))
@@ -270,6 +280,7 @@ def test_instance_env_vars_are_in_env_example(path: Path) -> None:
     assert references <= env_example()[1]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", INSTANCE_FILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_instance_config_loads(
     path: Path, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -309,6 +320,7 @@ def test_instance_config_loads(
         instance.dispose()
 
 
+@pytest.mark.unit
 def test_tag_limits_cover_sync_target_in_instance_and_helm() -> None:
     queued = helm_values()["dagsterDaemon"]["runCoordinator"]
     assert queued["enabled"] and queued["type"] == "QueuedRunCoordinator"
@@ -321,6 +333,7 @@ def test_tag_limits_cover_sync_target_in_instance_and_helm() -> None:
         assert helm_runs["maxConcurrentRuns"] == runs["max_concurrent_runs"]
 
 
+@pytest.mark.unit
 def test_compose_wiring() -> None:
     services = compose()["services"]
     assert {"postgres", "user_code", "webserver", "daemon"} <= set(services)
@@ -355,6 +368,7 @@ def test_compose_wiring() -> None:
     assert "compute_logs" in compose()["volumes"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", SYSTEMD_UNITS, ids=lambda p: p.name)
 def test_systemd_commands_exist_in_the_venv(path: Path) -> None:
     command = systemd_unit(path)["Service"]["ExecStart"].split()
@@ -362,6 +376,7 @@ def test_systemd_commands_exist_in_the_venv(path: Path) -> None:
     assert (VENV_BIN / Path(command[0]).name).is_file()
 
 
+@pytest.mark.unit
 def test_helm_values() -> None:
     values = helm_values()
     deployment = helm_deployment()
@@ -372,6 +387,7 @@ def test_helm_values() -> None:
     assert deployment["envSecrets"] and all(secret["name"] for secret in deployment["envSecrets"])
     plain = {variable["name"] for variable in deployment["env"]}
     assert plain <= env_example()[1]
+    assert {"SYNC_SYSTEMS", "ZLV_INCLUDE_DELETED_USERS"} <= plain
     assert not plain & set(SECRET_ENV_VARS), "secrets belong in envSecrets"
     retries = values["dagsterDaemon"]["runRetries"]
     assert retries["enabled"] and retries["retryOnAssetOrOpFailure"] is False

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sync_pipelines.sandbox.bakalari import generate_school
-from sync_pipelines.sandbox.databases import seed_students
-from sync_pipelines.sandbox.edurpg import OPERATOR_PASSWORD, OPERATOR_USERNAME, seed_edurpg
-from sync_pipelines.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME, generate_portaildf_sample
-from sync_pipelines.sandbox.rt import DEFAULT_TOKEN
-from sync_pipelines.sandbox.sample_data import generate_students
-from sync_pipelines.sandbox.server import SandboxProcess
-from sync_pipelines.sandbox.zlv import seed_zlv
-from sync_pipelines_tests.harness.postgres import PostgresServer
+from devkit.postgres import PostgresServer
+from devkit.sandbox.bakalari import generate_school
+from devkit.sandbox.databases import seed_students
+from devkit.sandbox.edurpg import OPERATOR_PASSWORD, OPERATOR_USERNAME, seed_edurpg
+from devkit.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME, generate_portaildf_sample
+from devkit.sandbox.rt import DEFAULT_TOKEN
+from devkit.sandbox.sample_data import generate_students
+from devkit.sandbox.server import SandboxProcess
+from devkit.sandbox.zlv import seed_zlv
 
 SYNC_JOBS = ("rt_user_sync", "bakalari_sync", "user_kind_sync")
 SEED = 7
@@ -52,7 +52,10 @@ class SyncWorld:
     def url(self, name: str) -> str:
         return self.env[name]
 
-    def run_job(self, job: str, config: dict[str, Any] | None = None) -> JobResult:
+    def run_job(
+        self, job: str, config: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    ) -> JobResult:
+        """``dagster job execute`` of ``job`` with the world's variables (or only ``env``, when given)."""
         command = [
             sys.executable,
             "-m",
@@ -69,7 +72,11 @@ class SyncWorld:
             config_file.write_text(json.dumps(config))
             command += ["-c", str(config_file)]
         completed = subprocess.run(
-            command, env={**os.environ, **self.env}, capture_output=True, text=True, timeout=900
+            command,
+            env={**os.environ, **(self.env if env is None else env)},
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         return JobResult(job, completed.returncode, completed.stdout + completed.stderr)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sync_pipelines_tests.harness.postgres import PostgresServer
+from devkit.postgres import PostgresServer
 from sync_pipelines_tests.operations.dagster_processes import ACTIVE
 
 

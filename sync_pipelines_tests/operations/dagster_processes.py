@@ -22,7 +22,7 @@ import dagster as dg
 import httpx
 import psutil
 
-from sync_pipelines.sandbox.server import free_port
+from devkit.sandbox.server import free_port
 from sync_pipelines_tests.operations.graphql_api import DagsterUi, GraphQLClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,7 +106,7 @@ class DagsterProcesses:
                 start_new_session=True,
             )
 
-    def start_webserver(self, timeout: float = 180) -> None:
+    def start_webserver(self, timeout: float = 180, attempts: int = 5) -> None:
         self._spawn(
             "webserver",
             [
@@ -121,6 +121,13 @@ class DagsterProcesses:
         )
         deadline = time.monotonic() + timeout
         while True:
+            process = self.processes["webserver"]
+            if process.poll() is not None and attempts > 1 and self._port_was_taken():
+                # Another xdist worker bound the port between free_port() and the webserver: take another.
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+                self.ui = DagsterUi(GraphQLClient(f"{self.url}/graphql"), diagnostics=self.log_tails)
+                return self.start_webserver(max(10.0, deadline - time.monotonic()), attempts - 1)
             self._require_alive("webserver")
             try:
                 if httpx.get(f"{self.url}/server_info", timeout=5).status_code == 200:
@@ -132,6 +139,11 @@ class DagsterProcesses:
             time.sleep(0.5)
         # The page answers before the code location has loaded; wait until the repository is there.
         self.ui.wait_for_repository(timeout=max(10.0, deadline - time.monotonic()))
+
+    def _port_was_taken(self) -> bool:
+        log = self.logs.get("webserver")
+        text = log.read_text(errors="replace").lower() if log and log.exists() else ""
+        return "address already in use" in text or "errno 98" in text
 
     def start_daemon(self) -> None:
         self._spawn("daemon", [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])

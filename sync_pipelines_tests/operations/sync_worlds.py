@@ -13,20 +13,20 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.sandbox.bakalari import (
+from devkit.sandbox.bakalari import (
     OPERATOR_PASSWORD,
     OPERATOR_USERNAME,
     BakalariSandbox,
     generate_school,
 )
-from sync_pipelines.sandbox.databases import seed_students
-from sync_pipelines.sandbox.edurpg import seed_edurpg
-from sync_pipelines.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME, PortailDfSandbox
-from sync_pipelines.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
-from sync_pipelines.sandbox.sample_data import generate_students
-from sync_pipelines.sandbox.server import ThreadedSandbox
-from sync_pipelines.sandbox.zlv import seed_zlv
+from devkit.sandbox.databases import seed_students
+from devkit.sandbox.edurpg import seed_edurpg
+from devkit.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME, PortailDfSandbox
+from devkit.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
+from devkit.sandbox.sample_data import generate_students
+from devkit.sandbox.server import ThreadedSandbox
+from devkit.sandbox.zlv import seed_zlv
+from sync_pipelines.core.database import create_database_engine
 
 NewDatabase = Callable[[], str]
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipelines.core.shards import shard_of
+from sync_pipelines.sync.shards import shard_of
 from sync_pipelines.sync.state import SyncStateStore
 from sync_pipelines_tests.operations.dagster_processes import DagsterProcesses, running_deployment
 from sync_pipelines_tests.operations.graphql_api import TERMINAL, tag_map
 from sync_pipelines_tests.operations.sync_worlds import SyncWorld, rt_world
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 PUT = "PUT /REST/2.0/user/{id}"
 IN_PROGRESS = {"STARTING", "STARTED"}

@@ -19,12 +19,12 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.core.shards import shard_of
+from sync_pipelines.sync.shards import shard_of
 from sync_pipelines_tests.operations.dagster_processes import DagsterProcesses, running_deployment
 from sync_pipelines_tests.operations.graphql_api import tag_map
 from sync_pipelines_tests.operations.sync_worlds import SyncWorld, rt_world
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 SENSOR = "students_changed"
 TIMEZONE = "Europe/Prague"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipelines.core.shards import SHARD_KEYS, shard_of
+from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
 from sync_pipelines_tests.operations.dagster_processes import DagsterProcesses, running_deployment
 from sync_pipelines_tests.operations.graphql_api import tag_map
 from sync_pipelines_tests.operations.sync_worlds import WORLDS, SyncWorld
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 GROUPS = {
     "students": {"students"},

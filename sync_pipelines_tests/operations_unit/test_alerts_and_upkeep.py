@@ -12,6 +12,8 @@ import pytest
 from sync_pipelines.defs.operations.run_history import prune_run_history, prune_runs
 from sync_pipelines_tests.harness.alerts import AlertReceiver, alert_on_failed_run
 
+pytestmark = pytest.mark.integration
+
 SECRET = "rt-token-5b1e-do-not-leak"
 
 

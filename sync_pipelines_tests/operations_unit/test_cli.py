@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines_tests.harness.world import SyncWorld, start_world
 
+pytestmark = pytest.mark.e2e
+
 ASSETS = {
     "rt_user_sync": "rt_user_custom_fields",
     "bakalari_sync": "bakalari_entities",
@@ -43,7 +45,6 @@ def target_snapshot(world: SyncWorld, job: str) -> object:
         return connection.execute(sa.text("SELECT id, kind FROM users ORDER BY id")).all()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("job", list(ASSETS))
 def test_dry_run_with_a_config_file_writes_nothing_and_a_bad_secret_exits_non_zero(
     world: SyncWorld, job: str

@@ -20,9 +20,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from devkit.sandbox.bakalari import SampleSchool
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.core.job_command import job_execute_command
-from sync_pipelines.sandbox.bakalari import SampleSchool
 from sync_pipelines.sync.plan import values_equal
 from sync_pipelines.sync.state import APPLIED, FAILED, NOT_APPLIED
 from sync_pipelines_tests.harness.alerts import AlertReceiver

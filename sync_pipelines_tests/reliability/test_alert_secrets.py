@@ -11,17 +11,19 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from devkit.sandbox.bakalari import OPERATOR_USERNAME, BakalariSandbox, generate_school
+from devkit.sandbox.databases import seed_students
+from devkit.sandbox.edurpg import seed_edurpg
+from devkit.sandbox.portaildf import DEFAULT_USERNAME, PortailDfSandbox
+from devkit.sandbox.rt import RequestTrackerSandbox
+from devkit.sandbox.sample_data import generate_students
+from devkit.sandbox.server import ThreadedSandbox, free_port
+from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.definitions import defs
-from sync_pipelines.sandbox.bakalari import OPERATOR_USERNAME, BakalariSandbox, generate_school
-from sync_pipelines.sandbox.databases import seed_students
-from sync_pipelines.sandbox.edurpg import seed_edurpg
-from sync_pipelines.sandbox.portaildf import DEFAULT_USERNAME, PortailDfSandbox
-from sync_pipelines.sandbox.rt import RequestTrackerSandbox
-from sync_pipelines.sandbox.sample_data import generate_students
-from sync_pipelines.sandbox.server import ThreadedSandbox, free_port
-from sync_pipelines.sandbox.zlv import seed_zlv
 from sync_pipelines_tests.harness.alerts import AlertReceiver, alert_on_failed_run
 from sync_pipelines_tests.reliability.conftest import leaked, with_password
+
+pytestmark = pytest.mark.integration
 
 RT_TOKEN = "rt-token-3f9b27c4d1e8"
 BAKALARI_PASSWORD = "bakalari-pw-61e0a9d2b4"

@@ -19,6 +19,20 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from devkit.sandbox.bakalari import MALFORMED_ANSWERS, BakalariSandbox, SampleSchool, generate_school
+from devkit.sandbox.edurpg import seed_edurpg
+from devkit.sandbox.portaildf import (
+    AMBIGUOUS,
+    INVALID,
+    KINDS,
+    NOT_FOUND,
+    PortailDfSandbox,
+    expected_outcomes,
+    normalise_email,
+    record_kind,
+)
+from devkit.sandbox.server import ThreadedSandbox
+from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.defs.bakalari.accounts import MALFORMED, SchoolReading, StudentReading
 from sync_pipelines.defs.bakalari.answers import (
     MalformedAnswer,
@@ -30,20 +44,6 @@ from sync_pipelines.defs.bakalari.answers import (
 from sync_pipelines.defs.bakalari.desired import KIND_ORDER, build_desired, kind_of
 from sync_pipelines.defs.bakalari.edurpg import EduRpgSnapshot, StudentAccount
 from sync_pipelines.defs.user_kinds.mapping import INVALID_ANSWER, select_outcome
-from sync_pipelines.sandbox.bakalari import MALFORMED_ANSWERS, BakalariSandbox, SampleSchool, generate_school
-from sync_pipelines.sandbox.edurpg import seed_edurpg
-from sync_pipelines.sandbox.portaildf import (
-    AMBIGUOUS,
-    INVALID,
-    KINDS,
-    NOT_FOUND,
-    PortailDfSandbox,
-    expected_outcomes,
-    normalise_email,
-    record_kind,
-)
-from sync_pipelines.sandbox.server import ThreadedSandbox
-from sync_pipelines.sandbox.zlv import seed_zlv
 from sync_pipelines.sync.plan import Skip, plan_changes
 from sync_pipelines_tests.bakalari.helpers import (
     engine_for,
@@ -58,6 +58,8 @@ from sync_pipelines_tests.reliability.conftest import expected_edurpg, read_edur
 from sync_pipelines_tests.user_kinds.conftest import ZlvWorld
 from sync_pipelines_tests.user_kinds.test_user_kinds_sync import failure_text
 from sync_pipelines_tests.user_kinds.test_user_kinds_sync import observation as kinds_observation
+
+pytestmark = pytest.mark.integration
 
 # -- random JSON, and the odd values real answers carry ----------------------------------------------------------
 scalars = st.one_of(

@@ -10,10 +10,12 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devkit.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
+from devkit.sandbox.server import ThreadedSandbox
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.defs.students.validation import validate_students
-from sync_pipelines.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
-from sync_pipelines.sandbox.server import ThreadedSandbox
+
+pytestmark = pytest.mark.integration
 
 garbage_text = st.one_of(
     st.text(max_size=30),

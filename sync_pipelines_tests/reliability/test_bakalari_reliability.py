@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
-from sync_pipelines.defs.shared.state_resource import SyncStateResource
-from sync_pipelines.sandbox.bakalari import (
+from devkit.sandbox.bakalari import (
     OPERATOR_PASSWORD,
     OPERATOR_USERNAME,
     BakalariSandbox,
     SampleSchool,
     generate_school,
 )
-from sync_pipelines.sandbox.edurpg import seed_edurpg
-from sync_pipelines.sandbox.server import Knobs, ThreadedSandbox
+from devkit.sandbox.edurpg import seed_edurpg
+from devkit.sandbox.server import Knobs, ThreadedSandbox
+from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
+from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.sync.state import INTERRUPTED, SyncStateStore
 from sync_pipelines_tests.bakalari.helpers import (
     engine_for,
@@ -115,6 +115,7 @@ def impatient_resources(world: School, server: ThreadedSandbox) -> dict[str, Any
     }
 
 
+@pytest.mark.integration
 def test_converges_under_5xx_429_dropped_and_slow_answers(
     school: School, faulty_server: ThreadedSandbox
 ) -> None:
@@ -185,7 +186,7 @@ def hold_settling_after_enrollments(state_url: str, records: int) -> WriteGate:
     return gate
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_killed_after_a_batch_committed_before_its_audit_settled(
     school: School, server: ThreadedSandbox, dagster_home: Path
 ) -> None:
@@ -242,7 +243,7 @@ EDURPG_DB_SECRET = "edurpg-db-pw-71ac0e3b"
 STATE_DB_SECRET = "state-db-pw-2b9d44f1"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_secrets_appear_nowhere(school: School, dagster_home: Path) -> None:
     sandbox = BakalariSandbox(school.school, operator_password=OPERATOR_SECRET)
     with ThreadedSandbox(sandbox) as handle:

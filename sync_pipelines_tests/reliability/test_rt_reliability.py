@@ -13,13 +13,15 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from devkit.sandbox.databases import seed_students
+from devkit.sandbox.rt import RequestTrackerSandbox
+from devkit.sandbox.sample_data import generate_students
+from devkit.sandbox.server import Knobs, ThreadedSandbox
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.core.job_command import job_execute_command
-from sync_pipelines.sandbox.databases import seed_students
-from sync_pipelines.sandbox.rt import RequestTrackerSandbox
-from sync_pipelines.sandbox.sample_data import generate_students
-from sync_pipelines.sandbox.server import Knobs, ThreadedSandbox
 from sync_pipelines.sync.state import SyncStateStore
+
+pytestmark = pytest.mark.e2e
 
 PUT = "PUT /REST/2.0/user/{id}"
 TOKEN = "rt-secret-7f3c9d2e41aa"

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from sync_pipelines.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME, PortailDfSandbox
-from sync_pipelines.sandbox.server import Knobs, ThreadedSandbox
-from sync_pipelines.sandbox.zlv import seed_zlv
+from devkit.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME, PortailDfSandbox
+from devkit.sandbox.server import Knobs, ThreadedSandbox
+from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.sync.state import NOT_APPLIED, SyncStateStore
 from sync_pipelines_tests.reliability.conftest import (
     JobRunner,
@@ -81,6 +81,7 @@ FAULTS = Knobs(
 )
 
 
+@pytest.mark.integration
 def test_converges_under_5xx_429_dropped_and_slow_answers(
     make_pg_url, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,7 +143,7 @@ def hold_the_batch_after(zlv_url: str, rows: int) -> WriteGate:
     return gate
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_killed_in_the_middle_of_a_batch_then_rerun(
     make_pg_url, dagster_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -194,7 +195,7 @@ ZLV_DB_SECRET = "zlv-db-pw-40d7e2c9"
 STATE_DB_SECRET = "state-db-pw-c83f1a65"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_secrets_appear_nowhere(make_pg_url, dagster_home: Path) -> None:
     zlv_url, state_url = make_pg_url(), make_pg_url()
     with kinds_world(zlv_url, password=PORTAILDF_SECRET) as world:

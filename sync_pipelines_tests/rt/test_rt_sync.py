@@ -15,15 +15,15 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from devkit.sandbox.databases import seed_students
+from devkit.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
+from devkit.sandbox.sample_data import SampleStudent, generate_students
+from devkit.sandbox.server import Knobs, ThreadedSandbox
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.core.job_command import job_execute_command
-from sync_pipelines.core.shards import SHARD_KEYS, shard_of
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.rt.desired import graduation_year
-from sync_pipelines.sandbox.databases import seed_students
-from sync_pipelines.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
-from sync_pipelines.sandbox.sample_data import SampleStudent, generate_students
-from sync_pipelines.sandbox.server import Knobs, ThreadedSandbox
+from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
 from sync_pipelines.sync.state import SyncStateStore
 
 SIZE = 120
@@ -102,6 +102,7 @@ def observation(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     return events[-1].event_specific_data.asset_observation.metadata
 
 
+@pytest.mark.integration
 def test_first_run_writes_exactly_the_differing_users_and_the_second_none(world: RtWorld) -> None:
     differing = world.differing()
     assert 0 < len(differing) < len(world.expected())
@@ -132,6 +133,7 @@ def test_first_run_writes_exactly_the_differing_users_and_the_second_none(world:
     assert observation(second)["updated"].value == 0
 
 
+@pytest.mark.integration
 def test_dry_run_shows_the_plan_and_writes_nothing(world: RtWorld) -> None:
     before = world.rt_values()
     result = world.run({"dry_run": True})
@@ -143,11 +145,23 @@ def test_dry_run_shows_the_plan_and_writes_nothing(world: RtWorld) -> None:
     assert metadata["planned_updates"].value == len(world.differing())
     table = metadata["plan"].value
     some_user = min(world.differing())
-    assert f"| {some_user} | update |" in table
+    student_id = next(s.student_id for s in world.students if s.rt_user_id == some_user)
+    # Named as a person knows the record: the student id, beside the RT user id the sync writes to.
+    assert f"| {student_id} (RT user {some_user}) | update |" in table
     assert result.asset_materializations_for_node("rt_user_custom_fields") == []
     assert SyncStateStore.from_url(world.state_url).audit_rows() == []
+    # Dry runs stand out in the Runs list and on the asset's events.
+    run = world.instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags.get("sync/dry_run") == "true"
+    observed = [
+        e.event_specific_data.asset_observation  # type: ignore[union-attr]
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    assert [o.tags.get("sync/dry_run") for o in observed] == ["true"]
 
 
+@pytest.mark.integration
 def test_converges_under_injected_503s_and_429_bursts(world: RtWorld) -> None:
     world.rt.set_knobs(error_rate=0.1, burst_429=5, retry_after_seconds=0.2, seed=4)
     for _ in range(3):
@@ -158,6 +172,7 @@ def test_converges_under_injected_503s_and_429_bursts(world: RtWorld) -> None:
     assert statuses.get("429", 0) >= 5 and sum(statuses.get(s, 0) for s in ("500", "502", "503")) > 0
 
 
+@pytest.mark.integration
 def test_missing_custom_field_fails_before_any_write(world: RtWorld) -> None:
     world.rt.change_state({"action": "remove_custom_field", "name": "Grade"})
     result = world.run()
@@ -170,6 +185,7 @@ def test_missing_custom_field_fails_before_any_write(world: RtWorld) -> None:
     assert "'Student ID'" in failed.description and "'Department'" in failed.description
 
 
+@pytest.mark.integration
 def test_unknown_user_and_refused_value_fail_their_records_only(world: RtWorld) -> None:
     targets = sorted(world.differing())
     gone, refused = targets[0], targets[1]
@@ -204,6 +220,7 @@ def test_unknown_user_and_refused_value_fail_their_records_only(world: RtWorld) 
     assert refused not in world.differing()
 
 
+@pytest.mark.integration
 def test_bad_token_stops_the_run_at_once(world: RtWorld) -> None:
     world.rt.change_state({"action": "set_token", "token": "another-token"})
     result = world.run()
@@ -216,6 +233,7 @@ def test_bad_token_stops_the_run_at_once(world: RtWorld) -> None:
     assert world.rt.stats()["total_requests"] == 1
 
 
+@pytest.mark.integration
 def test_graduation_year_mode(world: RtWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RT_GRADE_VALUE", "graduation_year")
     assert world.run().success
@@ -224,6 +242,7 @@ def test_graduation_year_mode(world: RtWorld, monkeypatch: pytest.MonkeyPatch) -
     assert actual == expected
 
 
+@pytest.mark.integration
 def test_limit_and_batches(world: RtWorld) -> None:
     result = world.run({"limit": 10, "batch_size": 3, "batch_delay_seconds": 0.05})
     assert result.success
@@ -235,6 +254,7 @@ def test_limit_and_batches(world: RtWorld) -> None:
     assert any(f"batch {batches}/{batches}: {written}/{written} records" in line for line in logs)
 
 
+@pytest.mark.integration
 def test_one_shard_alone(world: RtWorld) -> None:
     shard = shard_of(str(min(world.differing())))
     result = world.run(partition=shard)
@@ -245,6 +265,7 @@ def test_one_shard_alone(world: RtWorld) -> None:
     assert [m.partition for m in result.asset_materializations_for_node("rt_user_custom_fields")] == [shard]
 
 
+@pytest.mark.integration
 def test_drift_check_sees_hand_edits_and_full_refresh_repairs_them(world: RtWorld) -> None:
     assert world.run().success
     edited = next(iter(world.expected()))
@@ -267,6 +288,7 @@ def test_drift_check_sees_hand_edits_and_full_refresh_repairs_them(world: RtWorl
     assert world.differing() == set()
 
 
+@pytest.mark.integration
 def test_sensor_starts_a_run_for_the_changed_shard_only(world: RtWorld) -> None:
     sensor = defs.resolve_sensor_def("students_changed")
     resources = {"students_database": defs.resources["students_database"]}
@@ -295,6 +317,7 @@ def test_sensor_starts_a_run_for_the_changed_shard_only(world: RtWorld) -> None:
     assert third.run_requests == []
 
 
+@pytest.mark.e2e
 def test_dagster_job_execute_as_a_subprocess(world: RtWorld, tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps({"ops": {"rt_user_custom_fields": {"config": {"limit": 5}}}}))

@@ -9,14 +9,16 @@ from datetime import date
 import httpx
 import pytest
 
-from sync_pipelines.sandbox.bakalari import (
+from devkit.sandbox.bakalari import (
     OPERATOR_PASSWORD,
     OPERATOR_USERNAME,
     BakalariSandbox,
     SampleSchool,
     generate_school,
 )
-from sync_pipelines.sandbox.server import SandboxProcess, ThreadedSandbox
+from devkit.sandbox.server import SandboxProcess, ThreadedSandbox
+
+pytestmark = pytest.mark.integration
 
 SIZE = 30
 DENIED = {"Message": "Authorization has been denied for this request."}

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync_pipelines.sandbox.portaildf import (
+from devkit.sandbox.portaildf import (
     AMBIGUOUS,
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
@@ -32,7 +32,9 @@ from sync_pipelines.sandbox.portaildf import (
     normalise_email,
     record_kind,
 )
-from sync_pipelines.sandbox.server import SandboxProcess, ThreadedSandbox
+from devkit.sandbox.server import SandboxProcess, ThreadedSandbox
+
+pytestmark = pytest.mark.integration
 
 SIZE = 200
 SEED = 7

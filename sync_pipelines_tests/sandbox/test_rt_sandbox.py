@@ -9,9 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from sync_pipelines.sandbox.rt import GRADE_PATTERN, RequestTrackerSandbox
-from sync_pipelines.sandbox.sample_data import SampleStudent, generate_students
-from sync_pipelines.sandbox.server import Knobs, SandboxProcess, ThreadedSandbox
+from devkit.sandbox.rt import GRADE_PATTERN, RequestTrackerSandbox
+from devkit.sandbox.sample_data import SampleStudent, generate_students
+from devkit.sandbox.server import Knobs, SandboxProcess, ThreadedSandbox
+
+pytestmark = pytest.mark.integration
 
 SIZE = 40
 SEED = 7

@@ -7,14 +7,16 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from devkit.sandbox.databases import seed_students
+from devkit.sandbox.sample_data import generate_students
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.shared.state_resource import SyncStateResource, SyncStateTableIOManager
 from sync_pipelines.defs.students.assets import students
 from sync_pipelines.defs.students.checks import students_unique_ids, students_unique_rt_user_ids
 from sync_pipelines.defs.students.resources import StudentsDatabase
-from sync_pipelines.sandbox.databases import seed_students
-from sync_pipelines.sandbox.sample_data import generate_students
+
+pytestmark = pytest.mark.integration
 
 
 def materialize_students(students_url: str, state_url: str, **database: object) -> dg.ExecuteInProcessResult:

@@ -6,6 +6,8 @@ import pytest
 
 from sync_pipelines.defs.students.validation import parse_grade, parse_rt_user_id, validate_students
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("raw", "expected"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 from sync_pipelines.core.database import create_database_engine, pg_text_array
 from sync_pipelines.sync import SyncStateStore
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
+
+pytestmark = pytest.mark.integration
 
 RECORDS = [
     PlannedRecord("u1", Action.UPDATE, {"kind": "aucun"}, (FieldChange("kind", None, "aucun"),)),

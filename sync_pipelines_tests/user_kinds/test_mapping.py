@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devkit.sandbox import portaildf
 from sync_pipelines.defs.user_kinds.mapping import (
     AMBIGUOUS,
     INVALID_ANSWER,
@@ -16,7 +17,8 @@ from sync_pipelines.defs.user_kinds.mapping import (
     normalise_email,
     select_outcome,
 )
-from sync_pipelines.sandbox import portaildf
+
+pytestmark = pytest.mark.unit
 
 
 def record(email: str, exterieur: object = False, gestionnaire: object = True, id_user: int = 1) -> dict:

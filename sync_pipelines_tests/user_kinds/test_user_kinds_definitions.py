@@ -13,14 +13,15 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.core.shards import shard_of
+from devkit.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from devkit.sandbox.zlv import demo_setup, seed_zlv
 from sync_pipelines.definitions import defs
-from sync_pipelines.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME
-from sync_pipelines.sandbox.zlv import demo_setup, seed_zlv
 from sync_pipelines.sync import SyncStateStore
+from sync_pipelines.sync.shards import shard_of
 from sync_pipelines_tests.user_kinds.conftest import ZlvWorld, make_world
 
 
+@pytest.mark.integration
 def test_checks_flag_unknown_kinds(world_v2: ZlvWorld) -> None:
     assert world_v2.run().success
     checks = world_v2.run_checks()
@@ -37,6 +38,7 @@ def test_checks_flag_unknown_kinds(world_v2: ZlvWorld) -> None:
     assert valid.metadata["invalid_values"].value == {"Prestataire": 3}
 
 
+@pytest.mark.integration
 def test_coverage_warns_above_the_threshold(world_v2: ZlvWorld) -> None:
     active = [u for u in world_v2.sample.users if u.deleted_at is None and u.email and u.email.strip()]
     without = sum(1 for u in active if u.kind is None)
@@ -49,6 +51,7 @@ def test_coverage_warns_above_the_threshold(world_v2: ZlvWorld) -> None:
     assert world_v2.run_checks(coverage_threshold=0.9)["user_kinds_coverage"].passed
 
 
+@pytest.mark.unit
 def test_definitions_name_the_job_schedule_and_checks() -> None:
     job = defs.resolve_job_def("user_kind_sync")
     assert job.tags["sync/api"] == "portaildf"
@@ -67,6 +70,7 @@ def test_definitions_name_the_job_schedule_and_checks() -> None:
     assert policy is not None and policy.fail_window.to_timedelta() == timedelta(days=1)
 
 
+@pytest.mark.integration
 def test_sync_on_sqlite_as_the_demo_runs_it(tmp_path: Path) -> None:
     for world in make_world(f"sqlite:///{tmp_path / 'zlv.sqlite'}", "v2"):
         result = world.run({"batch_size": 10})
@@ -75,9 +79,10 @@ def test_sync_on_sqlite_as_the_demo_runs_it(tmp_path: Path) -> None:
         assert world.run().success  # and again, with nothing to write
 
 
+@pytest.mark.integration
 def test_demo_setup_seeds_sqlite_and_points_at_the_sandbox(tmp_path: Path) -> None:
     setup = demo_setup(tmp_path, 50)
-    setup.sandboxes[0].stop()  # never started: this only closes its log file
+    setup.sandboxes[0].stop()  # demo_setup started it (so that its URL is final): only the files are checked
     assert setup.env["PORTAILDF_API_URL"] == f"{setup.sandboxes[0].url}/api"
     assert setup.env["PORTAILDF_USERNAME"] == DEFAULT_USERNAME
     engine = sa.create_engine(setup.env["ZLV_DATABASE_URL"])
@@ -98,7 +103,7 @@ def dagster_cli(args: list[str], env: dict[str, str], home: Path) -> subprocess.
     )
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_dagster_job_execute_in_a_subprocess(world: ZlvWorld, make_pg_url, tmp_path: Path) -> None:
     state_url = make_pg_url()
     env = {
@@ -129,7 +134,7 @@ def test_dagster_job_execute_in_a_subprocess(world: ZlvWorld, make_pg_url, tmp_p
     assert len(SyncStateStore.from_url(state_url).audit_rows("user_kinds")) == changed
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_one_shard_from_the_command_line(world_v2: ZlvWorld, tmp_path: Path) -> None:
     """A single shard through the job, with the tag interface.md documents."""
     env = {
@@ -161,6 +166,7 @@ def test_one_shard_from_the_command_line(world_v2: ZlvWorld, tmp_path: Path) -> 
     assert world_v2.kinds() == expected
 
 
+@pytest.mark.integration
 def test_seed_zlv_creates_the_knex_schema(pg_url: str) -> None:
     engine = seed_zlv(pg_url, [])
     with engine.connect() as connection:

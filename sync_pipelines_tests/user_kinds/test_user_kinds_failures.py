@@ -10,16 +10,20 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from devkit.sandbox.portaildf import KINDS
 from sync_pipelines.core.errors import AuthenticationError
-from sync_pipelines.core.shards import SHARD_KEYS, shard_of
-from sync_pipelines.defs.user_kinds.assets import sync_user_kinds
 from sync_pipelines.defs.user_kinds.database import ZlvUser
 from sync_pipelines.defs.user_kinds.lookups import look_up_users
 from sync_pipelines.defs.user_kinds.resources import ZlvDatabase
-from sync_pipelines.sandbox.portaildf import KINDS
+from sync_pipelines.defs.user_kinds.source import UserKindsSource
 from sync_pipelines.sync import SyncRunConfig, SyncStateStore
+from sync_pipelines.sync.run import execute
+from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
+from sync_pipelines.sync.source import RunScope
 from sync_pipelines_tests.user_kinds.conftest import LOOKUP, ZlvWorld, make_world
 from sync_pipelines_tests.user_kinds.test_user_kinds_sync import failure_text, observation
+
+pytestmark = pytest.mark.integration
 
 
 def found_users(world: ZlvWorld, count: int) -> list[str]:
@@ -227,21 +231,13 @@ def test_lookups_run_concurrently_within_the_limit(world_v2: ZlvWorld) -> None:
     world_v2.handle.set_knobs(latency_ms=20)
     world_v2.handle.reset_counters()
     state = SyncStateStore.from_url(None)
-    outcome = asyncio.run(
-        sync_user_kinds(
-            logging.getLogger("test"),
-            "run-1",
-            SyncRunConfig(dry_run=True),
-            world_v2.portaildf(max_concurrency=6),
-            ZlvDatabase(database_url=world_v2.zlv_url),
-            state,
-            set(SHARD_KEYS),
-        )
-    )
-    lookups = len(outcome.lookups.outcomes)
+    source = UserKindsSource(world_v2.portaildf(max_concurrency=6), ZlvDatabase(database_url=world_v2.zlv_url))
+    scope = RunScope("run-1", frozenset(SHARD_KEYS), SyncRunConfig(dry_run=True), logging.getLogger("test"))
+    asyncio.run(execute(source, state, scope))
+    lookups = len(source.lookups.outcomes)
     assert world_v2.handle.stats()["max_in_flight"] == 6
     # Sequential lookups would take lookups x 20 ms; six at a time take about a sixth of that.
-    assert outcome.lookups.seconds < lookups * 0.020 / 3
+    assert source.lookups.seconds < lookups * 0.020 / 3
 
 
 def test_missing_kind_column_names_the_setting_and_the_column(pg_url: str) -> None:

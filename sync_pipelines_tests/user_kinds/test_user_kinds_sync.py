@@ -10,11 +10,13 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.core.shards import SHARD_KEYS, shard_of
-from sync_pipelines.sandbox.portaildf import AMBIGUOUS, KINDS, NOT_FOUND
+from devkit.sandbox.portaildf import AMBIGUOUS, KINDS, NOT_FOUND
 from sync_pipelines.sync import SyncStateStore
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
+from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
 from sync_pipelines_tests.user_kinds.conftest import LOOKUP, ZlvWorld
+
+pytestmark = pytest.mark.integration
 
 
 def observation(result: dg.ExecuteInProcessResult) -> dict[str, Any]:

@@ -13,6 +13,11 @@ EduRPG again. This happens in dry runs too: rotating a token without storing it 
 A refresh refused with ``invalid_grant`` means the student must log in again, unless EduRPG stored a newer
 token meanwhile (the student logged in, or an overlapping run rotated it): that one is tried once. A 401 in the
 middle of an account's reads refreshes that account's token once; a second 401 gives up on the account.
+
+Each account is an authentication strategy of the shared HTTP layer (``sync_pipelines.core.auth``): the operator
+a ``LoginAuth`` (password grant, refresh grant first when renewing), each student a ``RotatingRefreshAuth`` whose
+``store`` commits the rotated token. Both allow one renewal after a refusal over the session's life; renewing and
+resending is the HTTP layer's, and this module says only what each refusal means.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync_pipelines.core.auth import LoginAuth, Refusal, RotatingRefreshAuth, Tokens
 from sync_pipelines.core.errors import AuthenticationError
-from sync_pipelines.core.http import ApiError
+from sync_pipelines.core.http import AUTH_STATUSES, ApiClient, ApiError
 from sync_pipelines.defs.bakalari.answers import (
     MalformedAnswer,
     Problem,
@@ -38,7 +44,7 @@ from sync_pipelines.defs.bakalari.answers import (
     parse_user,
     same_account,
 )
-from sync_pipelines.defs.bakalari.client import AccessDenied, BakalariClient, LoginRefused, Tokens
+from sync_pipelines.defs.bakalari.client import BakalariClient, LoginRefused
 from sync_pipelines.defs.bakalari.edurpg import EduRpgStore, StudentAccount
 
 OPERATOR_VARIABLES = "BAKALARI_USERNAME / BAKALARI_PASSWORD (and BAKALARI_URL)"
@@ -102,45 +108,47 @@ class TokenStore:
 
 # -- the operator ------------------------------------------------------------------------------------------------
 class OperatorSession:
-    """The operator (teacher) account: password grant; a 401 logs in anew once, a second one ends the run."""
+    """The operator (teacher) account: password grant; a 401 refreshes (or logs in anew) once, a second one ends
+    the run."""
 
     def __init__(self, client: BakalariClient, username: str, password: str) -> None:
         self.client = client
         self.username = username
         self.password = password
-        self.tokens: Tokens | None = None
-        self.relogged = False
+        self.auth = LoginAuth(
+            self._password_grant,
+            self._refresh_grant,
+            max_renewals=1,
+            renew_statuses=AUTH_STATUSES,
+            refused=_operator_refused,
+        )
 
     async def login(self) -> None:
+        await self.auth.login(self.client.api)
+
+    async def get(self, path: str) -> Any:
+        return await self.client.get(path, self.auth)
+
+    async def _password_grant(self, api: ApiClient) -> Tokens:
         try:
-            self.tokens = await self.client.login_with_password(self.username, self.password)
+            return await self.client.login_with_password(self.username, self.password)
         except LoginRefused as error:
             raise AuthenticationError(
                 "Bakaláři", OPERATOR_VARIABLES, f"operator login refused: {error}"
             ) from None
 
-    async def get(self, path: str) -> Any:
-        if self.tokens is None:
-            await self.login()
-        assert self.tokens is not None
+    async def _refresh_grant(self, api: ApiClient, refresh_token: str) -> Tokens | None:
         try:
-            return await self.client.get(path, self.tokens.access_token)
-        except AccessDenied:
-            if self.relogged:
-                raise AuthenticationError(
-                    "Bakaláři", OPERATOR_VARIABLES, f"/api/3/{path} refused the operator's token twice"
-                ) from None
-        self.relogged = True
-        try:
-            self.tokens = await self.client.login_with_refresh_token(self.tokens.refresh_token)
+            return await self.client.login_with_refresh_token(refresh_token)
         except LoginRefused:
-            await self.login()
-        try:
-            return await self.client.get(path, self.tokens.access_token)
-        except AccessDenied as error:
-            raise AuthenticationError(
-                "Bakaláři", OPERATOR_VARIABLES, f"{error} again right after logging in"
-            ) from None
+            return None  # log in with the password again
+
+
+def _operator_refused(refusal: Refusal) -> Exception:
+    again = "again right after logging in" if refusal.renewed else "twice"
+    return AuthenticationError(
+        "Bakaláři", OPERATOR_VARIABLES, f"/{refusal.path} refused the operator's token {again}"
+    )
 
 
 @dataclass
@@ -172,53 +180,65 @@ class StudentSession:
         self.client = client
         self.account = account
         self.store = tokens
-        self.refresh_token = account.token
-        self.access_token: str | None = None
-        self.login_user_id: str | None = None
-        self.reauthenticated = False
-        self.rotations = 0
+        self.auth = RotatingRefreshAuth(
+            account.token,
+            self._grant,
+            self._commit,
+            missing=lambda: NeedsLogin(
+                "no Bakaláři refresh token stored (the student has not logged in to EduRPG)"
+            ),
+            max_renewals=1,
+            renew_statuses=AUTH_STATUSES,
+            refused=_student_refused,
+            log_renewals=False,
+        )
+
+    @property
+    def refresh_token(self) -> str | None:
+        return self.auth.refresh_token
+
+    @property
+    def rotations(self) -> int:
+        return self.auth.rotations
+
+    @property
+    def login_user_id(self) -> str | None:
+        return self.auth.tokens.account_id if self.auth.tokens else None
 
     async def refresh(self) -> None:
         """Refresh grant, then commit the rotated token before anything else happens."""
-        if not self.refresh_token:
-            raise NeedsLogin("no Bakaláři refresh token stored (the student has not logged in to EduRPG)")
+        await self.auth.obtain(self.client.api)
+
+    async def get(self, path: str) -> Any:
+        return await self.client.get(path, self.auth)
+
+    async def _grant(self, api: ApiClient, refresh_token: str) -> Tokens:
         try:
-            tokens = await self.client.login_with_refresh_token(self.refresh_token)
+            return await self.client.login_with_refresh_token(refresh_token)
         except LoginRefused as error:
             if error.error != "invalid_grant":
                 raise
             stored = await self.store.read(self.account.bakalari_id)
-            if not stored or stored == self.refresh_token:
+            if not stored or stored == refresh_token:
                 raise NeedsLogin(f"Bakaláři refused the stored refresh token ({error.description})") from None
-            # EduRPG holds a newer token than the one this run read: the student logged in, or a run overlapped.
-            self.refresh_token = stored
-            try:
-                tokens = await self.client.login_with_refresh_token(stored)
-            except LoginRefused as again:
-                if again.error != "invalid_grant":
-                    raise
-                raise NeedsLogin(f"Bakaláři refused the stored refresh token ({again.description})") from None
-        await self.store.save(self.account.bakalari_id, tokens.refresh_token)
-        self.rotations += 1
-        self.refresh_token = tokens.refresh_token
-        self.access_token = tokens.access_token
-        self.login_user_id = tokens.user_id
+        # EduRPG holds a newer token than the one this run read: the student logged in, or a run overlapped.
+        self.auth.refresh_token = stored
+        try:
+            return await self.client.login_with_refresh_token(stored)
+        except LoginRefused as again:
+            if again.error != "invalid_grant":
+                raise
+            raise NeedsLogin(f"Bakaláři refused the stored refresh token ({again.description})") from None
 
-    async def get(self, path: str) -> Any:
-        if self.access_token is None:
-            await self.refresh()
-        assert self.access_token is not None
-        try:
-            return await self.client.get(path, self.access_token)
-        except AccessDenied:
-            if self.reauthenticated:
-                raise AccountUnauthorized(f"/api/3/{path} refused a freshly refreshed token") from None
-        self.reauthenticated = True
-        await self.refresh()
-        try:
-            return await self.client.get(path, self.access_token)
-        except AccessDenied:
-            raise AccountUnauthorized(f"/api/3/{path} refused the token again after one refresh") from None
+    async def _commit(self, tokens: Tokens) -> None:
+        assert tokens.refresh_token is not None  # the strategy refuses grants without one
+        await self.store.save(self.account.bakalari_id, tokens.refresh_token)
+
+
+def _student_refused(refusal: Refusal) -> Exception:
+    if refusal.renewed:
+        return AccountUnauthorized(f"/{refusal.path} refused the token again after one refresh")
+    return AccountUnauthorized(f"/{refusal.path} refused a freshly refreshed token")
 
 
 @dataclass

@@ -4,6 +4,7 @@ import dagster as dg
 
 from sync_pipelines.core.settings import env_text
 from sync_pipelines.defs.bakalari.jobs import bakalari_sync
+from sync_pipelines.defs.systems import schedule_status
 
 # The old cron's school-hours variant is this one-line change: "0,15,30,45 7-17 * * 1-5".
 BAKALARI_SYNC_CRON = "*/15 * * * *"
@@ -13,6 +14,6 @@ bakalari_sync_every_15_minutes = dg.ScheduleDefinition(
     job=bakalari_sync,
     cron_schedule=BAKALARI_SYNC_CRON,
     execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=schedule_status("bakalari"),
     description="Every shard, every 15 minutes (the EduRPG cron's */15 * * * *).",
 )

@@ -7,10 +7,10 @@ must log in again comes from what the sync recorded per shard (``skipped_needs_l
 import dagster as dg
 import sqlalchemy as sa
 
-from sync_pipelines.core.shards import SHARD_KEYS
 from sync_pipelines.defs.bakalari.assets import TARGET, bakalari_entities
 from sync_pipelines.defs.bakalari.edurpg import ENTITY_TABLES, REF_TYPES, external_ref, user
 from sync_pipelines.defs.bakalari.resources import EduRpgDatabase
+from sync_pipelines.sync.shards import SHARD_KEYS
 
 EXAMPLES = 20
 

@@ -1,14 +1,15 @@
 """A small typed async client for the Bakaláři API v3 calls the sync makes, on the shared HTTP layer.
 
-It knows the protocol (form login, bearer calls, the error shapes) and nothing about whose account a token
-belongs to: keeping tokens, storing rotated ones and re-authenticating is ``accounts.py``'s job.
+It knows the protocol (form login, refresh grant, bearer calls, the error shapes) and nothing about whose account
+a token belongs to: which credential a call is made with (an ``Auth`` strategy), where rotated tokens are stored
+and when to give up on an account is ``accounts.py``'s job; renewing a refused token is the HTTP layer's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from sync_pipelines.core.auth import Auth, Tokens
 from sync_pipelines.core.http import AUTH_STATUSES, ApiClient, ApiError
 
 CLIENT_ID = "ANDR"
@@ -18,13 +19,7 @@ LOGIN_PATH = "api/login"
 LOGIN_TIMEOUT_SECONDS = 60.0
 
 
-@dataclass(frozen=True)
-class Tokens:
-    """What a login answers; never logged or put in metadata."""
-
-    access_token: str
-    refresh_token: str
-    user_id: str | None
+__all__ = ["BakalariClient", "LoginRefused", "Tokens"]
 
 
 class LoginRefused(Exception):
@@ -34,10 +29,6 @@ class LoginRefused(Exception):
         self.error = error
         self.description = description
         super().__init__(f"{error}: {description}" if description else error)
-
-
-class AccessDenied(Exception):
-    """401/403 on an API call: the access token expired or was revoked."""
 
 
 class BakalariClient:
@@ -52,11 +43,10 @@ class BakalariClient:
         return await self._login({"grant_type": "refresh_token", "refresh_token": refresh_token})
 
     async def _login(self, form: dict[str, str]) -> Tokens:
-        response = await self.api.request(
+        response = await self.api.send(
             "POST",
             LOGIN_PATH,
             form={"client_id": CLIENT_ID, **form},
-            raise_on_unauthorized=False,
             timeout_seconds=max(self.api.limits.timeout_seconds, LOGIN_TIMEOUT_SECONDS),
         )
         if response.status_code in (400, *AUTH_STATUSES):
@@ -83,18 +73,10 @@ class BakalariClient:
         user_id = body.get("bak:UserId")
         return Tokens(str(access), str(refresh), str(user_id) if user_id else None)
 
-    async def get(self, path: str, access_token: str, params: dict[str, str] | None = None) -> Any:
-        """``GET /api/3/<path>`` as the token's account; ``AccessDenied`` on 401/403."""
+    async def get(self, path: str, auth: Auth, params: dict[str, str] | None = None) -> Any:
+        """``GET /api/3/<path>`` as ``auth``'s account; a refusal is renewed once, then is ``auth``'s error."""
         full_path = f"api/3/{path}"
-        response = await self.api.request(
-            "GET",
-            full_path,
-            params=params,
-            headers={"Authorization": f"Bearer {access_token}"},
-            raise_on_unauthorized=False,
-        )
-        if response.status_code in AUTH_STATUSES:
-            raise AccessDenied(f"HTTP {response.status_code} on /{full_path}")
+        response = await self.api.request("GET", full_path, params=params, auth=auth)
         if response.status_code != 200:
             raise ApiError(
                 "Bakaláři", "GET", f"/{full_path}", f"HTTP {response.status_code}", response.status_code

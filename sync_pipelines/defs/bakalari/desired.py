@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync_pipelines.core.shards import shard_of
 from sync_pipelines.defs.bakalari.accounts import MALFORMED, SchoolReading, StudentReading
 from sync_pipelines.defs.bakalari.answers import ClassInfo, SubjectInfo, TeacherInfo, class_grade
 from sync_pipelines.defs.bakalari.edurpg import EduRpgSnapshot, VanishedEntity, new_id
 from sync_pipelines.sync.plan import Skip
+from sync_pipelines.sync.shards import shard_of
 
 REF = "ref"  # the record's "ExternalRef" as {"internalId", "metadata"}; compared like any other field
 PLACEHOLDER_EMAIL_DOMAIN = "bakalari.local"

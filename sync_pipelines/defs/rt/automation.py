@@ -7,16 +7,17 @@ from collections import defaultdict
 import dagster as dg
 
 from sync_pipelines.core.settings import env_text
-from sync_pipelines.core.shards import SHARD_KEYS, shard_of
 from sync_pipelines.defs.rt.jobs import rt_user_sync
 from sync_pipelines.defs.students.resources import StudentsDatabase
+from sync_pipelines.defs.systems import schedule_status, sensor_status
+from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
 
 rt_user_sync_daily = dg.ScheduleDefinition(
     name="rt_user_sync_daily",
     job=rt_user_sync,
     cron_schedule="0 1 * * *",
     execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=schedule_status("rt"),
     description="Every shard, nightly at 01:00 (the old cron's time).",
 )
 
@@ -39,7 +40,7 @@ def shard_digests(fingerprints: dict[str, tuple[str, str]]) -> dict[str, str]:
     name="students_changed",
     job=rt_user_sync,
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=sensor_status("rt"),
     description="Starts rt_user_sync for the shards whose students changed since the last look, so an edit "
     "reaches RT within minutes instead of the next night.",
 )

@@ -7,12 +7,13 @@ import dagster as dg
 import pandas as pd
 
 from sync_pipelines.core.errors import ConfigurationError
-from sync_pipelines.core.shards import SHARD_KEYS
-from sync_pipelines.defs.rt.assets import read_current, require_user_fields, rt_user_custom_fields
+from sync_pipelines.defs.rt.assets import rt_user_custom_fields
 from sync_pipelines.defs.rt.desired import desired_custom_fields
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
+from sync_pipelines.defs.rt.source import read_current, require_user_fields
 from sync_pipelines.defs.students.assets import students
 from sync_pipelines.sync.plan import plan_changes
+from sync_pipelines.sync.shards import SHARD_KEYS
 
 
 @dg.asset_check(

@@ -2,7 +2,9 @@
 
 python-rt's ``AsyncRt`` was considered: it has no retries, no rate limit and no call to list custom fields,
 and it would bring its own ``httpx`` client that the shared limits could not govern; three calls are simpler
-to write on the shared layer than to wrap.
+to write on the shared layer than to wrap. The token is the ``ApiClient``'s ``StaticToken`` strategy (see
+``resources.py``); the custom-field search pages with the shared paginator (``page``, ``per_page``, ``items``,
+``next_page``), bounded at ``MAX_PAGES``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ import re
 from typing import Any
 
 from sync_pipelines.core.http import ApiClient, ApiError
+from sync_pipelines.core.paging import PageNumberPaginator, collect
 
 # RT answers 200 even when it refuses a value; these message shapes are its refusals.
 REFUSAL = re.compile(r"could not|must match|invalid|not allowed|permission denied|failed", re.IGNORECASE)
+MAX_PAGES = 100  # 10,000 user custom fields: far beyond any real RT, so something is wrong
+CUSTOM_FIELD_PAGES = PageNumberPaginator(
+    items="items", next="next_page", page_size=("per_page", 100), max_pages=MAX_PAGES, items_required=False
+)
 
 
 class RtRecordError(Exception):
@@ -27,25 +34,27 @@ class RequestTrackerClient:
 
     async def user_custom_field_names(self) -> list[str]:
         """Names of every custom field that applies to users (LookupType ``RT::User``)."""
-        names: list[str] = []
-        page = 1
-        while True:
+
+        async def page(params: dict[str, Any]) -> Any:
             status, body = await self.api.request_json(
                 "POST",
                 "customfields",
-                params={"page": page, "per_page": 100, "fields": "Name,LookupType"},
+                params=params,
                 json_body=[{"field": "LookupType", "value": "RT::User"}],
             )
             if status != 200 or not isinstance(body, dict):
                 raise ApiError(
                     "RT", "POST", "customfields", f"HTTP {status}: {str(body)[:200]}", status=status
                 )
-            for item in body.get("items") or []:
-                if isinstance(item, dict) and item.get("Name"):
-                    names.append(str(item["Name"]))
-            if not body.get("next_page") or not body.get("items"):
-                return names
-            page += 1
+            return body
+
+        items = await collect(
+            CUSTOM_FIELD_PAGES,
+            page,
+            {"fields": "Name,LookupType"},
+            error=lambda message: ApiError("RT", "POST", "customfields", message),
+        )
+        return [str(item["Name"]) for item in items if isinstance(item, dict) and item.get("Name")]
 
     async def user_fields(self, user_id: str, fields: list[str]) -> dict[str, Any]:
         """Current values of ``fields`` for one user; a single-value field comes back as its value or None."""

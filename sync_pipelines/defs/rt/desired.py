@@ -6,8 +6,8 @@ from datetime import date
 
 import pandas as pd
 
-from sync_pipelines.core.shards import shard_of
 from sync_pipelines.sync.plan import Skip
+from sync_pipelines.sync.shards import shard_of
 
 
 def school_year_end(today: date) -> int:

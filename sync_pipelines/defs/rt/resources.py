@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from sync_pipelines.core.auth import StaticToken
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.settings import api_limits, env_text
 from sync_pipelines.defs.rt.client import RequestTrackerClient
@@ -64,8 +65,9 @@ class RequestTrackerResource(dg.ConfigurableResource):
             limits,
             credential_variables="RT_TOKEN (and RT_URL)",
             secrets=[self.token],
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            headers={"Content-Type": "application/json"},
             logger=log,
+            auth=StaticToken(self.token, scheme="token"),
         )
         async with api:
             yield RequestTrackerClient(api)

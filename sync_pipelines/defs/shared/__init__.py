@@ -1,1 +1,1 @@
-"""Resources and helpers every domain uses: the sync state database and the sync asset runner."""
+"""What every domain shares: the sync state database resource, its IO manager, and the sync asset decorator."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from sync_pipelines.core.shards import SHARDS
+from sync_pipelines.sync.shards import SHARDS
 
 
 def sync_asset(

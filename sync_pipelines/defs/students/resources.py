@@ -48,14 +48,3 @@ class StudentsDatabase(dg.ConfigurableResource):
         )
         with engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
-
-    def fingerprints(self) -> dict[str, str]:
-        """``{student id: digest of the synced columns}``: what the ``students_changed`` sensor compares."""
-        import hashlib
-
-        return {
-            str(row["student_id"]): hashlib.sha1(
-                repr((row["grade"], row["rt_user_id"])).encode(), usedforsecurity=False
-            ).hexdigest()[:12]
-            for row in self.read_rows()
-        }

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from sync_pipelines.core.settings import env_text
+from sync_pipelines.defs.systems import schedule_status
 from sync_pipelines.defs.user_kinds.jobs import user_kind_sync
 
 user_kind_sync_daily = dg.ScheduleDefinition(
@@ -10,6 +11,6 @@ user_kind_sync_daily = dg.ScheduleDefinition(
     job=user_kind_sync,
     cron_schedule="0 3 * * *",
     execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=schedule_status("user_kinds"),
     description="Every shard, daily at 03:00 in SYNC_TIMEZONE.",
 )

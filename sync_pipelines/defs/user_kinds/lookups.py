@@ -1,9 +1,8 @@
 """The lookup phase: every user's email asked of Portail DF, as many at once as the resource allows.
 
-A fixed pool of workers pulls users from a shared queue, so every slot stays busy until the last user, with
-no batch boundaries to wait at. There are twice as many workers as requests allowed in flight: while one worker
-reads an answer, another already waits at the client's semaphore to take the free slot (the semaphore, not the
-worker count, is what bounds requests in flight). Progress goes to the log every tenth of the
+A fixed pool of workers, one per request allowed in flight (``max_concurrency``), pulls users from a shared
+queue, so every slot stays busy until the last user, with no batch boundaries to wait at; the client's
+semaphore, not the worker count, is what bounds requests in flight. Progress goes to the log every tenth of the
 work or every few seconds (``lookups 1500/5000 (30%), 310/s``), like the seed's progress bar.
 """
 
@@ -22,7 +21,6 @@ from sync_pipelines.defs.user_kinds.database import ZlvUser
 from sync_pipelines.defs.user_kinds.mapping import LookupOutcome, select_outcome
 
 PROGRESS_EVERY_SECONDS = 5.0
-WORKERS_PER_SLOT = 2
 
 
 @dataclass

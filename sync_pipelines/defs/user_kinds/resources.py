@@ -10,7 +10,12 @@ from pydantic import Field
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.settings import api_limits, env_text
-from sync_pipelines.defs.user_kinds.client import AUTH_VERSIONS, CREDENTIAL_VARIABLES, PortailDfClient
+from sync_pipelines.defs.user_kinds.client import (
+    AUTH_VERSIONS,
+    CREDENTIAL_VARIABLES,
+    PortailDfClient,
+    portaildf_auth,
+)
 from sync_pipelines.defs.user_kinds.database import ZlvUsers
 
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -57,6 +62,7 @@ class PortailDfResource(dg.ConfigurableResource):
             self.timeout_seconds,
             self.max_attempts,
         )
+        auth = portaildf_auth(self.version(), self.username, self.password)
         api = ApiClient(
             "Portail DF",
             self.api_url.strip(),
@@ -65,9 +71,10 @@ class PortailDfResource(dg.ConfigurableResource):
             secrets=[self.password],
             headers={"Accept": "application/json"},
             logger=log,
+            auth=auth,
         )
         async with api:
-            portaildf = PortailDfClient(api, self.version(), self.username, self.password)
+            portaildf = PortailDfClient(api, auth)
             await portaildf.login()
             yield portaildf
 

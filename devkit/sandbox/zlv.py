@@ -10,20 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from sync_pipelines.core.database import create_database_engine, is_postgresql
-from sync_pipelines.sandbox.portaildf import (
+from devkit.sandbox.portaildf import (
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
     SampleZlvUser,
     generate_portaildf_sample,
 )
-
-if TYPE_CHECKING:
-    from sync_pipelines.demo import DemoSetup
+from devkit.sandbox.server import DemoSetup, SandboxProcess
+from sync_pipelines.core.database import create_database_engine, is_postgresql
 
 SETTING = "ZLV_DATABASE_URL"
 PLACEHOLDER_PASSWORD = "$2b$10$sandboxsandboxsandboxsandboxsandboxsandboxsandboxsa"
@@ -109,13 +106,11 @@ def seed_zlv(url: str, users: Iterable[SampleZlvUser]) -> sa.Engine:
 
 
 def demo_setup(home: Path, size: int) -> DemoSetup:
-    """A Portail DF sandbox (v2 auth) and a SQLite ZLV database holding the same sample's users."""
-    from sync_pipelines.demo import DemoSetup
-    from sync_pipelines.sandbox.server import SandboxProcess
-
+    """A Portail DF sandbox (v2 auth, started) and a SQLite ZLV database holding the same sample's users."""
     zlv_url = f"sqlite:///{home / 'zlv.sqlite'}"
     seed_zlv(zlv_url, generate_portaildf_sample(size).users)
     portaildf = SandboxProcess("portaildf", ["--size", str(size), "--latency-ms", "5"])
+    portaildf.start()  # before its URL goes into the environment: start() may move it to another port
     return DemoSetup(
         [portaildf],
         {

@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from sync_pipelines.sandbox.sample_data import GRADES, generate_students
-from sync_pipelines.sandbox.server import Knobs, SandboxApp
+from devkit.sandbox.sample_data import GRADES, generate_students
+from devkit.sandbox.server import Knobs, SandboxApp
 
 API_PREFIX = "/REST/2.0"
 USER_LOOKUP_TYPE = "RT::User"

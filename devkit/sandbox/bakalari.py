@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sync_pipelines.sandbox.server import Knobs, SandboxApp, dumps
+from devkit.sandbox.server import Knobs, SandboxApp, dumps
 
 CLIENT_ID = "ANDR"
 API_VERSION = "3.27.0"

@@ -34,32 +34,33 @@ from typing import Any
 
 from aiohttp import web
 
-from sync_pipelines.sandbox.sample_data import FIRST_NAMES, LAST_NAMES
-from sync_pipelines.sandbox.server import Knobs, SandboxApp, dumps
+from devkit.sandbox.sample_data import FIRST_NAMES, LAST_NAMES
+from devkit.sandbox.server import Knobs, SandboxApp, dumps
+from sync_pipelines.defs.user_kinds.mapping import (  # the product's mapping: the stand-in never restates it
+    AMBIGUOUS,
+    KINDS,
+    NOT_FOUND,
+    kind_for,
+    normalise_email,
+)
 
 DEFAULT_USERNAME = "zlv-sync"
 DEFAULT_PASSWORD = "portaildf-password"
 PAGE_SIZE = 50
 AUTH_VERSIONS = ("v1", "v2", "both")
 
-KIND_PRESTATAIRE = "prestataire"
-KIND_GESTIONNAIRE = "gestionnaire"
-KIND_BOTH = "prestataire, gestionnaire"
-KIND_NONE = "aucun"
-KINDS = (KIND_PRESTATAIRE, KIND_GESTIONNAIRE, KIND_BOTH, KIND_NONE)
-
-# Expected outcomes that are not a kind: the sync must leave ``users.kind`` unchanged for these.
-NOT_FOUND = "not_found"  # no Portail DF record has exactly this email (other records may contain it)
-AMBIGUOUS = "ambiguous"  # two or more records have exactly this email (case-insensitively)
+# Expected outcomes that are not a kind: the sync must leave ``users.kind`` unchanged for these. NOT_FOUND
+# (no record has exactly this email, other records may contain it) and AMBIGUOUS (two or more records have
+# exactly this email, case-insensitively) are the product's own names, imported above.
 NO_EMAIL = "no_email"  # the ZLV email is NULL or blank: nothing to look up
 INVALID = "invalid"  # the one matching record has a missing or non-boolean flag (only after a fault hook)
 OUTCOMES = (NOT_FOUND, AMBIGUOUS, NO_EMAIL, INVALID)
 
+# The flags behind each kind: the inverse of the product's mapping (``kind_for``), not a second copy of it.
 FLAGS_BY_KIND: dict[str, tuple[bool, bool]] = {
-    KIND_PRESTATAIRE: (True, False),
-    KIND_GESTIONNAIRE: (False, True),
-    KIND_BOTH: (True, True),
-    KIND_NONE: (False, False),
+    kind_for(exterieur, gestionnaire): (exterieur, gestionnaire)
+    for exterieur in (True, False)
+    for gestionnaire in (False, True)
 }
 # How common each (exterieur, gestionnaire) combination is among found users.
 FLAG_WEIGHTS: dict[tuple[bool, bool], float] = {
@@ -73,22 +74,6 @@ PLUS_TAGS = ("test", "zlv", "dev")
 # Prefixes that make another account's email contain a user's email ("jo" + "anna..." = "joanna...").
 CONTAINER_PREFIXES = ("jo", "old.", "ext-", "marie-")
 SAMPLE_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
-
-
-def kind_for(exterieur: bool, gestionnaire: bool) -> str:
-    """The seed's mapping from Portail DF flags to ``users.kind``."""
-    if exterieur and gestionnaire:
-        return KIND_BOTH
-    if exterieur:
-        return KIND_PRESTATAIRE
-    if gestionnaire:
-        return KIND_GESTIONNAIRE
-    return KIND_NONE
-
-
-def normalise_email(email: str) -> str:
-    """How Portail DF stores an email and how a lookup result must be compared with the ZLV address."""
-    return email.strip().lower()
 
 
 def record_kind(record: dict[str, Any]) -> str:

@@ -1,5 +1,8 @@
 """A throwaway PostgreSQL server for tests and benchmarks, started from the server binaries on a free port.
 
+Each pytest-xdist worker starts its own (unique temporary directory, port from the OS, another port if that
+one was taken meanwhile) and stops it at the end of its session.
+
 PostgreSQL refuses to run as root, so as root the server runs as the unprivileged ``postgres`` OS user (created
 when missing) that owns the data directory. Durability is switched off: the data dies with the process anyway.
 """
@@ -18,9 +21,11 @@ from pathlib import Path
 
 import psycopg
 
-from sync_pipelines.sandbox.server import free_port
+from devkit.sandbox.server import free_port
 
 OS_USER = "postgres"
+# How many free ports to try when the chosen one was taken before the server could bind it.
+BIND_ATTEMPTS = 5
 
 
 def find_server_binaries() -> Path:
@@ -68,13 +73,24 @@ class PostgresServer:
         self._run(
             "initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-locale"
         )
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB"
-        )
-        self._run(
-            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start"
-        )
+        for attempt in range(BIND_ATTEMPTS):
+            options = (
+                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB"
+            )
+            log = self.root / "server.log"
+            started = self._run(
+                "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(log), "-w", "start", check=False
+            )
+            if started.returncode == 0:
+                break
+            output = (
+                started.stdout + started.stderr + (log.read_text(errors="replace") if log.exists() else "")
+            )
+            if "already in use" not in output or attempt == BIND_ATTEMPTS - 1:
+                raise RuntimeError(f"PostgreSQL did not start on port {self.port}: {output[-2000:]}")
+            # Another process (e.g. another pytest-xdist worker) took the port since free_port() chose it.
+            self.port = free_port()
         deadline = time.monotonic() + 30
         while True:
             try:

@@ -1,26 +1,27 @@
-"""Command line: ``python -m sync_pipelines.sandbox {rt,bakalari,portaildf} --port 8081 --size 2000 --latency-ms 30``."""
+"""Command line: ``python -m devkit.sandbox {rt,bakalari,portaildf} --port 8081 --size 2000 --latency-ms 30``."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 
-from sync_pipelines.sandbox.server import Knobs, serve_forever
+from devkit.sandbox.bakalari import BakalariSandbox
+from devkit.sandbox.portaildf import PortailDfSandbox
+from devkit.sandbox.rt import RequestTrackerSandbox
+from devkit.sandbox.server import Knobs, free_port, serve_forever
 
-SYSTEMS = {
-    "rt": "sync_pipelines.sandbox.rt:RequestTrackerSandbox",
-    "bakalari": "sync_pipelines.sandbox.bakalari:BakalariSandbox",
-    "portaildf": "sync_pipelines.sandbox.portaildf:PortailDfSandbox",
+SYSTEMS: dict[str, type] = {
+    "rt": RequestTrackerSandbox,
+    "bakalari": BakalariSandbox,
+    "portaildf": PortailDfSandbox,
 }
 
 
 def sandbox_class(system: str) -> type:
-    module_name, class_name = SYSTEMS[system].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return SYSTEMS[system]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sync_pipelines.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devkit.sandbox", description=__doc__)
     parser.add_argument("system", choices=sorted(SYSTEMS))
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: pick a free one)")
     parser.add_argument("--size", type=int, default=100, help="how many sample records to seed")
@@ -45,8 +46,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     sandbox = sandbox_class(args.system).from_sample(size=args.size, seed=args.seed, knobs=knobs)
     if args.port == 0:
-        from sync_pipelines.sandbox.server import free_port
-
         args.port = free_port()
     print(f"{args.system} sandbox on http://127.0.0.1:{args.port}", flush=True)
     serve_forever(sandbox, args.port)

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
+from devkit.sandbox.sample_data import SampleStudent
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.sandbox.sample_data import SampleStudent
 
 
 def students_table(schema: str) -> sa.Table:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
+import os
 import random
 import socket
 import subprocess
@@ -19,13 +21,19 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import httpx
 from aiohttp import web
 
 ADMIN_PREFIX = "/_sandbox"
+# The directory holding the ``devkit`` package: subprocesses running ``python -m devkit...`` need it on their path.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# How many times a server asks for another free port when the one it was given was taken in the meantime
+# (another pytest-xdist worker may bind the same port between ``free_port`` closing it and the server binding it).
+BIND_ATTEMPTS = 5
 
 
 @dataclass
@@ -241,14 +249,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def devkit_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's environment) with the repository root first on ``PYTHONPATH``."""
+    env = dict(os.environ if env is None else env)
+    paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+@dataclass
+class DemoSetup:
+    """What one job of the demo needs: sandbox servers (started) and environment variables pointing at them."""
+
+    sandboxes: list[SandboxProcess] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
 class ThreadedSandbox(SandboxHandle):
     """Runs a sandbox app on 127.0.0.1 in a background thread with its own event loop (for tests)."""
 
     def __init__(self, sandbox: SandboxApp, port: int = 0) -> None:
         self.sandbox = sandbox
+        self._fixed_port = bool(port)
         self._port = port or free_port()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
+        self._error: BaseException | None = None
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._serve, name=f"sandbox-{sandbox.system}", daemon=True)
         super().__init__(f"http://127.0.0.1:{self._port}")
@@ -257,8 +283,20 @@ class ThreadedSandbox(SandboxHandle):
         asyncio.set_event_loop(self._loop)
         self._runner = web.AppRunner(self.sandbox.app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=1024)
-        self._loop.run_until_complete(site.start())
+        for attempt in range(BIND_ATTEMPTS):
+            site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=1024)
+            try:
+                self._loop.run_until_complete(site.start())
+                break
+            except OSError as error:
+                if self._fixed_port or error.errno != errno.EADDRINUSE or attempt == BIND_ATTEMPTS - 1:
+                    self._error = error
+                    self._ready.set()
+                    self._loop.run_until_complete(self._runner.cleanup())
+                    self._loop.close()
+                    return
+                self._port = free_port()  # taken since free_port() chose it: ask for another
+                self.url = f"http://127.0.0.1:{self._port}"
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self._runner.cleanup())
@@ -268,10 +306,12 @@ class ThreadedSandbox(SandboxHandle):
         self._thread.start()
         if not self._ready.wait(30):
             raise RuntimeError(f"the {self.sandbox.system} sandbox did not start")
+        if self._error is not None:
+            raise RuntimeError(f"the {self.sandbox.system} sandbox could not listen: {self._error}")
         return self
 
     def stop(self) -> None:
-        if self._thread.is_alive():
+        if self._thread.is_alive() and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(30)
 
@@ -283,11 +323,12 @@ class ThreadedSandbox(SandboxHandle):
 
 
 class SandboxProcess(SandboxHandle):
-    """Runs a sandbox in its own process (``python -m sync_pipelines.sandbox``), as the demo and benchmarks do,
+    """Runs a sandbox in its own process (``python -m devkit.sandbox``), as the demo and benchmarks do,
     so that the server's CPU does not compete with the client being measured."""
 
     def __init__(self, system: str, args: list[str] | None = None, port: int = 0) -> None:
         self.system = system
+        self._fixed_port = bool(port)
         self._port = port or free_port()
         self._args = args or []
         self._process: subprocess.Popen[bytes] | None = None
@@ -296,25 +337,34 @@ class SandboxProcess(SandboxHandle):
         super().__init__(f"http://127.0.0.1:{self._port}")
 
     def start(self, timeout: float = 60) -> SandboxProcess:
-        command = [
-            sys.executable,
-            "-m",
-            "sync_pipelines.sandbox",
-            self.system,
-            "--port",
-            str(self._port),
-            *self._args,
-        ]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        for attempt in range(BIND_ATTEMPTS):
+            error = self._start_once(timeout)
+            if error is None:
+                return self
+            taken = "address already in use" in error.lower() or f"errno {errno.EADDRINUSE}" in error.lower()
+            if self._fixed_port or not taken or attempt == BIND_ATTEMPTS - 1:
+                raise RuntimeError(f"the {self.system} sandbox exited: {error}")
+            # Another process took the port since free_port() chose it: ask for another one.
+            self._port = free_port()
+            self.url = f"http://127.0.0.1:{self._port}"
+            self._stderr.seek(0)
+            self._stderr.truncate()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> str | None:
+        """Start the server; None once it answers, or its error output when it exited."""
+        command = [sys.executable, "-m", "devkit.sandbox", self.system, "--port", str(self._port), *self._args]
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=self._stderr, env=devkit_env(), cwd=REPO_ROOT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 self._stderr.seek(0)
-                error = self._stderr.read().decode(errors="replace")[-2000:]
-                raise RuntimeError(f"the {self.system} sandbox exited: {error.strip()}")
+                return self._stderr.read().decode(errors="replace")[-2000:].strip()
             try:
                 self.stats()
-                return self
+                return None
             except httpx.HTTPError:
                 time.sleep(0.1)
         self.stop()

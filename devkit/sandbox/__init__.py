@@ -3,6 +3,6 @@
 They stand in for the real systems in tests, in the demo and in the benchmarks, over real HTTP on 127.0.0.1.
 """
 
-from sync_pipelines.sandbox.server import Knobs, SandboxApp, SandboxHandle, SandboxProcess, ThreadedSandbox
+from devkit.sandbox.server import Knobs, SandboxApp, SandboxHandle, SandboxProcess, ThreadedSandbox
 
 __all__ = ["Knobs", "SandboxApp", "SandboxHandle", "SandboxProcess", "ThreadedSandbox"]

@@ -1,6 +1,6 @@
 """The embedded default: run the sync jobs against local sandbox servers and SQLite databases, no accounts needed.
 
-``./dev demo`` (or ``python -m sync_pipelines.demo``) starts the sandbox servers on 127.0.0.1, seeds sample
+``./dev demo`` (or ``python -m devkit.demo`` from the repository root) starts the sandbox servers on 127.0.0.1, seeds sample
 databases under ``.dagster_home/demo``, and runs each job with ``dagster job execute`` exactly as an operator
 would. ``--keep-running`` leaves the servers up and prints the environment to use them with ``dagster dev``.
 """
@@ -8,57 +8,45 @@ would. ``--keep-running`` leaves the servers up and prints the environment to us
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from devkit.sandbox import edurpg, zlv
+from devkit.sandbox.databases import seed_students
+from devkit.sandbox.rt import DEFAULT_TOKEN
+from devkit.sandbox.sample_data import generate_students
+from devkit.sandbox.server import DemoSetup, SandboxProcess
 from sync_pipelines.core.job_command import job_execute_command
-from sync_pipelines.sandbox.server import SandboxProcess
 
 DEMO_HOME = Path(".dagster_home") / "demo"
 
 
-@dataclass
-class DemoSetup:
-    """What one job needs: sandbox servers to start and environment variables pointing at them."""
-
-    sandboxes: list[SandboxProcess] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-
-
 def setup_rt(home: Path, size: int) -> DemoSetup:
-    from sync_pipelines.sandbox.databases import seed_students
-    from sync_pipelines.sandbox.rt import DEFAULT_TOKEN
-    from sync_pipelines.sandbox.sample_data import generate_students
-
+    """An RT sandbox (started) and a SQLite students database in the legacy schema."""
     students_url = f"sqlite:///{home / 'students.sqlite'}"
     seed_students(students_url, generate_students(size), schema="legacy")
     rt = SandboxProcess("rt", ["--size", str(size), "--latency-ms", "5"])
+    rt.start()  # before its URL goes into the environment: start() may move it to another port
     return DemoSetup(
         [rt], {"STUDENTS_DATABASE_URL": students_url, "RT_URL": rt.url, "RT_TOKEN": DEFAULT_TOKEN}
     )
 
 
-# job name -> how to prepare its sandbox servers and databases ("module:function" for the other domains)
-JOBS: dict[str, Callable[[Path, int], DemoSetup] | str] = {
+# job name -> how to prepare (and start) its sandbox servers and databases
+JOBS: dict[str, Callable[[Path, int], DemoSetup]] = {
     "rt_user_sync": setup_rt,
-    "bakalari_sync": "sync_pipelines.sandbox.edurpg:demo_setup",
-    "user_kind_sync": "sync_pipelines.sandbox.zlv:demo_setup",
+    "bakalari_sync": edurpg.demo_setup,
+    "user_kind_sync": zlv.demo_setup,
 }
 
 
 def setup_for(job: str) -> Callable[[Path, int], DemoSetup]:
-    target = JOBS[job]
-    if callable(target):
-        return target
-    module_name, function = target.split(":")
-    return getattr(importlib.import_module(module_name), function)
+    return JOBS[job]
 
 
 def run_job(job: str, env: dict[str, str]) -> int:
@@ -79,7 +67,7 @@ def run_job(job: str, env: dict[str, str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sync_pipelines.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devkit.demo", description=__doc__)
     parser.add_argument("--job", choices=sorted(JOBS), action="append", help="job(s) to run (default: all)")
     parser.add_argument("--size", type=int, default=200, help="sample records per system")
     parser.add_argument("--keep-running", action="store_true", help="leave the sandbox servers running")
@@ -90,12 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"}
     env.pop("SYNC_STATE_DATABASE_URL", None)
-    setups = {job: setup_for(job)(home, args.size) for job in (args.job or list(JOBS))}
-    sandboxes = [sandbox for setup in setups.values() for sandbox in setup.sandboxes]
+    setups: dict[str, DemoSetup] = {}
     failures = 0
     try:
-        for sandbox in sandboxes:
-            sandbox.start()
+        for job in args.job or list(JOBS):
+            setups[job] = setup_for(job)(home, args.size)
         for job, setup in setups.items():
             failures += run_job(job, {**env, **setup.env}) != 0
         print(f"\nrun history and the sync state are under {home}")
@@ -114,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for sandbox in sandboxes:
-            sandbox.stop()
+        for setup in setups.values():
+            for sandbox in setup.sandboxes:
+                sandbox.stop()
     return 1 if failures else 0
 
 

@@ -15,25 +15,22 @@ row per student with ``"bakalariId"`` and their Bakaláři refresh token in ``"b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sync_pipelines.core.database import create_database_engine, is_postgresql
-from sync_pipelines.defs.bakalari.edurpg import SETTING, klass, new_id, system_log, user, utc_now
-from sync_pipelines.sandbox.bakalari import (
+from devkit.sandbox.bakalari import (
     OPERATOR_PASSWORD,
     OPERATOR_USERNAME,
     SampleSchool,
     generate_school,
 )
-
-if TYPE_CHECKING:
-    from sync_pipelines.demo import DemoSetup
+from devkit.sandbox.server import DemoSetup, SandboxProcess
+from sync_pipelines.core.database import create_database_engine, is_postgresql
+from sync_pipelines.defs.bakalari.edurpg import SETTING, klass, new_id, system_log, user, utc_now
 
 INSERT_CHUNK = 5_000
-DEMO_SEED = 7  # the seed ``python -m sync_pipelines.sandbox bakalari`` uses by default
+DEMO_SEED = 7  # the seed ``python -m devkit.sandbox bakalari`` uses by default
 
 # What ``prisma migrate`` generates for the schema's tables the sync touches, plus three game tables.
 POSTGRESQL_DDL = [
@@ -347,15 +344,13 @@ def system_log_messages(engine: Engine) -> list[tuple[str, str]]:
 
 
 def demo_setup(home: Path, size: int) -> DemoSetup:
-    """A Bakaláři sandbox holding the sample school and a SQLite EduRPG whose students logged in with it."""
-    from sync_pipelines.demo import DemoSetup
-    from sync_pipelines.sandbox.server import SandboxProcess
-
+    """A Bakaláři sandbox (started) holding the sample school and a SQLite EduRPG whose students logged in with it."""
     edurpg_url = f"sqlite:///{home / 'edurpg.sqlite'}"
     seed_edurpg(edurpg_url, generate_school(size, DEMO_SEED), login_classes=True)
     bakalari = SandboxProcess(
         "bakalari", ["--size", str(size), "--seed", str(DEMO_SEED), "--latency-ms", "5"]
     )
+    bakalari.start()  # before its URL goes into the environment: start() may move it to another port
     return DemoSetup(
         [bakalari],
         {

@@ -1,0 +1,1 @@
+"""Development kit: stand-in servers, sample data, the demo and the PostgreSQL harness. Not installed with the product."""

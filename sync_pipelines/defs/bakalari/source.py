@@ -1,0 +1,256 @@
+"""The Bakaláři sync as a source for the engine: the school as Bakaláři shows it, EduRPG's rows as they are.
+
+Reading: the operator account's lookups (once per run, every shard); the run's shards' student accounts,
+concurrently, each token rotated and committed first; EduRPG's rows, all at the same time. A batch is written
+in one transaction (``writer``). Vanished entities are reported in ``"SystemLog"``, never deleted. A real run is
+bracketed by ``sync_start`` and ``sync_ok``/``sync_fail`` rows in ``"SystemLog"``; a dry run writes none.
+Rotated refresh tokens are stored in every run, dry runs included: a token rotated and not stored is lost, and
+the student would have to log in again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+
+from sync_pipelines.core.redaction import Redactor
+from sync_pipelines.defs.bakalari.accounts import (
+    FAILING_CATEGORIES,
+    NEEDS_LOGIN,
+    OperatorSession,
+    StudentReading,
+    TokenStore,
+    read_school,
+    read_students,
+)
+from sync_pipelines.defs.bakalari.client import BakalariClient
+from sync_pipelines.defs.bakalari.desired import DesiredEntities, build_desired, kind_of, record_shard
+from sync_pipelines.defs.bakalari.edurpg import EduRpgStore, VanishedEntity
+from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
+from sync_pipelines.defs.bakalari.writer import EntityWriter
+from sync_pipelines.sync.plan import Action, PlannedRecord, Skip, Value
+from sync_pipelines.sync.report import PREVIEW_ROWS
+from sync_pipelines.sync.shards import SHARD_COUNT, shard_of
+from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
+
+TARGET = "bakalari_entities"
+DEFAULT_BATCH_SIZE = 500
+# Student accounts opened at once per request slot: enough to keep every slot busy while tokens are committed.
+ACCOUNTS_PER_SLOT = 3
+PLURALS = {"Class": "classes", "Subject": "subjects", "User": "users", "Enrollment": "enrollments"}
+
+
+def _shards_label(shards: frozenset[str]) -> str:
+    return "all" if len(shards) == SHARD_COUNT else ",".join(sorted(shards))
+
+
+class BakalariSource(SyncSource):
+    target = TARGET
+    default_batch_size = DEFAULT_BATCH_SIZE
+    remembers_written = False
+
+    def __init__(self, bakalari: BakalariResource, edurpg_database: EduRpgDatabase) -> None:
+        self.bakalari = bakalari
+        self.edurpg_database = edurpg_database
+        self.store: EduRpgStore | None = None
+        self.client: BakalariClient | None = None
+        self.entities = DesiredEntities()
+        self.readings: list[StudentReading] = []
+        self.writer: EntityWriter | None = None
+        self.requests = self.retries = 0
+        self.students_seconds = 0.0
+        self.started_at = ""
+        self.started_monotonic = 0.0
+        self.vanished_reported: list[VanishedEntity] = []
+
+    def shard_of(self, key: str) -> str:
+        return record_shard(key)
+
+    def settles(self, scope: RunScope) -> bool:
+        # EduRPG's rows are read whole, but only a complete run has read every account whose rows may be in flight.
+        return scope.complete
+
+    @contextlib.asynccontextmanager
+    async def session(self, scope: RunScope) -> AsyncIterator[None]:
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        self.started_monotonic = time.monotonic()
+        self.store = self.edurpg_database.store()
+        yield
+
+    async def started(self, scope: RunScope) -> None:
+        assert self.store is not None
+        self.store.log_event(
+            "INFO",
+            "sync_start",
+            scope.run_id,
+            {"shards": _shards_label(scope.shards), "startedAt": self.started_at},
+        )
+
+    async def read_desired(self, scope: RunScope) -> Desired:
+        store = self.store
+        assert store is not None
+        async with self.bakalari.client(scope.log) as client:
+            operator = OperatorSession(client, self.bakalari.username, self.bakalari.password)
+            await operator.login()  # refused: the run ends here, before any student account is touched
+            accounts = scope.config.take(
+                [a for a in store.student_accounts() if shard_of(a.bakalari_id) in scope.shards]
+            )
+            tokens = TokenStore(store, self.edurpg_database.token_workers())
+            in_flight = client.api.limits.max_concurrency * ACCOUNTS_PER_SLOT
+            try:
+                # The operator's lookups, the students' accounts and EduRPG's rows are read at the same time. Every
+                # student read runs to its end even if another part fails: stopping one mid-refresh could lose a token.
+                outcomes = await asyncio.gather(
+                    read_school(operator),
+                    read_students(client, accounts, tokens, in_flight),
+                    asyncio.to_thread(store.snapshot),
+                    return_exceptions=True,
+                )
+            finally:
+                tokens.close()
+                self.requests, self.retries = client.api.requests_made, client.api.retries
+        for failed in outcomes:
+            if isinstance(failed, BaseException):
+                raise failed
+        school, (self.readings, self.students_seconds), snapshot = outcomes
+        scope.log.info(
+            f"operator account: {len(school.lookups.classes)} classes, {len(school.lookups.groups)} groups, "
+            f"{len(school.lookups.subjects)} subjects, {len(school.lookups.teachers)} teachers; "
+            f"{len(accounts)} student account(s) read in {self.students_seconds:.1f} s; {self.requests} requests; "
+            f"{tokens.saved} rotated token(s) committed to EduRPG"
+        )
+        self.entities = entities = build_desired(school, self.readings, snapshot)
+        self._warn(scope)
+        account_skips = [Skip(r.key, r.category, r.reason or "") for r in self.readings if r.category]
+        failing = {
+            r.key: f"{r.category}: {r.reason}" for r in self.readings if r.category in FAILING_CATEGORIES
+        }
+        return Desired(dict(entities.desired), [*account_skips, *entities.skips], failing)
+
+    def _warn(self, scope: RunScope) -> None:
+        needs_login = self.needs_login
+        if needs_login:
+            scope.log.warning(
+                f"{len(needs_login)} student(s) must log in to EduRPG again (their Bakaláři token no longer "
+                f"works); skipped, nothing deleted: {', '.join(needs_login[:20])}"
+            )
+        if self.entities.vanished:
+            scope.log.warning(
+                f"{len(self.entities.vanished)} entit(ies) are gone from Bakaláři and kept in EduRPG"
+                + ("" if scope.dry_run else "; new ones are reported in SystemLog")
+            )
+
+    async def read_current(self, keys: list[str]) -> Current:
+        current = self.entities.current
+        values: dict[str, dict[str, Value] | None] = {key: current.get(key) for key in keys}
+        return Current(values)
+
+    def write(self, batch: list[PlannedRecord]) -> dict[str, str]:
+        if self.writer is None:
+            assert self.store is not None
+            self.writer = EntityWriter(self.store.engine, self.entities.depends_on)
+        return self.writer(batch)
+
+    async def applied(self, scope: RunScope, outcome: Any) -> None:
+        assert self.store is not None
+        self.vanished_reported = self.store.report_vanished(
+            self.entities.vanished, scope.run_id, include_reported=scope.config.full_refresh
+        )
+        details = {
+            **self.summary(outcome),
+            "startedAt": self.started_at,
+            "shards": _shards_label(scope.shards),
+        }
+        failures = outcome.result.failure_list()
+        if failures:
+            details["error"] = f"{len(failures)} record(s) could not be synced; the next run retries them"
+            details["failed"] = [{"record": key, "reason": reason[:300]} for key, reason in failures[:50]]
+            self.store.log_event("ERROR", "sync_fail", scope.run_id, details)
+        else:
+            self.store.log_event("INFO", "sync_ok", scope.run_id, details)
+
+    async def stopped(self, scope: RunScope, error: BaseException) -> None:
+        if self.store is None:
+            return
+        self.store.log_event(
+            "ERROR",
+            "sync_fail",
+            scope.run_id,
+            {
+                "error": Redactor([self.bakalari.password])(f"{type(error).__name__}: {error}")[:2000],
+                "durationMs": round((time.monotonic() - self.started_monotonic) * 1000),
+                "startedAt": self.started_at,
+            },
+        )
+
+    # -- figures -------------------------------------------------------------------------------------------
+    @property
+    def needs_login(self) -> list[str]:
+        return [r.account.bakalari_id for r in self.readings if r.category == NEEDS_LOGIN]
+
+    @property
+    def rows_written(self) -> Counter[str]:
+        return self.writer.rows_written if self.writer is not None else Counter()
+
+    def entity_counts(self, outcome: Any) -> dict[str, int]:
+        """EduRPG's own result names: ``classesCreated``, ``classesUpdated``, ``usersCreated``, ..."""
+        failures = outcome.failures
+        counts = {f"{plural}{verb}": 0 for plural in PLURALS.values() for verb in ("Created", "Updated")}
+        if outcome.result is None:
+            return counts
+        for record in outcome.plan.to_write:
+            if record.key in failures:
+                continue
+            verb = "Created" if record.action is Action.CREATE else "Updated"
+            counts[f"{PLURALS[kind_of(record.key)]}{verb}"] += 1
+        return counts
+
+    def summary(self, outcome: Any) -> dict[str, Any]:
+        """What ``sync_ok`` / ``sync_fail`` carry besides ``runId``."""
+        vanished = self.entities.vanished
+        return {
+            **self.entity_counts(outcome),
+            "studentsRead": sum(1 for reading in self.readings if reading.ok),
+            "studentsNeedingLogin": len(self.needs_login),
+            "skipped": outcome.plan.skip_counts(),
+            "vanished": len(vanished),
+            "vanishedNew": sum(1 for entity in vanished if not entity.already_reported),
+            "rowsWritten": sum(self.rows_written.values()),
+            "requests": self.requests,
+            "durationMs": round(outcome.seconds * 1000),
+        }
+
+    def metadata(self, outcome: Any) -> dict[str, Any]:
+        numeric = {
+            "requests_made": self.requests,
+            "retries": self.retries,
+            "students_read": sum(1 for reading in self.readings if reading.ok),
+            "students_needing_login": len(self.needs_login),
+            "token_rotations": sum(reading.rotations for reading in self.readings),
+            "vanished": len(self.entities.vanished),
+            "rows_written": sum(self.rows_written.values()),
+            "read_seconds": round(self.students_seconds, 3),
+            **self.entity_counts(outcome),
+        }
+        metadata: dict[str, Any] = {
+            name: dg.MetadataValue.float(value) if isinstance(value, float) else dg.MetadataValue.int(value)
+            for name, value in numeric.items()
+        }
+        metadata["needs_login_students"] = dg.MetadataValue.json(self.needs_login[:PREVIEW_ROWS])
+        if self.entities.vanished:
+            lines = ["| record | EduRPG id | name | reported since |", "| --- | --- | --- | --- |"]
+            lines += [
+                f"| {e.key} | {e.internal_id} | {e.name or ''} | {e.metadata.get('vanishedAt') or 'this run'} |"
+                for e in self.entities.vanished[:PREVIEW_ROWS]
+            ]
+            metadata["vanished_entities"] = dg.MetadataValue.md("\n".join(lines))
+        if outcome.settlement and outcome.result is not None:
+            metadata["settled_interrupted_changes"] = dg.MetadataValue.json(outcome.settlement.counts())
+        return metadata

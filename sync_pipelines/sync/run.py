@@ -1,0 +1,154 @@
+"""One sync run, start to end, for every domain: the engine's side of the ``SyncSource`` contract.
+
+The sequence is the same for all three syncs, so it lives here once:
+
+1. read what the target should hold (``read_desired``);
+2. read what it holds, for the records not remembered from earlier runs and for those an interrupted run left
+   in flight (``read_current``);
+3. plan, field by field; work out how the interrupted run's changes would be settled;
+4. a dry run stops here and writes nothing anywhere: the plan and the settlement are only shown;
+5. a real run settles the interrupted changes, applies the plan in batches (write-ahead, write, audit), and
+   reports; records that failed fail the run after everything else was written.
+
+``run_sync`` is the Dagster face of it (an asset's body is one line); ``execute`` runs without Dagster, which
+is what the benchmarks time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+
+from sync_pipelines.sync.apply import ApplyResult, apply_plan
+from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.plan import Action, Skip, SyncPlan, plan_changes
+from sync_pipelines.sync.report import DRY_RUN_TAG, SyncEvent, log_plan, report
+from sync_pipelines.sync.shards import selected_shards
+from sync_pipelines.sync.source import READ_FAILED, Current, Desired, RunScope, SyncSource
+from sync_pipelines.sync.state import Settlement, SyncStateStore
+
+
+@dataclass
+class SyncOutcome:
+    """Everything a run found and did; ``result`` is ``None`` for a dry run."""
+
+    target: str
+    plan: SyncPlan
+    desired: Desired
+    current: Current
+    settlement: Settlement
+    dry_run: bool
+    result: ApplyResult | None = None
+    read_seconds: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return self.result.failures if self.result is not None else {}
+
+
+async def execute(source: SyncSource, state: SyncStateStore, scope: RunScope) -> SyncOutcome:
+    """The whole run; the source's ``started``/``applied``/``stopped`` hooks bracket a real run only."""
+    async with source.session(scope):
+        if not scope.dry_run:
+            await source.started(scope)
+        try:
+            return await _run(source, state, scope)
+        except BaseException as error:
+            if not scope.dry_run:
+                await source.stopped(scope, error)
+            raise
+
+
+async def _run(source: SyncSource, state: SyncStateStore, scope: RunScope) -> SyncOutcome:
+    started = time.monotonic()
+    config, target, log = scope.config, source.target, scope.log
+    desired = await source.read_desired(scope)
+    if config.limit is not None and len(desired.skips) > config.limit:
+        # ``limit`` holds for the records left alone too: a ``limit: 10`` dry run lists ten of them, not all.
+        desired.skips = config.take(desired.skips)
+        kept = {skip.key for skip in desired.skips} | set(desired.records)
+        desired.failing = {key: reason for key, reason in desired.failing.items() if key in kept}
+    remembered = (
+        state.last_written(target, desired.records)
+        if source.remembers_written and not config.full_refresh
+        else {}
+    )
+    pending = state.pending(target)
+    settling = bool(pending) and source.settles(scope)
+    if pending and not settling:
+        log.info(
+            f"{target}: {sum(map(len, pending.values()))} change(s) an interrupted run left in flight wait for a "
+            "run over every shard, without limit, to settle them"
+        )
+    to_read = set(desired.records).difference(remembered)
+    if settling:
+        to_read.update(pending)
+    current = await source.read_current(sorted(to_read))
+    read_seconds = time.monotonic() - started
+    settlement = state.settlement(
+        target, {key: current.values[key] for key in pending if key in current.values} if settling else {}
+    )
+    read_skips = [
+        Skip(key, READ_FAILED, reason) for key, reason in current.failures.items() if key in desired.records
+    ]
+    plan = plan_changes(
+        target,
+        {key: values for key, values in desired.records.items() if key not in current.failures},
+        {**remembered, **current.values},
+        [*read_skips, *desired.skips],
+    )
+    outcome = SyncOutcome(
+        target, plan, desired, current, settlement, scope.dry_run, read_seconds=read_seconds
+    )
+    log_plan(log, plan, scope.dry_run, settlement)
+    if scope.dry_run:
+        outcome.seconds = time.monotonic() - started
+        return outcome
+    if settlement:
+        settled = state.settle(settlement, source.remembers_written)
+        log.warning(f"{target}: settled the changes an interrupted run left in flight: {settled}")
+    if source.remembers_written:
+        # Records read this run that already hold the desired values: later runs need not read them again.
+        verified = {
+            record.key: record.desired
+            for record in plan.records
+            if record.action is Action.UNCHANGED and record.key in current.values
+        }
+        state.remember(target, scope.run_id, verified)
+    outcome.result = await apply_plan(
+        plan,
+        source.write,
+        state=state,
+        run_id=scope.run_id,
+        batch_size=config.effective_batch_size(source.default_batch_size),
+        batch_delay_seconds=config.batch_delay_seconds,
+        remember_written=source.remembers_written,
+        log=log,
+    )
+    outcome.result.failures.update(desired.failing)
+    outcome.result.failures.update({skip.key: skip.reason for skip in read_skips})
+    outcome.seconds = time.monotonic() - started
+    await source.applied(scope, outcome)
+    return outcome
+
+
+def run_scope(context: dg.AssetExecutionContext, config: SyncRunConfig) -> RunScope:
+    return RunScope(context.run_id, frozenset(selected_shards(context)), config, context.log)
+
+
+def run_sync(
+    context: dg.AssetExecutionContext, config: SyncRunConfig, source: SyncSource, state: SyncStateStore
+) -> Iterator[SyncEvent]:
+    """Run the sync and yield its events: a dry run's plan as an observation; a real run's healthy shards as
+    materializations and its summary as an observation, then ``FailedRecordsError`` if records failed."""
+    scope = run_scope(context, config)
+    if config.dry_run:
+        # Dry runs stand out in the Runs list; a run started with the tag already (the CLI, a schedule) keeps it.
+        context.instance.add_run_tags(context.run_id, {DRY_RUN_TAG: "true"})
+    outcome = asyncio.run(execute(source, state, scope))
+    yield from report(context.asset_key, scope, source, outcome)

@@ -1,0 +1,114 @@
+"""What a domain hands the engine: a small source of desired and current state, and a batch writer.
+
+The engine (``sync.run``) owns a run's sequence; a source only knows its systems. It says what the target
+should hold (``read_desired``), what the target holds for the records the engine asks about
+(``read_current``), and how to write one batch (``write``). Optional hooks bracket a real run (never a dry
+run): ``started``, ``applied`` and ``stopped``, which is where Bakaláři's ``SystemLog`` rows are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.plan import PlannedRecord, Skip, Value
+from sync_pipelines.sync.shards import SHARD_COUNT, shard_of
+
+READ_FAILED = "read_failed"
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """One run as the source sees it: its id, its shards, its config and where it logs."""
+
+    run_id: str
+    shards: frozenset[str]
+    config: SyncRunConfig
+    log: Any
+
+    @property
+    def dry_run(self) -> bool:
+        return self.config.dry_run
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run covers every record: all shards and no ``limit``."""
+        return len(self.shards) == SHARD_COUNT and self.config.limit is None
+
+
+@dataclass
+class Desired:
+    """What the target should hold: ``records`` by key; ``skips`` left alone, and why; ``failing``: the
+    skipped records that must fail the run (after everything else is written), with their reason."""
+
+    records: dict[str, dict[str, Value]]
+    skips: list[Skip] = field(default_factory=list)
+    failing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Current:
+    """What the target holds for the records read: ``values[key]`` is ``None`` when the target has no such
+    record. A record that could not be read is in ``failures`` and in neither mapping's keys otherwise."""
+
+    values: dict[str, dict[str, Value] | None]
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class SyncSource:
+    """Base of every domain's source; override what differs. One instance serves one run."""
+
+    target: str = ""
+    default_batch_size: int = 500
+    # Whether the engine keeps what it wrote, so a later run need not read unchanged records again.
+    remembers_written: bool = False
+    # The per-shard counts each shard's materialization carries.
+    count_names: tuple[str, ...] = ("created", "updated", "unchanged", "failed")
+
+    def shard_of(self, key: str) -> str:
+        return shard_of(key)
+
+    def label(self, key: str) -> str:
+        """A record as a person knows it, for plan and failure tables (default: its key)."""
+        return key
+
+    @contextlib.asynccontextmanager
+    async def session(self, scope: RunScope) -> AsyncIterator[None]:
+        """Open what the run needs (API clients) around the whole run."""
+        yield
+
+    async def read_desired(self, scope: RunScope) -> Desired:
+        raise NotImplementedError
+
+    async def read_current(self, keys: list[str]) -> Current:
+        """The target's values for ``keys``: the records desired and not remembered, and those an interrupted
+        run left in flight."""
+        raise NotImplementedError
+
+    def write(self, batch: list[PlannedRecord]) -> Mapping[str, str] | Awaitable[Mapping[str, str]]:
+        """Write one batch; answer ``{key: reason}`` for the records that failed."""
+        raise NotImplementedError
+
+    def settles(self, scope: RunScope) -> bool:
+        """Whether this run may settle what interrupted runs left in flight (it reads every record it needs)."""
+        return True
+
+    async def started(self, scope: RunScope) -> None:
+        """A real run begins (never called in a dry run)."""
+
+    async def applied(self, scope: RunScope, outcome: Any) -> None:
+        """The plan was applied (never called in a dry run); ``outcome`` is the run's ``SyncOutcome``."""
+
+    async def stopped(self, scope: RunScope, error: BaseException) -> None:
+        """A real run failed with ``error`` (never called in a dry run)."""
+
+    def metadata(self, outcome: Any) -> dict[str, Any]:
+        """Whole-run figures of this domain, added to the run's summary."""
+        return {}
+
+    def shard_metadata(self, outcome: Any, shards: frozenset[str]) -> dict[str, dict[str, Any]]:
+        """Figures of this domain per shard, added to each shard's materialization."""
+        return {}

@@ -1,0 +1,108 @@
+"""``SYNC_SYSTEMS``: one organisation, one sync. Only the enabled systems' schedules and sensors start RUNNING,
+and only their checks are in ``sync_checks``; a system listed without its variables stops the load."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.defs.systems import REQUIRED_VARIABLES, enabled_systems
+
+EVERY_VARIABLE = {name: "set" for names in REQUIRED_VARIABLES.values() for name in names}
+ONLY = {system: {name: "set" for name in names} for system, names in REQUIRED_VARIABLES.items()}
+
+LOAD = """
+import json
+from sync_pipelines.definitions import defs
+repo = defs.get_repository_def()
+job = repo.get_job("sync_checks")
+print(json.dumps({
+    "schedules": {s.name: s.default_status.value for s in repo.schedule_defs},
+    "sensors": {s.name: s.default_status.value for s in repo.sensor_defs},
+    "checks": sorted(key.name for key in job.asset_layer.asset_graph.asset_check_keys),
+}))
+"""
+
+
+def load(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in EVERY_VARIABLE and k != "SYNC_SYSTEMS"}
+    return subprocess.run(
+        [sys.executable, "-c", LOAD], env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.unit
+def test_every_configured_system_is_enabled_by_default() -> None:
+    assert enabled_systems({}) == frozenset()
+    assert enabled_systems(ONLY["rt"]) == {"rt"}
+    assert enabled_systems(EVERY_VARIABLE) == {"rt", "bakalari", "user_kinds"}
+    assert enabled_systems({**ONLY["rt"], "RT_TOKEN": "  "}) == frozenset()  # blank is unset
+    assert enabled_systems({**EVERY_VARIABLE, "SYNC_SYSTEMS": " rt , user_kinds"}) == {"rt", "user_kinds"}
+
+
+@pytest.mark.unit
+def test_a_listed_system_without_its_variables_names_them() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        enabled_systems({**ONLY["rt"], "SYNC_SYSTEMS": "rt,bakalari"})
+    assert str(raised.value) == (
+        "SYNC_SYSTEMS: lists system(s) whose variables are not set: bakalari needs BAKALARI_URL, "
+        "BAKALARI_USERNAME, BAKALARI_PASSWORD, EDURPG_DATABASE_URL"
+    )
+    with pytest.raises(ConfigurationError, match="unknown system.*'zlv'.*rt, bakalari, user_kinds"):
+        enabled_systems({"SYNC_SYSTEMS": "zlv"})
+
+
+AUTOMATION = {
+    "rt": ({"rt_user_sync_daily"}, {"students_changed"}),
+    "bakalari": ({"bakalari_sync_every_15_minutes"}, set()),
+    "user_kinds": ({"user_kind_sync_daily"}, set()),
+}
+ALWAYS_RUNNING = ({"prune_run_history_weekly"}, {"sync_failure_alert"})
+CHECKS = {
+    "rt": [
+        "rt_custom_fields_exist",
+        "rt_matches_students",
+        "students_unique_ids",
+        "students_unique_rt_user_ids",
+    ],
+    "bakalari": [
+        "bakalari_students_needing_login",
+        "edurpg_external_refs_resolve",
+        "edurpg_unique_bakalari_ids",
+    ],
+    "user_kinds": ["user_kinds_coverage", "user_kinds_valid_values"],
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("system", sorted(REQUIRED_VARIABLES))
+@pytest.mark.parametrize("how", ["variables", "SYNC_SYSTEMS"])
+def test_one_system_alone_runs_only_its_automation_and_checks(system: str, how: str) -> None:
+    env = ONLY[system] if how == "variables" else {**EVERY_VARIABLE, "SYNC_SYSTEMS": system}
+    loaded = load(env)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    found = json.loads(loaded.stdout.strip().splitlines()[-1])
+    running = {
+        name
+        for kind in ("schedules", "sensors")
+        for name, status in found[kind].items()
+        if status == "RUNNING"
+    }
+    schedules, sensors = AUTOMATION[system]
+    assert running == schedules | sensors | ALWAYS_RUNNING[0] | ALWAYS_RUNNING[1]
+    assert found["checks"] == CHECKS[system]
+
+
+@pytest.mark.integration
+def test_a_listed_system_without_its_variables_fails_the_load_in_one_sentence() -> None:
+    loaded = load({**ONLY["rt"], "SYNC_SYSTEMS": "rt,user_kinds"})
+    assert loaded.returncode != 0
+    assert (
+        "SYNC_SYSTEMS: lists system(s) whose variables are not set: user_kinds needs PORTAILDF_API_URL, "
+        "PORTAILDF_USERNAME, PORTAILDF_PASSWORD, ZLV_DATABASE_URL" in loaded.stderr
+    )
