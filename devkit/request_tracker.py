@@ -7,8 +7,8 @@ Each :class:`RequestTracker5` lives in its own temporary directory: its own ``RT
 RT log (``rt.log``) and Starlet access log (``access.log``), and a loopback port chosen by the OS, so several can run
 at once (pytest-xdist). Mail is never sent: ``$MailCommand`` is a Perl sub that drops the message.
 
-Setup goes through RT's own Perl API (``RT::LoadConfig(); RT::Init();`` in a ``perl`` subprocess, one per helper
-call, JSON in on stdin and out on stdout), so the data is exactly what RT itself would have written: user custom
+Setup goes through RT's own Perl API (``RT::LoadConfig(); RT::Init();`` in one long-lived ``perl`` subprocess per RT,
+JSON requests in on stdin, answers out on stdout), so the data is exactly what RT itself would have written: user custom
 fields (``create_user_fields``), users with custom field values (``create_users``), rights and auth tokens
 (``create_token``). ``user_fields`` reads values back from RT's database; ``access_log_requests`` counts what the
 server answered.
@@ -102,21 +102,34 @@ class AccessLogEntry(NamedTuple):
 # Apache "combined" format, as Plack::Middleware::AccessLog writes it.
 _ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
 
-_PERL_PRELUDE = r"""
+# One long-lived perl process per RT runs the setup helpers: RT::Init() costs ~1 s of CPU, paid once. It reads one
+# JSON request a line ({"body": perl code, "input": ...}), runs the code as a sub with $input set and $result to
+# fill, and answers one line, {"result": ..., "error": ...}, after a marker (anything else RT prints is skipped).
+_PERL_SHELL = r"""
 use strict;
 use warnings;
 use JSON ();
 use RT;
 RT::LoadConfig();
 RT::Init();
-binmode STDOUT, ':encoding(UTF-8)';
-my $input = JSON::decode_json(do { local $/; <STDIN> });
-my $result;
-sub fail { die "RT setup failed: @_\n" }
-"""
-
-_PERL_EPILOGUE = r"""
-print "\n__RESULT__", JSON->new->canonical->encode({ result => $result }), "\n";
+$| = 1;
+my $json = JSON->new->utf8->canonical;
+sub fail { die "@_\n" }
+while (my $line = <STDIN>) {
+    my $request = $json->decode($line);
+    # Rights granted since (by this process or through the server) must be seen.
+    RT::Principal->InvalidateACLCache();
+    my $result;
+    my $ok = eval {
+        my $code = eval "sub { my (\$input) = \@_; my \$result;\n$request->{body}\n; return \$result; }"
+            or die $@;
+        $result = $code->($request->{input});
+        1;
+    };
+    my $error = $ok ? undef : ($@ || 'unknown error');
+    $RT::Handle->ForceRollback if !$ok && $RT::Handle->TransactionDepth;
+    print "\n__RESULT__", $json->encode({ result => $result, error => $error }), "\n";
+}
 """
 
 _PERL_CREATE_USER_FIELDS = r"""
@@ -201,12 +214,26 @@ class RequestTracker5:
     """``RequestTracker5(workers=2).start()`` ... ``.stop()``, or ``with RequestTracker5() as rt: ...``.
 
     ``workers`` is Starlet's ``--max-workers``: how many requests RT answers at once (each worker is a forked
-    perl process; a token-authenticated request costs ~0.4 s of CPU, spent in bcrypt).
+    perl process). ``bcrypt_cost`` is RT's ``$BcryptCost`` (4..31; None keeps RT's default, 12): every
+    token-authenticated request checks the token with bcrypt at that cost (~0.2-0.4 s of CPU at 12, ~1 ms at 4),
+    so a test that is not about RT's own pace can make requests cheap with ``bcrypt_cost=4``. Tokens are hashed
+    at the cost in force when they are created (the server reads the same site config).
+    ``keepalive_requests`` is Starlet's ``--max-keepalive-reqs``: its default, 1, closes the connection after
+    every answer, as a stock ``rt-server`` does.
     """
 
-    def __init__(self, workers: int = 2, start_timeout: float = 90.0, keep: bool = False) -> None:
+    def __init__(
+        self,
+        workers: int = 2,
+        bcrypt_cost: int | None = None,
+        keepalive_requests: int = 1,
+        start_timeout: float = 90.0,
+        keep: bool = False,
+    ) -> None:
         self.binaries = find_binaries()
         self.workers = workers
+        self.bcrypt_cost = bcrypt_cost
+        self.keepalive_requests = keepalive_requests
         self.start_timeout = start_timeout
         self.keep = keep  # leave the directory behind after stop() (to read the logs)
         self.root = Path(tempfile.mkdtemp(prefix="sync-rt-"))
@@ -217,6 +244,8 @@ class RequestTracker5:
         self.site_config = self.root / "RT_SiteConfig.pm"
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.setup_log = self.root / "setup.log"
+        self._shell: subprocess.Popen[bytes] | None = None
         self.timings: dict[str, float] = {}
 
     # -- life cycle -------------------------------------------------------------------------------------------
@@ -244,6 +273,7 @@ class RequestTracker5:
         def perl(value: object) -> str:
             return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
+        bcrypt = "" if self.bcrypt_cost is None else f"Set($BcryptCost, {int(self.bcrypt_cost)});\n"
         self.site_config.write_text(
             f"""# Written by devkit/request_tracker.py for one throwaway RT.
 Set($rtname, 'sync-test');
@@ -262,7 +292,7 @@ Set($LogToSyslog, undef);
 Set($LogToSTDERR, 'error');
 # Never send mail: a code ref is called instead of sendmail and drops the message.
 Set($MailCommand, sub {{ 1 }});
-Set($CorrespondAddress, 'rt\\@sync-test.invalid');
+{bcrypt}Set($CorrespondAddress, 'rt\\@sync-test.invalid');
 Set($CommentAddress, 'rt-comment\\@sync-test.invalid');
 # Paths RT would otherwise share with every other RT on the machine (Debian's /var/cache, /var/lib).
 $RT::MasonDataDir = {perl(self.root / "mason_data")};
@@ -288,6 +318,10 @@ $RT::VarPath = {perl(self.root / "var")};
             raise RuntimeError(
                 f"rt-setup-database failed ({setup.returncode}): {(setup.stdout + setup.stderr)[-3000:]}"
             )
+        # Write-ahead log: the server keeps answering reads while a setup helper writes, and the other way round.
+        with sqlite3.connect(self.database) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+        connection.close()
         self.timings["setup_database"] = time.monotonic() - began
         for attempt in range(BIND_ATTEMPTS):
             server_began = time.monotonic()
@@ -319,6 +353,7 @@ $RT::VarPath = {perl(self.root / "var")};
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--max-workers", str(self.workers),
+            "--max-keepalive-reqs", str(self.keepalive_requests),
             "--access-log", str(self.access_log),
         ]  # fmt: skip
         with open(self.server_output, "ab") as output:
@@ -368,6 +403,7 @@ $RT::VarPath = {perl(self.root / "var")};
             return
 
     def stop(self) -> None:
+        self._stop_setup_shell()
         self._kill_server()
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -390,24 +426,58 @@ $RT::VarPath = {perl(self.root / "var")};
 
     # -- setup through RT's Perl API --------------------------------------------------------------------------
 
-    def perl(self, body: str, payload: Mapping[str, Any], timeout: float = 600) -> Any:
-        """Run ``body`` with RT initialised, ``$input`` decoded from ``payload``; returns what it put in ``$result``."""
-        completed = subprocess.run(
-            ["perl", "-e", _PERL_PRELUDE + body + _PERL_EPILOGUE],
-            input=json.dumps(payload).encode(),
-            env=self.env(),
-            cwd=self.root,
-            capture_output=True,
-            timeout=timeout,
-        )
-        stdout = completed.stdout.decode(errors="replace")
-        marker = stdout.rfind("__RESULT__")
-        if completed.returncode != 0 or marker < 0:
-            raise RuntimeError(
-                f"RT perl setup failed ({completed.returncode}): "
-                f"{(stdout + completed.stderr.decode(errors='replace'))[-3000:]}"
-            )
-        return json.loads(stdout[marker + len("__RESULT__") :].strip())["result"]
+    def perl(self, body: str, payload: Mapping[str, Any] | None = None) -> Any:
+        """Runs ``body`` (Perl, RT initialised, ``$input`` = ``payload``) in the setup process; returns ``$result``.
+
+        ``fail("why")`` (or any ``die``) rolls back an open transaction and raises :class:`RuntimeError` here.
+        """
+        shell = self._setup_shell()
+        assert shell.stdin is not None and shell.stdout is not None
+        request = json.dumps({"body": body, "input": payload or {}}) + "\n"
+        try:
+            shell.stdin.write(request.encode())
+            shell.stdin.flush()
+        except BrokenPipeError:
+            pass  # reported below, with perl's output
+        while True:
+            line = shell.stdout.readline()
+            if not line:
+                shell.wait(10)
+                raise RuntimeError(
+                    f"RT's perl setup process exited ({shell.returncode}): {self._tail(self.setup_log)}"
+                )
+            if line.startswith(b"__RESULT__"):
+                answer = json.loads(line[len(b"__RESULT__") :])
+                if answer["error"] is not None:
+                    raise RuntimeError(f"RT setup failed: {answer['error'].strip()}")
+                return answer["result"]
+
+    def _setup_shell(self) -> subprocess.Popen[bytes]:
+        if self._shell is None or self._shell.poll() is not None:
+            with open(self.setup_log, "ab") as log:
+                self._shell = subprocess.Popen(
+                    ["perl", "-e", _PERL_SHELL],
+                    env=self.env(),
+                    cwd=self.root,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                )
+        return self._shell
+
+    def _stop_setup_shell(self) -> None:
+        shell, self._shell = self._shell, None
+        if shell is None:
+            return
+        try:
+            assert shell.stdin is not None
+            shell.stdin.close()
+            shell.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            shell.kill()
+            shell.wait()
+        if shell.stdout is not None:
+            shell.stdout.close()
 
     def create_user_fields(self, *fields: str | UserField) -> dict[str, int]:
         """Creates user custom fields (a plain name: applied to all users); returns ``{name: custom field id}``."""

@@ -34,4 +34,4 @@ SELECTIONS
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-  "${missing[@]}" "${extra[@]}" > /dev/null
+  "${missing[@]}" "${extra[@]}" > /dev/null 2> >(grep -v 'apt-utils is not installed' >&2)

@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import errno
 import json
 import logging
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -40,7 +42,7 @@ from tenacity import (
 
 from sync_pipelines.core.auth import Auth
 from sync_pipelines.core.errors import SyncError
-from sync_pipelines.core.redaction import Redactor
+from sync_pipelines.core.redaction import Redactor, redact_url_password
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 AUTH_STATUSES = frozenset({401, 403})
@@ -84,6 +86,38 @@ class TransientApiError(ApiError):
     def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
         self.retry_after = retry_after
         super().__init__(*args, **kwargs)
+
+
+class UnreachableError(TransientApiError):
+    """Every attempt failed before an answer came (refused, timed out, name not found): names the URL's setting."""
+
+    problem = "unreachable"
+
+
+def transport_problem(error: BaseException) -> str:
+    """What went wrong on the wire, in words: the transport's own class names mislead (aiohttp's refused
+    connection reaches httpx as a ``ConnectTimeout``), so the causes are read instead."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    for cause in seen:
+        if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name not found"
+    text = " ".join(str(cause) for cause in seen).lower()
+    if "connect call failed" in text or "connection refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "temporary failure in name resolution" in text:
+        return "host name not found"
+    for cause in seen:
+        if isinstance(cause, (asyncio.TimeoutError, httpx.TimeoutException)):
+            return "timed out"
+        if isinstance(cause, (ConnectionResetError, httpx.RemoteProtocolError)):
+            return "connection closed by the server"
+    return type(error).__name__
 
 
 class MalformedResponseError(ApiError):
@@ -165,10 +199,13 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
         logger: logging.Logger | Any | None = None,
         auth: Auth | None = None,
+        url_variable: str | None = None,
     ) -> None:
         """``headers`` go with every request; ``auth`` authenticates ``request`` calls (default: no credential,
-        so a 401/403 is an ``UnauthorizedError`` naming ``credential_variables``)."""
+        so a 401/403 is an ``UnauthorizedError`` naming ``credential_variables``). ``url_variable`` is the
+        setting named when the server cannot be reached."""
         self.system = system
+        self.url_variable = url_variable
         self.base_url = base_url.rstrip("/") + "/"
         self.limits = limits
         self.credential_variables = credential_variables
@@ -277,7 +314,17 @@ class ApiClient:
             # The common case pays for no retry machinery; tenacity takes over from the first failure on.
             return await self._attempt(call)
         except TransientApiError as failure:
-            return await self._retry(failure, call)
+            try:
+                return await self._retry(failure, call)
+            except UnreachableError as unreachable:
+                where = redact_url_password(self.base_url)
+                check = f"; check {self.url_variable}" if self.url_variable else ""
+                raise UnreachableError(
+                    self.system,
+                    unreachable.method,
+                    unreachable.path,
+                    f"{self.system} could not be reached at {where} ({unreachable.problem}){check}",
+                ) from None
 
     def backoff_seconds(self, failed_attempts: int, error: BaseException | None) -> float:
         """Exponential backoff with full jitter, never shorter than the server's ``Retry-After``."""
@@ -354,11 +401,12 @@ class ApiClient:
                         timeout=httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
                     )
             except (httpx.TransportError, asyncio.TimeoutError) as error:
-                self.statuses[type(error).__name__] += 1
+                problem = transport_problem(error)
+                self.statuses[problem] += 1
                 detail = self.redact(str(error)) or type(error).__name__
-                raise TransientApiError(
-                    self.system, method, shown_path, f"{type(error).__name__}: {detail}"
-                ) from None
+                unreachable = UnreachableError(self.system, method, shown_path, f"{problem}: {detail}")
+                unreachable.problem = problem
+                raise unreachable from None
         self.statuses[str(response.status_code)] += 1
         if response.status_code in RETRY_STATUSES:
             retry_after = parse_retry_after(response.headers.get("retry-after"))

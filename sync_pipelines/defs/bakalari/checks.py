@@ -7,6 +7,7 @@ must log in again comes from what the sync recorded per shard (``skipped_needs_l
 import dagster as dg
 import sqlalchemy as sa
 
+from sync_pipelines.core.failures import reported_as_failures
 from sync_pipelines.defs.bakalari.assets import TARGET, bakalari_entities
 from sync_pipelines.defs.bakalari.edurpg import ENTITY_TABLES, REF_TYPES, external_ref, user
 from sync_pipelines.defs.bakalari.resources import EduRpgDatabase
@@ -21,6 +22,7 @@ EXAMPLES = 20
     description='Every "ExternalRef" of type class, subject, user or enrollment points at an existing row of its '
     "table. A dangling ref means a row was deleted behind the sync's back; the next run re-creates it.",
 )
+@reported_as_failures
 def edurpg_external_refs_resolve(edurpg_database: EduRpgDatabase) -> dg.AssetCheckResult:
     engine = edurpg_database.store().engine
     dangling: dict[str, int] = {}
@@ -62,6 +64,7 @@ def edurpg_external_refs_resolve(edurpg_database: EduRpgDatabase) -> dg.AssetChe
     description='No two EduRPG users share a "bakalariId" (compared trimmed and case-insensitively): two rows '
     "for one Bakaláři account would split a student's game history.",
 )
+@reported_as_failures
 def edurpg_unique_bakalari_ids(edurpg_database: EduRpgDatabase) -> dg.AssetCheckResult:
     engine = edurpg_database.store().engine
     normalized = sa.func.lower(sa.func.trim(user.c.bakalariId))
@@ -88,6 +91,7 @@ def edurpg_unique_bakalari_ids(edurpg_database: EduRpgDatabase) -> dg.AssetCheck
     description="How many students' Bakaláři refresh tokens no longer work, as the latest sync of each shard "
     "found them (they are skipped until they log in to EduRPG again; nothing of theirs is deleted).",
 )
+@reported_as_failures
 def bakalari_students_needing_login(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     asset_key = dg.AssetKey(TARGET)
     per_shard: dict[str, int] = {}

@@ -53,6 +53,7 @@ class BakalariResource(dg.ConfigurableResource):
             self.limits(),
             credential_variables=OPERATOR_VARIABLES,
             secrets=[self.password],
+            url_variable="BAKALARI_URL",
             logger=log,
         )
         async with api:

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.core.failures import reported_as_failures
 from sync_pipelines.defs.rt.assets import rt_user_custom_fields
 from sync_pipelines.defs.rt.desired import desired_custom_fields
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
@@ -23,17 +24,21 @@ from sync_pipelines.sync.shards import SHARD_KEYS
     description="RT has the user custom fields the sync writes (RT_GRADE_FIELD, RT_STUDENT_ID_FIELD). Blocking: "
     "rt_user_custom_fields does not run, and writes nothing, until it passes.",
 )
-def rt_custom_fields_exist(request_tracker: RequestTrackerResource) -> dg.AssetCheckResult:
+@reported_as_failures
+def rt_custom_fields_exist(
+    context: dg.AssetCheckExecutionContext, request_tracker: RequestTrackerResource
+) -> dg.AssetCheckResult:
     fields = request_tracker.fields()
 
     async def check() -> list[str]:
         async with request_tracker.client() as rt:
-            await require_user_fields(rt, fields)
-            return await rt.user_custom_field_names()
+            return await require_user_fields(rt, fields)
 
     try:
         available = asyncio.run(check())
     except ConfigurationError as error:
+        # The run fails on this blocking check; its log line is the cause a person reads first.
+        context.log.error(str(error))
         return dg.AssetCheckResult(passed=False, description=str(error), metadata={"fields": list(fields)})
     return dg.AssetCheckResult(
         passed=True,
@@ -48,6 +53,7 @@ def rt_custom_fields_exist(request_tracker: RequestTrackerResource) -> dg.AssetC
     description="Reads every synced user back from RT and counts those that differ from the students table "
     "(drift, e.g. hand edits in RT). A full_refresh run repairs them.",
 )
+@reported_as_failures
 def rt_matches_students(
     students: pd.DataFrame, request_tracker: RequestTrackerResource
 ) -> dg.AssetCheckResult:

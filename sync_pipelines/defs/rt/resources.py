@@ -66,6 +66,7 @@ class RequestTrackerResource(dg.ConfigurableResource):
             credential_variables="RT_TOKEN (and RT_URL)",
             secrets=[self.token],
             headers={"Content-Type": "application/json"},
+            url_variable="RT_URL",
             logger=log,
             auth=StaticToken(self.token, scheme="token"),
         )

@@ -1,7 +1,8 @@
 """The decorator every sync asset uses, so the three share one shape.
 
 A sync asset is split into the stable shards, reports one materialization per healthy shard (so it returns no
-value: ``output_required=False``), holds a slot of its system's pool while it runs, and is fresh for a window.
+value: ``output_required=False``), holds a slot of its system's pool while it runs, is fresh for a window, and
+ends on the project's errors as one-line ``Failure``s.
 """
 
 from collections.abc import Callable
@@ -10,13 +11,14 @@ from typing import Any
 
 import dagster as dg
 
+from sync_pipelines.core.failures import reported_as_failures
 from sync_pipelines.sync.shards import SHARDS
 
 
 def sync_asset(
     *, name: str, group: str, pool: str, fresh_within: timedelta, kinds: set[str], description: str
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
-    return dg.asset(
+    decorate = dg.asset(
         key=name,
         group_name=group,
         partitions_def=SHARDS,
@@ -26,3 +28,4 @@ def sync_asset(
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=fresh_within),
         description=description,
     )
+    return lambda fn: decorate(reported_as_failures(fn))

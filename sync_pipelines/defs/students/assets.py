@@ -5,6 +5,7 @@ from collections import Counter
 import dagster as dg
 import pandas as pd
 
+from sync_pipelines.core.failures import reported_as_failures
 from sync_pipelines.defs.students.resources import StudentsDatabase
 from sync_pipelines.defs.students.validation import GRADE_LABELS, InvalidRow, StudentRow, validate_students
 
@@ -33,6 +34,7 @@ def _invalid_table(invalid: list[InvalidRow], rows: int = 50) -> str:
     kinds={"sql", "pandas"},
     description="Validated snapshot of the student information system's students table (invalid rows kept out).",
 )
+@reported_as_failures
 def students(
     context: dg.AssetExecutionContext, students_database: StudentsDatabase
 ) -> dg.Output[pd.DataFrame]:

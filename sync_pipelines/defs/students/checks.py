@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from sync_pipelines.core.failures import reported_as_failures
 from sync_pipelines.defs.students.assets import students
 
 
@@ -12,6 +13,7 @@ def _duplicates(values: pd.Series) -> dict[str, int]:
 
 
 @dg.asset_check(asset=students, blocking=True, description="No student id appears twice in the snapshot.")
+@reported_as_failures
 def students_unique_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
     duplicates = _duplicates(students["student_id"])
     return dg.AssetCheckResult(
@@ -28,6 +30,7 @@ def students_unique_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
     blocking=True,
     description="No two students share an rt_user_id: a shared RT user would get two students' data.",
 )
+@reported_as_failures
 def students_unique_rt_user_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
     shared = _duplicates(students["rt_user_id"])
     return dg.AssetCheckResult(

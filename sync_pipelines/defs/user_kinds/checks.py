@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from sync_pipelines.core.failures import reported_as_failures
 from sync_pipelines.defs.user_kinds.assets import user_kinds
 from sync_pipelines.defs.user_kinds.mapping import KINDS
 from sync_pipelines.defs.user_kinds.resources import ZlvDatabase
@@ -13,6 +14,7 @@ from sync_pipelines.defs.user_kinds.resources import ZlvDatabase
     blocking=True,
     description="Every users.kind is NULL or one of: " + ", ".join(repr(kind) for kind in KINDS) + ".",
 )
+@reported_as_failures
 def user_kinds_valid_values(zlv_database: ZlvDatabase) -> dg.AssetCheckResult:
     invalid = zlv_database.users().invalid_kinds()
     return dg.AssetCheckResult(
@@ -38,6 +40,7 @@ class CoverageCheckConfig(dg.Config):
     description="Share of users with an email, not deleted, whose kind is NULL (not in Portail DF, ambiguous, "
     "or never synced); a warning above the threshold (run config max_share_without_kind, default 20%).",
 )
+@reported_as_failures
 def user_kinds_coverage(config: CoverageCheckConfig, zlv_database: ZlvDatabase) -> dg.AssetCheckResult:
     total, without = zlv_database.users().coverage()
     share = without / total if total else 0.0

@@ -70,6 +70,7 @@ class PortailDfResource(dg.ConfigurableResource):
             credential_variables=CREDENTIAL_VARIABLES,
             secrets=[self.password],
             headers={"Accept": "application/json"},
+            url_variable="PORTAILDF_API_URL",
             logger=log,
             auth=auth,
         )

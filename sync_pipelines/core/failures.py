@@ -1,0 +1,60 @@
+"""The project's errors as Dagster failures a person reads in one line: the cause and the setting to check.
+
+A ``SyncError`` escaping an asset or a check would reach the CLI and the run page under Dagster's wrapper
+("Error occurred while executing op ...") and a stack trace of our own frames, with the cause far below. As a
+``dagster.Failure`` its message is the description, shown first, and the details go into its metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import dagster as dg
+
+from sync_pipelines.core.errors import FailedRecordsError, SyncError
+
+F = TypeVar("F", bound=Callable[..., Any])
+SHOWN_FAILURES = 50
+
+
+def as_failure(error: SyncError) -> dg.Failure:
+    """``error`` as a ``Failure``: its one-line message as the description, what it names as metadata."""
+    description = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    metadata: dict[str, Any] = {"error": type(error).__name__}
+    setting = getattr(error, "setting", None) or getattr(error, "variables", None)
+    if setting:
+        metadata["setting_to_check"] = setting
+    if isinstance(error, FailedRecordsError):
+        lines = ["| record | reason |", "| --- | --- |"]
+        lines += [
+            f"| {key} | {reason.replace('|', '/')} |" for key, reason in error.failures[:SHOWN_FAILURES]
+        ]
+        metadata["failed_records"] = dg.MetadataValue.md("\n".join(lines))
+        metadata["failed"] = len(error.failures)
+    return dg.Failure(description=description, metadata=metadata, allow_retries=False)
+
+
+def reported_as_failures(fn: F) -> F:
+    """Wrap an asset's or a check's body (plain or generator) so a ``SyncError`` leaves it as a ``Failure``."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generate(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return (yield from fn(*args, **kwargs))
+            except SyncError as error:
+                raise as_failure(error) from None
+
+        return generate  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SyncError as error:
+            raise as_failure(error) from None
+
+    return call  # type: ignore[return-value]

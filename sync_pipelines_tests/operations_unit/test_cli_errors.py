@@ -1,0 +1,112 @@
+"""Errors a person reads in one line: every failure the project raises on purpose reaches ``dagster job execute``
+as a ``Failure`` whose first line is the cause and the setting to check, and the output stays short."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+import sqlalchemy as sa
+
+from devkit.sandbox.server import free_port
+from sync_pipelines.core.database import create_database_engine
+from sync_pipelines_tests.harness.world import JobResult, SyncWorld, start_world
+
+pytestmark = pytest.mark.e2e
+
+MAX_LINES = 120  # the cause, Dagster's own stack trace of the step, and the run's debug lines
+
+
+@pytest.fixture(scope="module")
+def world(postgres_server) -> Iterator[SyncWorld]:
+    with ExitStack() as stack:
+        yield start_world(stack, size=20, postgres=postgres_server)
+
+
+FAILURE = "dagster._core.definitions.events.Failure: "
+
+
+def first_error(result: JobResult) -> str:
+    """The first error a person sees: the first ERROR log line, or for a failed step the ``Failure`` it ends
+    with (the step's own ERROR line only says that it failed)."""
+    lines = result.output.splitlines()
+    for index, line in enumerate(lines):
+        if " - ERROR - " not in line:
+            continue
+        if "STEP_FAILURE" in line:
+            return next(text.removeprefix(FAILURE) for text in lines[index:] if text.startswith(FAILURE))
+        return line.rsplit(" - ", 1)[1]
+    raise AssertionError(f"no error in:\n{result.output[-3000:]}")
+
+
+def run_with(world: SyncWorld, job: str, **changes: str) -> JobResult:
+    result = world.run_job(job, env={**world.env, **changes})
+    assert not result.succeeded
+    assert len(result.output.splitlines()) <= MAX_LINES, result.output
+    return result
+
+
+def test_an_unreachable_server_names_the_url_variable_and_says_refused(world: SyncWorld) -> None:
+    port = free_port()  # nothing listens there
+    result = run_with(world, "rt_user_sync", RT_URL=f"http://127.0.0.1:{port}")
+    assert first_error(result) == (
+        f"RT POST customfields: RT could not be reached at http://127.0.0.1:{port}/REST/2.0/ "
+        "(connection refused); check RT_URL"
+    )
+    result = run_with(world, "bakalari_sync", BAKALARI_URL=f"http://127.0.0.1:{port}")
+    assert first_error(result).endswith(
+        f"Bakaláři could not be reached at http://127.0.0.1:{port}/ (connection refused); check BAKALARI_URL"
+    )
+
+
+def test_refused_credentials_name_the_variables(world: SyncWorld) -> None:
+    result = run_with(world, "rt_user_sync", RT_TOKEN="not-the-token")
+    assert re.fullmatch(
+        r"RT refused the credentials \(HTTP 401 on \S+\); check RT_TOKEN \(and RT_URL\)", first_error(result)
+    )
+    assert "not-the-token" not in result.output
+
+
+def test_a_missing_field_or_table_names_the_setting(world: SyncWorld) -> None:
+    result = run_with(world, "rt_user_sync", RT_GRADE_FIELD="Homeroom")
+    assert first_error(result).startswith(
+        "RT_GRADE_FIELD / RT_STUDENT_ID_FIELD: RT has no user custom field 'Homeroom'; the user custom fields RT "
+        "has are: "
+    )
+    no_users_table = world.url("SYNC_STATE_DATABASE_URL")
+    result = run_with(world, "user_kind_sync", ZLV_DATABASE_URL=no_users_table)
+    assert first_error(result) == "ZLV_DATABASE_URL: the database has no table 'users'"
+
+
+def test_an_unusable_database_url_names_the_setting_without_the_password(world: SyncWorld) -> None:
+    port = free_port()
+    result = run_with(
+        world, "rt_user_sync", STUDENTS_DATABASE_URL=f"postgresql://sis:s3cret@127.0.0.1:{port}/sis"
+    )
+    assert first_error(result).startswith(
+        f"STUDENTS_DATABASE_URL: could not connect to postgresql+psycopg://sis:***@127.0.0.1:{port}/sis: "
+    )
+    assert "s3cret" not in result.output
+
+
+def test_failed_records_fail_the_run_naming_them(world: SyncWorld) -> None:
+    students = create_database_engine(world.url("STUDENTS_DATABASE_URL"), "STUDENTS_DATABASE_URL")
+    with students.begin() as connection:
+        row = dict(connection.execute(sa.text("SELECT * FROM students LIMIT 1")).mappings().one())
+        connection.execute(
+            sa.text(
+                "INSERT INTO students (student_id, first_name, last_name, grade, rt_user_id) "
+                "VALUES ('S-NO-RT-USER', 'A', 'B', :grade, 99999)"
+            ),
+            {"grade": row["grade"]},
+        )
+    try:
+        result = run_with(world, "rt_user_sync")
+    finally:
+        with students.begin() as connection:
+            connection.execute(sa.text("DELETE FROM students WHERE student_id = 'S-NO-RT-USER'"))
+    assert first_error(result).startswith(
+        "1 record(s) could not be written to rt_user_custom_fields; the next run retries them: 99999: "
+    )
