@@ -2,7 +2,9 @@
 
 ``./dev demo`` (or ``python -m devkit.demo`` from the repository root) starts the sandbox servers on 127.0.0.1, seeds sample
 databases under ``.dagster_home/demo``, and runs each job with ``dagster job execute`` exactly as an operator
-would. ``--keep-running`` leaves the servers up and prints the environment to use them with ``dagster dev``.
+would. ``--keep-running`` leaves the servers up and prints the command that opens them in the web UI; ``--ui``
+(``./dev ui``) opens the web UI on them itself, with the repository's local instance (``dagster.yaml``). The
+servers stop with the demo, on Ctrl-C or SIGTERM alike.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +27,32 @@ from devkit.sandbox.server import DemoSetup, SandboxProcess
 from sync_pipelines.core.job_command import job_execute_command
 
 DEMO_HOME = Path(".dagster_home") / "demo"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the demo as Ctrl-C does, so the ``finally`` that stops the servers runs."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def web_ui(env: dict[str, str], port: int) -> int:
+    """``dagster dev`` with this interpreter's dagster (no venv to activate), until it ends or is interrupted."""
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-p", str(port)]
+    print(f"web UI: http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
+    process = subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True)
+    try:
+        return process.wait()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def setup_rt(home: Path, size: int) -> DemoSetup:
@@ -71,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", choices=sorted(JOBS), action="append", help="job(s) to run (default: all)")
     parser.add_argument("--size", type=int, default=200, help="sample records per system")
     parser.add_argument("--keep-running", action="store_true", help="leave the sandbox servers running")
+    parser.add_argument("--ui", action="store_true", help="run no job; open the web UI on the sandbox servers")
+    parser.add_argument("--port", type=int, default=3000, help="the web UI's port (with --ui)")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     home = DEMO_HOME.resolve()
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the local instance: SQLite under home
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"}
     env.pop("SYNC_STATE_DATABASE_URL", None)
     setups: dict[str, DemoSetup] = {}
@@ -83,19 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for job in args.job or list(JOBS):
             setups[job] = setup_for(job)(home, args.size)
+        exports = {key: value for setup in setups.values() for key, value in setup.env.items()}
+        if args.ui:
+            return web_ui({**env, **exports}, args.port)
         for job, setup in setups.items():
             failures += run_job(job, {**env, **setup.env}) != 0
         print(f"\nrun history and the sync state are under {home}")
         if args.keep_running:
-            print("sandbox servers are running; to explore in the web UI, in another shell:")
-            exports = {key: value for setup in setups.values() for key, value in setup.env.items()}
+            print("sandbox servers are running; to explore in the web UI, in another shell (or use ./dev ui):")
             exports["DAGSTER_HOME"] = str(home)
             print(
                 "  "
                 + " ".join(f"{key}={value!r}" for key, value in exports.items())
-                + " dagster dev -w workspace.yaml"
+                + f" {sys.executable} -m dagster dev -w workspace.yaml"
             )
-            print("press Ctrl-C to stop")
+            print("press Ctrl-C to stop", flush=True)
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:

@@ -19,11 +19,13 @@ and removes the directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -36,16 +38,12 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from devkit.sandbox.server import free_port
-
 INSTALL_HINT = (
     "run devkit/install/request_tracker.sh (Debian: request-tracker5, rt5-db-sqlite, rt5-standalone)"
 )
 RT_LIB_DIRS = ("/usr/share/request-tracker5/lib", "/opt/rt5/lib")
 RT_SERVER_PATHS = ("/usr/share/request-tracker5/libexec/rt-server", "/opt/rt5/sbin/rt-server")
 RT_SETUP_DATABASE_PATHS = ("/usr/sbin/rt-setup-database", "/opt/rt5/sbin/rt-setup-database")
-# How many free ports to try when the chosen one was taken before the server could bind it.
-BIND_ATTEMPTS = 5
 # Rights a token's owner gets by default: enough to list users with their custom fields and to change them.
 DEFAULT_RIGHTS = ("AdminUsers", "ShowUserHistory", "SeeCustomField", "ModifyCustomField")
 
@@ -242,7 +240,10 @@ class RequestTracker5:
         self.access_log = self.root / "access.log"
         self.server_output = self.root / "server.out"
         self.site_config = self.root / "RT_SiteConfig.pm"
-        self.port = free_port()
+        # Bound here, on a port the OS chooses, and handed to Starlet as an open socket (the Server::Starter
+        # protocol: SERVER_STARTER_PORT=host:port=fd), so no other process can take the port in between.
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port = self._listener.getsockname()[1]
         self.process: subprocess.Popen[bytes] | None = None
         self.setup_log = self.root / "setup.log"
         self._shell: subprocess.Popen[bytes] | None = None
@@ -323,27 +324,19 @@ $RT::VarPath = {perl(self.root / "var")};
             connection.execute("PRAGMA journal_mode=WAL")
         connection.close()
         self.timings["setup_database"] = time.monotonic() - began
-        for attempt in range(BIND_ATTEMPTS):
-            server_began = time.monotonic()
-            self._spawn_server()
-            error = self._wait_ready()
-            if error is None:
-                self.timings["server_ready"] = time.monotonic() - server_began
-                self.timings["start"] = time.monotonic() - began
-                return self
-            output = self._tail(self.server_output)
-            self._kill_server()
-            # Another process (e.g. another pytest-xdist worker) took the port since free_port() chose it.
-            if "couldn't start up a web server" in output and attempt < BIND_ATTEMPTS - 1:
-                self.port = free_port()
-                self._write_site_config()
-                continue
+        server_began = time.monotonic()
+        self._spawn_server()
+        error = self._wait_ready()
+        if error is not None:
+            output, log = self._tail(self.server_output), self._tail(self.rt_log)
             self.stop()
             raise RuntimeError(
                 f"Request Tracker did not start on port {self.port}: {error}\n"
-                f"--- rt-server output ---\n{output}\n--- {self.rt_log} ---\n{self._tail(self.rt_log)}"
+                f"--- rt-server output ---\n{output}\n--- RT's log (rt.log) ---\n{log}"
             )
-        raise AssertionError("unreachable")
+        self.timings["server_ready"] = time.monotonic() - server_began
+        self.timings["start"] = time.monotonic() - began
+        return self
 
     def _spawn_server(self) -> None:
         command = [
@@ -356,10 +349,13 @@ $RT::VarPath = {perl(self.root / "var")};
             "--max-keepalive-reqs", str(self.keepalive_requests),
             "--access-log", str(self.access_log),
         ]  # fmt: skip
+        env = self.env()
+        env["SERVER_STARTER_PORT"] = f"127.0.0.1:{self.port}={self._listener.fileno()}"
         with open(self.server_output, "ab") as output:
             self.process = subprocess.Popen(
                 command,
-                env=self.env(),
+                env=env,
+                pass_fds=(self._listener.fileno(),),
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
@@ -368,43 +364,48 @@ $RT::VarPath = {perl(self.root / "var")};
             )
 
     def _wait_ready(self) -> str | None:
-        """None once ``GET /REST/2.0/rt`` gets any HTTP answer (401 without a token), else why not."""
+        """None once ``GET /REST/2.0/rt`` gets an HTTP answer (401: no token) from RT proper, else why not.
+
+        The socket listens from the start (the kernel queues the connection until a worker accepts it), so each
+        try waits up to a second for the answer and then checks that rt-server is still alive.
+        """
         assert self.process is not None
         deadline = time.monotonic() + self.start_timeout
-        with httpx.Client(timeout=5) as client:
+        with httpx.Client(timeout=httpx.Timeout(1.0, connect=1.0)) as client:
             while True:
                 if self.process.poll() is not None:
                     return f"rt-server exited with {self.process.returncode}"
                 try:
                     client.get(f"{self.rest2_url}/rt")
-                    return None
                 except httpx.TransportError as exc:
                     if time.monotonic() > deadline:
                         return f"no answer from GET /REST/2.0/rt within {self.start_timeout:.0f} s ({exc!r})"
-                time.sleep(0.1)
+                else:
+                    # Without a usable database rt-server still answers, in its web installer's mode.
+                    if "RT couldn't connect to the database" in self._tail(self.server_output):
+                        return "rt-server could not use its database (it started RT's web installer)"
+                    return None
+                time.sleep(0.05)
 
     def _kill_server(self) -> None:
+        """SIGTERM to rt-server's process group (Starlet's master stops its workers), then SIGKILL to what is left."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        if process.poll() is None:
             try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(wait)
-                # Starlet's workers are in the same group: make sure none outlives the master.
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-            except subprocess.TimeoutExpired:
-                continue
-            return
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def stop(self) -> None:
         self._stop_setup_shell()
         self._kill_server()
+        self._listener.close()
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -319,11 +319,13 @@ class ApiClient:
             except UnreachableError as unreachable:
                 where = redact_url_password(self.base_url)
                 check = f"; check {self.url_variable}" if self.url_variable else ""
+                reached = unreachable.problem not in ("connection refused", "host name not found")
+                verb = "did not answer" if reached else "could not be reached"
                 raise UnreachableError(
                     self.system,
                     unreachable.method,
                     unreachable.path,
-                    f"{self.system} could not be reached at {where} ({unreachable.problem}){check}",
+                    f"{self.system} {verb} at {where} ({unreachable.problem}){check}",
                 ) from None
 
     def backoff_seconds(self, failed_attempts: int, error: BaseException | None) -> float:

@@ -103,8 +103,28 @@ def test_a_request_may_wait_longer_than_the_client_timeout(echo: ThreadedSandbox
             return str(raised.value), response.status_code
 
     default_failure, status = asyncio.run(go())
-    assert "Timeout" in default_failure
+    assert "(timed out)" in default_failure and "refused" not in default_failure
     assert status == 200
+
+
+def test_a_refused_connection_is_called_refused_and_names_the_url_setting() -> None:
+    from devkit.sandbox.server import free_port
+
+    port = free_port()  # nothing listens there
+
+    async def go() -> str:
+        limits = ApiLimits(max_attempts=2, backoff_initial_seconds=0.01, timeout_seconds=2)
+        async with ApiClient(
+            "RT", f"http://127.0.0.1:{port}/REST/2.0/", limits, "RT_TOKEN", url_variable="RT_URL"
+        ) as api:
+            with pytest.raises(TransientApiError) as raised:
+                await api.request("GET", "user/1")
+            return str(raised.value)
+
+    assert asyncio.run(go()) == (
+        f"RT GET user/1: RT could not be reached at http://127.0.0.1:{port}/REST/2.0/ (connection refused); "
+        "check RT_URL"
+    )
 
 
 def test_retry_after_is_obeyed(echo: ThreadedSandbox) -> None:

@@ -24,7 +24,9 @@ MODULE = "sync_pipelines.definitions"
 LOCATION = "sync_pipelines"
 GRPC_PORT = 4000
 
-INSTANCE_FILES = [REPO / "dagster.yaml", DEPLOY / "dagster.yaml"]
+LOCAL_INSTANCE = REPO / "dagster.yaml"
+PRODUCTION_INSTANCE = DEPLOY / "dagster.yaml"
+INSTANCE_FILES = [LOCAL_INSTANCE, PRODUCTION_INSTANCE]
 SYSTEMD_UNITS = [
     DEPLOY / "systemd" / "dagster-webserver.service",
     DEPLOY / "systemd" / "dagster-daemon.service",
@@ -203,7 +205,7 @@ def test_dockerfile_parses() -> None:
     assert dockerfile_arguments("FROM") == ["python:3.11-slim"]
     assert {"COPY", "RUN", "EXPOSE", "CMD"} <= set(keywords)
     assert keywords.count("CMD") == 1
-    assert any(argument.startswith("pip install .") for argument in dockerfile_arguments("RUN"))
+    assert any(argument.startswith('pip install ".') for argument in dockerfile_arguments("RUN"))
 
 
 @pytest.mark.unit
@@ -273,21 +275,56 @@ def test_env_example_documents_every_variable() -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("path", INSTANCE_FILES, ids=lambda p: str(p.relative_to(REPO)))
-def test_instance_env_vars_are_in_env_example(path: Path) -> None:
-    references = env_references(load_yaml(path))
+def test_instance_env_vars_are_in_env_example() -> None:
+    references = env_references(load_yaml(PRODUCTION_INSTANCE))
     assert {"DAGSTER_POSTGRES_URL", "DAGSTER_COMPUTE_LOGS_DIR"} <= references
     assert references <= env_example()[1]
+    # The local instance needs no setting at all.
+    assert env_references(load_yaml(LOCAL_INSTANCE)) == set()
+
+
+@pytest.mark.unit
+def test_local_and_production_instances_differ_only_in_storage_and_step_logs() -> None:
+    local, production = load_yaml(LOCAL_INSTANCE), load_yaml(PRODUCTION_INSTANCE)
+    assert {
+        key: value for key, value in production.items() if key not in ("storage", "compute_logs")
+    } == local
+
+
+@pytest.mark.unit
+def test_every_deploy_path_uses_the_production_instance() -> None:
+    assert "COPY deploy/dagster.yaml" in (DEPLOY / "Dockerfile").read_text()
+    readme = (DEPLOY / "README.md").read_text()
+    assert "ln -s /opt/sync_pipelines/deploy/dagster.yaml /var/lib/sync_pipelines/dagster.yaml" in readme
+    assert "deploy/dagster.yaml" in (DEPLOY / "helm" / "values.yaml").read_text()
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("path", INSTANCE_FILES, ids=lambda p: str(p.relative_to(REPO)))
-def test_instance_config_loads(
-    path: Path, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_local_instance_loads_without_any_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
+    monkeypatch.delenv("DAGSTER_COMPUTE_LOGS_DIR", raising=False)
     home = tmp_path / "instance"
     home.mkdir()
-    shutil.copy(path, home / "dagster.yaml")
+    shutil.copy(LOCAL_INSTANCE, home / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(instance.compute_log_manager).__name__ == "LocalComputeLogManager"
+        assert str(home) in str(instance.compute_log_manager._base_dir)
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None and queue.max_concurrent_runs == 10
+        assert {limit["key"] for limit in queue.tag_concurrency_limits} == {"sync/target", "sync/api"}
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    finally:
+        instance.dispose()
+
+
+@pytest.mark.integration
+def test_instance_config_loads(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "instance"
+    home.mkdir()
+    shutil.copy(PRODUCTION_INSTANCE, home / "dagster.yaml")
     logs = tmp_path / "compute_logs"
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", pg_url)
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_DIR", str(logs))
@@ -389,5 +426,15 @@ def test_helm_values() -> None:
     assert plain <= env_example()[1]
     assert {"SYNC_SYSTEMS", "ZLV_INCLUDE_DELETED_USERS"} <= plain
     assert not plain & set(SECRET_ENV_VARS), "secrets belong in envSecrets"
+    # Step logs outlive the run pods, and hung runs end after the production instance's limit.
+    assert values["computeLogManager"]["type"] in {
+        "S3ComputeLogManager",
+        "GCSComputeLogManager",
+        "AzureBlobComputeLogManager",
+    }
+    production = load_yaml(PRODUCTION_INSTANCE)["run_monitoring"]["max_runtime_seconds"]
+    assert values["dagsterDaemon"]["runMonitoring"]["maxRuntimeSeconds"] == production == 43200
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert 'pip install ".${EXTRAS}"' in dockerfile and "EXTRAS=[kubernetes]" in dockerfile
     retries = values["dagsterDaemon"]["runRetries"]
     assert retries["enabled"] and retries["retryOnAssetOrOpFailure"] is False

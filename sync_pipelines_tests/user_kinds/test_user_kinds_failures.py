@@ -95,7 +95,7 @@ def test_timeouts_after_retries_fail_those_users_only(world_v2: ZlvWorld) -> Non
         world_v2.handle.set_knobs(slow_rate=0.0)
     assert results.outcomes == {}
     assert set(results.failures) == {user.id for user in users}
-    assert all("lookup failed" in reason and "Timeout" in reason for reason in results.failures.values())
+    assert all("lookup failed" in reason and "Portail DF did not answer at" in reason and "(timed out); check PORTAILDF_API_URL" in reason for reason in results.failures.values())
     assert world_v2.handle.requests(LOOKUP) == 6  # two tries each
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 # At most 9 digits: a grade must fit EduRPG's INTEGER column (and Python's int() has a length limit).
 _LEADING_DIGITS = re.compile(r"\s*([0-9]{1,9})(?![0-9])")
+_STARTS_WITH_DIGIT = re.compile(r"\s*[0-9]")
 
 
 class MalformedAnswer(Exception):
@@ -87,10 +88,25 @@ class UserRecord:
 
 
 def class_grade(abbrev: str) -> int | None:
-    """EduRPG's grade: the leading digits of the class abbreviation (``"2.B"`` -> 2); None without digits, or
-    with more digits than a grade can have (the class is then skipped as malformed)."""
+    """The leading digits of the class abbreviation (``"2.B"`` -> 2); None without digits, or with more digits
+    than a grade can have."""
     match = _LEADING_DIGITS.match(abbrev or "")
     return int(match.group(1)) if match else None
+
+
+DEFAULT_GRADE = 1  # EduRPG's ``extractGradeFromClass`` when the abbreviation has no leading digits ("X.A")
+
+
+def edurpg_grade(abbrev: str) -> tuple[int | None, bool]:
+    """EduRPG's grade of a class and whether it was defaulted: the leading digits, or ``DEFAULT_GRADE`` (1) when
+    the abbreviation does not start with a digit; ``(None, False)`` when it starts with more digits than
+    EduRPG's INTEGER column holds (the class is then skipped as malformed)."""
+    grade = class_grade(abbrev)
+    if grade is not None:
+        return grade, False
+    if _STARTS_WITH_DIGIT.match(abbrev or ""):
+        return None, False
+    return DEFAULT_GRADE, True
 
 
 def _text(value: Any) -> str | None:
@@ -201,7 +217,8 @@ def parse_subject_rows(body: Any, owner: str) -> tuple[list[SubjectRow], list[Pr
 
 
 def parse_user(body: Any) -> UserRecord:
-    """``/api/3/user`` of a student: who they are and their class (``Class`` must be there, with digits)."""
+    """``/api/3/user`` of a student: who they are and their class (``Class`` must be there; a class without
+    leading digits gets EduRPG's default grade when mapped)."""
     if not isinstance(body, dict):
         raise MalformedAnswer(f"/api/3/user answered {type(body).__name__}, not an object")
     uid = _text(body.get("UserUID"))
@@ -211,8 +228,6 @@ def parse_user(body: Any) -> UserRecord:
     if body.get("Class") is None:
         raise MalformedAnswer("/api/3/user has no Class")
     school_class = parse_class(body["Class"])
-    if class_grade(school_class.abbrev) is None:
-        raise MalformedAnswer(f"class abbreviation {school_class.abbrev!r} has no leading digits (no grade)")
     # Some servers append the class to the name ("Novák Jan, 2.B"); EduRPG keeps the person's name.
     suffix = f", {school_class.abbrev}"
     if full_name.endswith(suffix):
@@ -222,6 +237,18 @@ def parse_user(body: Any) -> UserRecord:
                 f"/api/3/user FullName holds only the class ({suffix.strip(', ')!r}), no name"
             )
     return UserRecord(uid, full_name, (_text(body.get("UserType")) or "").lower(), school_class)
+
+
+def bare_id(bakalari_id: str) -> str:
+    """A Bakaláři id without the ``prefix/`` a ``UserUID`` may carry (``"1234/U1AB"`` -> ``"U1AB"``)."""
+    return bakalari_id.rsplit("/", 1)[-1]
+
+
+def uid_prefix(uid: str | None) -> str | None:
+    """The ``prefix`` of a ``UserUID`` shaped ``prefix/id``; None for a bare id."""
+    if not uid or "/" not in uid:
+        return None
+    return uid.rsplit("/", 1)[0] or None
 
 
 def same_account(bakalari_id: str, uid: str, login_user_id: str | None) -> bool:

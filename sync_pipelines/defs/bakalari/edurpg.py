@@ -2,8 +2,16 @@
 
 EduRPG's schema comes from Prisma (``prisma/schema.prisma``): quoted mixed-case identifiers, PostgreSQL enum types
 for ``role`` and ``level``, and ids (``cuid()``) and ``"updatedAt"`` that the Prisma *client* fills in. A row this
-sync inserts therefore brings its own unique string id and ``"updatedAt"``; ``"createdAt"`` has a database default.
-The same table objects work on SQLite, where the demo keeps its EduRPG database.
+sync inserts therefore brings its own unique string id, and sets ``"createdAt"`` and ``"updatedAt"`` together, to the
+same UTC instant, as Prisma's client does: the column default (``CURRENT_TIMESTAMP``) would be later than
+``"updatedAt"`` and, ``TIMESTAMP(3)`` having no zone, in the server's ``timezone`` rather than UTC.
+
+EduRPG's committed migrations never create ``"ExternalRef"`` (only ``prisma db push`` of the schema does). Without
+it the sync stops with an error saying so and how to fix it; with ``EDURPG_CREATE_EXTERNAL_REF=true`` it creates the
+table itself, exactly as Prisma would (``EXTERNAL_REF_DDL``), in one transaction.
+
+The same table objects work on SQLite, where the demo keeps its EduRPG database (``metadata.create_all``: the
+demo's only way to make the schema, since Prisma's harness is PostgreSQL-only).
 """
 
 from __future__ import annotations
@@ -19,10 +27,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.database import describe_connection_error
+from sync_pipelines.core.database import describe_connection_error, is_postgresql
 from sync_pipelines.core.errors import ConfigurationError
 
 SETTING = "EDURPG_DATABASE_URL"
+CREATE_EXTERNAL_REF_SETTING = "EDURPG_CREATE_EXTERNAL_REF"
 USER_ROLES = ("OPERATOR", "TEACHER", "STUDENT")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 
@@ -38,7 +47,9 @@ _JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=Tr
 
 
 def _timestamps(updated: bool = True) -> list[sa.Column]:
-    columns = [sa.Column("createdAt", sa.DateTime, server_default=sa.func.current_timestamp())]
+    columns = [
+        sa.Column("createdAt", sa.DateTime, nullable=False, server_default=sa.func.current_timestamp())
+    ]
     if updated:
         columns.append(sa.Column("updatedAt", sa.DateTime, nullable=False))
     return columns
@@ -55,6 +66,8 @@ user = sa.Table(
     sa.Column("bakalariId", sa.Text),
     sa.Column("bakalariToken", sa.Text),
     *_timestamps(),
+    sa.Index("User_email_key", "email", unique=True),
+    sa.Index("User_bakalariId_key", "bakalariId", unique=True),
 )
 klass = sa.Table(
     "Class",
@@ -71,6 +84,7 @@ subject = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("code", sa.Text, nullable=False),
     *_timestamps(),
+    sa.Index("Subject_code_key", "code", unique=True),
 )
 enrollment = sa.Table(
     "Enrollment",
@@ -80,6 +94,7 @@ enrollment = sa.Table(
     sa.Column("subjectId", sa.Text, nullable=False),
     sa.Column("classId", sa.Text, nullable=False),
     *_timestamps(),
+    sa.Index("Enrollment_userId_subjectId_key", "userId", "subjectId", unique=True),
 )
 external_ref = sa.Table(
     "ExternalRef",
@@ -90,6 +105,7 @@ external_ref = sa.Table(
     sa.Column("internalId", sa.Text, nullable=False),
     sa.Column("metadata", _JSON),
     *_timestamps(),
+    sa.Index("ExternalRef_type_externalId_key", "type", "externalId", unique=True),
 )
 system_log = sa.Table(
     "SystemLog",
@@ -101,6 +117,45 @@ system_log = sa.Table(
     sa.Column("requestId", sa.Text),
     sa.Column("metadata", _JSON),
     *_timestamps(updated=False),
+)
+
+# EduRPG's game history off "User" (the demo seeds a little of it, to show that the sync never deletes any).
+xp_audit = sa.Table(
+    "XPAudit",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("userId", sa.Text, sa.ForeignKey("User.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("amount", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("requestId", sa.Text),
+    *_timestamps(updated=False),
+)
+
+# "ExternalRef" exactly as ``prisma db push`` creates it from EduRPG's ``schema.prisma`` on PostgreSQL (the model:
+# id String @id @default(cuid()); type, externalId, internalId String; metadata Json?; createdAt @default(now());
+# updatedAt @updatedAt; @@unique([type, externalId]); @@index([type]); @@index([internalId])).
+EXTERNAL_REF_DDL = (
+    """CREATE TABLE "ExternalRef" (
+    "id" TEXT NOT NULL,
+    "type" TEXT NOT NULL,
+    "externalId" TEXT NOT NULL,
+    "internalId" TEXT NOT NULL,
+    "metadata" JSONB,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL,
+
+    CONSTRAINT "ExternalRef_pkey" PRIMARY KEY ("id")
+)""",
+    'CREATE INDEX "ExternalRef_type_idx" ON "ExternalRef"("type")',
+    'CREATE INDEX "ExternalRef_internalId_idx" ON "ExternalRef"("internalId")',
+    'CREATE UNIQUE INDEX "ExternalRef_type_externalId_key" ON "ExternalRef"("type", "externalId")',
+)
+MISSING_EXTERNAL_REF = (
+    'the database has no table "ExternalRef": EduRPG\'s committed migrations (prisma migrate deploy) do not create '
+    "it, only its schema.prisma does. Run `npx prisma db push` in EduRPG (it adds the missing table), or create it "
+    "with the SQL of EduRPG's schema: "
+    + "; ".join(" ".join(statement.split()) for statement in EXTERNAL_REF_DDL)
+    + f"; or set {CREATE_EXTERNAL_REF_SETTING}=true to let the sync create it"
 )
 
 # Entity kind (the prefix of a plan key) -> its table and its ExternalRef ``type`` (EduRPG's names).
@@ -201,11 +256,12 @@ class VanishedEntity:
 class EduRpgStore:
     """EduRPG's database: the snapshot the plan compares against, token storage, ``"SystemLog"`` events."""
 
-    def __init__(self, engine: Engine, setting: str = SETTING) -> None:
+    def __init__(self, engine: Engine, setting: str = SETTING, *, create_external_ref: bool = False) -> None:
         self.engine = engine
-        self._require_schema(setting)
+        self.created_external_ref = False
+        self._require_schema(setting, create_external_ref)
 
-    def _require_schema(self, setting: str) -> None:
+    def _require_schema(self, setting: str, create_external_ref: bool = False) -> None:
         """One sentence naming the setting when a table or column the sync needs is missing (one catalog query)."""
         try:
             found = sa.inspect(self.engine).get_multi_columns(filter_names=[t.name for t in REQUIRED_COLUMNS])
@@ -217,6 +273,11 @@ class EduRpgStore:
             table_name: {column["name"] for column in found_columns}
             for (_, table_name), found_columns in found.items()
         }
+        if external_ref.name not in columns and all(t.name in columns for t in REQUIRED_COLUMNS if t is not external_ref):
+            if not create_external_ref:
+                raise ConfigurationError(setting, MISSING_EXTERNAL_REF)
+            self.create_external_ref(setting)
+            columns[external_ref.name] = {column.name for column in external_ref.columns}
         for table, wanted in REQUIRED_COLUMNS.items():
             if table.name not in columns:
                 raise ConfigurationError(
@@ -227,6 +288,27 @@ class EduRpgStore:
                 raise ConfigurationError(
                     setting, f"table {table.name!r} has no column(s) {', '.join(map(repr, missing))}"
                 )
+
+    def create_external_ref(self, setting: str = SETTING) -> None:
+        """Create ``"ExternalRef"`` as EduRPG's schema defines it, in one transaction (PostgreSQL: Prisma's exact
+        DDL; SQLite, the demo: from the table object). A concurrent creator wins harmlessly."""
+        try:
+            with self.engine.begin() as connection:
+                if is_postgresql(self.engine):
+                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('EduRPG ExternalRef'))")
+                    exists = connection.exec_driver_sql(
+                        "SELECT to_regclass('\"ExternalRef\"') IS NOT NULL"
+                    ).scalar_one()
+                    if not exists:
+                        for statement in EXTERNAL_REF_DDL:
+                            connection.exec_driver_sql(statement)
+                else:
+                    external_ref.create(connection, checkfirst=True)
+        except SQLAlchemyError as error:
+            raise ConfigurationError(
+                setting, f'could not create "ExternalRef" ({describe_connection_error(error)}); {MISSING_EXTERNAL_REF}'
+            ) from None
+        self.created_external_ref = True
 
     # -- student accounts and their tokens -----------------------------------------------------------------
     def student_accounts(self) -> list[StudentAccount]:

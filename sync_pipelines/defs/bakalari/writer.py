@@ -1,7 +1,8 @@
 """The batch writer ``apply_plan`` calls: each batch's rows and their ``"ExternalRef"`` rows in one transaction.
 
-Inserts bring their own id and ``"updatedAt"`` (Prisma's client would); updates set only the fields that changed,
-plus ``"updatedAt"``. Statements are set-based per table (``executemany``, which psycopg pipelines; ``ON CONFLICT``
+Inserts bring their own id and set ``"createdAt"`` and ``"updatedAt"`` to the same UTC instant (Prisma's client
+does; the column default would be later than ``"updatedAt"``, and in the server's ``timezone``); updates set only
+the fields that changed, plus ``"updatedAt"``. Statements are set-based per table (``executemany``, which psycopg pipelines; ``ON CONFLICT``
 upserts for the refs), in foreign-key order. Any database
 error rolls the whole batch back and fails its records (``apply_plan`` records that); a record whose row points
 at a row that failed to be created is failed up front instead of breaking its batch.
@@ -76,7 +77,7 @@ class EntityWriter:
             values = {name: value for name, value in record.desired.items() if name != REF}
             changed = {change.field for change in record.changes}
             if record.action is Action.CREATE:
-                inserts[kind].append({**values, "updatedAt": now})
+                inserts[kind].append({**values, "createdAt": now, "updatedAt": now})
             else:
                 columns = tuple(sorted(changed - {REF, "id"}))
                 if columns:
@@ -92,6 +93,7 @@ class EntityWriter:
                         "externalId": external_id_of(record),
                         "internalId": ref["internalId"],
                         "metadata": ref["metadata"],
+                        "createdAt": now,
                         "updatedAt": now,
                     }
                 )
@@ -100,7 +102,7 @@ class EntityWriter:
             table = ENTITY_TABLES[kind]
             rows = inserts.get(kind)
             if rows:
-                columns = [c.name for c in table.columns if c.name != "createdAt"]
+                columns = [c.name for c in table.columns]
                 connection.execute(
                     sa.insert(table), [{name: row.get(name) for name in columns} for row in rows]
                 )
