@@ -42,6 +42,10 @@ def stop_on_sigterm() -> None:
 def web_ui(env: dict[str, str], port: int) -> int:
     """``dagster dev`` with this interpreter's dagster (no venv to activate), until it ends or is interrupted."""
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-p", str(port)]
+    servers = " ".join(
+        f"{name}={value}" for name, value in env.items() if name.endswith("_URL") and "://127." in value
+    )
+    print(f"stand-in servers and databases: {servers}")
     print(f"web UI: http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
     process = subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True)
     try:
@@ -100,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", choices=sorted(JOBS), action="append", help="job(s) to run (default: all)")
     parser.add_argument("--size", type=int, default=200, help="sample records per system")
     parser.add_argument("--keep-running", action="store_true", help="leave the sandbox servers running")
-    parser.add_argument("--ui", action="store_true", help="run no job; open the web UI on the sandbox servers")
+    parser.add_argument(
+        "--ui", action="store_true", help="run no job; open the web UI on the sandbox servers"
+    )
     parser.add_argument("--port", type=int, default=3000, help="the web UI's port (with --ui)")
     args = parser.parse_args(argv)
     stop_on_sigterm()
@@ -122,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             failures += run_job(job, {**env, **setup.env}) != 0
         print(f"\nrun history and the sync state are under {home}")
         if args.keep_running:
-            print("sandbox servers are running; to explore in the web UI, in another shell (or use ./dev ui):")
+            print(
+                "sandbox servers are running; to explore in the web UI, in another shell (or use ./dev ui):"
+            )
             exports["DAGSTER_HOME"] = str(home)
             print(
                 "  "

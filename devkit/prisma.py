@@ -8,7 +8,8 @@ binaries, so it works with no internet beyond the npm registry. ``devkit/install
 ``build_edurpg_database(url)`` is ``prisma db push`` of every model (``with_external_ref=False``: without
 ``ExternalRef``, as EduRPG's committed migrations leave the database); ``read_back(url)`` runs
 ``read_back.mjs``: every model's ``findMany``, the relations, EduRPG's lookups, an update and a create on
-synced rows (undone), and the synced rows as Prisma reads them (DateTime as ISO strings).
+synced rows (undone), and the synced rows as Prisma reads them (DateTime as ISO strings); ``login_upsert(url,
+logins)`` runs ``login_upsert.mjs``: what EduRPG's login does to ``"User"`` (an upsert by ``bakalariId``).
 """
 
 from __future__ import annotations
@@ -115,3 +116,11 @@ def read_back(
         return json.loads(output)
     except json.JSONDecodeError as exc:
         raise PrismaError(f"read_back.mjs printed no JSON ({exc}): {output[-STDERR_TAIL:]}") from None
+
+
+def login_upsert(url: str, logins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """EduRPG's login, as Prisma's client does it: ``user.upsert`` by ``bakalariId`` for each of ``logins``
+    (``{bakalariId, name, role?, token?, email?}``). Returns ``[{bakalariId, id, created}]``, ``created`` when the
+    login did not find an existing user (and made a second one)."""
+    output = _run("login_upsert.mjs", [url, json.dumps(logins)], READ_BACK_TIMEOUT)
+    return json.loads(output)

@@ -3,6 +3,9 @@
 Bakaláři has no bulk endpoint, so a sync has to log in as the operator (a teacher account whose timetable lookups
 list the whole school) and as every student (refresh grant, then ``/api/3/user`` and ``/api/3/subjects``). Refresh
 tokens rotate on every use, exactly as on a real server, so tests can check that a sync keeps the newest one.
+Access tokens are JWTs (HS256, signed with a per-sandbox key) whose ``exp`` says when they stop working, as a real
+server's do; ``BakalariSandbox.login_access_token`` logs a student in the way EduRPG's login does and hands back
+the access token EduRPG stores, fresh or (``age_seconds``) already expired.
 
 The same ``(student_count, seed)`` always gives the same school (``generate_school``), so the demo, the tests and
 the EduRPG seeding know who is who without asking the server.
@@ -10,8 +13,11 @@ the EduRPG seeding know who is who without asking the server.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import hmac
+import json
 import math
 import random
 import re
@@ -474,9 +480,23 @@ def _bakalari_datetime(day: date, hour: int = 0, minute: int = 0) -> str:
 
 
 # Answers that are JSON but not what the API promises: the student's record (or one subject row) is malformed.
-MALFORMED_ANSWERS = ("no_class", "class_abbrev_without_digits", "subject_without_id")
-# ``html_page``: the student's ``/api/3/subjects`` answers 200 with a proxy's HTML error page instead of JSON.
-CORRUPTIONS = (*MALFORMED_ANSWERS, "html_page")
+MALFORMED_ANSWERS = ("no_class", "subject_without_id")
+# ``class_abbrev_without_digits``: the student's ``Class.Abbrev`` loses its digits ("B"): not malformed (EduRPG
+# gives such a class grade 1), the class is still known by its id. ``html_page``: the student's
+# ``/api/3/subjects`` answers 200 with a proxy's HTML error page instead of JSON.
+CORRUPTIONS = (*MALFORMED_ANSWERS, "class_abbrev_without_digits", "html_page")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def make_jwt(claims: dict[str, Any], key: bytes) -> str:
+    """A compact HS256 JWT of ``claims``."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signature = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(signature)}"
 
 
 class BakalariSandbox(SandboxApp):
@@ -518,6 +538,7 @@ class BakalariSandbox(SandboxApp):
         self._user_by_refresh: dict[str, str] = {}
         self._redeemed: set[str] = set()
         self._access: dict[str, tuple[str, float]] = {}
+        self._jwt_key = secrets.token_bytes(32)
         self.logins: Counter[str] = Counter()
         self.login_failures: Counter[str] = Counter()
         self._corrupt: dict[str, set[str]] = {}
@@ -565,13 +586,48 @@ class BakalariSandbox(SandboxApp):
         if old is not None:
             self._user_by_refresh.pop(old[0], None)
 
+    def _new_access_token(self, user_id: str, ttl_seconds: float, age_seconds: float = 0.0) -> str:
+        """A JWT access token for ``user_id``, issued ``age_seconds`` ago and valid ``ttl_seconds`` from then.
+
+        ``exp`` is wall-clock Unix time; the server itself judges validity by its own ``clock``, consistently."""
+        now = self.clock()
+        issued = time.time() - age_seconds
+        token = make_jwt(
+            {
+                "iss": "bakalari-sandbox",
+                "sub": user_id,
+                "bak:UserId": self._user_uid(user_id),
+                "scope": SCOPE.split(),
+                "iat": int(issued),
+                "nbf": int(issued),
+                "exp": int(issued + ttl_seconds),
+                "jti": secrets.token_hex(8),
+            },
+            self._jwt_key,
+        )
+        if len(self._access) > 10_000:
+            self._access = {t: entry for t, entry in self._access.items() if entry[1] > now}
+        self._access[token] = (user_id, now - age_seconds + ttl_seconds)
+        return token
+
+    def login_access_token(
+        self, user_id: str, *, ttl_seconds: float | None = None, age_seconds: float = 0.0
+    ) -> str:
+        """What EduRPG's login keeps of a student's password login: the access token (a JWT with ``exp``).
+
+        The login is counted as a password login; the student's refresh token is left as it was (EduRPG drops the
+        new one). ``age_seconds``: the login happened that long ago (``>= ttl``: the token has expired)."""
+        with self._lock:
+            if user_id not in self._students:
+                raise ValueError(f"unknown Bakaláři student: {user_id!r}")
+            self.logins["password"] += 1
+            ttl = self.access_token_ttl_seconds if ttl_seconds is None else ttl_seconds
+            return self._new_access_token(user_id, ttl, age_seconds)
+
     def _issue_tokens(self, user_id: str) -> dict[str, Any]:
         now = self.clock()
-        access = secrets.token_urlsafe(32)
+        access = self._new_access_token(user_id, self.access_token_ttl_seconds)
         refresh = f"bak-rt-{secrets.token_urlsafe(36)}"
-        if len(self._access) > 10_000:
-            self._access = {token: entry for token, entry in self._access.items() if entry[1] > now}
-        self._access[access] = (user_id, now + self.access_token_ttl_seconds)
         self._set_refresh(user_id, refresh, now)
         return {
             "bak:ApiVersion": API_VERSION,

@@ -5,16 +5,30 @@ kept on purpose: a PUT answers 200 with an array of messages even when a value w
 fields are skipped silently, collection items carry only ``type``/``id``/``_url`` unless ``fields=`` asks
 for more, a user's collection ``id`` is its *name*, and ``next_page``/``prev_page`` are absent, not null,
 when there is no such page.
+
+Where they were compared (``sync_pipelines_tests/rt_real/test_rt_contract.py`` runs one set of assertions against
+this stand-in and a real RT 5.0.3), it answers as RT does: reply messages quote old values
+(``Grade K changed to 1``, ``Student ID S1 added``), a refusal reads ``Could not add a new value to custom field
+'Grade': Input must match [...]``, a GET of an unknown user is ``404 {"message": "Not Found"}``, a user custom field
+that is not applied to users (``"Applied": False``) is listed by LookupType but left out of users' ``CustomFields`` and
+ignored by a PUT, numbers in field listings are strings, ``GET /customfields`` without a query lists nothing, a
+token whose user lacks ``SeeCustomField`` sees no custom field (``total: null``) and one without
+``ModifyCustomField`` gets ``Permission Denied`` per field. Server knobs (``ServerKnobs``, changed at run time with
+the ``server`` state action) add RT's pace: ``request_cost_ms`` per request (RT checks the token with bcrypt on each
+one), served by at most ``workers`` at a time, and ``close_connection`` (RT answers ``Connection: close``). The cost
+defaults to 0 so that the suite stays fast; the contract tests run the stand-in with an RT-like cost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
@@ -31,7 +45,11 @@ TICKET_LOOKUP_TYPE = "RT::Queue-RT::Ticket"
 GRADE_PATTERN = r"(?#Grade pattern)^(K|[0-9]|1[0-2]|20[0-9]{2})$"
 DEFAULT_TOKEN = "sandbox-rt-token"
 RT_VERSION = "5.0.5"
-NOT_FOUND_MESSAGE = "Resource does not exist; use POST to create"
+NOT_FOUND_MESSAGE = "Resource does not exist; use POST to create"  # PUT to an unknown record
+GET_NOT_FOUND_MESSAGE = "Not Found"  # GET of an unknown record (RT 5.0.3)
+# Rights a token's user holds (granted globally); the default token holds them all.
+ALL_RIGHTS = frozenset({"AdminUsers", "ShowUserHistory", "SeeCustomField", "ModifyCustomField"})
+RIGHTS_KEY = web.RequestKey("rt_rights", frozenset)
 SAMPLE_CREATED = "2024-08-01T08:00:00Z"
 
 # Attributes a PUT may change (RT's WritableAttributes, less the ones with side effects such as Name).
@@ -76,6 +94,26 @@ NEGATIVE_OPERATORS = frozenset({"!=", "<>", "NOT LIKE"})
 _CF_LIMIT = re.compile(r"CustomField\.\{(.*)\}")
 
 
+@dataclass
+class ServerKnobs:
+    """RT's own pace, as a stand-in can show it: what each request costs the server, how many it serves at once."""
+
+    # Server time per API request (RT: a bcrypt check of the token, ~200-400 ms at BcryptCost 12, ~8-25 ms at 4).
+    request_cost_ms: float = 0.0
+    # Requests served at once (RT: Starlet's --max-workers); None: as many as come.
+    workers: int | None = None
+    # Answer ``Connection: close`` and close it (RT: --max-keepalive-reqs 1, the default).
+    close_connection: bool = True
+
+    def update(self, changes: dict[str, Any]) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown RT server knobs: {sorted(unknown)}; known: {sorted(known)}")
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+
 class _ClientError(Exception):
     """A request RT would refuse as a whole (nothing is changed)."""
 
@@ -104,6 +142,10 @@ def _scalar(value: Any, field: str) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _like_regex(pattern: str) -> re.Pattern[str]:
@@ -163,8 +205,13 @@ class RequestTrackerSandbox(SandboxApp):
         custom_fields: list[dict[str, Any]],
         token: str = DEFAULT_TOKEN,
         knobs: Knobs | None = None,
+        server: ServerKnobs | None = None,
     ) -> None:
         self.token = token
+        self.tokens: dict[str, frozenset[str]] = {}  # more tokens, with their users' rights
+        self.server = server or ServerKnobs()
+        self._worker_slots: asyncio.Semaphore | None = None
+        self._worker_slots_size: int | None = None
         self._transaction = 1000
         self._custom_fields: dict[int, dict[str, Any]] = {}
         self._patterns: dict[int, re.Pattern[str] | None] = {}
@@ -178,6 +225,8 @@ class RequestTrackerSandbox(SandboxApp):
         for user_id, record in users.items():
             self._add_user(int(user_id), record)
         super().__init__(knobs)
+        self.app.middlewares.append(self._server_middleware)
+        self.app.on_response_prepare.append(self._close_connection)
 
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
@@ -273,6 +322,7 @@ class RequestTrackerSandbox(SandboxApp):
             "ValidationHint": str(definition.get("ValidationHint", "")),
             "SortOrder": int(definition.get("SortOrder", 0)),
             "Disabled": int(definition.get("Disabled", 0)),
+            "Applied": bool(definition.get("Applied", True)),
             "Created": SAMPLE_CREATED,
             "LastUpdated": SAMPLE_CREATED,
         }
@@ -291,15 +341,22 @@ class RequestTrackerSandbox(SandboxApp):
         self._user_fields = [
             field
             for _, field in sorted(self._custom_fields.items())
-            if field["LookupType"] == USER_LOOKUP_TYPE and not field["Disabled"]
+            if field["LookupType"] == USER_LOOKUP_TYPE and not field["Disabled"] and field["Applied"]
         ]
         self._user_fields_by_name = {field["Name"].casefold(): field for field in self._user_fields}
 
     def _field_for_setup(self, key: Any) -> dict[str, Any]:
+        """Any user custom field, applied or not, enabled or not (values as left-over data)."""
         field = self._user_field(str(key))
-        if field is None:
-            raise ValueError(f"no user custom field {key!r}")
-        return field
+        if field is not None:
+            return field
+        for candidate in self._custom_fields.values():
+            if candidate["LookupType"] == USER_LOOKUP_TYPE and str(key).casefold() in (
+                candidate["Name"].casefold(),
+                str(candidate["id"]),
+            ):
+                return candidate
+        raise ValueError(f"no user custom field {key!r}")
 
     def _add_user(self, user_id: int, record: dict[str, Any]) -> dict[str, Any]:
         if user_id in self._users:
@@ -357,7 +414,8 @@ class RequestTrackerSandbox(SandboxApp):
         Actions: ``set_custom_field`` (user_id, field, values | value), ``add_user`` (user_id, Name, ...),
         ``set_user`` (user_id, attributes), ``delete_user`` (user_id), ``set_token`` (token),
         ``add_custom_field`` (a field record), ``remove_custom_field`` (name | id),
-        ``set_pattern`` (field, pattern).
+        ``set_pattern`` (field, pattern), ``set_field`` (field, Applied and/or Disabled), ``add_token`` (token,
+        rights: the token's user's rights), ``server`` (``ServerKnobs`` fields).
         """
         action = change.get("action")
         if action == "set_custom_field":
@@ -396,6 +454,17 @@ class RequestTrackerSandbox(SandboxApp):
             for user in self._users.values():
                 user["cf"].pop(field["id"], None)
             self._index_custom_fields()
+        elif action == "set_field":
+            field = self._any_field(change["field"])
+            if "Applied" in change:
+                field["Applied"] = bool(change["Applied"])
+            if "Disabled" in change:
+                field["Disabled"] = int(change["Disabled"])
+            self._index_custom_fields()
+        elif action == "add_token":
+            self.tokens[str(change["token"])] = frozenset(change.get("rights") or ())
+        elif action == "server":
+            self.server.update({key: value for key, value in change.items() if key != "action"})
         elif action == "set_pattern":
             field = self._any_field(change["field"])
             self._set_pattern(field, str(change.get("pattern") or ""))
@@ -425,6 +494,33 @@ class RequestTrackerSandbox(SandboxApp):
             del self._orders[orderby]
 
     # -- HTTP --------------------------------------------------------------------------------------------
+    @web.middleware
+    async def _server_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """RT's pace: each API request takes ``request_cost_ms`` of one of ``workers`` (the token check)."""
+        server = self.server
+        if not request.path.startswith(API_PREFIX) or (not server.request_cost_ms and not server.workers):
+            return await handler(request)
+        if server.workers:
+            if self._worker_slots is None or self._worker_slots_size != server.workers:
+                self._worker_slots, self._worker_slots_size = (
+                    asyncio.Semaphore(server.workers),
+                    server.workers,
+                )
+            async with self._worker_slots:
+                await asyncio.sleep(server.request_cost_ms / 1000)
+                return await handler(request)
+        await asyncio.sleep(server.request_cost_ms / 1000)
+        return await handler(request)
+
+    async def _close_connection(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.server.close_connection and request.path.startswith(API_PREFIX):
+            await request.read()  # a body left unread would turn the close into a reset
+            response.force_close()
+            response.headers["Connection"] = "close"  # the headers are prepared before this hook runs
+
+    def server_settings(self) -> dict[str, Any]:
+        return asdict(self.server)
+
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get(f"{API_PREFIX}/rt", self._get_rt)
         router.add_get(f"{API_PREFIX}/user/{{id}}", self._get_user)
@@ -443,9 +539,17 @@ class RequestTrackerSandbox(SandboxApp):
 
     def _unauthorized(self, request: web.Request) -> web.Response | None:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "token" and credentials.strip() == self.token:
-            return None
-        return self._error(401, "Unauthorized", {"WWW-Authenticate": 'Basic realm="RT REST API"'})
+        if scheme.lower() == "token":
+            token = credentials.strip()
+            rights = ALL_RIGHTS if token == self.token else self.tokens.get(token)
+            if rights is not None:
+                request[RIGHTS_KEY] = rights
+                return None
+        return self._error(401, "Unauthorized")
+
+    @staticmethod
+    def _may(request: web.Request, right: str) -> bool:
+        return right in request.get(RIGHTS_KEY, ALL_RIGHTS)
 
     @staticmethod
     def _base(request: web.Request) -> str:
@@ -500,6 +604,7 @@ class RequestTrackerSandbox(SandboxApp):
     def _user_json(self, user: dict[str, Any], base: str) -> dict[str, Any]:
         user_id = user["id"]
         data = {attribute: user[attribute] for attribute in USER_ATTRIBUTES}
+        data["Disabled"] = str(user["Disabled"])
         data["Creator"] = self._user_link("RT_System", base)
         data["LastUpdatedBy"] = self._user_link("root", base)
         data["Memberships"] = []
@@ -516,10 +621,11 @@ class RequestTrackerSandbox(SandboxApp):
             return refused
         user = self._find_user(request.match_info["id"])
         if user is None:
-            return self._error(404, NOT_FOUND_MESSAGE)
-        return web.json_response(
-            self._user_json(user, self._base(request)), headers={"ETag": f'"{user["txn"]}"'}
-        )
+            return self._error(404, GET_NOT_FOUND_MESSAGE)
+        data = self._user_json(user, self._base(request))
+        if not self._may(request, "SeeCustomField"):
+            data.pop("CustomFields", None)
+        return web.json_response(data, headers={"ETag": f'"{user["txn"]}"'})
 
     async def _put_user(self, request: web.Request) -> web.Response:
         refused = self._unauthorized(request)
@@ -533,7 +639,9 @@ class RequestTrackerSandbox(SandboxApp):
             if_match = request.headers.get("If-Match")
             if if_match is not None and not self._etag_matches(if_match, user["txn"]):
                 return self._error(412, "Precondition Failed")
-            messages = self._update_user(user, data)
+            messages = self._update_user(
+                user, data, self._may(request, "SeeCustomField"), self._may(request, "ModifyCustomField")
+            )
         except _ClientError as error:
             return self._error(error.status, error.message)
         return web.json_response(messages)
@@ -543,7 +651,9 @@ class RequestTrackerSandbox(SandboxApp):
         tags = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")}
         return "*" in tags or str(transaction) in tags
 
-    def _update_user(self, user: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    def _update_user(
+        self, user: dict[str, Any], data: dict[str, Any], see: bool = True, modify: bool = True
+    ) -> list[str]:
         """Apply a PUT body and return RT's messages; validation comes first so a 400 changes nothing."""
         custom_fields = data.get("CustomFields")
         if custom_fields is not None and not isinstance(custom_fields, dict):
@@ -551,8 +661,8 @@ class RequestTrackerSandbox(SandboxApp):
         planned: list[tuple[dict[str, Any], list[str] | None]] = []
         for key, value in (custom_fields or {}).items():
             field = self._user_field(str(key))
-            if field is None:
-                continue  # not a user custom field: RT skips it without a word
+            if field is None or not see:
+                continue  # not a user field applied to users, or one the token cannot see: RT skips it silently
             if value is None:
                 planned.append((field, None))
             elif isinstance(value, list):
@@ -573,6 +683,11 @@ class RequestTrackerSandbox(SandboxApp):
                 shown = f"'{old}'" if old else "(no value)"
                 messages.append(f"{attribute} changed from {shown} to '{new}'")
         for field, values in planned:
+            if not modify:
+                messages.append(
+                    f"Could not add a new value to custom field '{field['Name']}': Permission Denied"
+                )
+                continue
             if field["MaxValues"] == 1:
                 messages.extend(self._set_single(user, field, values))
             else:
@@ -594,7 +709,10 @@ class RequestTrackerSandbox(SandboxApp):
         pattern = self._patterns.get(field["id"])
         if pattern is None or pattern.search(value):
             return None
-        return f"Could not add new custom field value: Input must match {_friendly_pattern(field['Pattern'])}"
+        return (
+            f"Could not add a new value to custom field '{field['Name']}': "
+            f"Input must match {_friendly_pattern(field['Pattern'])}"
+        )
 
     def _set_single(self, user: dict[str, Any], field: dict[str, Any], values: list[str] | None) -> list[str]:
         current = user["cf"].get(field["id"])
@@ -656,10 +774,12 @@ class RequestTrackerSandbox(SandboxApp):
             return refused
         key = request.match_info["id"]
         field = self._custom_fields.get(int(key)) if key.isascii() and key.isdigit() else None
-        if field is None:
-            return self._error(404, NOT_FOUND_MESSAGE)
+        if field is None or not self._may(request, "SeeCustomField"):
+            return self._error(404, GET_NOT_FOUND_MESSAGE)
         base = self._base(request)
-        data = {attribute: field[attribute] for attribute in CUSTOM_FIELD_ATTRIBUTES}
+        # RT gives every number but the id as a string ("MaxValues": "1").
+        data = {attribute: _text(field[attribute]) for attribute in CUSTOM_FIELD_ATTRIBUTES}
+        data["id"] = field["id"]
         data["Creator"] = self._user_link("root", base)
         data["LastUpdatedBy"] = self._user_link("root", base)
         data["_hyperlinks"] = [
@@ -810,7 +930,10 @@ class RequestTrackerSandbox(SandboxApp):
             result: dict[str, Any] = self._user_link(user["Name"], base)
             for field in fields:
                 if field == "CustomFields":
-                    result[field] = self._user_custom_fields(user, base)
+                    see = self._may(request, "SeeCustomField")
+                    result[field] = self._user_custom_fields(user, base) if see else ""
+                elif field == "Disabled":
+                    result[field] = "1" if user["Disabled"] else ""  # as RT 5.0.3 lists it
                 elif field in USER_ATTRIBUTES:
                     result[field] = user[field]
             return result
@@ -829,11 +952,19 @@ class RequestTrackerSandbox(SandboxApp):
             limits = await self._read_query(request)
         except _ClientError as error:
             return self._error(error.status, error.message)
-        fields = [field for _, field in sorted(self._custom_fields.items())]
+        # RT lists custom fields by SortOrder, then Name; without a query it lists none.
+        fields = sorted(self._custom_fields.values(), key=lambda field: (field["SortOrder"], field["Name"]))
         if request.query.get("find_disabled_rows") != "1":
             fields = [field for field in fields if not field["Disabled"]]
         fields = self._filter(fields, limits, self._field_value, CUSTOM_FIELD_ATTRIBUTES.__contains__)
+        if not limits:
+            fields = []
         base = self._base(request)
+        if not self._may(request, "SeeCustomField"):
+            # RT shows the user no custom field, and does not say how many it cannot see.
+            page = self._page(request, [], lambda field: field)
+            page.update(total=None, pages=None)
+            return web.json_response(page)
         wanted = [name for name in self._fields_param(request) if name in CUSTOM_FIELD_ATTRIBUTES]
 
         def item(field: dict[str, Any]) -> dict[str, Any]:
@@ -843,7 +974,7 @@ class RequestTrackerSandbox(SandboxApp):
                 "_url": f"{base}/customfield/{field['id']}",
             }
             for name in wanted:
-                result[name] = field[name]
+                result[name] = _text(field[name])
             return result
 
         return web.json_response(self._page(request, fields, item))

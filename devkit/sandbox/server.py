@@ -353,7 +353,15 @@ class SandboxProcess(SandboxHandle):
 
     def _start_once(self, timeout: float) -> str | None:
         """Start the server; None once it answers, or its error output when it exited."""
-        command = [sys.executable, "-m", "devkit.sandbox", self.system, "--port", str(self._port), *self._args]
+        command = [
+            sys.executable,
+            "-m",
+            "devkit.sandbox",
+            self.system,
+            "--port",
+            str(self._port),
+            *self._args,
+        ]
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=self._stderr, env=devkit_env(), cwd=REPO_ROOT
         )

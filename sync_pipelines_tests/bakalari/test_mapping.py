@@ -15,11 +15,14 @@ from sync_pipelines.defs.bakalari.answers import (
     SubjectRow,
     TeacherInfo,
     UserRecord,
+    bare_id,
     class_grade,
+    edurpg_grade,
     parse_subject_rows,
     parse_timetable_lookups,
     parse_user,
     same_account,
+    uid_prefix,
 )
 from sync_pipelines.defs.bakalari.desired import (
     REF,
@@ -57,8 +60,11 @@ def test_parse_user_strips_the_class_suffix_and_requires_a_class() -> None:
     assert (user.full_name, user.user_type, user.school_class.id) == ("Novák Jan", "student", "ZX")
     with pytest.raises(MalformedAnswer, match="no Class"):
         parse_user({**body, "Class": None})
-    with pytest.raises(MalformedAnswer, match="no leading digits"):
-        parse_user({**body, "Class": {"Id": "ZX", "Abbrev": "B", "Name": "B"}})
+    # A class without leading digits is a class (EduRPG gives it grade 1), not a malformed answer.
+    assert (
+        parse_user({**body, "Class": {"Id": "ZX", "Abbrev": "X.A", "Name": "X.A"}}).school_class.abbrev
+        == "X.A"
+    )
     with pytest.raises(MalformedAnswer, match="Class has no Id"):
         parse_user({**body, "Class": {"Abbrev": "2.B"}})
     with pytest.raises(MalformedAnswer):
@@ -170,19 +176,26 @@ def test_build_desired_maps_creates_and_skips() -> None:
     students = [
         student("U1", ClassInfo("C1", "1.A", "1. A"), ["S1", "S2"]),
         student("U2", ClassInfo("C2", "Přípravka", "x"), ["S1"], user_id="u2"),
+        student("U3", ClassInfo("C3", "1234567890.A", "x"), ["S1"], user_id="u3"),
     ]
     entities = build_desired(school, students, snapshot, counter_ids())
     plan = plan_changes("t", entities.desired, entities.current, entities.skips)
     actions = {record.key: record.action for record in plan.records}
     assert actions["Class:C1"] is Action.CREATE
-    assert actions["Class:C2"] is Action.SKIP  # no digits in "Přípravka": no grade
+    assert actions["Class:C2"] is Action.CREATE  # no digits in "Přípravka": EduRPG's grade 1
+    assert entities.desired["Class:C2"]["grade"] == 1 and entities.grade_defaulted == ["Přípravka"]
+    assert actions["Class:C3"] is Action.SKIP  # more digits than a grade can have
     assert actions["User:U1"] is Action.UPDATE  # adopted from the login row
-    assert actions["User:U2"] is Action.SKIP  # its class was skipped
+    assert actions["User:U2"] is Action.CREATE  # the defaulted class's student is synced
+    assert entities.desired["User:U2"]["classId"] == entities.desired["Class:C2"]["id"]
+    assert actions["User:U3"] is Action.SKIP  # its class was skipped
     assert actions["User:T1"] is Action.CREATE
     assert actions["User:T2"] is Action.SKIP  # e-mail taken by another EduRPG user
     assert actions["Enrollment:U1-S1"] is Action.CREATE
     skipped = {record.key: record.category for record in plan.skipped}
-    assert skipped == {"Class:C2": "malformed", "User:U2": "depends_on_skipped", "User:T2": "email_in_use"}
+    assert skipped == {"Class:C3": "malformed", "User:U3": "depends_on_skipped", "User:T2": "email_in_use"}
+    subject_ref = entities.desired["Subject:S1"][REF]["metadata"]
+    assert subject_ref == {"bakalariSubjectId": "S1", "bakalariSubjectCode": "M"}  # EduRPG's keys
     assert entities.desired["User:T1"]["email"] == "novak@s.cz"
     assert entities.desired["User:U1"]["classId"] == entities.desired["Class:C1"]["id"]
     assert "email" not in entities.desired["User:U1"]  # an existing user's e-mail is EduRPG's
@@ -234,3 +247,58 @@ def test_unchanged_state_plans_nothing_and_vanished_refs_are_found() -> None:
     plan = plan_changes("t", second.desired, second.current, second.skips)
     assert plan.to_write == []
     assert [(v.key, v.name) for v in second.vanished] == [("Subject:S9", "Latina")]
+
+
+@pytest.mark.parametrize(
+    ("abbrev", "expected"),
+    [
+        ("2.B", (2, False)),
+        ("X.A", (1, True)),
+        ("Přípravka", (1, True)),
+        ("", (1, True)),
+        ("1234567890.A", (None, False)),
+    ],
+)
+def test_edurpg_grade_defaults_to_one_without_leading_digits(abbrev: str, expected: tuple) -> None:
+    assert edurpg_grade(abbrev) == expected
+
+
+def test_uid_prefix_and_bare_id() -> None:
+    assert uid_prefix("1234/U1AB") == "1234" and uid_prefix("U1AB") is None and uid_prefix(None) is None
+    assert bare_id("1234/U1AB") == bare_id("U1AB") == "U1AB"
+
+
+def teacher_snapshot(bakalari_id: str) -> EduRpgSnapshot:
+    return EduRpgSnapshot(
+        users={
+            "t1": {
+                "id": "t1",
+                "email": "novak@s.cz",
+                "name": "Mgr. Novák",
+                "role": "TEACHER",
+                "classId": None,
+                "bakalariId": bakalari_id,
+            }
+        }
+    )
+
+
+@pytest.mark.parametrize("stored", ["T1", "1234/T1", "9999/T1"])
+def test_a_teacher_is_adopted_with_or_without_a_uid_prefix(stored: str) -> None:
+    """EduRPG's login stores ``UserUID`` (maybe ``prefix/T1``); the timetable says ``T1``: one user, not two."""
+    school = school_reading()
+    school.uid_prefix = "1234"
+    entities = build_desired(school, [], teacher_snapshot(stored), counter_ids())
+    assert entities.current["User:T1"]["id"] == "t1"
+    desired = entities.desired["User:T1"]
+    assert desired["bakalariId"] == "1234/T1"  # the form this school's login stores and will look up
+
+
+def test_new_teachers_get_the_login_form_of_their_id() -> None:
+    school = school_reading()
+    school.uid_prefix = "1234"
+    entities = build_desired(school, [], EduRpgSnapshot(), counter_ids())
+    assert entities.desired["User:T1"]["bakalariId"] == "1234/T1"
+    assert entities.desired["User:T1"][REF]["metadata"]["bakalariUserId"] == "T1"
+    school.uid_prefix = None
+    assert build_desired(school, [], EduRpgSnapshot(), counter_ids()).desired["User:T1"]["bakalariId"] == "T1"

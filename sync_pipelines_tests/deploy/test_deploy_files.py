@@ -389,7 +389,9 @@ def test_compose_wiring() -> None:
         assert (DEPLOY / build["context"]).resolve() == REPO
         assert (REPO / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
         env = service["environment"]
-        assert re.fullmatch(r"postgresql://.+@postgres:5432/.+", env["DAGSTER_POSTGRES_URL"])
+        # The URL is built by the entrypoint from its parts, the password URL-encoded (see the test below).
+        assert env["DAGSTER_POSTGRES_URL"] == "" and env["POSTGRES_HOST"] == "postgres"
+        assert service["entrypoint"] == ["python", "/opt/dagster/compose_env.py"]
         assert env["DAGSTER_HOME"] == dagster_home
         assert any(volume.endswith(":" + env["DAGSTER_COMPUTE_LOGS_DIR"]) for volume in service["volumes"])
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -403,6 +405,58 @@ def test_compose_wiring() -> None:
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
     assert services["user_code"]["env_file"] == ".env"
     assert "compute_logs" in compose()["volumes"]
+
+
+@pytest.mark.integration
+def test_compose_entrypoint_url_encodes_the_password(tmp_path: Path) -> None:
+    import subprocess
+
+    from sqlalchemy.engine import make_url
+
+    assert "COPY deploy/compose_env.py /opt/dagster/compose_env.py" in (DEPLOY / "Dockerfile").read_text()
+    password = "p@ss:w/rd%20#?"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "POSTGRES_USER": "dag ster",
+        "POSTGRES_PASSWORD": password,
+        "POSTGRES_HOST": "postgres",
+    }
+    shown = subprocess.run(
+        [
+            sys.executable,
+            str(DEPLOY / "compose_env.py"),
+            sys.executable,
+            "-c",
+            "import os; print(os.environ['DAGSTER_POSTGRES_URL']); print(os.environ['SYNC_STATE_DATABASE_URL'])",
+        ],
+        env={**env, "DAGSTER_POSTGRES_URL": "", "SYNC_STATE_DATABASE_URL": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for url, database in zip(shown, ("dagster", "sync_state"), strict=True):
+        parsed = make_url(url)
+        assert (parsed.username, parsed.password, parsed.host, parsed.port, parsed.database) == (
+            "dag ster",
+            password,
+            "postgres",
+            5432,
+            database,
+        )
+    kept = subprocess.run(
+        [
+            sys.executable,
+            str(DEPLOY / "compose_env.py"),
+            sys.executable,
+            "-c",
+            "import os; print(os.environ['SYNC_STATE_DATABASE_URL'])",
+        ],
+        env={**env, "SYNC_STATE_DATABASE_URL": "postgresql://other/db"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert kept == "postgresql://other/db"
 
 
 @pytest.mark.unit

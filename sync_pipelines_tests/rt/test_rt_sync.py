@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from sync_pipelines.sync.state import SyncStateStore
 SIZE = 120
 PUT = "PUT /REST/2.0/user/{id}"
 GET = "GET /REST/2.0/user/{id}"
+PAGES = "GET /REST/2.0/users"
 
 
 @dataclass
@@ -114,8 +116,12 @@ def test_first_run_writes_exactly_the_differing_users_and_the_second_none(world:
     summary = observation(first)
     assert summary["updated"].value == len(differing)
     assert summary["skipped_no_rt_user"].value == sum(1 for s in world.students if s.rt_user_id is None)
-    # The asset's own requests: one custom field listing, one GET per user read, one PUT per changed user.
-    assert summary["requests_made"].value == 1 + world.rt.requests(GET) + world.rt.requests(PUT)
+    # The asset's own requests: one custom field listing, one user read to see which fields apply to users, pages
+    # of 100 users (the first run reads every user), one PUT per changed user.
+    assert world.rt.requests(GET) == 0
+    # GET /users: one user read by the blocking check and one by the asset (which fields apply to users), pages.
+    assert world.rt.requests(PAGES) <= 2 + math.ceil(len(world.rt.state()["users"]) / 100)
+    assert summary["requests_made"].value == 1 + (world.rt.requests(PAGES) - 1) + world.rt.requests(PUT)
     # One materialization per shard, each with its own counts.
     materializations = first.asset_materializations_for_node("rt_user_custom_fields")
     assert sorted(m.partition for m in materializations) == SHARD_KEYS

@@ -19,8 +19,8 @@ SIZE = 40
 SEED = 7
 TOKEN = "sandbox-rt-token"
 AUTH = {"Authorization": f"token {TOKEN}"}
-NOT_FOUND = {"message": "Resource does not exist; use POST to create"}
-REFUSED_GRADE = "Could not add new custom field value: Input must match [Grade pattern]"
+NOT_FOUND = {"message": "Resource does not exist; use POST to create"}  # PUT; a GET says "Not Found" (RT 5.0.3)
+REFUSED_GRADE = "Could not add a new value to custom field 'Grade': Input must match [Grade pattern]"
 PUT_USER = "PUT /REST/2.0/user/{id}"
 GET_USER = "GET /REST/2.0/user/{id}"
 
@@ -111,7 +111,7 @@ def test_get_user_has_rt_shape(server: ThreadedSandbox, client: httpx.Client) ->
     assert user["id"] == student.rt_user_id
     assert user["Name"] == student.student_id.lower()
     assert user["RealName"] == f"{student.first_name} {student.last_name}"
-    assert user["Privileged"] == 0 and user["Disabled"] == 0
+    assert user["Privileged"] == 0 and user["Disabled"] == "0"
     assert user["_hyperlinks"][0] == {
         "ref": "self",
         "type": "user",
@@ -135,9 +135,9 @@ def test_get_user_by_name_is_the_same_record(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize("key", ["999999", "nobody-here", "1%20OR%201=1"])
 def test_unknown_user_is_404_with_rt_message(client: httpx.Client, key: str) -> None:
-    for response in (client.get(f"/user/{key}"), client.put(f"/user/{key}", json={"CustomFields": {}})):
-        assert response.status_code == 404
-        assert response.json() == NOT_FOUND
+    got, put = client.get(f"/user/{key}"), client.put(f"/user/{key}", json={"CustomFields": {}})
+    assert (got.status_code, got.json()) == (404, {"message": "Not Found"})
+    assert (put.status_code, put.json()) == (404, NOT_FOUND)
 
 
 # -- PUT user --------------------------------------------------------------------------------------------
@@ -303,7 +303,8 @@ def test_customfields_search_filters_by_lookup_type_and_pages(
         3,
     )
     assert "prev_page" not in first
-    assert first["items"][0] == {
+    # By SortOrder, then Name (as RT lists them): Department, Grade, Student ID.
+    assert first["items"][1] == {
         "type": "customfield",
         "id": "12",
         "_url": f"{server.url}/REST/2.0/customfield/12",
@@ -311,19 +312,19 @@ def test_customfields_search_filters_by_lookup_type_and_pages(
     second = client.get(first["next_page"]).json()
     assert (second["count"], second["page"]) == (1, 2)
     assert "next_page" not in second and "prev_page" in second
-    assert [item["id"] for item in first["items"] + second["items"]] == ["12", "13", "14"]
+    assert [item["id"] for item in first["items"] + second["items"]] == ["14", "12", "13"]
 
     named = client.post(
         "/customfields?fields=Name,LookupType",
         json=[{"field": "LookupType", "operator": "=", "value": "RT::User"}],
     ).json()
     assert [(item["Name"], item["LookupType"]) for item in named["items"]] == [
+        ("Department", "RT::User"),
         ("Grade", "RT::User"),
         ("Student ID", "RT::User"),
-        ("Department", "RT::User"),
     ]
-    everything = client.get("/customfields").json()
-    assert everything["total"] == 4
+    # Without a query RT lists no custom field at all.
+    assert client.get("/customfields").json()["total"] == 0
     # limits on the same field are ORed, like RT's default entry aggregator
     both = client.post(
         "/customfields",
@@ -382,14 +383,15 @@ def test_search_with_bad_query_is_400(client: httpx.Client) -> None:
 
 def test_get_custom_field_record(client: httpx.Client) -> None:
     grade = client.get("/customfield/12").json()
+    # Numbers but the id are strings, as RT gives them.
     assert (grade["id"], grade["Name"], grade["LookupType"], grade["MaxValues"]) == (
         12,
         "Grade",
         "RT::User",
-        1,
+        "1",
     )
     assert grade["Pattern"] == GRADE_PATTERN
-    assert client.get("/customfield/14").json()["MaxValues"] == 0
+    assert client.get("/customfield/14").json()["MaxValues"] == "0"
     assert client.get("/customfield/999").status_code == 404
 
 
@@ -414,7 +416,7 @@ def test_state_changes(server: ThreadedSandbox, client: httpx.Client) -> None:
 
     server.change_state({"action": "set_pattern", "field": "Grade", "pattern": "^[0-9]+$"})
     assert client.put("/user/1001", json={"CustomFields": {"Grade": "K"}}).json() == [
-        "Could not add new custom field value: Input must match ^[0-9]+$"
+        "Could not add a new value to custom field 'Grade': Input must match ^[0-9]+$"
     ]
 
     server.change_state({"action": "remove_custom_field", "name": "Grade"})

@@ -1,8 +1,13 @@
-"""Reading Bakaláři account by account: the operator's password login and each student's rotating refresh token.
+"""Reading Bakaláři account by account: the operator's password login and each student's stored token.
 
 Bakaláři has no bulk endpoint: the school's classes, subjects and teachers come from the operator (teacher)
-account; each student's class and subjects from that student's own account, opened with the refresh token
-EduRPG keeps in ``"User"."bakalariToken"``.
+account; each student's class and subjects from that student's own account, opened with the token EduRPG keeps
+in ``"User"."bakalariToken"``. That token is used as what it is (``stored_token``):
+
+* an access token (a JWT: what EduRPG's login stores today) is sent as it is while its ``exp`` is ahead; once it
+  has expired, or Bakaláři refuses it, the student is ``needs_login`` (an access token cannot be renewed, and
+  no grant is attempted with it);
+* a refresh token is rotated, as below.
 
 Refresh tokens rotate: once a refresh succeeds the old token is dead. The new one is therefore committed to the
 student's row, in its own transaction, *before* the access token is used for anything, so a process killed at
@@ -30,7 +35,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.auth import LoginAuth, Refusal, RotatingRefreshAuth, Tokens
+from sync_pipelines.core.auth import Auth, LoginAuth, Refusal, RotatingRefreshAuth, StaticToken, Tokens
 from sync_pipelines.core.errors import AuthenticationError
 from sync_pipelines.core.http import AUTH_STATUSES, ApiClient, ApiError
 from sync_pipelines.defs.bakalari.answers import (
@@ -43,9 +48,11 @@ from sync_pipelines.defs.bakalari.answers import (
     parse_timetable_lookups,
     parse_user,
     same_account,
+    uid_prefix,
 )
 from sync_pipelines.defs.bakalari.client import BakalariClient, LoginRefused
 from sync_pipelines.defs.bakalari.edurpg import EduRpgStore, StudentAccount
+from sync_pipelines.defs.bakalari.stored_token import ACCESS, REFRESH, StoredToken, classify
 
 OPERATOR_VARIABLES = "BAKALARI_USERNAME / BAKALARI_PASSWORD (and BAKALARI_URL)"
 TOKEN_SAVE_ATTEMPTS = 3
@@ -158,28 +165,46 @@ class SchoolReading:
     lookups: SchoolLookups
     subject_rows: list[SubjectRow]
     problems: list[Problem]
+    # The school's ``UserUID`` prefix (``"1234"`` of ``"1234/U1AB"``), None when UIDs are bare ids: EduRPG's
+    # login stores ``UserUID`` as ``"bakalariId"``, so new teachers' ids are written in that form.
+    uid_prefix: str | None = None
 
 
 async def read_school(session: OperatorSession) -> SchoolReading:
     """Operator-level entities, read once per run (the caller logs in first, so a refusal ends the run at once)."""
     timetable = await session.get("timetable/permanent")
     subjects = await session.get("subjects")
+    me = await session.get("user")
     try:
         lookups = parse_timetable_lookups(timetable)
         rows, problems = parse_subject_rows(subjects, owner="Subject:operator")
     except MalformedAnswer as error:
         raise ApiError("Bakaláři", "GET", "/api/3/timetable/permanent, /api/3/subjects", str(error)) from None
-    return SchoolReading(lookups, rows, [*lookups.problems, *problems])
+    uid = me.get("UserUID") if isinstance(me, dict) else None
+    prefix = uid_prefix(str(uid).strip()) if uid else None
+    return SchoolReading(lookups, rows, [*lookups.problems, *problems], prefix)
 
 
 # -- students ----------------------------------------------------------------------------------------------------
 class StudentSession:
-    """One student's account, opened with the refresh token stored in EduRPG."""
+    """One student's account, opened with the token stored in EduRPG: an access token as it is, a refresh token
+    rotated (and committed) first."""
 
-    def __init__(self, client: BakalariClient, account: StudentAccount, tokens: TokenStore) -> None:
+    def __init__(
+        self, client: BakalariClient, account: StudentAccount, tokens: TokenStore, now: float | None = None
+    ) -> None:
         self.client = client
         self.account = account
         self.store = tokens
+        self.stored: StoredToken = classify(account.token)
+        if account.token:
+            client.api.add_secret(
+                account.token
+            )  # never in a log line, metadata or an error, whatever its kind
+        self.auth: Auth
+        if self.stored.kind == ACCESS:
+            self.auth = self._access_auth(now)
+            return
         self.auth = RotatingRefreshAuth(
             account.token,
             self._grant,
@@ -193,20 +218,46 @@ class StudentSession:
             log_renewals=False,
         )
 
+    def _access_auth(self, now: float | None) -> Auth:
+        """The stored access token, sent as it is; expired (by its ``exp``) or refused: the student logs in again."""
+        if self.stored.expired(now):
+            raise NeedsLogin(
+                "the stored Bakaláři access token expired "
+                f"{self.stored.expired_for(now)} ago (EduRPG stores the one-hour access token at login): "
+                "synced again after the student's next login"
+            )
+        assert self.account.token is not None
+        return StaticToken(
+            self.account.token,
+            renew_statuses=AUTH_STATUSES,
+            refused=lambda refusal: NeedsLogin(
+                f"Bakaláři refused the stored access token (HTTP {refusal.status} on {refusal.path}); "
+                "it cannot be renewed: the student must log in to EduRPG again"
+            ),
+        )
+
+    @property
+    def token_kind(self) -> str:
+        return self.stored.kind
+
     @property
     def refresh_token(self) -> str | None:
-        return self.auth.refresh_token
+        return self.auth.refresh_token if isinstance(self.auth, RotatingRefreshAuth) else None
 
     @property
     def rotations(self) -> int:
-        return self.auth.rotations
+        return self.auth.rotations if isinstance(self.auth, RotatingRefreshAuth) else 0
 
     @property
     def login_user_id(self) -> str | None:
-        return self.auth.tokens.account_id if self.auth.tokens else None
+        if isinstance(self.auth, RotatingRefreshAuth):
+            return self.auth.tokens.account_id if self.auth.tokens else None
+        return self.stored.account_id
 
     async def refresh(self) -> None:
         """Refresh grant, then commit the rotated token before anything else happens."""
+        if not isinstance(self.auth, RotatingRefreshAuth):
+            raise NeedsLogin("the stored token is an access token: it cannot be refreshed")
         await self.auth.obtain(self.client.api)
 
     async def get(self, path: str) -> Any:
@@ -221,6 +272,11 @@ class StudentSession:
             stored = await self.store.read(self.account.bakalari_id)
             if not stored or stored == refresh_token:
                 raise NeedsLogin(f"Bakaláři refused the stored refresh token ({error.description})") from None
+            if classify(stored).kind == ACCESS:
+                raise NeedsLogin(
+                    "Bakaláři refused the stored refresh token; EduRPG now holds an access token from a newer "
+                    "login, which the next run uses"
+                ) from None
         # EduRPG holds a newer token than the one this run read: the student logged in, or a run overlapped.
         self.auth.refresh_token = stored
         try:
@@ -252,6 +308,7 @@ class StudentReading:
     category: str | None = None
     reason: str | None = None
     rotations: int = 0
+    token_kind: str = REFRESH  # ``access`` or ``refresh``: what EduRPG had stored
 
     @property
     def ok(self) -> bool:
@@ -264,8 +321,12 @@ class StudentReading:
 
 async def read_student(client: BakalariClient, account: StudentAccount, tokens: TokenStore) -> StudentReading:
     """The student's user record (class) and subjects; every failure becomes a category and a reason."""
-    session = StudentSession(client, account, tokens)
-    reading = StudentReading(account)
+    reading = StudentReading(account, token_kind=classify(account.token).kind)
+    try:
+        session = StudentSession(client, account, tokens)
+    except NeedsLogin as error:
+        reading.category, reading.reason = NEEDS_LOGIN, str(error)
+        return reading
     try:
         user = parse_user(await session.get("user"))
         if not same_account(account.bakalari_id, user.uid, session.login_user_id):

@@ -1,12 +1,18 @@
 """What EduRPG should hold: pure functions of Bakaláři's answers and EduRPG's current rows (no I/O).
 
 EduRPG's own mapping (``app/lib/services/sync-bakalari.ts``) is kept: a class is named by its abbreviation and
-its grade is the abbreviation's leading digits; a subject's ``code`` is its abbreviation; a user's role comes
+its grade is the abbreviation's leading digits, 1 when it has none (``"X.A"``; reported as "grade defaulted");
+a subject's ``code`` is its abbreviation (its ref's metadata ``bakalariSubjectCode``, as EduRPG writes it); a user's role comes
 from ``UserType``; new users get ``<bakalariId>@bakalari.local`` unless Bakaláři gives an e-mail; each entity
 is tracked by an ``"ExternalRef"`` (types ``class``, ``subject``, ``user``, ``enrollment``; an enrollment's
 ``externalId`` is ``<userId>-<subjectInternalId>``).
 
-Rows EduRPG created itself are adopted rather than duplicated: a user by ``"bakalariId"``, a class by the name
+A teacher's ``"bakalariId"`` is written in the form EduRPG's login stores for that teacher (``UserUID``, which may
+be ``prefix/<id>``: the prefix is the school's, read from the operator's ``UserUID``), so a teacher who logs in
+later finds the row the sync made instead of creating a second one.
+
+Rows EduRPG created itself are adopted rather than duplicated: a user by ``"bakalariId"`` (a teacher's with or
+without the ``prefix/``), a class by the name
 EduRPG's login gives it (when no ``"ExternalRef"`` claims that row yet), a subject by ``code``, an enrollment by
 ``(userId, subjectId)``.
 
@@ -23,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync_pipelines.defs.bakalari.accounts import MALFORMED, SchoolReading, StudentReading
-from sync_pipelines.defs.bakalari.answers import ClassInfo, SubjectInfo, TeacherInfo, class_grade
+from sync_pipelines.defs.bakalari.answers import ClassInfo, SubjectInfo, TeacherInfo, bare_id, edurpg_grade
 from sync_pipelines.defs.bakalari.edurpg import EduRpgSnapshot, VanishedEntity, new_id
 from sync_pipelines.sync.plan import Skip
 from sync_pipelines.sync.shards import shard_of
@@ -52,6 +58,8 @@ class DesiredEntities:
     vanished: list[VanishedEntity] = field(default_factory=list)
     # record key -> keys of the records whose rows it points at (written first, or it cannot be written)
     depends_on: dict[str, list[str]] = field(default_factory=dict)
+    # abbreviations of the classes given EduRPG's default grade (no leading digits), sorted
+    grade_defaulted: list[str] = field(default_factory=list)
 
 
 def kind_of(key: str) -> str:
@@ -136,6 +144,20 @@ class _Resolver:
             row = candidate if candidate and candidate["id"] not in self.claimed else None
         return self._found(row, ref)
 
+    def teacher(self, teacher_id: str, login_id: str) -> tuple[str, Row | None]:
+        """A teacher's row: by ref; else the user whose ``bakalariId`` is the login's form, the timetable id, or
+        any ``prefix/<timetable id>`` (EduRPG's login may have stored it under another school prefix)."""
+        ref = self.snapshot.ref("user", teacher_id)
+        row = self.snapshot.users.get(ref["internalId"]) if ref else None
+        if row is None:
+            candidates = [
+                self.snapshot.users_by_bakalari_id.get(login_id),
+                self.snapshot.users_by_bakalari_id.get(teacher_id),
+                *self.snapshot.users_by_bare_id.get(teacher_id, []),
+            ]
+            row = next((c for c in candidates if c and c["id"] not in self.claimed), None)
+        return self._found(row, ref)
+
     def enrollment(self, user_id: str, subject_id: str) -> tuple[str, Row | None]:
         ref = self.snapshot.ref("enrollment", f"{user_id}-{subject_id}")
         row = self.enrollments_by_id.get(ref["internalId"]) if ref else None
@@ -205,11 +227,15 @@ def build_desired(
     class_problems: dict[str, str] = {}
     for class_id, info in classes.items():
         key = f"Class:{class_id}"
-        grade = class_grade(info.abbrev)
+        grade, defaulted = edurpg_grade(info.abbrev)
         if grade is None:
-            class_problems[class_id] = f"class abbreviation {info.abbrev!r} has no leading digits (no grade)"
+            class_problems[class_id] = (
+                f"class abbreviation {info.abbrev!r} starts with too many digits for a grade"
+            )
             build.skip(key, MALFORMED, class_problems[class_id])
             continue
+        if defaulted:
+            build.out.grade_defaulted.append(info.abbrev)
         internal, current = build.resolve.school_class(info)
         class_ids[class_id] = internal
         metadata = {
@@ -238,7 +264,7 @@ def build_desired(
             continue
         claimed_codes[code] = internal
         subject_ids[subject_id] = internal
-        metadata = {"bakalariSubjectId": subject_id, "bakalariSubjectAbbrev": info.abbrev}
+        metadata = {"bakalariSubjectId": subject_id, "bakalariSubjectCode": info.abbrev or code}
         desired = {"id": internal, "name": info.name, "code": code, **ref_field(internal, metadata)}
         build.add(key, desired, current)
 
@@ -251,14 +277,21 @@ def build_desired(
         teachers.setdefault(row.teacher.id, row.teacher)
         if row.teacher.email and row.teacher.id not in emails:
             emails[row.teacher.id] = row.teacher.email
-    student_ids = {reading.account.bakalari_id for reading in students}
+    student_ids = {bare_id(reading.account.bakalari_id) for reading in students}
+    prefix = school.uid_prefix
     for teacher_id, teacher in teachers.items():
         if teacher_id in student_ids:
             continue
         key = f"User:{teacher_id}"
-        internal, current = build.resolve.user(teacher_id)
+        login_id = f"{prefix}/{teacher_id}" if prefix else teacher_id
+        internal, current = build.resolve.teacher(teacher_id, login_id)
         role = "OPERATOR" if current and current.get("role") == "OPERATOR" else "TEACHER"
-        desired = {"id": internal, "name": teacher.name, "role": role, "bakalariId": teacher_id}
+        bakalari_id = login_id
+        held = current.get("bakalariId") if current else None
+        holder = snapshot.users_by_bakalari_id.get(login_id)
+        if held and bare_id(held) == teacher_id and (not prefix or (holder and holder["id"] != internal)):
+            bakalari_id = held  # the prefix is unknown, or another row holds the login's form: left as it is
+        desired = {"id": internal, "name": teacher.name, "role": role, "bakalariId": bakalari_id}
         email = emails.get(teacher_id) or (None if current else placeholder_email(teacher_id))
         if email is not None and (current is None or email != current.get("email")):
             if build.claim_email(email, internal):
@@ -334,6 +367,7 @@ def build_desired(
                 [key, f"Subject:{subject_id}", class_key],
             )
 
+    build.out.grade_defaulted.sort()
     build.out.vanished = find_vanished(
         snapshot, set(classes), set(subjects), set(teachers), judged_users, enrollment_refs
     )

@@ -222,6 +222,11 @@ class EduRpgSnapshot:
             row["bakalariId"]: row for row in self.users.values() if row.get("bakalariId") is not None
         }
         self.users_by_email = {row["email"]: row for row in self.users.values()}
+        self.users_by_bare_id: dict[str, list[dict[str, Any]]] = {}
+        for row in sorted(self.users.values(), key=lambda r: r["id"]):
+            if row.get("bakalariId") is not None:
+                bare = str(row["bakalariId"]).rsplit("/", 1)[-1]
+                self.users_by_bare_id.setdefault(bare, []).append(row)
         self.subjects_by_code = {row["code"]: row for row in self.subjects.values()}
         self.classes_by_name: dict[str, list[dict[str, Any]]] = {}
         for row in sorted(self.classes.values(), key=lambda r: (str(r.get("createdAt") or ""), r["id"])):
@@ -273,7 +278,9 @@ class EduRpgStore:
             table_name: {column["name"] for column in found_columns}
             for (_, table_name), found_columns in found.items()
         }
-        if external_ref.name not in columns and all(t.name in columns for t in REQUIRED_COLUMNS if t is not external_ref):
+        if external_ref.name not in columns and all(
+            t.name in columns for t in REQUIRED_COLUMNS if t is not external_ref
+        ):
             if not create_external_ref:
                 raise ConfigurationError(setting, MISSING_EXTERNAL_REF)
             self.create_external_ref(setting)
@@ -306,7 +313,8 @@ class EduRpgStore:
                     external_ref.create(connection, checkfirst=True)
         except SQLAlchemyError as error:
             raise ConfigurationError(
-                setting, f'could not create "ExternalRef" ({describe_connection_error(error)}); {MISSING_EXTERNAL_REF}'
+                setting,
+                f'could not create "ExternalRef" ({describe_connection_error(error)}); {MISSING_EXTERNAL_REF}',
             ) from None
         self.created_external_ref = True
 

@@ -1,6 +1,7 @@
 """Bakaláři and EduRPG's database as resources: where they are, the credentials, how hard to drive the API."""
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,11 +10,15 @@ from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from sync_pipelines.core.database import create_database_engine, is_postgresql
+from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.settings import api_limits
 from sync_pipelines.defs.bakalari.accounts import OPERATOR_VARIABLES
 from sync_pipelines.defs.bakalari.client import BakalariClient
-from sync_pipelines.defs.bakalari.edurpg import SETTING, EduRpgStore
+from sync_pipelines.defs.bakalari.edurpg import CREATE_EXTERNAL_REF_SETTING, SETTING, EduRpgStore
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
 
 
 class BakalariResource(dg.ConfigurableResource):
@@ -64,13 +69,31 @@ class EduRpgDatabase(dg.ConfigurableResource):
     """EduRPG's database (``EDURPG_DATABASE_URL``, PostgreSQL with the Prisma schema; SQLite in the demo)."""
 
     database_url: str = Field(description="SQLAlchemy URL; postgresql://user:pass@host/db is accepted as is")
+    create_external_ref: bool | None = Field(
+        default=None,
+        description="create EduRPG's \"ExternalRef\" table when it is missing (EduRPG's migrations never create "
+        "it); unset: EDURPG_CREATE_EXTERNAL_REF (default false)",
+    )
 
     def engine(self) -> Engine:
         return create_database_engine(self.database_url, SETTING)
 
-    def store(self) -> EduRpgStore:
-        """The store, after checking that the database holds EduRPG's tables (else one sentence naming the setting)."""
-        return EduRpgStore(self.engine())
+    def creates_external_ref(self) -> bool:
+        if self.create_external_ref is not None:
+            return self.create_external_ref
+        value = os.environ.get(CREATE_EXTERNAL_REF_SETTING, "").strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ConfigurationError(CREATE_EXTERNAL_REF_SETTING, f"expected true or false, got {value!r}")
+
+    def store(self, prepare: bool = False) -> EduRpgStore:
+        """The store, after checking that the database holds EduRPG's tables (else one sentence naming the setting).
+
+        ``prepare`` (the sync, not the checks): create a missing ``"ExternalRef"`` when
+        ``EDURPG_CREATE_EXTERNAL_REF`` allows it."""
+        return EduRpgStore(self.engine(), create_external_ref=prepare and self.creates_external_ref())
 
     def token_workers(self) -> int:
         """Threads committing rotated tokens: a few on PostgreSQL; one on SQLite, which has one writer anyway."""

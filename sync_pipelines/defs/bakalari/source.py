@@ -3,7 +3,10 @@
 Reading: the operator account's lookups (once per run, every shard); the run's shards' student accounts,
 concurrently, each token rotated and committed first; EduRPG's rows, all at the same time. A batch is written
 in one transaction (``writer``). Vanished entities are reported in ``"SystemLog"``, never deleted. A real run is
-bracketed by ``sync_start`` and ``sync_ok``/``sync_fail`` rows in ``"SystemLog"``; a dry run writes none.
+bracketed by ``sync_start`` and ``sync_ok``/``sync_fail`` rows in ``"SystemLog"``, shaped as EduRPG's own sync
+writes them (``sync_ok``: ``{runId, result: {success, classesCreated, ..., errors, runId, startedAt, completedAt,
+durationMs}, durationMs}``; ``sync_fail``: ``{runId, errors, durationMs}``), plus keys of this sync's own that
+EduRPG ignores; a dry run writes none.
 Rotated refresh tokens are stored in every run, dry runs included: a token rotated and not stored is lost, and
 the student would have to log in again.
 """
@@ -34,6 +37,7 @@ from sync_pipelines.defs.bakalari.client import BakalariClient
 from sync_pipelines.defs.bakalari.desired import DesiredEntities, build_desired, kind_of, record_shard
 from sync_pipelines.defs.bakalari.edurpg import EduRpgStore, VanishedEntity
 from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
+from sync_pipelines.defs.bakalari.stored_token import ACCESS
 from sync_pipelines.defs.bakalari.writer import EntityWriter
 from sync_pipelines.sync.plan import Action, PlannedRecord, Skip, Value
 from sync_pipelines.sync.report import PREVIEW_ROWS
@@ -81,7 +85,12 @@ class BakalariSource(SyncSource):
     async def session(self, scope: RunScope) -> AsyncIterator[None]:
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         self.started_monotonic = time.monotonic()
-        self.store = self.edurpg_database.store()
+        self.store = self.edurpg_database.store(prepare=True)
+        if self.store.created_external_ref:
+            scope.log.warning(
+                "created EduRPG's \"ExternalRef\" table (EDURPG_CREATE_EXTERNAL_REF=true): EduRPG's migrations "
+                "do not create it"
+            )
         yield
 
     async def started(self, scope: RunScope) -> None:
@@ -163,13 +172,19 @@ class BakalariSource(SyncSource):
         self.vanished_reported = self.store.report_vanished(
             self.entities.vanished, scope.run_id, include_reported=scope.config.full_refresh
         )
+        failures = outcome.result.failure_list()
+        errors = [f"{key}: {reason[:300]}" for key, reason in failures[:50]]
+        result = self.edurpg_result(outcome, scope.run_id, errors)
+        # EduRPG's own shape first ({runId, result, durationMs}); the rest are this sync's keys, which it ignores.
         details = {
+            "result": result,
+            "durationMs": result["durationMs"],
             **self.summary(outcome),
             "startedAt": self.started_at,
             "shards": _shards_label(scope.shards),
         }
-        failures = outcome.result.failure_list()
         if failures:
+            details["errors"] = errors
             details["error"] = f"{len(failures)} record(s) could not be synced; the next run retries them"
             details["failed"] = [{"record": key, "reason": reason[:300]} for key, reason in failures[:50]]
             self.store.log_event("ERROR", "sync_fail", scope.run_id, details)
@@ -179,13 +194,15 @@ class BakalariSource(SyncSource):
     async def stopped(self, scope: RunScope, error: BaseException) -> None:
         if self.store is None:
             return
+        message = Redactor([self.bakalari.password])(f"{type(error).__name__}: {error}")[:2000]
         self.store.log_event(
             "ERROR",
             "sync_fail",
             scope.run_id,
             {
-                "error": Redactor([self.bakalari.password])(f"{type(error).__name__}: {error}")[:2000],
+                "errors": [message],
                 "durationMs": round((time.monotonic() - self.started_monotonic) * 1000),
+                "error": message,
                 "startedAt": self.started_at,
             },
         )
@@ -194,6 +211,10 @@ class BakalariSource(SyncSource):
     @property
     def needs_login(self) -> list[str]:
         return [r.account.bakalari_id for r in self.readings if r.category == NEEDS_LOGIN]
+
+    @property
+    def read_with_access_token(self) -> int:
+        return sum(1 for reading in self.readings if reading.ok and reading.token_kind == ACCESS)
 
     @property
     def rows_written(self) -> Counter[str]:
@@ -212,13 +233,27 @@ class BakalariSource(SyncSource):
             counts[f"{PLURALS[kind_of(record.key)]}{verb}"] += 1
         return counts
 
+    def edurpg_result(self, outcome: Any, run_id: str, errors: list[str]) -> dict[str, Any]:
+        """EduRPG's ``SyncResult`` (``app/lib/services/sync-bakalari.ts``), as its ``sync_ok`` carries it."""
+        duration_ms = round(outcome.seconds * 1000)
+        return {
+            "success": not errors,
+            **self.entity_counts(outcome),
+            "errors": errors,
+            "runId": run_id,
+            "startedAt": self.started_at,
+            "completedAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "durationMs": duration_ms,
+        }
+
     def summary(self, outcome: Any) -> dict[str, Any]:
-        """What ``sync_ok`` / ``sync_fail`` carry besides ``runId``."""
+        """This sync's own figures, which ``sync_ok`` / ``sync_fail`` carry next to EduRPG's keys."""
         vanished = self.entities.vanished
         return {
-            **self.entity_counts(outcome),
             "studentsRead": sum(1 for reading in self.readings if reading.ok),
+            "studentsReadWithAccessToken": self.read_with_access_token,
             "studentsNeedingLogin": len(self.needs_login),
+            "gradeDefaulted": list(self.entities.grade_defaulted),
             "skipped": outcome.plan.skip_counts(),
             "vanished": len(vanished),
             "vanishedNew": sum(1 for entity in vanished if not entity.already_reported),
@@ -234,6 +269,9 @@ class BakalariSource(SyncSource):
             "students_read": sum(1 for reading in self.readings if reading.ok),
             "students_needing_login": len(self.needs_login),
             "token_rotations": sum(reading.rotations for reading in self.readings),
+            "students_read_with_access_token": self.read_with_access_token,
+            "students_with_access_token": sum(1 for r in self.readings if r.token_kind == ACCESS),
+            "grade_defaulted": len(self.entities.grade_defaulted),
             "vanished": len(self.entities.vanished),
             "rows_written": sum(self.rows_written.values()),
             "read_seconds": round(self.students_seconds, 3),
@@ -244,6 +282,10 @@ class BakalariSource(SyncSource):
             for name, value in numeric.items()
         }
         metadata["needs_login_students"] = dg.MetadataValue.json(self.needs_login[:PREVIEW_ROWS])
+        # Classes whose abbreviation has no leading digits: synced with EduRPG's default grade 1.
+        metadata["grade_defaulted_classes"] = dg.MetadataValue.json(
+            self.entities.grade_defaulted[:PREVIEW_ROWS]
+        )
         if self.entities.vanished:
             lines = ["| record | EduRPG id | name | reported since |", "| --- | --- | --- | --- |"]
             lines += [

@@ -1,39 +1,86 @@
 """A small typed async client for the parts of RT REST2 the sync uses, on the shared HTTP layer.
 
 python-rt's ``AsyncRt`` was considered: it has no retries, no rate limit and no call to list custom fields,
-and it would bring its own ``httpx`` client that the shared limits could not govern; three calls are simpler
+and it would bring its own ``httpx`` client that the shared limits could not govern; a few calls are simpler
 to write on the shared layer than to wrap. The token is the ``ApiClient``'s ``StaticToken`` strategy (see
 ``resources.py``); the custom-field search pages with the shared paginator (``page``, ``per_page``, ``items``,
 ``next_page``), bounded at ``MAX_PAGES``.
+
+What RT 5 does that shapes this client (see docs/benchmarks.md and sync_pipelines_tests/rt_real/):
+- a user custom field that is not applied to users is listed by LookupType but left out of every user's
+  ``CustomFields`` and silently ignored by ``PUT /user/{id}``: ``applied_user_field_names`` reads one user record;
+- a PUT answers 200 with messages quoting old and new values: ``messages.read_reply`` reads them by grammar, and a
+  change no message confirms is not written;
+- every token-authenticated request costs RT a bcrypt check: users are read 100 to a page
+  (``GET /users?fields=id,Name,CustomFields``), not one GET each.
 """
 
 from __future__ import annotations
 
 import json
-import re
+from dataclasses import dataclass
 from typing import Any
 
 from sync_pipelines.core.http import ApiClient, ApiError
 from sync_pipelines.core.paging import PageNumberPaginator, collect
+from sync_pipelines.defs.rt.messages import Reply, read_reply
 
-# RT answers 200 even when it refuses a value; these message shapes are its refusals.
-REFUSAL = re.compile(r"could not|must match|invalid|not allowed|permission denied|failed", re.IGNORECASE)
 MAX_PAGES = 100  # 10,000 user custom fields: far beyond any real RT, so something is wrong
+PER_PAGE = 100  # RT's cap
 CUSTOM_FIELD_PAGES = PageNumberPaginator(
     items="items", next="next_page", page_size=("per_page", 100), max_pages=MAX_PAGES, items_required=False
 )
+USER_PAGE_FIELDS = "id,Name,CustomFields"
 
 
 class RtRecordError(Exception):
     """One user could not be read or written; the run goes on without it."""
 
 
+@dataclass(frozen=True)
+class UserField:
+    id: str
+    name: str
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class FieldListing:
+    fields: list[UserField]
+    # RT gives ``total: null`` when the token's user may not see every record (e.g. no SeeCustomField).
+    total_known: bool
+
+
+@dataclass(frozen=True)
+class UsersPage:
+    users: dict[str, dict[str, Any]]  # user id -> {"disabled": bool, "values": {field: value}}
+    page: int
+    pages: int | None
+    more: bool
+    last_id: int | None
+
+
+def _truthy(value: Any) -> bool:
+    return str(value or "0").strip() not in ("", "0")
+
+
+def field_values(custom_fields: Any, fields: list[str]) -> dict[str, Any]:
+    """``{field: value}`` from a user's ``CustomFields`` list; a single value is itself, none is None."""
+    values: dict[str, Any] = {field: None for field in fields}
+    for entry in custom_fields if isinstance(custom_fields, list) else []:
+        if isinstance(entry, dict) and entry.get("name") in values:
+            found = [value for value in entry.get("values") or [] if value is not None]
+            values[entry["name"]] = found[0] if len(found) == 1 else (found or None)
+    return values
+
+
 class RequestTrackerClient:
     def __init__(self, api: ApiClient) -> None:
         self.api = api
 
-    async def user_custom_field_names(self) -> list[str]:
-        """Names of every custom field that applies to users (LookupType ``RT::User``)."""
+    async def user_custom_fields(self) -> FieldListing:
+        """Every custom field whose LookupType is ``RT::User``, disabled ones too."""
+        totals: list[Any] = []
 
         async def page(params: dict[str, Any]) -> Any:
             status, body = await self.api.request_json(
@@ -46,36 +93,97 @@ class RequestTrackerClient:
                 raise ApiError(
                     "RT", "POST", "customfields", f"HTTP {status}: {str(body)[:200]}", status=status
                 )
+            totals.append(body.get("total"))
             return body
 
         items = await collect(
             CUSTOM_FIELD_PAGES,
             page,
-            {"fields": "Name,LookupType"},
+            {"fields": "Name,LookupType,Disabled", "find_disabled_rows": "1"},
             error=lambda message: ApiError("RT", "POST", "customfields", message),
         )
-        return [str(item["Name"]) for item in items if isinstance(item, dict) and item.get("Name")]
+        fields = [
+            UserField(str(item.get("id")), str(item["Name"]), _truthy(item.get("Disabled")))
+            for item in items
+            if isinstance(item, dict) and item.get("Name")
+        ]
+        return FieldListing(fields, total_known=bool(totals) and totals[0] is not None)
+
+    async def user_custom_field_names(self) -> list[str]:
+        """Names of the enabled custom fields that apply to users (LookupType ``RT::User``)."""
+        return [field.name for field in (await self.user_custom_fields()).fields if not field.disabled]
+
+    async def applied_user_field_names(self) -> list[str] | None:
+        """Names of the user custom fields RT shows on a user record (those applied to users), read from one user;
+        None when RT shows no user to this token."""
+        status, body = await self.api.request_json(
+            "GET", "users", params={"per_page": "1", "fields": "id,CustomFields"}
+        )
+        if status != 200 or not isinstance(body, dict):
+            raise ApiError("RT", "GET", "users", f"HTTP {status}: {str(body)[:200]}", status=status)
+        items = body.get("items") or []
+        if not items or not isinstance(items[0], dict):
+            return None
+        entries = items[0].get("CustomFields")
+        return (
+            [str(e["name"]) for e in entries if isinstance(e, dict) and e.get("name")]
+            if isinstance(entries, list)
+            else []
+        )
+
+    async def users_page(self, page: int, fields: list[str]) -> UsersPage:
+        """One page of up to 100 enabled users, by id, with their custom field values.
+
+        RT 5.0.3 lists ``Disabled`` as ``""`` for every user in a collection, so disabled users are left out here
+        (RT's default) and read one by one, where ``GET /user/{id}`` says ``"Disabled": "1"``."""
+        params = {
+            "per_page": str(PER_PAGE),
+            "page": str(page),
+            "orderby": "id",
+            "order": "ASC",
+            "fields": USER_PAGE_FIELDS,
+        }
+        status, body = await self.api.request_json("GET", "users", params=params)
+        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            raise ApiError("RT", "GET", "users", f"HTTP {status}: {str(body)[:200]}", status=status)
+        users: dict[str, dict[str, Any]] = {}
+        last_id: int | None = None
+        for item in body["items"]:
+            if not isinstance(item, dict) or not str(item.get("id", "")).isdigit():
+                continue
+            users[str(item["id"])] = {
+                "disabled": False,
+                "values": field_values(item.get("CustomFields"), fields),
+            }
+            last_id = max(last_id or 0, int(item["id"]))
+        pages = body.get("pages")
+        more = "next_page" in body or (pages is None and len(body["items"]) >= PER_PAGE)
+        return UsersPage(users, page, int(pages) if pages is not None else None, more, last_id)
+
+    async def user_record(self, user_id: str, fields: list[str]) -> dict[str, Any]:
+        """``{"disabled": bool, "values": {field: value}}`` for one user."""
+        status, body = await self.api.request_json("GET", f"user/{user_id}")
+        if status == 404:
+            raise RtRecordError(f"RT has no user {user_id} (RT answered {_message(body)})")
+        if status != 200 or not isinstance(body, dict):
+            raise RtRecordError(f"RT answered HTTP {status} reading user {user_id}")
+        return {
+            "disabled": _truthy(body.get("Disabled")),
+            "values": field_values(body.get("CustomFields"), fields),
+        }
 
     async def user_fields(self, user_id: str, fields: list[str]) -> dict[str, Any]:
         """Current values of ``fields`` for one user; a single-value field comes back as its value or None."""
-        status, body = await self.api.request_json("GET", f"user/{user_id}")
-        if status == 404:
-            raise RtRecordError(f"RT has no user {user_id}")
-        if status != 200 or not isinstance(body, dict):
-            raise RtRecordError(f"RT answered HTTP {status} reading user {user_id}")
-        values: dict[str, Any] = {field: None for field in fields}
-        for entry in body.get("CustomFields") or []:
-            if isinstance(entry, dict) and entry.get("name") in values:
-                found = entry.get("values") or []
-                values[entry["name"]] = found[0] if len(found) == 1 else (found or None)
-        return values
+        return (await self.user_record(user_id, fields))["values"]
 
-    async def set_user_fields(self, user_id: str, fields: dict[str, Any]) -> list[str]:
-        """Write every field in one PUT; a refusal in RT's message array is an ``RtRecordError``."""
+    async def set_user_fields(
+        self, user_id: str, fields: dict[str, Any], changed: dict[str, Any] | None = None
+    ) -> Reply:
+        """Write every field in one PUT; the reply says which fields in ``changed`` (default: all) RT confirmed."""
         response = await self.api.request(
             "PUT",
             f"user/{user_id}",
-            json_body={"CustomFields": {k: v for k, v in fields.items()}},
+            json_body={"CustomFields": dict(fields)},
         )
         if response.status_code == 404:
             raise RtRecordError(f"RT has no user {user_id}")
@@ -84,7 +192,10 @@ class RequestTrackerClient:
         messages = self.api.parse_json(response, "PUT", f"user/{user_id}")
         if not isinstance(messages, list):
             raise RtRecordError(f"RT answered {json.dumps(messages)[:200]} instead of a message list")
-        refused = [str(message) for message in messages if REFUSAL.search(str(message))]
-        if refused:
-            raise RtRecordError("RT refused: " + "; ".join(refused))
-        return [str(message) for message in messages]
+        return read_reply(messages, fields if changed is None else changed)
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict) and "message" in body:
+        return repr(body["message"])
+    return repr(str(body)[:100])

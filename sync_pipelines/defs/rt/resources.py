@@ -13,6 +13,7 @@ from sync_pipelines.core.settings import api_limits, env_text
 from sync_pipelines.defs.rt.client import RequestTrackerClient
 
 GRADE_VALUES = ("grade", "graduation_year")
+DEFAULT_CONCURRENCY = 4
 
 
 class RequestTrackerResource(dg.ConfigurableResource):
@@ -20,6 +21,10 @@ class RequestTrackerResource(dg.ConfigurableResource):
 
     ``requests_per_second=1`` is the old script's ``--rate-limit 1.0``. Unset settings fall back to the
     environment (``RT_MAX_CONCURRENCY``, ``RT_REQUESTS_PER_SECOND``, ``RT_GRADE_FIELD``, ...).
+
+    RT checks the token with bcrypt on every request (~0.2-0.4 s of its CPU) and closes the connection after each
+    answer, so requests beyond its workers queue inside RT: 4 in flight and a 60 s timeout keep a busy RT from
+    timing out requests it is still working on (and from doing them twice when they are resent).
     """
 
     url: str = Field(description="RT base URL, e.g. https://rt.example.org")
@@ -32,12 +37,12 @@ class RequestTrackerResource(dg.ConfigurableResource):
         default=None, description="'grade' or 'graduation_year'; unset: RT_GRADE_VALUE, else 'grade'"
     )
     max_concurrency: int | None = Field(
-        default=None, ge=1, description="requests in flight; unset: RT_MAX_CONCURRENCY or 8"
+        default=None, ge=1, description="requests in flight; unset: RT_MAX_CONCURRENCY or 4"
     )
     requests_per_second: float | None = Field(
         default=None, gt=0, description="unset: RT_REQUESTS_PER_SECOND or no cap"
     )
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = 60.0
     max_attempts: int = Field(default=5, ge=1)
 
     def fields(self) -> tuple[str, str]:
@@ -57,7 +62,12 @@ class RequestTrackerResource(dg.ConfigurableResource):
     @contextlib.asynccontextmanager
     async def client(self, log: Any = None) -> AsyncIterator[RequestTrackerClient]:
         limits = api_limits(
-            "RT", self.max_concurrency, self.requests_per_second, self.timeout_seconds, self.max_attempts
+            "RT",
+            self.max_concurrency,
+            self.requests_per_second,
+            self.timeout_seconds,
+            self.max_attempts,
+            default_concurrency=DEFAULT_CONCURRENCY,
         )
         api = ApiClient(
             "RT",
