@@ -54,7 +54,12 @@ def test_the_product_names_no_development_module_in_strings() -> None:
     for path in sorted(PRODUCT.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                for name in ("devkit", "sync_pipelines_tests", "sync_pipelines.sandbox", "sync_pipelines.demo"):
+                for name in (
+                    "devkit",
+                    "sync_pipelines_tests",
+                    "sync_pipelines.sandbox",
+                    "sync_pipelines.demo",
+                ):
                     if name in node.value:
                         offending.append(f"{path.relative_to(REPO)}:{node.lineno} names {name}")
     assert offending == []
@@ -63,7 +68,9 @@ def test_the_product_names_no_development_module_in_strings() -> None:
 def test_the_distribution_holds_only_the_code_location() -> None:
     """The packages ``pip install .`` ships, found as pyproject.toml's [tool.setuptools.packages.find] does."""
     find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    packages = setuptools.find_packages(where=str(REPO), include=find["include"], exclude=find.get("exclude", ()))
+    packages = setuptools.find_packages(
+        where=str(REPO), include=find["include"], exclude=find.get("exclude", ())
+    )
     assert "sync_pipelines" in packages and "sync_pipelines.defs" in packages
     parts = {part for package in packages for part in package.split(".")}
     assert not parts & {"sandbox", "demo", "devkit", "sync_pipelines_tests", "bench"}, packages

@@ -95,7 +95,12 @@ def test_timeouts_after_retries_fail_those_users_only(world_v2: ZlvWorld) -> Non
         world_v2.handle.set_knobs(slow_rate=0.0)
     assert results.outcomes == {}
     assert set(results.failures) == {user.id for user in users}
-    assert all("lookup failed" in reason and "Portail DF did not answer at" in reason and "(timed out); check PORTAILDF_API_URL" in reason for reason in results.failures.values())
+    assert all(
+        "lookup failed" in reason
+        and "Portail DF did not answer at" in reason
+        and "(timed out); check PORTAILDF_API_URL" in reason
+        for reason in results.failures.values()
+    )
     assert world_v2.handle.requests(LOOKUP) == 6  # two tries each
 
 
@@ -231,7 +236,9 @@ def test_lookups_run_concurrently_within_the_limit(world_v2: ZlvWorld) -> None:
     world_v2.handle.set_knobs(latency_ms=20)
     world_v2.handle.reset_counters()
     state = SyncStateStore.from_url(None)
-    source = UserKindsSource(world_v2.portaildf(max_concurrency=6), ZlvDatabase(database_url=world_v2.zlv_url))
+    source = UserKindsSource(
+        world_v2.portaildf(max_concurrency=6), ZlvDatabase(database_url=world_v2.zlv_url)
+    )
     scope = RunScope("run-1", frozenset(SHARD_KEYS), SyncRunConfig(dry_run=True), logging.getLogger("test"))
     asyncio.run(execute(source, state, scope))
     lookups = len(source.lookups.outcomes)
