@@ -1,4 +1,4 @@
-"""Non-secret settings read from the environment at run time, with the defaults ``interface.md`` gives."""
+"""Non-secret settings read from the environment at run time, with the defaults the README gives."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run config every sync asset accepts (``interface.md``), defined once here rather than per pipeline."""
+"""Run config every sync asset accepts (the README's "Run config"), defined once here rather than per pipeline."""
 
 from collections.abc import Sequence
 from typing import TypeVar

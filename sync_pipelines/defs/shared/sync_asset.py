@@ -5,6 +5,7 @@ value: ``output_required=False``), holds a slot of its system's pool while it ru
 ends on the project's errors as one-line ``Failure``s.
 """
 
+import warnings
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -18,14 +19,20 @@ from sync_pipelines.sync.shards import SHARDS
 def sync_asset(
     *, name: str, group: str, pool: str, fresh_within: timedelta, kinds: set[str], description: str
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
-    decorate = dg.asset(
-        key=name,
-        group_name=group,
-        partitions_def=SHARDS,
-        output_required=False,
-        pool=pool,
-        kinds=kinds,
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=fresh_within),
-        description=description,
-    )
+    with warnings.catch_warnings():
+        # Single-run backfill policies are marked beta; they are what makes "Materialize all" one run.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        decorate = dg.asset(
+            key=name,
+            group_name=group,
+            partitions_def=SHARDS,
+            # A backfill of any shards (the UI's "Materialize all" over every partition included) is one run over
+            # them all, not one run per shard: the same as a run of the job with no partition.
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            output_required=False,
+            pool=pool,
+            kinds=kinds,
+            freshness_policy=dg.FreshnessPolicy.time_window(fail_window=fresh_within),
+            description=description,
+        )
     return lambda fn: decorate(reported_as_failures(fn))
