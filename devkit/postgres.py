@@ -74,16 +74,10 @@ class PostgresServer:
             "initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-locale"
         )
         for attempt in range(BIND_ATTEMPTS):
-            options = (
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB"
-            )
-            log = self.root / "server.log"
-            started = self._run(
-                "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(log), "-w", "start", check=False
-            )
+            started = self._pg_ctl_start()
             if started.returncode == 0:
                 break
+            log = self.root / "server.log"
             output = (
                 started.stdout + started.stderr + (log.read_text(errors="replace") if log.exists() else "")
             )
@@ -91,6 +85,19 @@ class PostgresServer:
                 raise RuntimeError(f"PostgreSQL did not start on port {self.port}: {output[-2000:]}")
             # Another process (e.g. another pytest-xdist worker) took the port since free_port() chose it.
             self.port = free_port()
+        return self._wait_ready()
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB"
+        )
+        log = self.root / "server.log"
+        return self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(log), "-w", "start", check=False
+        )
+
+    def _wait_ready(self) -> PostgresServer:
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -100,6 +107,18 @@ class PostgresServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+    # -- an outage, for tests: the server goes away and comes back on the same port with the same data -----------
+    def halt(self) -> None:
+        """Stop the server, keeping its data (``pg_ctl stop -m fast``): connections are refused until ``resume``."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> PostgresServer:
+        """Start a ``halt``-ed server again, on the same port, and wait until it accepts connections."""
+        started = self._pg_ctl_start()
+        if started.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not restart on port {self.port}: {started.stderr[-2000:]}")
+        return self._wait_ready()
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop", check=False)

@@ -56,6 +56,8 @@ class Knobs:
     slow_seconds: float = 0.0
     # The next N requests (admin endpoints excepted) get 429 with Retry-After: a burst of overload.
     burst_429: int = 0
+    # The Retry-After header sent with a 429 as it is, when set (e.g. "nan", "soon"): overrides the number above.
+    retry_after_header: str | None = None
     seed: int | None = None
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -166,6 +168,8 @@ class SandboxApp:
         self.status_counters["429"] += 1
         retry_after = self.knobs.retry_after_seconds
         header = str(int(retry_after)) if float(retry_after).is_integer() else f"{retry_after:g}"
+        if self.knobs.retry_after_header is not None:
+            header = self.knobs.retry_after_header
         return web.json_response(
             {"message": "Too many requests"}, status=429, headers={"Retry-After": header}
         )

@@ -1,35 +1,117 @@
-"""Database URLs as users write them, and engines that fail with one sentence naming the setting."""
+"""Database URLs as users write them, and engines that fail with one sentence naming the setting.
+
+Every PostgreSQL connection the project opens (targets, sources, the state store) carries three limits, so a
+run never waits without limit (and without a log line) while holding its target's run-queue slot:
+
+* ``SYNC_LOCK_TIMEOUT_SECONDS`` (default 60): how long a statement waits for a lock another session holds (a
+  ``LOCK TABLE``, a long migration) before it fails with ``DatabaseTimeout`` naming the table and the setting;
+* ``SYNC_STATEMENT_TIMEOUT_SECONDS`` (default 900): how long one statement may run;
+* ``SYNC_CONNECT_TIMEOUT_SECONDS`` (default 10): how long connecting may take (an unreachable host).
+
+``0`` switches a limit off. They are sent as libpq ``options`` (``-c lock_timeout=...``), after any ``options``
+the URL itself gives.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import os
+import re
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from sync_pipelines.core.errors import ConfigurationError
-from sync_pipelines.core.redaction import redact_url_password
+from sync_pipelines.core.errors import ConfigurationError, DatabaseTimeout
+from sync_pipelines.core.redaction import describe_error, redact, redact_url_password
 
 _DRIVERLESS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
 
+LOCK_TIMEOUT_SETTING = "SYNC_LOCK_TIMEOUT_SECONDS"
+STATEMENT_TIMEOUT_SETTING = "SYNC_STATEMENT_TIMEOUT_SECONDS"
+CONNECT_TIMEOUT_SETTING = "SYNC_CONNECT_TIMEOUT_SECONDS"
+TIMEOUT_DEFAULTS = {
+    LOCK_TIMEOUT_SETTING: 60.0,
+    STATEMENT_TIMEOUT_SETTING: 900.0,
+    CONNECT_TIMEOUT_SETTING: 10.0,
+}
+_KEY_VALUE_DSN = re.compile(r"^\s*[a-z_]+\s*=", re.IGNORECASE)
+
+
+def timeout_setting(name: str) -> float:
+    """Seconds from ``name`` (one of ``TIMEOUT_DEFAULTS``); 0 means no limit."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return TIMEOUT_DEFAULTS[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(name, f"must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(name, f"must be 0 (no limit) or more, got {raw!r}")
+    return value
+
+
+def _encode_userinfo(url: str) -> str:
+    """``scheme://user:p@ss/word@host/db`` -> the password percent-encoded: the last ``@`` before the host ends the
+    user-info (libpq and SQLAlchemy would otherwise cut the password at its first ``@``)."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    head, query_mark, query = rest.partition("?")
+    at = head.rfind("@")
+    if at < 0:
+        return url
+    userinfo, location = head[:at], head[at + 1 :]
+    user, colon, password = userinfo.partition(":")
+    if not colon or ("@" not in userinfo and "/" not in userinfo):
+        return url
+    return f"{scheme}://{user}{colon}{quote(password, safe='')}@{location}{query_mark}{query}"
+
+
+def _from_key_value(dsn: str) -> URL:
+    """A libpq key=value DSN (``host=h dbname=d user=u password=...``) as a SQLAlchemy URL."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = {key: str(value) for key, value in conninfo_to_dict(dsn).items() if value is not None}
+    port = params.pop("port", None)
+    return URL.create(
+        "postgresql+psycopg",
+        username=params.pop("user", None),
+        password=params.pop("password", None),
+        host=params.pop("host", None),
+        port=int(port) if port and port.isdigit() else None,
+        database=params.pop("dbname", None),
+        query=params,
+    )
+
 
 def normalize_database_url(url: str, setting: str) -> URL:
-    """Accept ``postgresql://user:pass@host/db`` (the seeds' form) as well as explicit SQLAlchemy URLs."""
+    """Accept ``postgresql://user:pass@host/db`` (the seeds' form), explicit SQLAlchemy URLs, a password holding an
+    unencoded ``@``, and libpq key=value DSNs (``host=... dbname=... user=... password=...``)."""
     if not url or not url.strip():
         raise ConfigurationError(
             setting, "is not set; give a database URL such as postgresql://user:pass@host:5432/db"
         )
     try:
-        parsed = make_url(url.strip())
-    except ArgumentError:
+        if "://" not in url and _KEY_VALUE_DSN.match(url):
+            return _from_key_value(url.strip())
+        parsed = make_url(_encode_userinfo(url.strip()))
+    except Exception:
         raise ConfigurationError(
             setting,
-            f"is not a database URL ({redact_url_password(url)!r}); expected e.g. postgresql://user:pass@host/db",
+            f"is not a database URL ({redact(url)!r}); expected e.g. postgresql://user:pass@host/db",
         ) from None
     if parsed.drivername in _DRIVERLESS:
         parsed = parsed.set(drivername=_DRIVERLESS[parsed.drivername])
+    if "password" in parsed.query and parsed.password is None:
+        # ``?password=`` (libpq accepts it): held as the URL's password, which every rendering of it hides.
+        password = parsed.query["password"]
+        parsed = parsed.set(password=password if isinstance(password, str) else password[-1])
+        parsed = parsed.difference_update_query(["password"])
     return parsed
 
 
@@ -38,26 +120,77 @@ def is_postgresql(engine: Engine) -> bool:
 
 
 def describe_connection_error(error: BaseException) -> str:
-    """The driver's first line, without passwords: enough to tell refused from unknown host from bad login."""
+    """The driver's first line, without passwords or parameters: enough to tell refused from unknown host from
+    bad login."""
     original = getattr(error, "orig", None) or error
-    first_line = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
-    return redact_url_password(first_line)
+    text = describe_error(error)
+    prefix = f"{type(original).__name__}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _pg_options(existing: str | None, lock: float, statement: float) -> str:
+    options = [existing.strip()] if existing and existing.strip() else []
+    options.append(f"-c lock_timeout={int(lock * 1000)}")
+    options.append(f"-c statement_timeout={int(statement * 1000)}")
+    return " ".join(options)
 
 
 @lru_cache(maxsize=32)
-def _cached_engine(url: str) -> Engine:
+def _cached_engine(url: str, lock: float, statement: float, connect: float) -> Engine:
     parsed = make_url(url)
     kwargs: dict = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         kwargs = {"connect_args": {"timeout": 30}}
+    elif parsed.get_backend_name() == "postgresql":
+        connect_args: dict = {"options": _pg_options(parsed.query.get("options"), lock, statement)}  # type: ignore[arg-type]
+        if connect:
+            connect_args["connect_timeout"] = max(1, int(connect))
+        parsed = parsed.difference_update_query(["options"])
+        kwargs["connect_args"] = connect_args
     return sa.create_engine(parsed, **kwargs)
+
+
+def timeout_error(error: BaseException, what: str) -> DatabaseTimeout | None:
+    """``error`` as a ``DatabaseTimeout`` naming ``what`` (e.g. ``table "users" of ZLV_DATABASE_URL``) and the
+    setting that limited it, when it is a lock or statement timeout; else None."""
+    original = getattr(error, "orig", None) or error
+    code = getattr(original, "sqlstate", None)
+    message = str(original)
+    if code == "55P03" or "lock timeout" in message:
+        seconds = timeout_setting(LOCK_TIMEOUT_SETTING)
+        return DatabaseTimeout(
+            LOCK_TIMEOUT_SETTING,
+            f"{what}: waited {seconds:g} s for a lock another session holds (a LOCK TABLE, a migration, a long "
+            f"transaction) and gave up; find it in pg_locks / pg_stat_activity, or raise {LOCK_TIMEOUT_SETTING}",
+        )
+    if code == "57014" and "statement timeout" in message:
+        seconds = timeout_setting(STATEMENT_TIMEOUT_SETTING)
+        return DatabaseTimeout(
+            STATEMENT_TIMEOUT_SETTING,
+            f"{what}: a statement ran longer than {seconds:g} s and was cancelled; raise "
+            f"{STATEMENT_TIMEOUT_SETTING} if that is expected",
+        )
+    return None
+
+
+@contextlib.contextmanager
+def timeouts_named(what: str) -> Iterator[None]:
+    """Turn a lock or statement timeout inside the block into a ``DatabaseTimeout`` naming ``what``."""
+    try:
+        yield
+    except SQLAlchemyError as error:
+        timeout = timeout_error(error, what)
+        if timeout is None:
+            raise
+        raise timeout from None
 
 
 def create_database_engine(url: str, setting: str, check: bool = True) -> Engine:
     """An engine for ``url`` (read from ``setting``); with ``check`` it connects once so a bad URL fails here."""
     parsed = normalize_database_url(url, setting)
+    limits = tuple(timeout_setting(name) for name in TIMEOUT_DEFAULTS)
     try:
-        engine = _cached_engine(parsed.render_as_string(hide_password=False))
+        engine = _cached_engine(parsed.render_as_string(hide_password=False), *limits)
     except (ArgumentError, ImportError, SQLAlchemyError) as error:
         raise ConfigurationError(setting, f"cannot be used: {describe_connection_error(error)}") from None
     if check:
@@ -67,7 +200,7 @@ def create_database_engine(url: str, setting: str, check: bool = True) -> Engine
         except SQLAlchemyError as error:
             raise ConfigurationError(
                 setting,
-                f"could not connect to {parsed.render_as_string(hide_password=True)}: "
+                f"could not connect to {redact_url_password(parsed.render_as_string(hide_password=True))}: "
                 f"{describe_connection_error(error)}",
             ) from None
     return engine

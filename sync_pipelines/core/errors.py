@@ -36,3 +36,12 @@ class FailedRecordsError(SyncError):
             f"{len(failures)} record(s) could not be written to {target}; the next run retries them: "
             f"{listed}{more}"
         )
+
+
+class DatabaseTimeout(SyncError):
+    """A statement waited for a lock longer than ``SYNC_LOCK_TIMEOUT_SECONDS``, or ran longer than
+    ``SYNC_STATEMENT_TIMEOUT_SECONDS``: the run stops rather than hold its slot without limit."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        super().__init__(problem)

@@ -12,20 +12,30 @@
 * ``send`` is the one way to read a 401/403 as an answer: no credential is sent, nothing is renewed, and the
   caller interprets the status (a login endpoint refusing a password, say).
 * 400/404 and other client errors are returned to the caller without retries.
+* Every answer's body is streamed and bounded (``core.answers``): at most ``max_answer_bytes`` reach memory,
+  counted after decompression, so a huge answer or a gzip bomb is that one request's failure, not the run's
+  memory; ``parse_json`` turns anything the parser raises (a 10,000-digit number, JSON nested 100,000 deep,
+  invalid UTF-8) into that request's ``MalformedResponseError``.
+* A run cannot go on for days against a system that refuses it: a deadline (``deadline_seconds``, counted from
+  the start of the sync run) stops sending and fails the run naming its setting, and a circuit breaker fails the
+  run at once when almost every request fails after its retries (429, 5xx, transport errors), naming the system
+  and what it answered. Both raise a ``RunStoppedError``, which no per-record handler catches.
+* Whatever of a server's body goes into an error message goes through ``excerpt``: redacted, then cut short.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import email.utils
 import errno
-import json
 import logging
+import math
 import random
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -40,6 +50,16 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from sync_pipelines.core.answers import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_ANSWER_BYTES,
+    MAX_JSON_DEPTH,
+    AnswerError,
+    AnswerTooLargeError,
+    BodyReader,
+    decode_json,
+    describe_bytes,
+)
 from sync_pipelines.core.auth import Auth
 from sync_pipelines.core.errors import SyncError
 from sync_pipelines.core.redaction import Redactor, redact_url_password
@@ -47,6 +67,13 @@ from sync_pipelines.core.redaction import Redactor, redact_url_password
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 AUTH_STATUSES = frozenset({401, 403})
 MAX_RETRY_AFTER_SECONDS = 120.0
+DEFAULT_DEADLINE_SECONDS = 4 * 3600.0
+EXCERPT_CHARACTERS = 200
+RETRY_BODY_BYTES = 64 * 1024
+
+# When the current sync run started (``time.monotonic()``), set by the engine around a run: a client's deadline
+# counts from there, whenever the client was opened. Unset (a client used on its own): from the client's opening.
+run_started: contextvars.ContextVar[float | None] = contextvars.ContextVar("run_started", default=None)
 
 
 @dataclass(frozen=True)
@@ -59,6 +86,18 @@ class ApiLimits:
     max_attempts: int = 5
     backoff_initial_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
+    # Longest answer read, counted after decompression; a longer one is that request's failure.
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    max_json_depth: int = MAX_JSON_DEPTH
+    # No request is sent (and no retry waited for) past this many seconds after the run started (None: never).
+    deadline_seconds: float | None = DEFAULT_DEADLINE_SECONDS
+    # Circuit breaker: the run stops when ``breaker_consecutive`` requests in a row, or ``breaker_ratio`` of the
+    # last ``breaker_window``, failed after their retries (0: no breaker).
+    breaker_consecutive: int = 10
+    breaker_window: int = 20
+    breaker_ratio: float = 0.95
+    # The settings' prefix (``RT``, ``BAKALARI``, ``PORTAILDF``), so that errors name the setting to change.
+    settings_prefix: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -67,6 +106,19 @@ class ApiLimits:
             raise ValueError("requests_per_second must be positive (or unset for no cap)")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if self.max_answer_bytes < 1:
+            raise ValueError("max_answer_bytes must be at least 1")
+        if self.deadline_seconds is not None and not self.deadline_seconds > 0:
+            raise ValueError("deadline_seconds must be positive (or unset for no deadline)")
+
+    def setting(self, name: str) -> str:
+        """The environment setting behind a limit: ``MAX_ANSWER_BYTES`` -> ``PORTAILDF_MAX_ANSWER_BYTES``."""
+        return f"{self.settings_prefix}_{name}" if self.settings_prefix else f"ApiLimits.{name.lower()}"
+
+    @property
+    def deadline_setting(self) -> str:
+        own = self.setting("DEADLINE_SECONDS")
+        return f"{own} (or SYNC_DEADLINE_SECONDS)" if self.settings_prefix else own
 
 
 class ApiError(SyncError):
@@ -124,8 +176,31 @@ class MalformedResponseError(ApiError):
     """The server answered, but not with the JSON its API promises (e.g. an HTML error page)."""
 
 
+class ResponseTooLargeError(MalformedResponseError):
+    """An answer longer than ``max_answer_bytes`` (after decompression): not read further, not retried."""
+
+
+class RunStoppedError(SyncError):
+    """The run must stop now, whatever record it was working on: no per-record handler catches it (it is not
+    an ``ApiError``). ``setting`` names what to change, when a setting is the remedy."""
+
+    def __init__(self, system: str, message: str, setting: str | None = None) -> None:
+        self.system = system
+        self.setting = setting
+        super().__init__(message)
+
+
+class DeadlineExceededError(RunStoppedError):
+    """The sync run passed its deadline: the client sends nothing more."""
+
+
+class SystemRefusingError(RunStoppedError):
+    """The circuit breaker: a system failed almost every request after its retries."""
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: either a number or an HTTP date."""
+    """``Retry-After`` as seconds: either a number or an HTTP date; anything else (``nan``, ``inf``, garbage,
+    a date that cannot be read) is ignored."""
     if not value:
         return None
     try:
@@ -133,10 +208,25 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        seconds = when.timestamp() - time.time()
+        if when is None:
+            return None
+        try:
+            seconds = when.timestamp() - time.time()
+        except (OverflowError, ValueError, OSError):
+            return None
+    if not math.isfinite(seconds):
+        return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
 
 
 def _deadline(seconds: float) -> contextlib.AbstractAsyncContextManager[None]:
@@ -220,6 +310,12 @@ class ApiClient:
         self._limiter = self._make_limiter(limits.requests_per_second)
         self._paused_until = 0.0
         self._client: httpx.AsyncClient | None = None
+        self.deadline: float | None = None  # time.monotonic() past which nothing is sent
+        self._outcomes: deque[bool] = deque(
+            maxlen=max(limits.breaker_window, 1)
+        )  # True: failed after retries
+        self._failed_in_a_row = 0
+        self._stopped: RunStoppedError | None = None
 
     @staticmethod
     def _make_limiter(requests_per_second: float | None) -> AsyncLimiter | None:
@@ -244,7 +340,12 @@ class ApiClient:
             base_url=self.base_url,
             transport=AiohttpTransport(limits=pool, trust_env=False),
             timeout=httpx.Timeout(self.limits.timeout_seconds),
+            # Only what ``BodyReader`` decompresses in bounded steps (not br or zstd, were their packages installed).
+            headers={"Accept-Encoding": ACCEPT_ENCODING},
         )
+        if self.limits.deadline_seconds is not None:
+            started = run_started.get()
+            self.deadline = (time.monotonic() if started is None else started) + self.limits.deadline_seconds
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -312,21 +413,86 @@ class ApiClient:
             call = call._replace(headers={**credential, **(call.headers or {})})
         try:
             # The common case pays for no retry machinery; tenacity takes over from the first failure on.
-            return await self._attempt(call)
+            response = await self._attempt(call)
         except TransientApiError as failure:
             try:
-                return await self._retry(failure, call)
+                response = await self._retry(failure, call)
             except UnreachableError as unreachable:
                 where = redact_url_password(self.base_url)
                 check = f"; check {self.url_variable}" if self.url_variable else ""
                 reached = unreachable.problem not in ("connection refused", "host name not found")
                 verb = "did not answer" if reached else "could not be reached"
-                raise UnreachableError(
+                error = UnreachableError(
                     self.system,
                     unreachable.method,
                     unreachable.path,
                     f"{self.system} {verb} at {where} ({unreachable.problem}){check}",
-                ) from None
+                )
+                self._count_outcome(error)
+                raise error from None
+            except TransientApiError as spent:
+                self._count_outcome(spent)
+                raise
+        self._count_outcome(None)
+        return response
+
+    # -- stopping a run: deadline and circuit breaker ----------------------------------------------------------
+    def _check_running(self, wait: float = 0.0) -> None:
+        """Raise the run's ``RunStoppedError`` if the breaker tripped, or if the deadline has passed or would
+        pass during a wait of ``wait`` seconds (waiting for a retry that may not be sent is pointless)."""
+        if self._stopped is not None:
+            raise self._stopped
+        if self.deadline is not None and time.monotonic() + wait >= self.deadline:
+            seconds = self.limits.deadline_seconds or 0.0
+            setting = self.limits.deadline_setting
+            self._stopped = DeadlineExceededError(
+                self.system,
+                f"{self.system}: the sync passed its deadline of {_duration(seconds)} ({setting}) with requests "
+                f"still to send, and stopped sending after {self.requests_made} request(s) "
+                f"(answers: {self._answers()}); raise {setting.split(' ')[0]} if a run this long is expected",
+                setting=setting.split(" ")[0],
+            )
+            raise self._stopped
+
+    def _answers(self) -> str:
+        if not self.statuses:
+            return "none"
+        return ", ".join(
+            f"{'HTTP ' + status if status.isdigit() else status} x{count}"
+            for status, count in self.statuses.most_common(5)
+        )
+
+    def _count_outcome(self, failure: TransientApiError | None) -> None:
+        """Count one request's final outcome; trip the breaker when the system refuses almost everything."""
+        limits = self.limits
+        self._outcomes.append(failure is not None)
+        self._failed_in_a_row = self._failed_in_a_row + 1 if failure is not None else 0
+        if failure is None or self._stopped is not None or not limits.breaker_window:
+            return
+        failed = sum(self._outcomes)
+        in_a_row = limits.breaker_consecutive and self._failed_in_a_row >= limits.breaker_consecutive
+        mostly = len(self._outcomes) >= limits.breaker_window and failed >= limits.breaker_ratio * len(
+            self._outcomes
+        )
+        if not (in_a_row or mostly):
+            return
+        counted = (
+            f"{self._failed_in_a_row} requests in a row"
+            if in_a_row
+            else (f"{failed} of the last {len(self._outcomes)} requests")
+        )
+        self._stopped = SystemRefusingError(
+            self.system,
+            f"{self.system} refused almost everything: {counted} failed after {limits.max_attempts} attempt(s) "
+            f"each (answers: {self._answers()}); the run stops here rather than retrying for hours. "
+            f"Last: {self.redact(failure)}",
+            setting=self.url_variable,
+        )
+        raise self._stopped from None
+
+    async def _sleep_before_retry(self, seconds: float) -> None:
+        self._check_running(seconds)
+        await asyncio.sleep(seconds)
 
     def backoff_seconds(self, failed_attempts: int, error: BaseException | None) -> float:
         """Exponential backoff with full jitter, never shorter than the server's ``Retry-After``."""
@@ -344,8 +510,9 @@ class ApiClient:
             raise failure
         first_wait = self.backoff_seconds(1, failure)
         self._log_retry_line(failure, 1, first_wait)
-        await asyncio.sleep(first_wait)
+        await self._sleep_before_retry(first_wait)
         retrying = AsyncRetrying(
+            sleep=self._sleep_before_retry,
             stop=stop_after_attempt(self.limits.max_attempts - 1),
             wait=lambda state: self.backoff_seconds(
                 state.attempt_number + 1, state.outcome.exception() if state.outcome else None
@@ -365,43 +532,67 @@ class ApiClient:
         return response.status_code, self.parse_json(response, method, path)
 
     def parse_json(self, response: httpx.Response, method: str, path: str) -> Any:
+        """The body as JSON; anything that is not usable JSON (whatever the parser raised: a number of
+        thousands of digits, nesting deeper than ``max_json_depth``, invalid UTF-8) is a
+        ``MalformedResponseError`` of this one request."""
         try:
-            return json.loads(response.content)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            kind = response.headers.get("content-type", "unknown content type").split(";")[0]
+            return decode_json(response.content, self.limits.max_json_depth)
+        except Exception as error:  # noqa: BLE001 - no answer may end the run by its shape
+            kind = self.excerpt(
+                response.headers.get("content-type", "unknown content type").split(";")[0], 60
+            )
+            problem = str(error) if isinstance(error, AnswerError) else type(error).__name__
             raise MalformedResponseError(
                 self.system,
                 method,
                 self.redact(path),
-                f"HTTP {response.status_code} answered with {kind}, not JSON",
+                f"HTTP {response.status_code} answered with {kind}, {problem}"
+                if problem.startswith("not ")
+                else f"HTTP {response.status_code} answered with {kind}, not usable JSON: {problem}",
                 status=response.status_code,
             ) from None
+
+    def excerpt(self, body: Any, characters: int = EXCERPT_CHARACTERS) -> str:
+        """A server's body (or any text from it) fit for an error message: secrets masked *before* it is cut
+        (a cut token could no longer be recognised), on one line, at most ``characters`` long."""
+        text = body if isinstance(body, str) else _shown(body)
+        text = " ".join(self.redact(text[: characters * 4 + 256]).split())
+        return text if len(text) <= characters else text[: characters - 3] + "..."
 
     async def _attempt(self, call: _Call) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("ApiClient used outside 'async with'")
         method = call.method
         shown_path = self.redact(call.path)
+        self._check_running()
         async with self._semaphore:
             wait = self._paused_until - time.monotonic()
+            self._check_running(max(wait, 0.0))
             if wait > 0:
                 await asyncio.sleep(wait)
             if self._limiter is not None:
                 await self._limiter.acquire()
+            self._check_running()
             self.requests_made += 1
+            request = self._client.build_request(
+                method,
+                call.path,
+                params=call.params,
+                json=call.json_body,
+                data=call.form,
+                headers={**self.headers, **(call.headers or {})},
+                timeout=httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
+            )
+            streamed: httpx.Response | None = None
             try:
                 # A whole-request deadline on top of httpx's per-phase timeouts: a server that trickles bytes
                 # must not hold a slot forever.
                 async with _deadline((call.timeout or self.limits.timeout_seconds) + 1):
-                    response = await self._client.request(
-                        method,
-                        call.path,
-                        params=call.params,
-                        json=call.json_body,
-                        data=call.form,
-                        headers={**self.headers, **(call.headers or {})},
-                        timeout=httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
-                    )
+                    streamed = await self._client.send(request, stream=True)
+                    try:
+                        response = await self._read(streamed, request)
+                    finally:
+                        await streamed.aclose()
             except (httpx.TransportError, asyncio.TimeoutError) as error:
                 problem = transport_problem(error)
                 self.statuses[problem] += 1
@@ -409,6 +600,21 @@ class ApiClient:
                 unreachable = UnreachableError(self.system, method, shown_path, f"{problem}: {detail}")
                 unreachable.problem = problem
                 raise unreachable from None
+            except AnswerError as error:
+                status = streamed.status_code if streamed is not None else None
+                self.statuses[str(status)] += 1
+                if isinstance(error, AnswerTooLargeError):
+                    setting = self.limits.setting("MAX_ANSWER_BYTES")
+                    raise ResponseTooLargeError(
+                        self.system,
+                        method,
+                        shown_path,
+                        f"HTTP {status}: {error} ({setting}={self.limits.max_answer_bytes}); not read further",
+                        status=status,
+                    ) from None
+                raise MalformedResponseError(
+                    self.system, method, shown_path, f"HTTP {status}: {error}", status=status
+                ) from None
         self.statuses[str(response.status_code)] += 1
         if response.status_code in RETRY_STATUSES:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -424,6 +630,44 @@ class ApiClient:
             )
         return response
 
+    async def _read(self, streamed: httpx.Response, request: httpx.Request) -> httpx.Response:
+        """The answer with its body read, decompressed and bounded (``max_answer_bytes``); an answer to retry
+        (429, 5xx) is not read at all."""
+        headers = httpx.Headers(
+            [
+                (name, value)
+                for name, value in streamed.headers.multi_items()
+                if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            ]
+        )
+        if streamed.status_code in RETRY_STATUSES:
+            # Not used, only read (a little of it) so the connection can serve the next request; a longer
+            # body is left unread and its connection closed.
+            with contextlib.suppress(AnswerError):
+                await self._read_body(streamed, RETRY_BODY_BYTES)
+            content = b""
+        else:
+            content = await self._read_body(streamed, self.limits.max_answer_bytes)
+        return httpx.Response(
+            streamed.status_code,
+            headers=headers,
+            content=content,
+            request=request,
+            extensions=streamed.extensions,
+        )
+
+    @staticmethod
+    async def _read_body(streamed: httpx.Response, limit: int) -> bytes:
+        declared = streamed.headers.get("content-length", "")
+        if declared.isdigit() and len(declared) < 20 and int(declared) > limit:
+            raise AnswerTooLargeError(
+                f"answer of {describe_bytes(int(declared))} declared, longer than {describe_bytes(limit)}"
+            )
+        reader = BodyReader(streamed.headers.get("content-encoding"), limit)
+        async for chunk in streamed.aiter_raw():
+            reader.feed(chunk)
+        return reader.finish()
+
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
@@ -437,3 +681,11 @@ class ApiClient:
 
     def summary(self) -> dict[str, int]:
         return {"requests": self.requests_made, "retries": self.retries}
+
+
+def _shown(body: Any) -> str:
+    """``str(body)``, which for JSON nested to the depth limit cannot fail, but for anything else might."""
+    try:
+        return str(body)
+    except Exception:  # noqa: BLE001
+        return f"<{type(body).__name__}>"

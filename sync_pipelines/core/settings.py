@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
+from sync_pipelines.core.answers import DEFAULT_MAX_ANSWER_BYTES
 from sync_pipelines.core.errors import ConfigurationError
-from sync_pipelines.core.http import ApiLimits
+from sync_pipelines.core.http import DEFAULT_DEADLINE_SECONDS, ApiLimits
 
 
 def env_text(name: str, default: str) -> str:
@@ -35,7 +36,8 @@ def api_limits(
     default_concurrency: int = 8,
 ) -> ApiLimits:
     """Limits for ``system`` (``RT``, ``BAKALARI``, ``PORTAILDF``): resource settings first, then
-    ``<SYSTEM>_MAX_CONCURRENCY`` / ``<SYSTEM>_REQUESTS_PER_SECOND``, then the defaults (no rate cap)."""
+    ``<SYSTEM>_MAX_CONCURRENCY`` / ``<SYSTEM>_REQUESTS_PER_SECOND``, then the defaults (no rate cap); and
+    ``<SYSTEM>_MAX_ANSWER_BYTES`` and ``<SYSTEM>_DEADLINE_SECONDS`` (or ``SYNC_DEADLINE_SECONDS``)."""
     concurrency = max_concurrency or _env_number(f"{system}_MAX_CONCURRENCY", int, 1) or default_concurrency
     rate = requests_per_second or _env_number(f"{system}_REQUESTS_PER_SECOND", float, 0.001)
     return ApiLimits(
@@ -43,4 +45,22 @@ def api_limits(
         requests_per_second=rate,
         timeout_seconds=timeout_seconds,
         max_attempts=max_attempts,
+        max_answer_bytes=max_answer_bytes(system),
+        deadline_seconds=deadline_seconds(system),
+        settings_prefix=system,
     )
+
+
+def max_answer_bytes(system: str) -> int:
+    """``<SYSTEM>_MAX_ANSWER_BYTES``: the longest answer read from ``system``, after decompression (16 MiB)."""
+    value = _env_number(f"{system}_MAX_ANSWER_BYTES", int, 1024)
+    return int(value) if value is not None else DEFAULT_MAX_ANSWER_BYTES
+
+
+def deadline_seconds(system: str) -> float:
+    """``<SYSTEM>_DEADLINE_SECONDS``, else ``SYNC_DEADLINE_SECONDS``, else 4 hours: how long a sync run may send
+    requests to ``system``, counted from the run's start."""
+    value = _env_number(f"{system}_DEADLINE_SECONDS", float, 1) or _env_number(
+        "SYNC_DEADLINE_SECONDS", float, 1
+    )
+    return float(value) if value is not None else DEFAULT_DEADLINE_SECONDS

@@ -13,12 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync_pipelines.core.errors import AuthenticationError
+from sync_pipelines.core.database import timeout_error
+from sync_pipelines.core.errors import AuthenticationError, DatabaseTimeout
+from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.sync.plan import Action, PlannedRecord, SyncPlan
 from sync_pipelines.sync.state import SyncStateStore
 
 # A batch writer gets the records to write and answers ``{key: reason}`` for the ones that failed.
 BatchWriter = Callable[[list[PlannedRecord]], "Mapping[str, str] | Awaitable[Mapping[str, str]]"]
+# Errors that end the run at once: writing record by record would only meet them again, once per record.
+STOPS_THE_RUN = (AuthenticationError, DatabaseTimeout)
 
 
 @dataclass
@@ -50,7 +54,7 @@ async def _write_one_by_one(writer: BatchWriter, records: list[PlannedRecord]) -
     for record in records:
         try:
             failures.update(await _write(writer, [record]))
-        except AuthenticationError:
+        except STOPS_THE_RUN:
             raise
         except Exception as error:
             failures[record.key] = f"rolled back: {short_error(error)}"
@@ -58,11 +62,10 @@ async def _write_one_by_one(writer: BatchWriter, records: list[PlannedRecord]) -
 
 
 def short_error(error: BaseException) -> str:
-    """The error's kind and first line: a database error's full text repeats the statement and every parameter
-    of the batch (other people's names and e-mails), which must not reach logs, alerts or the audit log."""
-    original = getattr(error, "orig", None) or error
-    lines = str(original).strip().splitlines()
-    return f"{type(original).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
+    """The error's kind and first line, redacted (``describe_error``): a database error's full text repeats the
+    statement and every parameter of the batch (other people's names and e-mails), which must not reach logs,
+    alerts or the audit log."""
+    return describe_error(error)
 
 
 class _StateWriter:
@@ -132,11 +135,14 @@ async def apply_plan(
                 await asyncio.sleep(batch_delay_seconds)
             try:
                 failures = await _write(writer, batch)
-            except AuthenticationError:
+            except STOPS_THE_RUN:
                 # Stop at once. Some writes of this batch may have landed: its write-ahead row stays, and the
                 # next run settles it against what the target holds.
                 raise
             except Exception as error:
+                timeout = timeout_error(error, f"writing to {plan.target}")
+                if timeout is not None:
+                    raise timeout from None
                 # The batch was rolled back whole. One bad record must not fail its neighbours: write them one
                 # by one, so only the records that fail on their own are reported.
                 log.warning(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from sync_pipelines.core.http import run_started
 from sync_pipelines.sync.apply import ApplyResult, apply_plan
 from sync_pipelines.sync.config import SyncRunConfig
 from sync_pipelines.sync.plan import Action, Skip, SyncPlan, plan_changes
@@ -52,16 +53,23 @@ class SyncOutcome:
 
 
 async def execute(source: SyncSource, state: SyncStateStore, scope: RunScope) -> SyncOutcome:
-    """The whole run; the source's ``started``/``applied``/``stopped`` hooks bracket a real run only."""
-    async with source.session(scope):
-        if not scope.dry_run:
-            await source.started(scope)
-        try:
-            return await _run(source, state, scope)
-        except BaseException as error:
+    """The whole run; the source's ``started``/``applied``/``stopped`` hooks bracket a real run only.
+
+    The run's start is where every API client's deadline counts from (``<SYSTEM>_DEADLINE_SECONDS``, or
+    ``SYNC_DEADLINE_SECONDS``): past it, the client sends nothing more and the run fails naming the setting."""
+    clock = run_started.set(time.monotonic())
+    try:
+        async with source.session(scope):
             if not scope.dry_run:
-                await source.stopped(scope, error)
-            raise
+                await source.started(scope)
+            try:
+                return await _run(source, state, scope)
+            except BaseException as error:
+                if not scope.dry_run:
+                    await source.stopped(scope, error)
+                raise
+    finally:
+        run_started.reset(clock)
 
 
 async def _run(source: SyncSource, state: SyncStateStore, scope: RunScope) -> SyncOutcome:
@@ -90,8 +98,10 @@ async def _run(source: SyncSource, state: SyncStateStore, scope: RunScope) -> Sy
         to_read.update(pending)
     current = await source.read_current(sorted(to_read))
     read_seconds = time.monotonic() - started
-    settlement = state.settlement(
-        target, {key: current.values[key] for key in pending if key in current.values} if settling else {}
+    settlement = (
+        state.settlement(target, {key: current.values[key] for key in pending if key in current.values})
+        if settling
+        else Settlement(target, [])
     )
     read_skips = [
         Skip(key, READ_FAILED, reason) for key, reason in current.failures.items() if key in desired.records

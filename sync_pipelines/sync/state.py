@@ -8,11 +8,24 @@ JSON document: a single row insert, however big the batch). Once the batch is ap
 that deletes the batch row. A process killed in between leaves the batch row behind; the next run settles it
 against what the target really holds (``reconcile_pending``), so no committed write is ever missing from the
 log. The audit log itself is only ever appended to, which is what keeps it cheap beside a bulk write.
+
+Record keys come from the systems synced (a Bakaláři id, an RT user id) and may be of any length: ``record_key``
+is unbounded ``TEXT`` in ``sync_audit`` and ``sync_last_written``. A database created before that, with
+``VARCHAR(255)`` columns (``metadata.create_all`` never alters an existing column), is upgraded when the store
+opens it: on PostgreSQL ``ALTER COLUMN ... TYPE text``, a catalog-only change (no rewrite, no index rebuild);
+SQLite never enforced the length. ``sync_last_written``'s key is part of its primary key, whose index entries
+PostgreSQL caps at about 2.7 kB, so a key longer than ``LONG_KEY`` bytes (or holding a NUL, which
+PostgreSQL's text cannot store) is kept there as ``<its first 64 characters>...#<sha256 of the key>``
+(``stored_key``); the audit log keeps the whole key (NULs shown as U+FFFD). Settling never stops at a batch
+whose audit rows cannot be written: that batch stays in flight, the others are settled, and the run goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterable, Mapping
@@ -25,8 +38,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from sync_pipelines.core.database import create_database_engine, pg_text_array
+from sync_pipelines.core.redaction import describe_error, redact
 from sync_pipelines.sync.plan import PlannedRecord, Value, values_equal
 
 STATE_SETTING = "SYNC_STATE_DATABASE_URL"
@@ -41,7 +56,7 @@ audit_log = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("batch_id", sa.String(36)),
     sa.Column("target", sa.String(64), nullable=False),
-    sa.Column("record_key", sa.String(255), nullable=False),
+    sa.Column("record_key", sa.Text, nullable=False),
     sa.Column("field", sa.String(255), nullable=False),
     sa.Column("old_value", sa.Text),
     sa.Column("new_value", sa.Text),
@@ -73,7 +88,7 @@ last_written = sa.Table(
     "sync_last_written",
     metadata,
     sa.Column("target", sa.String(64), primary_key=True),
-    sa.Column("record_key", sa.String(255), primary_key=True),
+    sa.Column("record_key", sa.Text, primary_key=True),
     sa.Column("field", sa.String(255), primary_key=True),
     sa.Column("value", sa.Text),
     sa.Column("run_id", sa.String(64), nullable=False),
@@ -104,6 +119,26 @@ _PG_UPSERT_WRITTEN = sa.text(
 )
 
 _CHUNK = 5000
+# Keys longer than this (in UTF-8 bytes) are kept in ``sync_last_written`` by digest (see the module's doc).
+LONG_KEY = 1024
+_KEY_TABLES = ("sync_audit", "sync_last_written")
+logger = logging.getLogger("sync_pipelines.sync.state")
+
+
+def stored_key(key: str) -> str:
+    """``key`` as ``sync_last_written`` keeps it: itself, or for a very long key (or one holding a NUL) its first
+    64 characters and its SHA-256, which fits any index and still tells a person which record it is."""
+    if "\x00" not in key and len(key) <= LONG_KEY // 4:
+        return key
+    if len(key.encode("utf-8", "surrogatepass")) <= LONG_KEY and "\x00" not in key:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{_text(key[:64])}...#{digest}"
+
+
+def _text(value: str) -> str:
+    """Free text (a key, a reason) as PostgreSQL's text can hold it: NUL shown as U+FFFD."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 @dataclass(frozen=True)
@@ -181,7 +216,7 @@ def _written_row(
     """One ``sync_last_written`` row, its value JSON-encoded."""
     return {
         "target": target,
-        "record_key": key,
+        "record_key": stored_key(key),
         "field": field,
         "value": _encode(value),
         "run_id": run_id,
@@ -208,6 +243,22 @@ class SyncStateStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         metadata.create_all(engine)
+        self._widen_key_columns()
+
+    def _widen_key_columns(self) -> None:
+        """A state database made when keys were ``VARCHAR(255)``: make them ``TEXT`` (PostgreSQL; a catalog-only
+        change, no table rewrite). SQLite never enforced the length."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        query = sa.text(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name IN ('sync_audit', 'sync_last_written') AND column_name = 'record_key' "
+            "AND data_type <> 'text'"
+        )
+        with self.engine.begin() as connection:
+            for (table,) in connection.execute(query).all():
+                if table in _KEY_TABLES:
+                    connection.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN record_key TYPE text")
 
     @classmethod
     def from_url(cls, url: str | None) -> SyncStateStore:
@@ -219,12 +270,14 @@ class SyncStateStore:
         query = sa.select(last_written.c.record_key, last_written.c.field, last_written.c.value).where(
             last_written.c.target == target
         )
-        wanted = set(keys) if keys is not None else None
+        wanted = {stored_key(key): key for key in keys} if keys is not None else None
         result: dict[str, dict[str, Value]] = {}
         with self.engine.connect() as connection:
             for key, field, value in connection.execute(query):
-                if wanted is None or key in wanted:
+                if wanted is None:
                     result.setdefault(key, {})[field] = _decode(value)
+                elif key in wanted:
+                    result.setdefault(wanted[key], {})[field] = _decode(value)
         return result
 
     def remember(self, target: str, run_id: str, records: Mapping[str, Mapping[str, Value]]) -> None:
@@ -338,6 +391,7 @@ class SyncStateStore:
         ``remember_written``, the written records as the new last-written state. With ``next_records``, the
         next batch is written ahead in the same transaction; returns its batch id."""
         now = _now()
+        reasons = {key: redact(reason)[:2000] for key, reason in failures.items()} if failures else {}
         entries = [
             (
                 record.key,
@@ -345,7 +399,7 @@ class SyncStateStore:
                 _encode(change.old),
                 _encode(change.new),
                 FAILED if record.key in failures else APPLIED,
-                failures[record.key][:2000] if record.key in failures else None,
+                reasons.get(record.key),
             )
             for record in records
             for change in record.changes
@@ -378,6 +432,10 @@ class SyncStateStore:
         if not entries:
             return
         run_id, batch_id, target, recorded_at = batch
+        entries = [
+            (_text(key), _text(field), old, new, status, None if error is None else _text(error))
+            for key, field, old, new, status, error in entries
+        ]
         if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
             driver_connection = connection.connection.driver_connection
             assert driver_connection is not None
@@ -451,6 +509,8 @@ class SyncStateStore:
         cut down to their unread changes) and, with ``remember_written``, applied values as last written."""
         now = _now()
         target = settlement.target
+        counts = {APPLIED: 0, NOT_APPLIED: 0}
+        stuck = 0
         with self.engine.begin() as connection:
             written: list[dict[str, Any]] = []
             for batch in settlement.batches:
@@ -458,24 +518,46 @@ class SyncStateStore:
                     (c.key, c.field, _encode(c.old), _encode(c.new), c.status, INTERRUPTED)
                     for c in batch.settled
                 ]
+                row = batches_in_flight.c.batch_id == batch.batch_id
+                # One batch's rows that cannot be written must not keep every other batch (and every later run)
+                # from settling: it is left in flight, and the others go on. (PostgreSQL: a savepoint per batch;
+                # SQLite, which neither limits lengths nor refuses NULs, has no such failure to survive.)
+                savepoint = connection.dialect.name == "postgresql"
+                try:
+                    with connection.begin_nested() if savepoint else contextlib.nullcontext():
+                        self._append_audit(connection, (batch.run_id, batch.batch_id, target, now), entries)
+                        if batch.unread:
+                            connection.execute(
+                                sa.update(batches_in_flight)
+                                .where(row)
+                                .values(changes=json.dumps(batch.unread, ensure_ascii=False))
+                            )
+                        else:
+                            connection.execute(sa.delete(batches_in_flight).where(row))
+                except (
+                    SQLAlchemyError,
+                    connection.dialect.loaded_dbapi.Error,
+                ) as error:  # COPY: the driver's own
+                    if not savepoint:
+                        raise
+                    stuck += 1
+                    logger.warning(
+                        f"{target}: the audit rows of interrupted batch {batch.batch_id} could not be written "
+                        f"({describe_error(error)}); it stays in flight, the others are settled"
+                    )
+                    continue
+                for change in batch.settled:
+                    counts[change.status] += 1
                 written += [
                     _written_row(target, c.key, c.field, c.new, batch.run_id, now)
                     for c in batch.settled
                     if c.status == APPLIED
                 ]
-                self._append_audit(connection, (batch.run_id, batch.batch_id, target, now), entries)
-                row = batches_in_flight.c.batch_id == batch.batch_id
-                if batch.unread:
-                    connection.execute(
-                        sa.update(batches_in_flight)
-                        .where(row)
-                        .values(changes=json.dumps(batch.unread, ensure_ascii=False))
-                    )
-                else:
-                    connection.execute(sa.delete(batches_in_flight).where(row))
             if remember_written:
                 self._upsert_written(connection, written)
-        return settlement.counts()
+        if stuck:
+            counts["batches_left_in_flight"] = stuck
+        return counts
 
     def reconcile_pending(
         self, target: str, current: Mapping[str, Mapping[str, Value] | None], remember_written: bool

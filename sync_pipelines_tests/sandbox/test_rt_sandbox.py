@@ -19,7 +19,8 @@ SIZE = 40
 SEED = 7
 TOKEN = "sandbox-rt-token"
 AUTH = {"Authorization": f"token {TOKEN}"}
-NOT_FOUND = {"message": "Resource does not exist; use POST to create"}  # PUT; a GET says "Not Found" (RT 5.0.3)
+# A PUT to an unknown user; a GET says "Not Found" (RT 5.0.3).
+NOT_FOUND = {"message": "Resource does not exist; use POST to create"}
 REFUSED_GRADE = "Could not add a new value to custom field 'Grade': Input must match [Grade pattern]"
 PUT_USER = "PUT /REST/2.0/user/{id}"
 GET_USER = "GET /REST/2.0/user/{id}"

@@ -1,17 +1,17 @@
-"""The user-kinds domain as deployed: checks, schedule, the CLI in a subprocess, SQLite for the demo."""
+"""The user-kinds domain as deployed: checks, schedule, the deployed job with run config and a partition tag,
+SQLite for the demo."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from devkit.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from devkit.sandbox.zlv import demo_setup, seed_zlv
@@ -90,21 +90,23 @@ def test_demo_setup_seeds_sqlite_and_points_at_the_sandbox(tmp_path: Path) -> No
         assert connection.execute(sa.text("SELECT count(*) FROM users")).scalar() == 50
 
 
-def dagster_cli(args: list[str], env: dict[str, str], home: Path) -> subprocess.CompletedProcess[str]:
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    command = [str(Path(sys.executable).parent / "dagster"), *args]
-    return subprocess.run(
-        command,
-        env={**os.environ, **env, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run_deployed_job(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> dg.ExecuteInProcessResult:
+    """``user_kind_sync`` of the deployed code location (resources from the environment, as
+    ``dagster job execute`` resolves them), in this process; the CLI itself is tested in operations_unit."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with dg.instance_for_test() as instance:
+        return defs.resolve_job_def("user_kind_sync").execute_in_process(
+            instance=instance, raise_on_error=False, **options
+        )
 
 
-@pytest.mark.e2e
-def test_dagster_job_execute_in_a_subprocess(world: ZlvWorld, make_pg_url, tmp_path: Path) -> None:
+@pytest.mark.integration
+def test_the_deployed_job_with_run_config(
+    world: ZlvWorld, make_pg_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state_url = make_pg_url()
     env = {
         "PORTAILDF_API_URL": f"{world.handle.url}/api",
@@ -114,14 +116,9 @@ def test_dagster_job_execute_in_a_subprocess(world: ZlvWorld, make_pg_url, tmp_p
         "ZLV_DATABASE_URL": world.zlv_url,
         "SYNC_STATE_DATABASE_URL": state_url,
     }
-    config = tmp_path / "run.yaml"
-    config.write_text("ops:\n  user_kinds:\n    config:\n      limit: 30\n      batch_size: 7\n")
-    completed = dagster_cli(
-        ["job", "execute", "-m", "sync_pipelines.definitions", "-j", "user_kind_sync", "-c", str(config)],
-        env,
-        tmp_path / "home",
-    )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    config = yaml.safe_load("ops:\n  user_kinds:\n    config:\n      limit: 30\n      batch_size: 7\n")
+    result = run_deployed_job(env, monkeypatch, run_config=config)
+    assert result.success, failure_messages(result)
     in_scope = sorted(u.id for u in world.sample.users if u.deleted_at is None and u.email is not None)
     first = set(in_scope[:30])
     expected = {
@@ -134,8 +131,8 @@ def test_dagster_job_execute_in_a_subprocess(world: ZlvWorld, make_pg_url, tmp_p
     assert len(SyncStateStore.from_url(state_url).audit_rows("user_kinds")) == changed
 
 
-@pytest.mark.e2e
-def test_one_shard_from_the_command_line(world_v2: ZlvWorld, tmp_path: Path) -> None:
+@pytest.mark.integration
+def test_one_shard_by_the_partition_tag(world_v2: ZlvWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     """A single shard through the job, with the tag interface.md documents."""
     env = {
         "PORTAILDF_API_URL": f"{world_v2.handle.url}/api",
@@ -144,26 +141,17 @@ def test_one_shard_from_the_command_line(world_v2: ZlvWorld, tmp_path: Path) -> 
         "ZLV_DATABASE_URL": world_v2.zlv_url,
     }
     tags = {"dagster/partition": "shard-05"}
-    completed = dagster_cli(
-        [
-            "job",
-            "execute",
-            "-m",
-            "sync_pipelines.definitions",
-            "-j",
-            "user_kind_sync",
-            "--tags",
-            json.dumps(tags),
-        ],
-        env,
-        tmp_path / "home",
-    )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = run_deployed_job(env, monkeypatch, tags=tags)
+    assert result.success, failure_messages(result)
     expected = {
         user_id: kind if shard_of(user_id) == "shard-05" else world_v2.sample.user(user_id).kind
         for user_id, kind in world_v2.expected_kinds().items()
     }
     assert world_v2.kinds() == expected
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [str(event.event_specific_data) for event in result.all_events if event.is_failure]
 
 
 @pytest.mark.integration

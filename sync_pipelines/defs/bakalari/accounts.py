@@ -15,6 +15,14 @@ any later point leaves a working token behind. Only a process killed while a ref
 rotated the token, the answer has not been committed) loses that student's token: the student then logs in to
 EduRPG again. This happens in dry runs too: rotating a token without storing it would lose the credential.
 
+Token safety when EduRPG's database blips: a refresh token is never spent unless every rotation before it was
+stored. When committing a rotated token fails, the store stops issuing refresh grants (accounts waiting to be
+opened wait; grants already sent finish and queue their tokens too) and retries the rotated-but-unsaved tokens
+with backoff for up to ``BAKALARI_TOKEN_SAVE_PATIENCE_SECONDS`` (default 60: long enough to ride out a database
+restart). Once they are stored, grants resume. If the database stays away that long, the store gives up: those
+students are ``token_not_stored`` (named in the failure: they must log in again), and every account not opened
+yet is left alone (``read_failed``: its token was never spent, the next run reads it).
+
 A refresh refused with ``invalid_grant`` means the student must log in again, unless EduRPG stored a newer
 token meanwhile (the student logged in, or an overlapping run rotated it): that one is tried once. A 401 in the
 middle of an account's reads refreshes that account's token once; a second 401 gives up on the account.
@@ -28,6 +36,8 @@ resending is the HTTP layer's, and this module says only what each refusal means
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,8 +46,9 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync_pipelines.core.auth import Auth, LoginAuth, Refusal, RotatingRefreshAuth, StaticToken, Tokens
-from sync_pipelines.core.errors import AuthenticationError
+from sync_pipelines.core.errors import AuthenticationError, ConfigurationError, SyncError
 from sync_pipelines.core.http import AUTH_STATUSES, ApiClient, ApiError
+from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.defs.bakalari.answers import (
     MalformedAnswer,
     Problem,
@@ -55,7 +66,10 @@ from sync_pipelines.defs.bakalari.edurpg import EduRpgStore, StudentAccount
 from sync_pipelines.defs.bakalari.stored_token import ACCESS, REFRESH, StoredToken, classify
 
 OPERATOR_VARIABLES = "BAKALARI_USERNAME / BAKALARI_PASSWORD (and BAKALARI_URL)"
-TOKEN_SAVE_ATTEMPTS = 3
+PATIENCE_SETTING = "BAKALARI_TOKEN_SAVE_PATIENCE_SECONDS"
+DEFAULT_PATIENCE_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 2.0
+logger = logging.getLogger("sync_pipelines.bakalari")
 
 # Skip categories of a student account (metadata ``skipped_<category>``).
 NEEDS_LOGIN = "needs_login"
@@ -81,13 +95,77 @@ class TokenNotStored(Exception):
     """A rotated token could not be committed to EduRPG."""
 
 
-class TokenStore:
-    """EduRPG's token column from async code: reads and commits run on a small thread pool."""
+class TokenStoreDown(Exception):
+    """EduRPG could not store rotated tokens for longer than the patience: no more tokens are spent this run."""
 
-    def __init__(self, store: EduRpgStore, workers: int) -> None:
+
+class TokensAtRisk(SyncError):
+    """EduRPG stayed unavailable longer than the patience: the run stops, naming the students whose rotated token
+    could not be stored."""
+
+    def __init__(self, students: list[str], patience: float, reason: str | None) -> None:
+        self.setting = PATIENCE_SETTING
+        self.students = students
+        shown = ", ".join(students[:50]) + (f" (and {len(students) - 50} more)" if len(students) > 50 else "")
+        super().__init__(
+            f"EduRPG (EDURPG_DATABASE_URL) could not store rotated Bakaláři tokens for {patience:g} s "
+            f"({reason}); {len(students)} student(s) must log in to EduRPG again: {shown or 'none'}; no other "
+            f"token was spent, the next run reads the other students ({PATIENCE_SETTING})"
+        )
+
+
+def save_patience() -> float:
+    raw = os.environ.get(PATIENCE_SETTING, "").strip()
+    if not raw:
+        return DEFAULT_PATIENCE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(PATIENCE_SETTING, f"must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(PATIENCE_SETTING, f"must be 0 or more, got {raw!r}")
+    return value
+
+
+class TokenStore:
+    """EduRPG's token column from async code: reads and commits run on a small thread pool.
+
+    Also the gate of every refresh grant (``may_rotate``): while a rotated token waits to be stored, no other
+    token is spent; see the module's doc."""
+
+    def __init__(
+        self, store: EduRpgStore, workers: int, *, patience: float | None = None, log: Any = None
+    ) -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edurpg-token")
         self.saved = 0
+        self.patience = save_patience() if patience is None else patience
+        self.log = log or logger
+        self.unsaved: dict[str, str] = {}  # bakalari id -> why its rotated token is not stored yet
+        self.at_risk: list[str] = []  # rotated tokens never stored: these students must log in again
+        self.down: str | None = None  # why the store gave up
+        self.waited = 0  # grants held back while a token waited to be stored
+        self.last_error: str | None = None
+        self._clear: asyncio.Event | None = None
+
+    def _event(self) -> asyncio.Event:
+        if self._clear is None:
+            self._clear = asyncio.Event()
+            self._clear.set()
+        return self._clear
+
+    async def may_rotate(self) -> None:
+        """Return when a refresh token may be spent: no rotated token is waiting to be stored. Raises
+        ``TokenStoreDown`` once the store gave up (the token is then kept, unspent)."""
+        clear = self._event()
+        if self.unsaved and self.down is None:
+            self.waited += 1
+        while True:
+            if self.down is not None:
+                raise TokenStoreDown(self.down)
+            if not self.unsaved:
+                return
+            await clear.wait()
 
     async def read(self, bakalari_id: str) -> str | None:
         return await asyncio.get_running_loop().run_in_executor(
@@ -95,19 +173,63 @@ class TokenStore:
         )
 
     async def save(self, bakalari_id: str, token: str) -> None:
+        """Commit a rotated token; on database errors retry with backoff for up to ``patience`` seconds, holding
+        every other grant back meanwhile."""
         loop = asyncio.get_running_loop()
-        for attempt in range(1, TOKEN_SAVE_ATTEMPTS + 1):
+        clear = self._event()
+        deadline: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                if await loop.run_in_executor(self._executor, self.store.save_token, bakalari_id, token):
-                    self.saved += 1
-                    return
-                raise TokenNotStored('EduRPG has no "User" row with this bakalariId any more')
+                stored = await loop.run_in_executor(self._executor, self.store.save_token, bakalari_id, token)
             except SQLAlchemyError as error:
-                if attempt == TOKEN_SAVE_ATTEMPTS:
+                reason = self.last_error = describe_error(error)
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.patience
+                    if not self.unsaved:
+                        self.log.warning(
+                            f"EduRPG could not store a rotated Bakaláři token ({reason}); no further token is "
+                            f"spent until it is stored; retrying for up to {self.patience:g} s "
+                            f"({PATIENCE_SETTING})"
+                        )
+                    self.unsaved[bakalari_id] = reason
+                    clear.clear()
+                if now >= deadline or self.down is not None:
+                    self._give_up(bakalari_id, attempt, reason)
                     raise TokenNotStored(
-                        f"committing the rotated token failed {attempt} times: {type(error).__name__}"
+                        f"committing the rotated token failed {attempt} times over {self.patience:g} s "
+                        f"({reason})"
                     ) from None
-                await asyncio.sleep(0.2 * attempt)
+                await asyncio.sleep(min(MAX_BACKOFF_SECONDS, 0.1 * 2**attempt, max(0.0, deadline - now)))
+                continue
+            self._stored(bakalari_id)
+            if stored:
+                self.saved += 1
+                if deadline is not None:
+                    self.log.info(f"a rotated Bakaláři token was stored after {attempt} attempts")
+                return
+            raise TokenNotStored('EduRPG has no "User" row with this bakalariId any more')
+
+    def _stored(self, bakalari_id: str) -> None:
+        if self.unsaved.pop(bakalari_id, None) is not None and not self.unsaved:
+            self._event().set()
+
+    def _give_up(self, bakalari_id: str, attempts: int, reason: str) -> None:
+        self.unsaved.pop(bakalari_id, None)
+        self.at_risk.append(bakalari_id)
+        if self.down is None:
+            self.down = (
+                f"EduRPG could not store rotated tokens for {self.patience:g} s ({reason}); this account was "
+                "not opened and its token not spent: the next run reads it"
+            )
+            self.log.error(
+                f"EduRPG stayed unavailable for {self.patience:g} s ({PATIENCE_SETTING}): no more Bakaláři "
+                "tokens are spent this run"
+            )
+        if not self.unsaved:
+            self._event().set()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -264,6 +386,8 @@ class StudentSession:
         return await self.client.get(path, self.auth)
 
     async def _grant(self, api: ApiClient, refresh_token: str) -> Tokens:
+        # Never spend a refresh token while an earlier rotation waits to be stored (EduRPG unavailable).
+        await self.store.may_rotate()
         try:
             return await self.client.login_with_refresh_token(refresh_token)
         except LoginRefused as error:
@@ -279,6 +403,7 @@ class StudentSession:
                 ) from None
         # EduRPG holds a newer token than the one this run read: the student logged in, or a run overlapped.
         self.auth.refresh_token = stored
+        await self.store.may_rotate()
         try:
             return await self.client.login_with_refresh_token(stored)
         except LoginRefused as again:
@@ -348,6 +473,10 @@ async def read_student(client: BakalariClient, account: StudentAccount, tokens: 
     except TokenNotStored as error:
         reading.category = TOKEN_NOT_STORED
         reading.reason = f"{error}; the student must log in to EduRPG again"
+    except TokenStoreDown as error:
+        reading.category, reading.reason = READ_FAILED, str(error)
+    except SQLAlchemyError as error:
+        reading.category, reading.reason = READ_FAILED, f"EduRPG: {describe_error(error)}"
     except MalformedAnswer as error:
         reading.category, reading.reason = MALFORMED, str(error)
     except ApiError as error:
@@ -362,10 +491,14 @@ async def read_students(
     """Every account, ``in_flight`` at a time (the HTTP layer caps requests separately); in account order."""
     started = time.monotonic()
     gate = asyncio.Semaphore(in_flight)
+    tokens.log = client.api.log
 
     async def one(account: StudentAccount) -> StudentReading:
         async with gate:
             return await read_student(client, account, tokens)
 
     readings = await asyncio.gather(*(one(account) for account in accounts))
+    if tokens.down is not None:
+        # EduRPG stayed away: nothing else this run does can reach it either. Stop, naming who is at risk.
+        raise TokensAtRisk(sorted(tokens.at_risk), tokens.patience, tokens.last_error)
     return list(readings), time.monotonic() - started

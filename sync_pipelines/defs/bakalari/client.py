@@ -55,9 +55,11 @@ class BakalariClient:
             except ApiError:
                 body = {}
             body = body if isinstance(body, dict) else {}
+            # The server's words go through the redactor before they are cut (``excerpt``): a body may echo
+            # the refresh token that was just sent.
             raise LoginRefused(
-                str(body.get("error") or f"HTTP {response.status_code}"),
-                str(body.get("error_description") or "")[:200],
+                self.api.excerpt(body.get("error") or f"HTTP {response.status_code}", 80),
+                self.api.excerpt(body.get("error_description") or ""),
             )
         if response.status_code != 200:
             raise ApiError(

@@ -22,8 +22,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
+from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.redaction import Redactor
+from sync_pipelines.core.redaction import Redactor, describe_error
 from sync_pipelines.defs.bakalari.accounts import (
     FAILING_CATEGORIES,
     NEEDS_LOGIN,
@@ -157,8 +158,11 @@ class BakalariSource(SyncSource):
             )
 
     async def read_current(self, keys: list[str]) -> Current:
+        # Only the records this run read (every desired record is): a key of an account not read this run (its
+        # token revoked, say) is left out, not answered None ("no such row"), so a change an interrupted run left
+        # in flight for it stays in flight rather than being settled as not applied.
         current = self.entities.current
-        values: dict[str, dict[str, Value] | None] = {key: current.get(key) for key in keys}
+        values: dict[str, dict[str, Value] | None] = {key: current[key] for key in keys if key in current}
         return Current(values)
 
     def write(self, batch: list[PlannedRecord]) -> dict[str, str]:
@@ -195,17 +199,23 @@ class BakalariSource(SyncSource):
         if self.store is None:
             return
         message = Redactor([self.bakalari.password])(f"{type(error).__name__}: {error}")[:2000]
-        self.store.log_event(
-            "ERROR",
-            "sync_fail",
-            scope.run_id,
-            {
-                "errors": [message],
-                "durationMs": round((time.monotonic() - self.started_monotonic) * 1000),
-                "error": message,
-                "startedAt": self.started_at,
-            },
-        )
+        try:
+            self.store.log_event(
+                "ERROR",
+                "sync_fail",
+                scope.run_id,
+                {
+                    "errors": [message],
+                    "durationMs": round((time.monotonic() - self.started_monotonic) * 1000),
+                    "error": message,
+                    "startedAt": self.started_at,
+                },
+            )
+        except SQLAlchemyError as failed:
+            # EduRPG unreachable (the reason the run stops, often): the run's own error must still be the one raised.
+            scope.log.warning(
+                f'"SystemLog" sync_fail could not be written to EduRPG: {describe_error(failed)}'
+            )
 
     # -- figures -------------------------------------------------------------------------------------------
     @property

@@ -8,7 +8,7 @@ import dagster as dg
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from sync_pipelines.core.redaction import Redactor
+from sync_pipelines.core.redaction import Redactor, environment_secrets
 
 # Every environment variable that may hold a secret: their values are masked in the alert.
 SECRET_VARIABLES = (
@@ -25,7 +25,9 @@ SECRET_VARIABLES = (
 
 
 def secret_redactor() -> Redactor:
-    return Redactor(os.environ.get(name) for name in SECRET_VARIABLES)
+    """The project's one redactor, over every secret setting of the environment (these and any other named like
+    a password, token or database URL, ``PGPASSWORD`` included, and the passwords inside those URLs)."""
+    return Redactor([*(os.environ.get(name) for name in SECRET_VARIABLES), *environment_secrets()])
 
 
 def run_url(run_id: str) -> str:
@@ -46,12 +48,12 @@ def failure_text(context: dg.RunFailureSensorContext) -> str:
 def alert_payload(context: dg.RunFailureSensorContext) -> dict[str, Any]:
     redact = secret_redactor()
     run = context.dagster_run
-    return {
+    return {  # every text of the payload through the redactor (the error, and the URL for good measure)
         "job": run.job_name,
         "run_id": run.run_id,
         "partition": run.tags.get("dagster/partition"),
         "error": redact(failure_text(context))[:4000],
-        "run_url": run_url(run.run_id),
+        "run_url": redact(run_url(run.run_id)),
         "failed_at": datetime.now(timezone.utc).isoformat(),
     }
 

@@ -9,8 +9,9 @@ import dagster as dg
 from sync_pipelines.core.settings import env_text
 from sync_pipelines.defs.rt.jobs import rt_user_sync
 from sync_pipelines.defs.students.resources import StudentsDatabase
+from sync_pipelines.defs.students.validation import student_shard
 from sync_pipelines.defs.systems import schedule_status, sensor_status
-from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
+from sync_pipelines.sync.shards import SHARD_KEYS
 
 rt_user_sync_daily = dg.ScheduleDefinition(
     name="rt_user_sync_daily",
@@ -49,11 +50,11 @@ def students_changed(context: dg.SensorEvaluationContext, students_database: Stu
     fingerprints = {}
     for row in rows:
         rt_user_id = row["rt_user_id"]
-        shard_key = str(rt_user_id).strip() if rt_user_id not in (None, "") else str(row["student_id"])
         digest = hashlib.sha1(repr((row["grade"], rt_user_id)).encode(), usedforsecurity=False).hexdigest()[
             :12
         ]
-        fingerprints[str(row["student_id"])] = (shard_of(shard_key), digest)
+        # The shard the RT sync computes for the same student (``student_shard``: one function, one key).
+        fingerprints[str(row["student_id"])] = (student_shard(rt_user_id, row["student_id"]), digest)
     digests = shard_digests(fingerprints)
     previous = json.loads(context.cursor) if context.cursor else None
     context.update_cursor(json.dumps(digests, sort_keys=True))

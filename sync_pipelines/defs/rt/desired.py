@@ -6,6 +6,7 @@ from datetime import date
 
 import pandas as pd
 
+from sync_pipelines.defs.students.validation import student_shard
 from sync_pipelines.sync.plan import Skip
 from sync_pipelines.sync.shards import shard_of
 
@@ -37,12 +38,14 @@ def desired_custom_fields(
     for student_id, grade, rt_user_id in zip(
         rows["student_id"], rows["grade"], rows["rt_user_id"], strict=True
     ):
+        # ``student_shard``: the function the students_changed sensor uses too, on the same normalised key.
+        in_shards = student_shard(None if pd.isna(rt_user_id) else rt_user_id, student_id) in shards
         if pd.isna(rt_user_id):
-            if shard_of(student_id) in shards:
+            if in_shards:
                 skips.append(Skip(str(student_id), "no_rt_user", "student has no rt_user_id"))
             continue
         key = str(int(rt_user_id))
-        if shard_of(key) not in shards:
+        if not in_shards:
             continue
         value = str(graduation_year(grade, today)) if grade_mode == "graduation_year" else str(grade)
         desired[key] = {grade_field: value, student_id_field: str(student_id)}

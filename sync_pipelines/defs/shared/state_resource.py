@@ -11,7 +11,9 @@ from typing import Optional
 import dagster as dg
 import pandas as pd
 from pydantic import Field
+from sqlalchemy.exc import SQLAlchemyError
 
+from sync_pipelines.core.failures import as_failure
 from sync_pipelines.sync.state import SyncStateStore
 
 
@@ -43,10 +45,18 @@ class SyncStateTableIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         engine = self.state.store().engine
         table = _table_name(context)
-        obj.to_sql(table, engine, if_exists="replace", index=False, chunksize=10_000)
+        try:
+            obj.to_sql(table, engine, if_exists="replace", index=False, chunksize=10_000)
+        except (SQLAlchemyError, pd.errors.DatabaseError) as error:
+            # Its full text would carry every row of the chunk ([parameters: ...]): names and grades.
+            cause = error if isinstance(error, SQLAlchemyError) else (error.__cause__ or error)
+            raise as_failure(cause) from None
         context.add_output_metadata({"stored_in_table": table, "stored_rows": len(obj)})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         engine = self.state.store().engine
         table = _table_name(context.upstream_output or context)
-        return pd.read_sql_table(table, engine, dtype_backend="numpy_nullable")
+        try:
+            return pd.read_sql_table(table, engine, dtype_backend="numpy_nullable")
+        except SQLAlchemyError as error:
+            raise as_failure(error) from None

@@ -2,16 +2,30 @@
 
 Older SQLite schema: ``id TEXT``, ``grade TEXT`` ("K", "9"), ``rt_user_id TEXT``. Newer Django schema:
 ``student_id varchar``, ``grade int`` (0 = K), ``rt_user_id int NULL``.
+
+A row must fit where it goes: RT's user ids are 32-bit integers (``RT_USER_ID_MAX``), and every text column kept in
+the snapshot (student id, names) must be storable as PostgreSQL text and shown in RT, so a NUL or another control
+character (or a lone surrogate from a badly decoded byte) anywhere in them keeps the row out, reported, while the
+other rows go on.
+
+``student_shard`` is the one place a student's shard is computed: the ``students_changed`` sensor (on raw rows)
+and the RT sync (on the validated snapshot) both call it, on the same normalised key (the RT user id as an
+integer's digits, ``'001001'`` -> ``'1001'``; the student id for a student without an RT user).
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from sync_pipelines.sync.shards import shard_of
+
 GRADE_LABELS = ["K", *[str(grade) for grade in range(1, 13)]]
+RT_USER_ID_MAX = 2_147_483_647  # RT's Users.id is a 32-bit integer
+_TEXT_COLUMNS = ("student_id", "first_name", "last_name")
 
 
 @dataclass(frozen=True)
@@ -62,17 +76,48 @@ def parse_grade(value: Any) -> str | None:
 
 
 def parse_rt_user_id(value: Any) -> tuple[bool, int | None]:
-    """``(valid, id)``: blank is valid with no id; a positive integer (or its text) is an id; anything else is invalid."""
+    """``(valid, id)``: blank is valid with no id; an integer in 1..``RT_USER_ID_MAX`` (or its text) is an id;
+    anything else is invalid."""
     if _blank(value):
         return True, None
     if isinstance(value, bool):
         return False, None
     if isinstance(value, float):
-        return (True, int(value)) if value.is_integer() and value > 0 else (False, None)
+        ok = value.is_integer() and 0 < value <= RT_USER_ID_MAX
+        return (True, int(value)) if ok else (False, None)
     text = str(value).strip()
-    if text.isascii() and text.isdigit() and int(text) > 0:
+    if text.isascii() and text.isdigit() and len(text) <= 20 and 0 < int(text) <= RT_USER_ID_MAX:
         return True, int(text)
     return False, None
+
+
+def _range(raw: dict[str, Any]) -> str:
+    """`` up to ...`` when the rejected RT user id is a positive integer too large for RT."""
+    text = str(raw.get("rt_user_id")).strip()
+    digits = text[:-2] if text.endswith(".0") else text
+    return (
+        f" up to {RT_USER_ID_MAX} (RT's user ids are 32-bit)" if digits.isascii() and digits.isdigit() else ""
+    )
+
+
+def student_shard(rt_user_id: Any, student_id: Any) -> str:
+    """The shard of a student's record: of its RT user id normalised (``'001001'``, ``1001`` and ``1001.0`` are
+    one key), else of its student id. Raw and validated rows give the same shard."""
+    ok, number = parse_rt_user_id(rt_user_id)
+    if ok and number is not None:
+        return shard_of(str(number))
+    return shard_of("" if _blank(student_id) else str(student_id).strip())
+
+
+def unstorable(text: str) -> str | None:
+    """Why ``text`` cannot be kept (a NUL, another control character, a lone surrogate), or None."""
+    for position, character in enumerate(text):
+        category = unicodedata.category(character)
+        if category == "Cc":
+            return f"control character U+{ord(character):04X} at position {position + 1}"
+        if category == "Cs":
+            return f"undecodable character (lone surrogate) at position {position + 1}"
+    return None
 
 
 def validate_students(rows: list[dict[str, Any]]) -> tuple[list[StudentRow], list[InvalidRow]]:
@@ -90,6 +135,18 @@ def validate_students(rows: list[dict[str, Any]]) -> tuple[list[StudentRow], lis
         if not student_id:
             invalid.append(InvalidRow(label, "empty student id"))
             continue
+        problem = next(
+            (
+                f"{column}: {why}"
+                for column in _TEXT_COLUMNS
+                if not _blank(raw.get(column)) and (why := unstorable(str(raw.get(column))))
+            ),
+            None,
+        )
+        if problem is not None:
+            shown = "".join(c if unstorable(c) is None else "?" for c in label[:40])
+            invalid.append(InvalidRow(shown, f"{problem}; such text cannot be stored or sent to RT"))
+            continue
         if len(student_id) > 255:
             invalid.append(InvalidRow(label[:40] + "...", "student id longer than 255 characters"))
             continue
@@ -100,7 +157,9 @@ def validate_students(rows: list[dict[str, Any]]) -> tuple[list[StudentRow], lis
         ok, rt_user_id = parse_rt_user_id(raw.get("rt_user_id"))
         if not ok:
             invalid.append(
-                InvalidRow(label, f"rt_user_id {_show(raw.get('rt_user_id'))} is not a positive integer")
+                InvalidRow(
+                    label, f"rt_user_id {_show(raw.get('rt_user_id'))} is not a positive integer{_range(raw)}"
+                )
             )
             continue
         candidates.append(

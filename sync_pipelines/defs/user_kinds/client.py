@@ -118,7 +118,7 @@ class PortailDfClient:
             body = self.api.parse_json(response, "GET", LOOKUP_PATH)
             if response.status_code != 200:
                 raise PortailDfAnswerError(
-                    SYSTEM, "GET", LOOKUP_PATH, f"HTTP {response.status_code}: {str(body)[:200]}"
+                    SYSTEM, "GET", LOOKUP_PATH, f"HTTP {response.status_code}: {self.api.excerpt(body)}"
                 )
             return body
 

@@ -4,6 +4,10 @@ Reads are one query each. Writes are set-based: on PostgreSQL one ``UPDATE ... F
 batch, in the batch's own transaction, which is what makes 100,000 changed users a matter of seconds (the seed
 sent its batches as ``VALUES`` lists from four threads and reached about 400 rows/s end to end). SQLite, used by
 the demo, gets an ``executemany`` in one transaction.
+
+Every statement is bounded by ``SYNC_LOCK_TIMEOUT_SECONDS`` / ``SYNC_STATEMENT_TIMEOUT_SECONDS`` (see
+``sync_pipelines.core.database``): a ``LOCK TABLE users`` held by another session ends the run with an error
+naming the table and the setting, instead of a wait without limit.
 """
 
 from __future__ import annotations
@@ -15,7 +19,13 @@ from functools import cached_property
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sync_pipelines.core.database import create_database_engine, is_postgresql, pg_text_array, require_table
+from sync_pipelines.core.database import (
+    create_database_engine,
+    is_postgresql,
+    pg_text_array,
+    require_table,
+    timeouts_named,
+)
 from sync_pipelines.defs.user_kinds.mapping import KINDS
 
 SETTING = "ZLV_DATABASE_URL"
@@ -40,9 +50,14 @@ class ZlvUsers:
     def from_url(cls, url: str, table_name: str = "users") -> ZlvUsers:
         return cls(create_database_engine(url, SETTING), table_name)
 
+    @property
+    def _what(self) -> str:
+        return f"ZLV's table {self.table_name!r} ({SETTING})"
+
     @cached_property
     def table(self) -> sa.Table:
-        return require_table(self.engine, self.table_name, SETTING, ["id", "email", "kind", "deleted_at"])
+        with timeouts_named(self._what):
+            return require_table(self.engine, self.table_name, SETTING, ["id", "email", "kind", "deleted_at"])
 
     def _in_scope(self, include_deleted: bool) -> sa.ColumnElement[bool]:
         users = self.table
@@ -58,7 +73,7 @@ class ZlvUsers:
             .where(self._in_scope(include_deleted))
             .order_by(users.c.id)
         )
-        with self.engine.connect() as connection:
+        with timeouts_named(self._what), self.engine.connect() as connection:
             return [ZlvUser(str(row.id), row.email, row.kind) for row in connection.execute(query)]
 
     def read_kinds(self, ids: Iterable[str]) -> dict[str, str | None]:
@@ -66,7 +81,7 @@ class ZlvUsers:
         users = self.table
         wanted = list(ids)
         kinds: dict[str, str | None] = {}
-        with self.engine.connect() as connection:
+        with timeouts_named(self._what), self.engine.connect() as connection:
             for start in range(0, len(wanted), ID_CHUNK):
                 chunk = wanted[start : start + ID_CHUNK]
                 query = sa.select(users.c.id, users.c.kind).where(sa.cast(users.c.id, sa.String).in_(chunk))
@@ -90,7 +105,7 @@ class ZlvUsers:
         if not changes:
             return {}
         ids = [user_id for user_id, _ in changes]
-        with self.engine.begin() as connection:
+        with timeouts_named(self._what), self.engine.begin() as connection:
             if is_postgresql(self.engine):
                 # A batch is a thousand primary-key lookups; on a small or freshly loaded table the planner may
                 # prefer hashing the whole table for every batch (40-60 ms instead of 6 ms per 1,000 rows on

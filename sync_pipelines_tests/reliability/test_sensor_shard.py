@@ -1,0 +1,54 @@
+"""Defect 8: an ``rt_user_id`` stored as text with leading zeros (``'001001'``): the ``students_changed`` sensor
+starts the shard the RT sync puts that student in (one function, ``student_shard``, on one normalised key)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from sync_pipelines.defs.rt.desired import desired_custom_fields
+from sync_pipelines.defs.students.assets import students_frame
+from sync_pipelines.defs.students.resources import StudentsDatabase
+from sync_pipelines.defs.students.validation import student_shard, validate_students
+from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_sensor_starts_the_shard_the_asset_syncs(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_pipelines.definitions import defs
+
+    url = f"sqlite:///{tmp_path / 'sis.sqlite'}"
+    engine = sa.create_engine(url)
+    rows = [("S1", "9", "001001"), ("S2", "10", "0042"), ("S3", "11", None)]
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE students (id TEXT, grade TEXT, rt_user_id TEXT)")
+        connection.execute(
+            sa.text("INSERT INTO students VALUES (:i, :g, :r)"), [dict(zip("igr", r)) for r in rows]
+        )
+    assert shard_of("001001") != shard_of("1001")  # the case that went wrong
+
+    sensor = defs.resolve_sensor_def("students_changed")
+    resources = {"students_database": StudentsDatabase(database_url=url)}
+    with dg.instance_for_test() as instance:
+        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE students SET grade = '12' WHERE id = 'S1'")
+        second = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, resources=resources, cursor=tick.cursor)
+        )
+    started = [request.partition_key for request in second.run_requests]
+
+    raw = [{"student_id": i, "grade": g, "rt_user_id": r} for i, g, r in rows]
+    frame = students_frame(validate_students(raw)[0])
+    synced = [
+        shard
+        for shard in SHARD_KEYS
+        if "1001"
+        in desired_custom_fields(frame, "Grade", "Student ID", "grade", {shard}, date(2025, 1, 1))[0]
+    ]
+    assert started == synced == [shard_of("1001")]
+    assert all(student_shard(r, i) == student_shard(str(int(r)) if r else None, i) for i, _, r in rows)
