@@ -1,4 +1,5 @@
-"""``dagster job execute -j bakalari_sync`` as an operator runs it, and a process killed right after a refresh."""
+"""``bakalari_sync`` of the deployed code location (run config and environment as an operator gives them), and a
+``dagster job execute`` process killed right after a refresh."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import dagster as dg
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -21,9 +23,11 @@ from devkit.sandbox.bakalari import (
 )
 from devkit.sandbox.server import Knobs, ThreadedSandbox
 from sync_pipelines.core.job_command import job_execute_command
+from sync_pipelines.definitions import defs
 from sync_pipelines_tests.bakalari.helpers import (
     counts,
     engine_for,
+    failure_message,
     observation,
     run_sync,
     sandbox_tokens,
@@ -34,7 +38,6 @@ from sync_pipelines_tests.bakalari.helpers import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.e2e
 
 
 def job_env(tmp_path: Path, bakalari_url: str, edurpg_url: str, **extra: str) -> dict[str, str]:
@@ -66,33 +69,54 @@ def write_config(tmp_path: Path, name: str, **config: object) -> Path:
     return path
 
 
-def test_job_execute_syncs_and_dry_runs(
-    tmp_path: Path, bakalari: ThreadedSandbox, edurpg_url: str, school: SampleSchool
+def run_deployed_job(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, config: Path | None = None
+) -> dg.ExecuteInProcessResult:
+    """``bakalari_sync`` of the deployed code location in this process: resources from ``env`` (as ``dagster job
+    execute`` resolves them), the run config file ``-c`` would read, the instance of ``env``'s DAGSTER_HOME."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run_config = yaml.safe_load(config.read_text()) if config is not None else None
+    with dg.DagsterInstance.get() as instance:
+        return defs.resolve_job_def("bakalari_sync").execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False
+        )
+
+
+@pytest.mark.integration
+def test_the_deployed_job_syncs_and_dry_runs(
+    tmp_path: Path,
+    bakalari: ThreadedSandbox,
+    edurpg_url: str,
+    school: SampleSchool,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     engine = engine_for(edurpg_url)
     env = job_env(tmp_path, bakalari.url, edurpg_url)
-    completed = subprocess.run(job_command(), env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    monkeypatch.delenv("SYNC_STATE_DATABASE_URL", raising=False)
+    result = run_deployed_job(env, monkeypatch)
+    output = capfd.readouterr()
+    assert result.success, failure_message(result)
     found = counts(engine)
     assert found["Class"] == len(school.classes)
     assert found["Enrollment"] == sum(len(student.subject_ids) for student in school.students)
     assert stored_tokens_match(engine, bakalari.state())
     logs = system_logs(engine)
     assert [row["message"] for row in logs] == ["sync_start", "sync_ok"]
-    assert OPERATOR_PASSWORD not in completed.stdout + completed.stderr
+    assert OPERATOR_PASSWORD not in output.out + output.err
 
     bakalari.change_state({"action": "rename_class", "class_id": school.classes[0].id, "abbrev": "9.Z"})
     dry = write_config(tmp_path, "dry.yaml", dry_run=True)
-    completed = subprocess.run(
-        job_command(dry), env=env, cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = run_deployed_job(env, monkeypatch, dry)
+    assert result.success, failure_message(result)
     with engine.connect() as connection:
         names = set(connection.execute(sa.text('SELECT "name" FROM "Class"')).scalars())
     assert "9.Z" not in names  # planned, not written
     assert len(system_logs(engine)) == 2
 
 
+@pytest.mark.e2e
 def test_a_process_killed_right_after_a_refresh_leaves_a_working_token(
     tmp_path: Path, edurpg_url: str, school: SampleSchool
 ) -> None:

@@ -1,20 +1,26 @@
 """Every system at once: the three sandbox servers and PostgreSQL databases seeded with known sample data.
 
 Used by CI's run of ``sync_checks`` (``python -m sync_pipelines_tests.ci_checks``) and by the tests that prove
-that job turns red on bad data. Jobs run as an operator runs them: ``dagster job execute`` in a child process.
+that job turns red on bad data. ``run_job`` runs a job as an operator runs it (``dagster job execute`` in a child
+process); ``run_in_process`` runs the same code location's job in the test process, with the world's environment
+and a freshly loaded ``sync_pipelines.definitions`` (what the CLI would load), for tests whose point is not the CLI.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import dagster as dg
 
 from devkit.postgres import PostgresServer
 from devkit.sandbox.bakalari import generate_school
@@ -25,8 +31,19 @@ from devkit.sandbox.rt import DEFAULT_TOKEN
 from devkit.sandbox.sample_data import generate_students
 from devkit.sandbox.server import SandboxProcess
 from devkit.sandbox.zlv import seed_zlv
+from sync_pipelines.core.job_command import CODE_LOCATION_MODULE
 
 SYNC_JOBS = ("rt_user_sync", "bakalari_sync", "user_kind_sync")
+# The modules whose definitions depend on the environment at import (enabled systems: sync_checks' selection,
+# schedule and sensor statuses), imported afresh by ``run_in_process`` as a new ``dagster job execute`` would.
+ENVIRONMENT_DEPENDENT_MODULES = (
+    "sync_pipelines.definitions",
+    "sync_pipelines.defs.operations.definitions",
+    "sync_pipelines.defs.operations.checks_job",
+    "sync_pipelines.defs.rt.definitions",
+    "sync_pipelines.defs.bakalari.definitions",
+    "sync_pipelines.defs.user_kinds.definitions",
+)
 SEED = 7
 
 
@@ -80,6 +97,64 @@ class SyncWorld:
         )
         return JobResult(job, completed.returncode, completed.stdout + completed.stderr)
 
+    def run_in_process(
+        self, job: str, run_config: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    ) -> dg.ExecuteInProcessResult:
+        """``job`` of ``sync_pipelines.definitions`` loaded afresh and run in this process with the world's
+        variables (or only ``env``, when given) and DAGSTER_HOME instance: what ``run_job``'s child process runs
+        (every job's executor is in-process), without the CLI."""
+        with (
+            process_environment(self.env if env is None else env),
+            fresh_definitions() as defs,
+            dg.DagsterInstance.get() as instance,
+        ):
+            return defs.resolve_job_def(job).execute_in_process(
+                run_config=run_config, instance=instance, raise_on_error=False
+            )
+
+
+@contextmanager
+def process_environment(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` updated with ``env`` (what ``run_job``'s child process sees), put back afterwards."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
+def fresh_definitions() -> Iterator[dg.Definitions]:
+    """``sync_pipelines.definitions.defs`` imported afresh under the current environment; the modules (and the
+    packages' attributes naming them) are put back afterwards, so other tests keep the definitions they had."""
+    saved_modules = {
+        name: sys.modules.pop(name) for name in ENVIRONMENT_DEPENDENT_MODULES if name in sys.modules
+    }
+    saved_attributes = {
+        (package, name.rpartition(".")[2]): getattr(sys.modules[package], name.rpartition(".")[2], None)
+        for name in ENVIRONMENT_DEPENDENT_MODULES
+        for package in [name.rpartition(".")[0]]
+        if package in sys.modules
+    }
+    for package, attribute in saved_attributes:
+        # ``from package import module`` takes the package's attribute when there is one: import afresh.
+        if hasattr(sys.modules[package], attribute):
+            delattr(sys.modules[package], attribute)
+    try:
+        yield importlib.import_module(CODE_LOCATION_MODULE).defs
+    finally:
+        for name in ENVIRONMENT_DEPENDENT_MODULES:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved_modules)
+        for (package, attribute), value in saved_attributes.items():
+            if value is None:
+                if hasattr(sys.modules[package], attribute):
+                    delattr(sys.modules[package], attribute)
+            else:
+                setattr(sys.modules[package], attribute, value)
+
 
 def start_world(stack: ExitStack, size: int = 60, postgres: PostgresServer | None = None) -> SyncWorld:
     """Start (and register for stopping on ``stack``) PostgreSQL and the sandboxes, seeded with known data."""
@@ -123,6 +198,24 @@ def start_world(stack: ExitStack, size: int = 60, postgres: PostgresServer | Non
 def sync_everything(world: SyncWorld) -> list[JobResult]:
     """Bring every target in step with its source, as the schedules would."""
     return [world.run_job(job) for job in SYNC_JOBS]
+
+
+def sync_everything_in_process(world: SyncWorld) -> list[dg.ExecuteInProcessResult]:
+    """``sync_everything`` with the jobs run in this process."""
+    return [world.run_in_process(job) for job in SYNC_JOBS]
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The failures' messages of an in-process run (for an assertion's message)."""
+    return [str(event.event_specific_data) for event in result.all_events if event.is_failure]
+
+
+def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """``{check name: "passed" | "failed"}`` of an in-process ``sync_checks`` run (``check_names`` of its log)."""
+    return {
+        evaluation.check_name: "passed" if evaluation.passed else "failed"
+        for evaluation in result.get_asset_check_evaluations()
+    }
 
 
 def check_names(output: str) -> dict[str, str]:

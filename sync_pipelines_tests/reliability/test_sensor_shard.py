@@ -27,18 +27,24 @@ def test_the_sensor_starts_the_shard_the_asset_syncs(tmp_path, monkeypatch: pyte
     with engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE students (id TEXT, grade TEXT, rt_user_id TEXT)")
         connection.execute(
-            sa.text("INSERT INTO students VALUES (:i, :g, :r)"), [dict(zip("igr", r)) for r in rows]
+            sa.text("INSERT INTO students VALUES (:i, :g, :r)"),
+            [dict(zip("igr", r, strict=True)) for r in rows],
         )
     assert shard_of("001001") != shard_of("1001")  # the case that went wrong
 
     sensor = defs.resolve_sensor_def("students_changed")
     resources = {"students_database": StudentsDatabase(database_url=url)}
     with dg.instance_for_test() as instance:
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
+        repository = defs.get_repository_def()
+        tick = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, resources=resources, repository_def=repository)
+        )
         with engine.begin() as connection:
             connection.exec_driver_sql("UPDATE students SET grade = '12' WHERE id = 'S1'")
         second = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, resources=resources, cursor=tick.cursor)
+            dg.build_sensor_context(
+                instance=instance, resources=resources, cursor=tick.cursor, repository_def=repository
+            )
         )
     started = [request.partition_key for request in second.run_requests]
 

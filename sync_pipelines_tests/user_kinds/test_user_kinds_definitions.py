@@ -18,6 +18,7 @@ from devkit.sandbox.zlv import demo_setup, seed_zlv
 from sync_pipelines.definitions import defs
 from sync_pipelines.sync import SyncStateStore
 from sync_pipelines.sync.shards import shard_of
+from sync_pipelines_tests.harness.world import failure_messages
 from sync_pipelines_tests.user_kinds.conftest import ZlvWorld, make_world
 
 
@@ -148,10 +149,6 @@ def test_one_shard_by_the_partition_tag(world_v2: ZlvWorld, monkeypatch: pytest.
         for user_id, kind in world_v2.expected_kinds().items()
     }
     assert world_v2.kinds() == expected
-
-
-def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
-    return [str(event.event_specific_data) for event in result.all_events if event.is_failure]
 
 
 @pytest.mark.integration
