@@ -3,7 +3,8 @@
 Under pytest-xdist each worker is its own session: it starts its own PostgreSQL server (own temporary directory,
 port from the OS) and stops it when its session ends. Every test carries exactly one tier marker (``unit``,
 ``integration``, ``e2e``, see pyproject.toml): ``pytest_collection_modifyitems`` refuses to collect one that
-does not, so ``-m "unit or integration"`` never silently leaves a test out of every tier.
+does not, so ``-m "unit or integration"`` never silently leaves a test out of every tier; it also puts the modules
+with end-to-end tests first, so the slowest start first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from devkit.postgres import PostgresServer
 
 TIERS = ("unit", "integration", "e2e")
+RUN_FIRST = ("e2e", "integration", "unit")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -29,6 +31,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             f"every test needs exactly one tier marker ({', '.join(TIERS)}); these do not:\n  "
             + "\n  ".join(wrong)
         )
+    # Modules holding end-to-end tests first (their order otherwise kept, each module's tests together): under
+    # ``./dev test`` (xdist ``--dist loadfile --no-loadscope-reorder``) the long webserver/daemon and CLI modules
+    # then start early and overlap the many short ones, instead of being handed out last and running alone.
+    heaviest: dict[Path, int] = {}
+    for item in items:
+        [tier] = [mark.name for mark in item.iter_markers() if mark.name in TIERS]
+        heaviest[item.path] = min(heaviest.get(item.path, len(TIERS)), RUN_FIRST.index(tier))
+    items.sort(key=lambda item: heaviest[item.path])
 
 
 @pytest.fixture(scope="session")

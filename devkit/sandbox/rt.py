@@ -94,6 +94,12 @@ NEGATIVE_OPERATORS = frozenset({"!=", "<>", "NOT LIKE"})
 _CF_LIMIT = re.compile(r"CustomField\.\{(.*)\}")
 
 
+# The real RT 5's pace as measured with devkit/request_tracker.py (docs/benchmarks.md, "Stand-ins calibrated"):
+# a token-authenticated GET costs 88 ms of server time at BcryptCost 10 (sequential median, 2 Starlet workers),
+# and every connection is closed. ``python -m devkit.sandbox rt --like-real`` runs the stand-in at this pace.
+REAL_RT_PACE: dict[str, Any] = {"request_cost_ms": 88.0, "workers": 2, "close_connection": True}
+
+
 @dataclass
 class ServerKnobs:
     """RT's own pace, as a stand-in can show it: what each request costs the server, how many it serves at once."""

@@ -42,6 +42,16 @@ class Knobs:
 
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
+    # A server's own pace, as an application server has it: each request holds one of ``workers`` (None: as
+    # many as come) for ``request_cost_ms`` of server time (added to ``latency_ms``, which is the network's and
+    # costs no worker); requests beyond the workers wait their turn, queued, as they do in front of a real
+    # server's worker pool, rather than being refused. ``request_cpu`` spends that time on the CPU (a busy
+    # loop, as bcrypt does) instead of sleeping, so that a stand-in on the client's machine competes for it.
+    request_cost_ms: float = 0.0
+    workers: int | None = None
+    request_cpu: bool = False
+    # Answer ``Connection: close`` and close every connection (a stock RT, Starlet's --max-keepalive-reqs 1).
+    close_connection: bool = False
     # Requests in flight above this number are refused with 429 and Retry-After (None: unlimited).
     max_concurrency: int | None = None
     retry_after_seconds: float = 1.0
@@ -84,7 +94,12 @@ class SandboxApp:
         self.status_counters: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.busy_workers = 0
+        self.max_queued = 0
+        self._queued = 0
+        self._worker_free: asyncio.Condition | None = None
         self.app = web.Application(middlewares=[self._faults_middleware], client_max_size=64 * 1024 * 1024)
+        self.app.on_response_prepare.append(self._close_connection)
         self.app.router.add_get(f"{ADMIN_PREFIX}/stats", self._admin_stats)
         self.app.router.add_post(f"{ADMIN_PREFIX}/reset", self._admin_reset)
         self.app.router.add_get(f"{ADMIN_PREFIX}/knobs", self._admin_get_knobs)
@@ -125,6 +140,8 @@ class SandboxApp:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            if knobs.request_cost_ms or knobs.workers:
+                await self._work(knobs)
             delay = knobs.latency_ms + (self.random.uniform(0, knobs.jitter_ms) if knobs.jitter_ms else 0.0)
             if knobs.slow_rate and self.random.random() < knobs.slow_rate:
                 delay += knobs.slow_seconds * 1000
@@ -164,6 +181,39 @@ class SandboxApp:
         finally:
             self.in_flight -= 1
 
+    async def _work(self, knobs: Knobs) -> None:
+        """Wait for one of ``workers`` (queued, first come first served) and hold it ``request_cost_ms``. The
+        worker count may change while requests wait: the new count applies to the next one served."""
+        if self._worker_free is None:
+            self._worker_free = asyncio.Condition()
+        free = self._worker_free
+        async with free:
+            self._queued += 1
+            self.max_queued = max(self.max_queued, self._queued)
+            try:
+                await free.wait_for(lambda: not knobs.workers or self.busy_workers < knobs.workers)
+            finally:
+                self._queued -= 1
+            self.busy_workers += 1
+        try:
+            if knobs.request_cost_ms:
+                if knobs.request_cpu:
+                    end = time.perf_counter() + knobs.request_cost_ms / 1000
+                    while time.perf_counter() < end:  # a worker's CPU: nothing else runs meanwhile
+                        pass
+                else:
+                    await asyncio.sleep(knobs.request_cost_ms / 1000)
+        finally:
+            async with free:
+                self.busy_workers -= 1
+                free.notify_all()
+
+    async def _close_connection(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.knobs.close_connection and not request.path.startswith(ADMIN_PREFIX):
+            await request.read()  # a body left unread would turn the close into a reset
+            response.force_close()
+            response.headers["Connection"] = "close"  # the headers are prepared before this hook runs
+
     def _too_many(self) -> web.Response:
         self.status_counters["429"] += 1
         retry_after = self.knobs.retry_after_seconds
@@ -183,6 +233,7 @@ class SandboxApp:
                 "total_requests": sum(self.counters.values()),
                 "statuses": dict(self.status_counters),
                 "max_in_flight": self.max_in_flight,
+                "max_queued": self.max_queued,
             }
         )
 
@@ -190,6 +241,7 @@ class SandboxApp:
         self.counters.clear()
         self.status_counters.clear()
         self.max_in_flight = 0
+        self.max_queued = 0
         return web.json_response({"ok": True})
 
     async def _admin_get_knobs(self, request: web.Request) -> web.Response:
@@ -203,6 +255,9 @@ class SandboxApp:
             return web.json_response({"message": str(error)}, status=400)
         if "seed" in changes:
             self.random.seed(changes["seed"])
+        if "workers" in changes and self._worker_free is not None:
+            async with self._worker_free:
+                self._worker_free.notify_all()  # more workers: the queue moves now
         return web.json_response(asdict(self.knobs))
 
     async def _admin_get_state(self, request: web.Request) -> web.Response:

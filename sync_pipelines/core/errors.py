@@ -7,6 +7,11 @@ class SyncError(Exception):
     """Base of the project's errors: the message is meant for an operator, not a developer."""
 
 
+class StopsTheRun(SyncError):
+    """An error after which no other record can go through either (refused credentials, a held lock, a passed
+    deadline): the engine stops at once instead of trying the batch's records one by one."""
+
+
 class ConfigurationError(SyncError):
     """A setting is missing or wrong; the message names the setting."""
 
@@ -15,7 +20,7 @@ class ConfigurationError(SyncError):
         super().__init__(f"{setting}: {problem}")
 
 
-class AuthenticationError(SyncError):
+class AuthenticationError(StopsTheRun):
     """An external system refused our credentials: nothing else can work, so the run stops at once."""
 
     def __init__(self, system: str, variables: str, detail: str) -> None:
@@ -38,7 +43,7 @@ class FailedRecordsError(SyncError):
         )
 
 
-class DatabaseTimeout(SyncError):
+class DatabaseTimeout(StopsTheRun):
     """A statement waited for a lock longer than ``SYNC_LOCK_TIMEOUT_SECONDS``, or ran longer than
     ``SYNC_STATEMENT_TIMEOUT_SECONDS``: the run stops rather than hold its slot without limit."""
 

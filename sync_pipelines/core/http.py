@@ -2,7 +2,13 @@
 
 * ``httpx.AsyncClient`` on the aiohttp transport (``httpx-aiohttp``): the httpx API with a fraction of the
   default transport's CPU per request, which is what lets one core drive hundreds of requests per second.
-* ``asyncio.Semaphore`` bounds requests in flight; ``aiolimiter.AsyncLimiter`` caps requests per second.
+* ``core.concurrency`` bounds requests in flight with a limit that follows the server's answers (latency,
+  429, 5xx, timeouts), between 1 and ``max_concurrency``, the ceiling (fixed at the ceiling with
+  ``adaptive_concurrency`` off); ``client.concurrency.summary()`` says where it went and why.
+  ``aiolimiter.AsyncLimiter`` caps requests per second, a hard cap whatever the limit.
+* A request that timed out (or whose connection broke after it was sent) is resent only when that is safe:
+  GET/HEAD/OPTIONS, or a caller's ``resend_after_timeout=True``; otherwise it raises ``UnconfirmedError`` at
+  once, and the caller verifies its effect before sending it again (RT's PUT).
 * ``tenacity`` retries 429, 5xx and transport errors with exponential backoff and full jitter, honouring
   ``Retry-After``; a 429 also pauses every request of the client until the server's ``Retry-After`` has
   passed, so an overloaded server is slowed down for rather than hammered.
@@ -42,11 +48,11 @@ from typing import Any, NamedTuple
 
 import httpx
 from aiolimiter import AsyncLimiter
-from httpx_aiohttp import AiohttpTransport
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
 )
 
@@ -61,10 +67,24 @@ from sync_pipelines.core.answers import (
     describe_bytes,
 )
 from sync_pipelines.core.auth import Auth
-from sync_pipelines.core.errors import SyncError
+from sync_pipelines.core.concurrency import (
+    DROPPED,
+    OVERLOAD,
+    SERVER_ERROR,
+    SUCCESS,
+    TIMEOUT,
+    AdaptiveLimit,
+    ConcurrencyLimiter,
+    request_kind,
+)
+from sync_pipelines.core.errors import StopsTheRun, SyncError
 from sync_pipelines.core.redaction import Redactor, redact_url_password
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Methods resent after a timeout by default: a second copy changes nothing.
+RESENDABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Transport problems after which the request is known not to have reached the server.
+NOT_SENT_PROBLEMS = frozenset({"connection refused", "host name not found"})
 AUTH_STATUSES = frozenset({401, 403})
 MAX_RETRY_AFTER_SECONDS = 120.0
 DEFAULT_DEADLINE_SECONDS = 4 * 3600.0
@@ -80,7 +100,10 @@ run_started: contextvars.ContextVar[float | None] = contextvars.ContextVar("run_
 class ApiLimits:
     """How hard one external system may be driven."""
 
+    # The ceiling of requests in flight; below it, the adaptive limit follows the server's answers.
     max_concurrency: int = 8
+    # False: always ``max_concurrency`` in flight (as before the adaptive limit).
+    adaptive_concurrency: bool = True
     requests_per_second: float | None = None
     timeout_seconds: float = 10.0
     max_attempts: int = 5
@@ -172,6 +195,13 @@ def transport_problem(error: BaseException) -> str:
     return type(error).__name__
 
 
+class UnconfirmedError(UnreachableError):
+    """A request that is not safe to resend (a PUT, a POST) timed out or lost its connection after it was sent:
+    the server may or may not have acted on it. Not retried; the caller verifies before sending it again."""
+
+    problem = "no answer"
+
+
 class MalformedResponseError(ApiError):
     """The server answered, but not with the JSON its API promises (e.g. an HTML error page)."""
 
@@ -180,7 +210,7 @@ class ResponseTooLargeError(MalformedResponseError):
     """An answer longer than ``max_answer_bytes`` (after decompression): not read further, not retried."""
 
 
-class RunStoppedError(SyncError):
+class RunStoppedError(StopsTheRun):
     """The run must stop now, whatever record it was working on: no per-record handler catches it (it is not
     an ``ApiError``). ``setting`` names what to change, when a setting is the remedy."""
 
@@ -274,6 +304,7 @@ class _Call(NamedTuple):
     form: Mapping[str, str] | None
     headers: Mapping[str, str] | None
     timeout: float | None  # None: the client's
+    resend_after_timeout: bool = True
 
 
 class ApiClient:
@@ -306,7 +337,9 @@ class ApiClient:
         self.requests_made = 0
         self.retries = 0
         self.statuses: Counter[str] = Counter()
-        self._semaphore = asyncio.Semaphore(limits.max_concurrency)
+        self.concurrency = ConcurrencyLimiter(
+            AdaptiveLimit(limits.max_concurrency, adaptive=limits.adaptive_concurrency), logger=self.log
+        )
         self._limiter = self._make_limiter(limits.requests_per_second)
         self._paused_until = 0.0
         self._client: httpx.AsyncClient | None = None
@@ -336,6 +369,10 @@ class ApiClient:
             max_connections=self.limits.max_concurrency,
             max_keepalive_connections=self.limits.max_concurrency,
         )
+        # Imported here, not at the top: aiohttp costs a code location's start-up ~0.15 s, and only a step that
+        # sends requests needs it.
+        from httpx_aiohttp import AiohttpTransport
+
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             transport=AiohttpTransport(limits=pool, trust_env=False),
@@ -365,6 +402,7 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
         timeout_seconds: float | None = None,
+        resend_after_timeout: bool | None = None,
     ) -> httpx.Response:
         """Send one authenticated request with retries; returns any answer but a refusal (2xx, 400, 404, ...).
 
@@ -372,13 +410,18 @@ class ApiClient:
         credential yet, the strategy obtains one first. A status in the strategy's ``renew_statuses`` renews the
         credential once (concurrent refusals share one renewal) and resends; a 401/403 that remains raises the
         strategy's error. ``timeout_seconds`` overrides the client's timeout for this request.
+        ``resend_after_timeout`` (default: for GET, HEAD and OPTIONS only) says whether a request that timed out
+        after it was sent may be sent again; if not, it raises ``UnconfirmedError``.
         """
         strategy = self.auth if auth is None else auth
         seen = strategy.generation
         if not strategy.ready:
             await strategy.renew(self, seen)
             seen = strategy.generation
-        call = _Call(method, path, params, json_body, form, headers, timeout_seconds)
+        resend = (
+            method.upper() in RESENDABLE_METHODS if resend_after_timeout is None else resend_after_timeout
+        )
+        call = _Call(method, path, params, json_body, form, headers, timeout_seconds, resend)
         response = await self._send(call, strategy.headers())
         if response.status_code not in AUTH_STATUSES:
             return response
@@ -417,6 +460,9 @@ class ApiClient:
         except TransientApiError as failure:
             try:
                 response = await self._retry(failure, call)
+            except UnconfirmedError as unconfirmed:
+                self._count_outcome(unconfirmed)
+                raise
             except UnreachableError as unreachable:
                 where = redact_url_password(self.base_url)
                 check = f"; check {self.url_variable}" if self.url_variable else ""
@@ -506,7 +552,7 @@ class ApiClient:
 
     async def _retry(self, failure: TransientApiError, call: _Call) -> httpx.Response:
         """Attempts 2..max_attempts after a first failure."""
-        if self.limits.max_attempts == 1:
+        if self.limits.max_attempts == 1 or isinstance(failure, UnconfirmedError):
             raise failure
         first_wait = self.backoff_seconds(1, failure)
         self._log_retry_line(failure, 1, first_wait)
@@ -517,7 +563,7 @@ class ApiClient:
             wait=lambda state: self.backoff_seconds(
                 state.attempt_number + 1, state.outcome.exception() if state.outcome else None
             ),
-            retry=retry_if_exception_type(TransientApiError),
+            retry=retry_if_exception_type(TransientApiError) & retry_if_not_exception_type(UnconfirmedError),
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -565,7 +611,7 @@ class ApiClient:
         method = call.method
         shown_path = self.redact(call.path)
         self._check_running()
-        async with self._semaphore:
+        async with self.concurrency.slot(request_kind(method, call.path)) as slot:
             wait = self._paused_until - time.monotonic()
             self._check_running(max(wait, 0.0))
             if wait > 0:
@@ -574,6 +620,7 @@ class ApiClient:
                 await self._limiter.acquire()
             self._check_running()
             self.requests_made += 1
+            slot.start()
             request = self._client.build_request(
                 method,
                 call.path,
@@ -595,9 +642,14 @@ class ApiClient:
                         await streamed.aclose()
             except (httpx.TransportError, asyncio.TimeoutError) as error:
                 problem = transport_problem(error)
+                slot.outcome = TIMEOUT if problem == "timed out" else DROPPED
                 self.statuses[problem] += 1
                 detail = self.redact(str(error)) or type(error).__name__
-                unreachable = UnreachableError(self.system, method, shown_path, f"{problem}: {detail}")
+                kind = UnreachableError
+                if problem not in NOT_SENT_PROBLEMS and not call.resend_after_timeout:
+                    kind = UnconfirmedError
+                    detail += "; not resent: the server may have acted on it"
+                unreachable = kind(self.system, method, shown_path, f"{problem}: {detail}")
                 unreachable.problem = problem
                 raise unreachable from None
             except AnswerError as error:
@@ -615,6 +667,13 @@ class ApiClient:
                 raise MalformedResponseError(
                     self.system, method, shown_path, f"HTTP {status}: {error}", status=status
                 ) from None
+            status = response.status_code
+            if status == 500:
+                slot.outcome = SERVER_ERROR
+            elif status in RETRY_STATUSES:
+                slot.outcome = OVERLOAD
+            else:
+                slot.outcome = SUCCESS
         self.statuses[str(response.status_code)] += 1
         if response.status_code in RETRY_STATUSES:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -681,6 +740,10 @@ class ApiClient:
 
     def summary(self) -> dict[str, int]:
         return {"requests": self.requests_made, "retries": self.retries}
+
+    def concurrency_summary(self) -> dict[str, Any]:
+        """Requests in flight: the limit reached, its range and the signals it reacted to (for run metadata)."""
+        return self.concurrency.summary()
 
 
 def _shown(body: Any) -> str:

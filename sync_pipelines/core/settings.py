@@ -14,6 +14,18 @@ def env_text(name: str, default: str) -> str:
     return value or default
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """A yes/no setting: true/false, yes/no, on/off, 1/0 (any case); unset or empty: ``default``."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(name, f"must be true or false, got {raw!r}")
+
+
 def _env_number(name: str, kind: type, minimum: float) -> float | None:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -36,12 +48,15 @@ def api_limits(
     default_concurrency: int = 8,
 ) -> ApiLimits:
     """Limits for ``system`` (``RT``, ``BAKALARI``, ``PORTAILDF``): resource settings first, then
-    ``<SYSTEM>_MAX_CONCURRENCY`` / ``<SYSTEM>_REQUESTS_PER_SECOND``, then the defaults (no rate cap); and
-    ``<SYSTEM>_MAX_ANSWER_BYTES`` and ``<SYSTEM>_DEADLINE_SECONDS`` (or ``SYNC_DEADLINE_SECONDS``)."""
+    ``<SYSTEM>_MAX_CONCURRENCY`` (the ceiling of requests in flight) / ``<SYSTEM>_REQUESTS_PER_SECOND``, then the
+    defaults (no rate cap); ``<SYSTEM>_ADAPTIVE_CONCURRENCY`` (default on: the limit in flight follows the
+    server's answers below the ceiling; off: the ceiling, fixed); and ``<SYSTEM>_MAX_ANSWER_BYTES`` and
+    ``<SYSTEM>_DEADLINE_SECONDS`` (or ``SYNC_DEADLINE_SECONDS``)."""
     concurrency = max_concurrency or _env_number(f"{system}_MAX_CONCURRENCY", int, 1) or default_concurrency
     rate = requests_per_second or _env_number(f"{system}_REQUESTS_PER_SECOND", float, 0.001)
     return ApiLimits(
         max_concurrency=int(concurrency),
+        adaptive_concurrency=env_flag(f"{system}_ADAPTIVE_CONCURRENCY", True),
         requests_per_second=rate,
         timeout_seconds=timeout_seconds,
         max_attempts=max_attempts,

@@ -14,15 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync_pipelines.core.database import timeout_error
-from sync_pipelines.core.errors import AuthenticationError, DatabaseTimeout
+from sync_pipelines.core.errors import StopsTheRun
 from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.sync.plan import Action, PlannedRecord, SyncPlan
 from sync_pipelines.sync.state import SyncStateStore
 
 # A batch writer gets the records to write and answers ``{key: reason}`` for the ones that failed.
 BatchWriter = Callable[[list[PlannedRecord]], "Mapping[str, str] | Awaitable[Mapping[str, str]]"]
-# Errors that end the run at once: writing record by record would only meet them again, once per record.
-STOPS_THE_RUN = (AuthenticationError, DatabaseTimeout)
 
 
 @dataclass
@@ -54,7 +52,7 @@ async def _write_one_by_one(writer: BatchWriter, records: list[PlannedRecord]) -
     for record in records:
         try:
             failures.update(await _write(writer, [record]))
-        except STOPS_THE_RUN:
+        except StopsTheRun:
             raise
         except Exception as error:
             failures[record.key] = f"rolled back: {short_error(error)}"
@@ -135,7 +133,7 @@ async def apply_plan(
                 await asyncio.sleep(batch_delay_seconds)
             try:
                 failures = await _write(writer, batch)
-            except STOPS_THE_RUN:
+            except StopsTheRun:
                 # Stop at once. Some writes of this batch may have landed: its write-ahead row stays, and the
                 # next run settles it against what the target holds.
                 raise

@@ -1,7 +1,8 @@
 """``dagster-webserver`` and ``dagster-daemon`` as real processes on the production instance config, for tests.
 
 The repository's ``dagster.yaml`` is copied into a fresh DAGSTER_HOME and pointed at a fresh PostgreSQL
-database, so the queue limits, pools and run coordinator under test are the ones operators deploy. Both
+database, so the queue limits, pools and run coordinator under test are the ones operators deploy (the run queue
+only polls faster, ``QUEUE_POLLING``). Both
 processes load ``workspace.yaml`` from the repository root, as the systemd units do, and get the sync jobs'
 environment: runs are launched by the daemon's code server and read their secrets there at run time.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +21,7 @@ from pathlib import Path
 import dagster as dg
 import httpx
 import psutil
+import yaml
 
 from devkit.sandbox.server import free_port
 from sync_pipelines_tests.operations.graphql_api import DagsterUi, GraphQLClient
@@ -31,6 +32,10 @@ INSTANCE_CONFIG = REPO / "dagster.yaml"
 # Variables of the test process that must not leak into the deployment (each test's DAGSTER_HOME, state URL).
 INHERITED_PREFIXES_DROPPED = ("DAGSTER_", "SYNC_", "RT_", "BAKALARI_", "EDURPG_", "PORTAILDF_", "ZLV_")
 INHERITED_DROPPED = {"STUDENTS_DATABASE_URL"}
+# The one change to the deployed instance config: the daemon's run queue looks for queued runs every second rather
+# than every 5 (Dagster's default), so a test does not wait up to 5 s for each run it launches. When and in what
+# order runs leave the queue (tag limits, pools) is unchanged.
+QUEUE_POLLING = {"dequeue_interval_seconds": 1}
 # Deployments running now, so a failing test can print their logs (see conftest.py).
 ACTIVE: list[DagsterProcesses] = []
 
@@ -84,7 +89,11 @@ class DagsterProcesses:
         so the webserver and the daemon do not race to create them."""
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "compute_logs").mkdir(exist_ok=True)
-        shutil.copy(self.instance_config, self.home / "dagster.yaml")
+        config = yaml.safe_load(self.instance_config.read_text())
+        run_coordinator = config.get("run_coordinator", {})
+        if run_coordinator.get("class") == "QueuedRunCoordinator":
+            run_coordinator.setdefault("config", {}).update(QUEUE_POLLING)
+        (self.home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         with environment(self.env):
             instance = dg.DagsterInstance.from_config(str(self.home))
             try:

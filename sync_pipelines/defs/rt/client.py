@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sync_pipelines.core.http import ApiClient, ApiError
+from sync_pipelines.core.http import ApiClient, ApiError, UnconfirmedError
 from sync_pipelines.core.paging import PageNumberPaginator, collect
 from sync_pipelines.defs.rt.messages import Reply, read_reply
 
@@ -88,6 +88,7 @@ class RequestTrackerClient:
                 "customfields",
                 params=params,
                 json_body=[{"field": "LookupType", "value": "RT::User"}],
+                resend_after_timeout=True,  # a search: a second copy changes nothing
             )
             if status != 200 or not isinstance(body, dict):
                 raise ApiError(
@@ -179,12 +180,22 @@ class RequestTrackerClient:
     async def set_user_fields(
         self, user_id: str, fields: dict[str, Any], changed: dict[str, Any] | None = None
     ) -> Reply:
-        """Write every field in one PUT; the reply says which fields in ``changed`` (default: all) RT confirmed."""
-        response = await self.api.request(
-            "PUT",
-            f"user/{user_id}",
-            json_body={"CustomFields": dict(fields)},
-        )
+        """Write every field in one PUT; the reply says which fields in ``changed`` (default: all) RT confirmed.
+
+        A PUT that timed out is not resent blindly: what RT holds is read first, and the PUT is sent again only
+        if RT does not hold the values already (a resent PUT that RT had applied answers no message at all)."""
+        try:
+            response = await self.api.request(
+                "PUT", f"user/{user_id}", json_body={"CustomFields": dict(fields)}
+            )
+        except UnconfirmedError:
+            wanted = fields if changed is None else changed
+            values = (await self.user_record(user_id, list(wanted)))["values"]
+            if all(_held(values.get(name), value) for name, value in wanted.items()):
+                return Reply(confirmed=tuple(wanted), unconfirmed=())
+            response = await self.api.request(
+                "PUT", f"user/{user_id}", json_body={"CustomFields": dict(fields)}
+            )
         if response.status_code == 404:
             raise RtRecordError(f"RT has no user {user_id}")
         if response.status_code != 200:
@@ -193,6 +204,10 @@ class RequestTrackerClient:
         if not isinstance(messages, list):
             raise RtRecordError(f"RT answered {json.dumps(messages)[:200]} instead of a message list")
         return read_reply(messages, fields if changed is None else changed)
+
+
+def _held(held: Any, wanted: Any) -> bool:
+    return (held in (None, "", [])) if wanted in (None, "") else str(held) == str(wanted)
 
 
 def _message(body: Any) -> str:
