@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import bakalari, http_layer, rt, scale, user_kinds
+from bench import adaptive, bakalari, http_layer, rt, rt_concurrency, scale, startup, user_kinds
 from bench.common import COLUMNS, physical_limit, ratio, result_row, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +68,27 @@ def http_layer_rows(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def rt_real_concurrency_rows(quick: bool) -> list[dict[str, Any]]:
+    """The adaptive limit next to fixed 1, 4, 8 and 16 in flight against a real RT 5 (2 workers, BcryptCost 10)."""
+    rows = rt_concurrency.run(users=200 if quick else 500, workers=2, bcrypt_cost=10)
+    checks = rt_concurrency.verdicts(rows)
+    return [
+        result_row(
+            "rt_user_sync vs real RT 5",
+            f"{row['setting']}: {row['run']}",
+            records=200 if quick else 500,
+            requests=row["requests"],
+            sync_step_s=row["seconds"],
+            limit_s=row["limit_s"],
+            ratio_to_limit=row["ratio"],
+            target="; ".join(checks) if number == 0 else "",
+            note=f"ok {row['ok']}; timeouts {row['timeouts']}, resent {row['resent']}"
+            + (f"; in flight {row['limit in flight']}" if row["limit in flight"] else ""),
+        )
+        for number, row in enumerate(rows)
+    ]
+
+
 BENCHMARKS = {
     "rt": Benchmark(
         "RT sync: 2,000 students, 30 ms latency, 8 slots",
@@ -83,6 +104,18 @@ BENCHMARKS = {
     ),
     "http_layer": Benchmark(
         "Shared HTTP layer alone: GETs at 20 ms / 16 slots and at 30 ms / 8 slots", http_layer_rows
+    ),
+    "rt_real_concurrency": Benchmark(
+        "RT against a real RT 5 (2 workers, BcryptCost 10): adaptive vs fixed 1, 4, 8, 16 in flight",
+        rt_real_concurrency_rows,
+    ),
+    "adaptive": Benchmark(
+        "Adaptive vs fixed requests in flight: each stand-in with 8 workers at 20 ms, halved half way",
+        lambda quick: adaptive.run(requests=300 if quick else 800),
+    ),
+    "startup": Benchmark(
+        "Start-up: a no-op run of each job vs an empty `dagster job execute`; import of the code location",
+        lambda quick: startup.run(repeats=1 if quick else 3),
     ),
     "scale": Benchmark(
         "Scale run: 100,000 students and 100,000 ZLV users, database-bound phases",

@@ -6,9 +6,10 @@ manner of Netflix's concurrency-limits "Vegas" limiter with an AIMD fallback on 
 * each answered request gives a latency sample; the server's latency without a queue is the lowest seen for that
   kind of request (method and path with its numbers masked), so pages and single records are not compared;
 * the queue the limit builds at the server is estimated as ``limit x (1 - no-load latency / latency)``: below
-  ``alpha`` the limit grows by one per round trip (by one per answer until the first sign of a queue, a slow
-  start), above ``beta`` it shrinks by one per round trip; a server that queues requests beyond its workers thus
-  keeps a few waiting, enough to keep every worker busy, not enough to reach the client's timeout;
+  ``alpha`` (2, or 3 log10 limit) the limit grows by one per round trip (by one per answer until the first sign
+  of a queue, a slow start), above ``beta`` (4, or 6 log10 limit) it shrinks by one per round trip; a server
+  that queues requests beyond its workers thus keeps a few waiting, enough to keep every worker busy, not
+  enough to reach the client's timeout;
 * a 429, a 502/503/504, a timeout or a dropped connection halves the limit (at most once per round trip: a
   burst of refusals of the same moment is one signal); a 500 takes a tenth off (usually a fault, not load). A
   timeout is never the only signal: the latency gradient shrinks the limit long before a queue reaches it;
@@ -117,8 +118,10 @@ class AdaptiveLimit:
         self.gradient = 0.9 * self.gradient + 0.1 * gradient
         limit = self.limit
         queue = limit * (1.0 - gradient)
-        alpha = max(1.0, 3 * math.log10(max(limit, 1.0)))
-        beta = max(2.0, 6 * math.log10(max(limit, 1.0)))
+        # At least 2 and 4 waiting: a server's latency moves by more than one request's worth with nothing queued
+        # (a shared CPU, a connection set up per request), and a worker left idle costs more than a short queue.
+        alpha = max(2.0, 3 * math.log10(max(limit, 1.0)))
+        beta = max(4.0, 6 * math.log10(max(limit, 1.0)))
         if queue > beta:
             self.slow_start = False
             self._set(limit - 1.0 / limit, "latency_up")

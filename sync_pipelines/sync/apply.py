@@ -16,7 +16,7 @@ from typing import Any
 from sync_pipelines.core.database import timeout_error
 from sync_pipelines.core.errors import StopsTheRun
 from sync_pipelines.core.redaction import describe_error
-from sync_pipelines.sync.plan import Action, PlannedRecord, SyncPlan
+from sync_pipelines.sync.plan import Action, Conflict, PlannedRecord, SyncPlan
 from sync_pipelines.sync.state import SyncStateStore
 
 # A batch writer gets the records to write and answers ``{key: reason}`` for the ones that failed.
@@ -31,6 +31,8 @@ class ApplyResult:
     updated: int = 0
     field_changes: int = 0
     failures: dict[str, str] = field(default_factory=dict)
+    # Records a conditional writer left alone: the target no longer held the expected old value.
+    conflicts: dict[str, str] = field(default_factory=dict)
     batches: int = 0
     seconds: float = 0.0
 
@@ -158,7 +160,8 @@ async def apply_plan(
                 state.finish_batch, run_id, plan.target, batch, failures, remember_written, batch_id, after
             )
             result.batches += 1
-            result.failures.update(failures)
+            for key, reason in failures.items():
+                (result.conflicts if isinstance(reason, Conflict) else result.failures)[key] = reason
             for record in batch:
                 if record.key in failures:
                     continue

@@ -18,6 +18,15 @@ class Action(str, Enum):
     SKIP = "skip"
 
 
+CONFLICT = "conflict"
+
+
+class Conflict(str):
+    """A writer's reason for a record it left alone because the target no longer held the expected old value
+    (a reviewed plan or an undo applied after someone else changed the record): audited ``conflict``, reported
+    as a skip, never a failure."""
+
+
 @dataclass(frozen=True)
 class FieldChange:
     field: str

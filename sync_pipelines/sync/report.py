@@ -175,15 +175,25 @@ def shard_counts(
 
 
 def report(
-    asset_key: dg.AssetKey, scope: RunScope, source: SyncSource, outcome: SyncOutcome
+    asset_key: dg.AssetKey,
+    scope: RunScope,
+    source: SyncSource,
+    outcome: SyncOutcome,
+    materialize: bool = True,
 ) -> Iterator[SyncEvent]:
-    """The events of one run (see the module docstring), then ``FailedRecordsError`` if records failed."""
+    """The events of one run (see the module docstring), then ``FailedRecordsError`` if records failed. Without
+    ``materialize`` (an undo job, which is not the asset's run), the summary observation alone."""
     plan, result, log = outcome.plan, outcome.result, scope.log
     extra = {
         "sync_seconds": dg.MetadataValue.float(round(outcome.seconds, 3)),
         "read_seconds": dg.MetadataValue.float(round(outcome.read_seconds, 3)),
         **source.metadata(outcome),
     }
+    if outcome.plan_id:
+        extra["plan_id"] = dg.MetadataValue.text(outcome.plan_id)
+        log.info(f"plan of {plan.target} saved for review as {outcome.plan_id} (run config apply_plan_id)")
+    if result is not None and result.conflicts:
+        extra["conflicts_at_write"] = dg.MetadataValue.int(len(result.conflicts))
     label = source.label
     if result is None:
         table = changes_table(plan, settlement=outcome.settlement, label=label)
@@ -197,7 +207,7 @@ def report(
         {name for counts in per_shard.values() for name in counts if name.startswith("skipped_")}
     )
     healthy = []
-    for shard in sorted(scope.shards):
+    for shard in sorted(scope.shards) if materialize else ():
         counts = per_shard.get(shard, Counter())
         if counts["failed"]:
             continue

@@ -44,6 +44,7 @@ class SyncOutcome:
     settlement: Settlement
     dry_run: bool
     result: ApplyResult | None = None
+    plan_id: str | None = None  # the id a dry run saved its plan under (``apply_plan_id``)
     read_seconds: float = 0.0
     seconds: float = 0.0
 
@@ -73,6 +74,10 @@ async def execute(source: SyncSource, state: SyncStateStore, scope: RunScope) ->
 
 
 async def _run(source: SyncSource, state: SyncStateStore, scope: RunScope) -> SyncOutcome:
+    from sync_pipelines.sync.replay import ReplaySource, replay_run
+
+    if isinstance(source, ReplaySource):
+        return await replay_run(source, state, scope)
     started = time.monotonic()
     config, target, log = scope.config, source.target, scope.log
     desired = await source.read_desired(scope)
@@ -117,6 +122,9 @@ async def _run(source: SyncSource, state: SyncStateStore, scope: RunScope) -> Sy
     )
     log_plan(log, plan, scope.dry_run, settlement)
     if scope.dry_run:
+        # The one thing a dry run writes: its plan, for review and ``apply_plan_id`` (``sync_plans``).
+        state.save_plan(scope.run_id, target, plan.to_write, plan.counts())
+        outcome.plan_id = scope.run_id
         outcome.seconds = time.monotonic() - started
         return outcome
     if settlement:
@@ -156,9 +164,22 @@ def run_sync(
 ) -> Iterator[SyncEvent]:
     """Run the sync and yield its events: a dry run's plan as an observation; a real run's healthy shards as
     materializations and its summary as an observation, then ``FailedRecordsError`` if records failed."""
+    from sync_pipelines.sync.replay import PLAN_ID_TAG, UNDO_OF_TAG, reviewed_source
+
     scope = run_scope(context, config)
+    tags = {}
+    if config.apply_plan_id:
+        # Exactly the reviewed plan: refused (before anything is read) if unknown, expired or another target's.
+        source = reviewed_source(source, state, config.apply_plan_id)
+        tags[PLAN_ID_TAG] = config.apply_plan_id
+        if source.undo_of:
+            tags[UNDO_OF_TAG] = source.undo_of
+    elif config.dry_run:
+        tags[PLAN_ID_TAG] = context.run_id
     if config.dry_run:
         # Dry runs stand out in the Runs list; a run started with the tag already (the CLI, a schedule) keeps it.
-        context.instance.add_run_tags(context.run_id, {DRY_RUN_TAG: "true"})
+        tags[DRY_RUN_TAG] = "true"
+    if tags:
+        context.instance.add_run_tags(context.run_id, tags)
     outcome = asyncio.run(execute(source, state, scope))
     yield from report(context.asset_key, scope, source, outcome)

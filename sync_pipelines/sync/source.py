@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync_pipelines.sync.config import SyncRunConfig
-from sync_pipelines.sync.plan import PlannedRecord, Skip, Value
+from sync_pipelines.sync.plan import Conflict, FieldChange, PlannedRecord, Skip, Value, values_equal
 from sync_pipelines.sync.shards import SHARD_COUNT, shard_of
 
 READ_FAILED = "read_failed"
@@ -92,6 +92,43 @@ class SyncSource:
         """Write one batch; answer ``{key: reason}`` for the records that failed."""
         raise NotImplementedError
 
+    # -- reviewed plans and undo (``sync.replay``) ----------------------------------------------------------
+    async def read_target(self, keys: list[str]) -> Current:
+        """The target's values for ``keys`` without ``read_desired`` having run (a saved plan or an undo is
+        applied without reading the source system). Default: ``read_current``."""
+        return await self.read_current(keys)
+
+    def write_if_unchanged(
+        self, batch: list[PlannedRecord]
+    ) -> Mapping[str, str] | Awaitable[Mapping[str, str]]:
+        return self._read_then_write(batch)
+
+    async def _read_then_write(self, batch: list[PlannedRecord]) -> Mapping[str, str]:
+        """Write ``batch`` only where the target still holds each change's ``old`` value; a record whose value
+        moved is answered with a ``Conflict`` reason and left alone. Default (an API without conditional
+        writes): read the batch's records right before writing them. A database overrides this with
+        ``UPDATE ... WHERE field = old`` in the batch's transaction."""
+        held = await self.read_target([record.key for record in batch])
+        failures: dict[str, str] = dict(held.failures)
+        ready = []
+        for record in batch:
+            if record.key in failures:
+                continue
+            moved = moved_fields(record.changes, held.values.get(record.key))
+            if moved:
+                failures[record.key] = Conflict(f"changed since the plan: {', '.join(moved)}")
+            else:
+                ready.append(record)
+        if ready:
+            outcome = self.write(ready)
+            failures.update(await outcome if isinstance(outcome, Awaitable) else outcome)
+        return failures
+
+    def undo_changes(self, key: str, changes: list[FieldChange]) -> tuple[list[FieldChange], str | None]:
+        """Of a run's applied ``changes`` to ``key``, those an undo reverses, and why the others are kept (for a
+        person to decide). Default: all of them."""
+        return changes, None
+
     def settles(self, scope: RunScope) -> bool:
         """Whether this run may settle what interrupted runs left in flight (it reads every record it needs)."""
         return True
@@ -112,3 +149,18 @@ class SyncSource:
     def shard_metadata(self, outcome: Any, shards: frozenset[str]) -> dict[str, dict[str, Any]]:
         """Figures of this domain per shard, added to each shard's materialization."""
         return {}
+
+
+def _blank(value: Value) -> Value:
+    return None if value in ("", []) else value
+
+
+def moved_fields(changes: tuple[FieldChange, ...], held: Mapping[str, Value] | None) -> list[str]:
+    """The fields of ``changes`` whose target value is no longer the change's ``old`` (a missing record holds
+    nothing: ``None`` everywhere)."""
+    held = held or {}
+    return [
+        change.field
+        for change in changes
+        if not values_equal(_blank(held.get(change.field)), _blank(change.old))
+    ]

@@ -42,7 +42,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sync_pipelines.core.database import create_database_engine, pg_text_array
 from sync_pipelines.core.redaction import describe_error, redact
-from sync_pipelines.sync.plan import PlannedRecord, Value, values_equal
+from sync_pipelines.sync.plan import (
+    CONFLICT,
+    Action,
+    Conflict,
+    FieldChange,
+    PlannedRecord,
+    Value,
+    values_equal,
+)
 
 STATE_SETTING = "SYNC_STATE_DATABASE_URL"
 
@@ -93,6 +101,20 @@ last_written = sa.Table(
     sa.Column("value", sa.Text),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Plans dry runs saved for review (``apply_plan_id``) and undo previews: the one table a dry run writes to.
+saved_plans = sa.Table(
+    "sync_plans",
+    metadata,
+    sa.Column("plan_id", sa.String(64), primary_key=True),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("undo_of", sa.String(64)),  # the run an undo preview reverses
+    sa.Column(
+        "records", sa.Text, nullable=False
+    ),  # JSON: [[key, action, desired, [[field, old, new], ...]], ...]
+    sa.Column("counts", sa.Text, nullable=False),  # JSON: the plan's counts, for the plan table
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 APPLIED, FAILED, NOT_APPLIED = "applied", "failed", "not_applied"
@@ -184,6 +206,15 @@ class Settlement:
 
     def __bool__(self) -> bool:
         return bool(self.batches)
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    plan_id: str
+    target: str
+    undo_of: str | None
+    created_at: datetime
+    records: list[PlannedRecord]
 
 
 def default_state_url() -> str:
@@ -392,13 +423,18 @@ class SyncStateStore:
         next batch is written ahead in the same transaction; returns its batch id."""
         now = _now()
         reasons = {key: redact(reason)[:2000] for key, reason in failures.items()} if failures else {}
+        statuses = (
+            {key: CONFLICT if isinstance(reason, Conflict) else FAILED for key, reason in failures.items()}
+            if failures
+            else {}
+        )
         entries = [
             (
                 record.key,
                 change.field,
                 _encode(change.old),
                 _encode(change.new),
-                FAILED if record.key in failures else APPLIED,
+                statuses.get(record.key, APPLIED),
                 reasons.get(record.key),
             )
             for record in records
@@ -576,6 +612,73 @@ class SyncStateStore:
                 {**row._mapping, "old_value": _decode(row.old_value), "new_value": _decode(row.new_value)}
                 for row in connection.execute(query)
             ]
+
+    def record_conflicts(self, run_id: str, target: str, records: list[PlannedRecord]) -> None:
+        """Audit the changes of a reviewed plan or undo left alone because the target's value moved since."""
+        entries = [
+            (r.key, c.field, _encode(c.old), _encode(c.new), CONFLICT, r.reason)
+            for r in records
+            for c in r.changes
+        ]
+        with self.engine.begin() as connection:
+            self._append_audit(connection, (run_id, None, target, _now()), entries)  # type: ignore[arg-type]
+
+    def applied_changes(self, run_id: str) -> tuple[str | None, list[tuple[str, str, Value, Value]]]:
+        """The target of ``run_id`` and its applied changes ``(record_key, field, old, new)``, in audit order."""
+        query = (
+            sa.select(
+                audit_log.c.target,
+                audit_log.c.record_key,
+                audit_log.c.field,
+                audit_log.c.old_value,
+                audit_log.c.new_value,
+            )
+            .where(audit_log.c.run_id == run_id, audit_log.c.status == APPLIED)
+            .order_by(audit_log.c.id)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        target = rows[0].target if rows else None
+        return target, [(r.record_key, r.field, _decode(r.old_value), _decode(r.new_value)) for r in rows]
+
+    # -- saved plans --------------------------------------------------------------------------------------
+    def save_plan(
+        self,
+        plan_id: str,
+        target: str,
+        records: list[PlannedRecord],
+        counts: Mapping[str, int],
+        undo_of: str | None = None,
+    ) -> None:
+        """Keep a dry run's plan (the records it would write) for ``apply_plan_id``; replaces a plan of that id."""
+        document = [
+            [r.key, r.action.value, dict(r.desired), [[c.field, c.old, c.new] for c in r.changes]]
+            for r in records
+        ]
+        with self.engine.begin() as connection:
+            connection.execute(sa.delete(saved_plans).where(saved_plans.c.plan_id == plan_id))
+            connection.execute(
+                sa.insert(saved_plans).values(
+                    plan_id=plan_id,
+                    target=target,
+                    undo_of=undo_of,
+                    records=json.dumps(document, ensure_ascii=False, default=str),
+                    counts=json.dumps(dict(counts)),
+                    created_at=_now(),
+                )
+            )
+
+    def load_plan(self, plan_id: str) -> SavedPlan | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(saved_plans).where(saved_plans.c.plan_id == plan_id)).first()
+        if row is None:
+            return None
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
+        records = [
+            PlannedRecord(key, Action(action), desired, tuple(FieldChange(*change) for change in changes))
+            for key, action, desired, changes in json.loads(row.records)
+        ]
+        return SavedPlan(row.plan_id, row.target, row.undo_of, created, records)
 
     def delete_audit_before(self, cutoff: datetime) -> int:
         with self.engine.begin() as connection:

@@ -9,13 +9,13 @@ from sync_pipelines.defs.bakalari.checks import (
     edurpg_external_refs_resolve,
     edurpg_unique_bakalari_ids,
 )
-from sync_pipelines.defs.bakalari.jobs import bakalari_sync
+from sync_pipelines.defs.bakalari.jobs import bakalari_sync, bakalari_sync_undo
 from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
 
 defs = dg.Definitions(
     assets=[bakalari_entities],
     asset_checks=[edurpg_external_refs_resolve, edurpg_unique_bakalari_ids, bakalari_students_needing_login],
-    jobs=[bakalari_sync],
+    jobs=[bakalari_sync, bakalari_sync_undo],
     schedules=[bakalari_sync_every_15_minutes],
     resources={
         "bakalari": BakalariResource(

@@ -35,12 +35,12 @@ from sync_pipelines.defs.bakalari.accounts import (
     read_students,
 )
 from sync_pipelines.defs.bakalari.client import BakalariClient
-from sync_pipelines.defs.bakalari.desired import DesiredEntities, build_desired, kind_of, record_shard
-from sync_pipelines.defs.bakalari.edurpg import EduRpgStore, VanishedEntity
+from sync_pipelines.defs.bakalari.desired import REF, DesiredEntities, build_desired, kind_of, record_shard
+from sync_pipelines.defs.bakalari.edurpg import REF_TYPES, EduRpgSnapshot, EduRpgStore, VanishedEntity
 from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
 from sync_pipelines.defs.bakalari.stored_token import ACCESS
 from sync_pipelines.defs.bakalari.writer import EntityWriter
-from sync_pipelines.sync.plan import Action, PlannedRecord, Skip, Value
+from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord, Skip, Value
 from sync_pipelines.sync.report import PREVIEW_ROWS
 from sync_pipelines.sync.shards import SHARD_COUNT, shard_of
 from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
@@ -50,6 +50,30 @@ DEFAULT_BATCH_SIZE = 500
 # Student accounts opened at once per request slot: enough to keep every slot busy while tokens are committed.
 ACCOUNTS_PER_SLOT = 3
 PLURALS = {"Class": "classes", "Subject": "subjects", "User": "users", "Enrollment": "enrollments"}
+
+
+def target_rows(snapshot: EduRpgSnapshot, keys: list[str]) -> dict[str, dict[str, Value] | None]:
+    """The rows (with their ``ref``) that ``keys`` map to through ``"ExternalRef"``; ``None``: no such row."""
+    tables = {"Class": snapshot.classes, "Subject": snapshot.subjects, "User": snapshot.users}
+    enrollments = {row["id"]: row for row in snapshot.enrollments.values()}
+    values: dict[str, dict[str, Value] | None] = {}
+    for key in keys:
+        kind, _, external = key.partition(":")
+        if kind == "Enrollment":
+            bakalari_id, _, subject_id = external.rpartition("-")
+            user_ref, subject_ref = snapshot.ref("user", bakalari_id), snapshot.ref("subject", subject_id)
+            if user_ref is None or subject_ref is None:
+                values[key] = None
+                continue
+            pair = (user_ref["internalId"], subject_ref["internalId"])
+            ref = snapshot.ref("enrollment", "-".join(pair))
+            row = enrollments.get(ref["internalId"]) if ref else snapshot.enrollments.get(pair)
+        else:
+            ref = snapshot.ref(REF_TYPES[kind], external)
+            row = tables[kind].get(ref["internalId"]) if ref else None
+        held = {"internalId": ref["internalId"], "metadata": ref["metadata"]} if ref else None
+        values[key] = None if row is None else {**row, REF: held}
+    return values
 
 
 def _shards_label(shards: frozenset[str]) -> str:
@@ -170,6 +194,26 @@ class BakalariSource(SyncSource):
             assert self.store is not None
             self.writer = EntityWriter(self.store.engine, self.entities.depends_on)
         return self.writer(batch)
+
+    # -- reviewed plans and undo: EduRPG alone, no Bakaláři account read -----------------------------------
+    async def read_target(self, keys: list[str]) -> Current:
+        assert self.store is not None
+        return Current(target_rows(await asyncio.to_thread(self.store.snapshot), keys))
+
+    def write_if_unchanged(self, batch: list[PlannedRecord]) -> dict[str, str]:
+        if self.writer is None:
+            assert self.store is not None
+            self.writer = EntityWriter(self.store.engine, {}, conditional=True)
+        return self.writer(batch)
+
+    def undo_changes(self, key: str, changes: list[FieldChange]) -> tuple[list[FieldChange], str | None]:
+        """Rows a run created are kept (EduRPG's cascades would take the game history with them), and so are
+        the ``"ExternalRef"`` rows it created: listed for a person to decide. Updated fields are restored."""
+        if any(change.field == "id" and change.old is None for change in changes):
+            return [], "created by the run; not deleted (EduRPG's cascades would delete its game history)"
+        new_refs = [change for change in changes if change.field == REF and change.old is None]
+        undone = [change for change in changes if change not in new_refs]
+        return undone, ("its ExternalRef row was created by the run and is kept" if new_refs else None)
 
     async def applied(self, scope: RunScope, outcome: Any) -> None:
         assert self.store is not None

@@ -26,7 +26,8 @@ from sync_pipelines.defs.bakalari.edurpg import (
     new_id,
     utc_now,
 )
-from sync_pipelines.sync.plan import Action, PlannedRecord
+from sync_pipelines.sync.plan import Action, Conflict, PlannedRecord
+from sync_pipelines.sync.source import moved_fields
 
 
 def external_id_of(record: PlannedRecord) -> str:
@@ -39,9 +40,13 @@ def external_id_of(record: PlannedRecord) -> str:
 class EntityWriter:
     """Writes batches of ``Class``/``Subject``/``User``/``Enrollment`` records; counts the rows it wrote."""
 
-    def __init__(self, engine: Engine, depends_on: Mapping[str, list[str]]) -> None:
+    def __init__(
+        self, engine: Engine, depends_on: Mapping[str, list[str]], conditional: bool = False
+    ) -> None:
         self.engine = engine
         self.depends_on = depends_on
+        # Reviewed plans and undo: a record is written only if its row still holds each change's old value.
+        self.conditional = conditional
         self.failed_creates: set[str] = set()
         self.rows_written: Counter[str] = Counter()
 
@@ -60,12 +65,54 @@ class EntityWriter:
             todo.append(record)
         try:
             with self.engine.begin() as connection:
+                if self.conditional:
+                    moved = self._moved(connection, todo)
+                    failures.update(moved)
+                    todo = [record for record in todo if record.key not in moved]
                 written = self._write(connection, todo)
         except Exception:
             self.failed_creates.update(record.key for record in todo if record.action is Action.CREATE)
             raise
         self.rows_written.update(written)
         return failures
+
+    def _moved(self, connection: sa.Connection, records: list[PlannedRecord]) -> dict[str, str]:
+        """``Conflict``s for the records whose rows (locked for the transaction) no longer hold the old values."""
+        rows: dict[str, dict[str, Any]] = {}
+        refs: dict[tuple[str, str], dict[str, Any]] = {}
+        for kind in KIND_ORDER:
+            mine = [record for record in records if kind_of(record.key) == kind]
+            if not mine:
+                continue
+            table = ENTITY_TABLES[kind]
+            ids = [record.desired.get("id") for record in mine]
+            query = sa.select(table).where(table.c.id.in_(ids)).with_for_update()
+            rows.update({row.id: dict(row._mapping) for row in connection.execute(query)})
+            externals = [external_id_of(record) for record in mine]
+            query = sa.select(external_ref).where(
+                external_ref.c.type == REF_TYPES[kind], external_ref.c.externalId.in_(externals)
+            )
+            refs.update({(row.type, row.externalId): dict(row._mapping) for row in connection.execute(query)})
+        moved: dict[str, str] = {}
+        for record in records:
+            kind = kind_of(record.key)
+            row = rows.get(record.desired.get("id"))
+            ref = refs.get((REF_TYPES[kind], external_id_of(record)))
+            if record.action is Action.CREATE:
+                if row is not None or ref is not None:
+                    moved[record.key] = Conflict("created since the plan by someone else")
+                continue
+            if row is None:
+                moved[record.key] = Conflict("the row is gone")
+                continue
+            held = {
+                **row,
+                REF: {"internalId": ref["internalId"], "metadata": ref["metadata"]} if ref else None,
+            }
+            fields = moved_fields(record.changes, held)
+            if fields:
+                moved[record.key] = Conflict(f"changed since the plan: {', '.join(fields)}")
+        return moved
 
     def _write(self, connection: sa.Connection, records: list[PlannedRecord]) -> Counter[str]:
         now = utc_now()

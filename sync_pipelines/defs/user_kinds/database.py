@@ -27,6 +27,7 @@ from sync_pipelines.core.database import (
     timeouts_named,
 )
 from sync_pipelines.defs.user_kinds.mapping import KINDS
+from sync_pipelines.sync.plan import Conflict
 
 SETTING = "ZLV_DATABASE_URL"
 ID_CHUNK = 10_000
@@ -131,6 +132,33 @@ class ZlvUsers:
             return {}
         written = set(self.read_kinds(ids))
         return {user_id: "no such user in ZLV any more" for user_id in ids if user_id not in written}
+
+    def write_kinds_if(self, changes: Sequence[tuple[str, str | None, str | None]]) -> dict[str, str]:
+        """Set ``kind`` for ``(id, expected old kind, new kind)`` only where the row still holds the old kind
+        (``UPDATE ... WHERE id = :id AND kind IS NOT DISTINCT FROM :old``), all in one transaction; a row whose
+        kind moved is answered with a ``Conflict``, a missing row with a failure. For reviewed plans and undo."""
+        users = self.table
+        statement = (
+            sa.update(users)
+            .where(users.c.id == sa.bindparam("user_id"))
+            .where(users.c.kind.is_not_distinct_from(sa.bindparam("old_kind", type_=users.c.kind.type)))
+            .values(kind=sa.bindparam("new_kind", type_=users.c.kind.type))
+        )
+        missed = []
+        with timeouts_named(self._what), self.engine.begin() as connection:
+            for user_id, old, new in changes:
+                result = connection.execute(statement, {"user_id": user_id, "old_kind": old, "new_kind": new})
+                if result.rowcount != 1:
+                    missed.append(user_id)
+        if not missed:
+            return {}
+        held = self.read_kinds(missed)
+        return {
+            user_id: Conflict(f"kind is {held[user_id]!r} now")
+            if user_id in held
+            else "no such user in ZLV any more"
+            for user_id in missed
+        }
 
     # -- checks ----------------------------------------------------------------------------------------------
     def invalid_kinds(self) -> dict[str, int]:

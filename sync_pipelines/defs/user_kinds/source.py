@@ -131,6 +131,18 @@ class UserKindsSource(SyncSource):
         assert self.zlv is not None
         return writer_for(self.zlv)(batch)
 
+    # -- reviewed plans and undo: ZLV alone, no Portail DF lookup ------------------------------------------
+    async def read_target(self, keys: list[str]) -> Current:
+        self.zlv = self.zlv or self.zlv_database.users()
+        held = self.zlv.read_kinds(keys)
+        return Current({key: {"kind": held[key]} if key in held else None for key in keys})
+
+    def write_if_unchanged(self, batch: list[PlannedRecord]) -> dict[str, str]:
+        assert self.zlv is not None
+        return self.zlv.write_kinds_if(
+            [(r.key, r.changes[0].old, r.changes[0].new) for r in batch if r.changes]
+        )
+
     def kind_distribution(self) -> Counter[str]:
         """Kinds Portail DF gave for the users processed (the seed's "Kind distribution")."""
         return Counter(o.kind for o in self.lookups.outcomes.values() if o.kind is not None)

@@ -1,0 +1,304 @@
+"""Reviewed plans and undo: runs of the same engine whose desired state is a saved plan, or a run's audit reversed.
+
+A dry run saves its plan (every record it would write, field by field, old -> new) in the state database's
+``sync_plans`` table, under its run id. ``apply_plan_id: <id>`` applies exactly that plan: a change only where
+the target still holds the plan's old value; a record whose value moved since is a ``conflict`` (audited so,
+reported as a skip category) and left alone. Plans older than ``SYNC_PLAN_MAX_AGE_HOURS`` (default 24) are
+refused, and so is a plan of another target.
+
+An undo (``<sync>_undo`` jobs, config ``run_id``) is the plan that reverses a run's applied changes (audit
+``new -> old``), with the same conflict rule: the target must still hold what the run wrote. It is a dry run
+unless ``dry_run: false``; its preview is saved like any dry run's plan, and its own changes are audited, so an
+undo can be undone. A domain says which changes an undo may reverse (``SyncSource.undo_changes``: Bakaláři keeps
+the rows a run created), how to read the target without reading the source system (``read_target``), and how
+to write only where the old value still holds (``write_if_unchanged``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from sync_pipelines.core.errors import ConfigurationError, SyncError
+from sync_pipelines.sync.apply import apply_plan
+from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.plan import CONFLICT, Action, FieldChange, PlannedRecord, SyncPlan
+from sync_pipelines.sync.report import DRY_RUN_TAG, PREVIEW_ROWS, SyncEvent, _cell, log_plan, report
+from sync_pipelines.sync.shards import SHARD_KEYS
+from sync_pipelines.sync.source import READ_FAILED, Current, Desired, RunScope, SyncSource, moved_fields
+from sync_pipelines.sync.state import SavedPlan, Settlement, SyncStateStore
+
+PLAN_AGE_SETTING = "SYNC_PLAN_MAX_AGE_HOURS"
+DEFAULT_PLAN_AGE_HOURS = 24.0
+PLAN_ID_TAG = "sync/plan_id"
+UNDO_OF_TAG = "sync/undo_of"
+
+
+class PlanRefused(SyncError):
+    """A saved plan or an undo that cannot be applied; the message names the id and what to do."""
+
+
+def plan_max_age() -> timedelta:
+    text = os.environ.get(PLAN_AGE_SETTING, "").strip()
+    try:
+        hours = float(text) if text else DEFAULT_PLAN_AGE_HOURS
+    except ValueError:
+        raise ConfigurationError(PLAN_AGE_SETTING, f"{text!r} is not a number of hours") from None
+    if hours <= 0:
+        raise ConfigurationError(PLAN_AGE_SETTING, f"{text!r} must be a positive number of hours")
+    return timedelta(hours=hours)
+
+
+def reviewed_plan(state: SyncStateStore, plan_id: str, target: str) -> SavedPlan:
+    """The saved plan ``plan_id`` of ``target``; unknown, expired or another target's plan is refused."""
+    max_age = plan_max_age()
+    hours = f"{PLAN_AGE_SETTING}={max_age.total_seconds() / 3600:g}"
+    plan = state.load_plan(plan_id)
+    if plan is None:
+        raise PlanRefused(
+            f"apply_plan_id {plan_id!r}: no saved plan has this id (a plan is saved by a dry run under its run "
+            f"id, and kept {hours} hours); run a dry run and apply its plan id"
+        )
+    if plan.target != target:
+        raise PlanRefused(
+            f"apply_plan_id {plan_id!r} is a plan of {plan.target}, not of {target}; apply it with that sync"
+        )
+    age = datetime.now(timezone.utc) - plan.created_at
+    if age > max_age:
+        raise PlanRefused(
+            f"apply_plan_id {plan_id!r} expired: saved {age.total_seconds() / 3600:.1f} hours ago, plans are "
+            f"applied for {hours} hours only; run a new dry run and review its plan"
+        )
+    return plan
+
+
+def undo_plan(
+    source: SyncSource, state: SyncStateStore, run_id: str
+) -> tuple[list[PlannedRecord], list[tuple[str, str]]]:
+    """The records that reverse ``run_id``'s applied changes (expected old: what the run wrote; new: what it
+    replaced), and the records an undo leaves to a person, with why."""
+    target, rows = state.applied_changes(run_id)
+    if target is None:
+        raise PlanRefused(
+            f"run_id {run_id!r}: the audit log (SYNC_STATE_DATABASE_URL) holds no change that run applied; "
+            "nothing to undo"
+        )
+    if target != source.target:
+        raise PlanRefused(
+            f"run_id {run_id!r} wrote to {target}, not to {source.target}; undo it with that sync's job"
+        )
+    applied: dict[str, dict[str, FieldChange]] = {}
+    for key, field, old, new in rows:
+        earlier = applied.setdefault(key, {}).get(field)
+        applied[key][field] = FieldChange(field, earlier.old if earlier else old, new)
+    records: list[PlannedRecord] = []
+    kept: list[tuple[str, str]] = []
+    for key, changes in applied.items():
+        undone, note = source.undo_changes(key, list(changes.values()))
+        if note:
+            kept.append((key, note))
+        reverse = tuple(FieldChange(c.field, c.new, c.old) for c in undone)
+        if reverse:
+            records.append(PlannedRecord(key, Action.UPDATE, {c.field: c.new for c in reverse}, reverse))
+    return records, kept
+
+
+class ReplaySource(SyncSource):
+    """A domain's source whose desired state is a fixed list of records (a saved plan, an undo): the target is
+    read with ``read_target`` and written with ``write_if_unchanged``; the domain's run hooks are not called."""
+
+    def __init__(
+        self,
+        inner: SyncSource,
+        records: list[PlannedRecord],
+        plan_id: str | None = None,
+        undo_of: str | None = None,
+        kept: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.records = records
+        self.plan_id = plan_id
+        self.undo_of = undo_of
+        self.kept = kept or []
+        self.target = inner.target
+        self.default_batch_size = inner.default_batch_size
+        self.remembers_written = inner.remembers_written
+        self.count_names = inner.count_names
+        self.conflicts: list[PlannedRecord] = []
+
+    def shard_of(self, key: str) -> str:
+        return self.inner.shard_of(key)
+
+    def label(self, key: str) -> str:
+        return self.inner.label(key)
+
+    @contextlib.asynccontextmanager
+    async def session(self, scope: RunScope) -> AsyncIterator[None]:
+        async with self.inner.session(scope):
+            yield
+
+    async def read_current(self, keys: list[str]) -> Current:
+        return await self.inner.read_target(keys)
+
+    async def write(self, batch: list[PlannedRecord]) -> Mapping[str, str]:
+        outcome = self.inner.write_if_unchanged(batch)
+        return await outcome if inspect.isawaitable(outcome) else outcome
+
+    def settles(self, scope: RunScope) -> bool:
+        return False
+
+    def metadata(self, outcome: Any) -> dict[str, Any]:
+        metadata: dict[str, Any] = {}
+        if self.plan_id:
+            metadata["plan_id"] = dg.MetadataValue.text(self.plan_id)
+        if self.undo_of:
+            metadata["undo_of"] = dg.MetadataValue.text(self.undo_of)
+        conflicts = [(r.key, r.reason or "") for r in self.conflicts]
+        if outcome.result is not None:
+            conflicts += sorted(outcome.result.conflicts.items())
+        metadata["conflicts"] = dg.MetadataValue.int(len(conflicts))
+        if conflicts:
+            metadata["conflict_records"] = dg.MetadataValue.md(
+                _table(("record", "left alone because"), conflicts, self.label)
+            )
+        if self.kept:
+            metadata["kept_for_a_person"] = dg.MetadataValue.md(
+                _table(("record", "kept because"), self.kept, self.label)
+            )
+        return metadata
+
+
+def _table(header: tuple[str, str], rows: list[tuple[str, str]], label: Any) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "| --- | --- |"]
+    lines += [f"| {_cell(label(key))} | {_cell(reason)} |" for key, reason in rows[:PREVIEW_ROWS]]
+    if len(rows) > PREVIEW_ROWS:
+        lines.append(f"| ... | {len(rows) - PREVIEW_ROWS} more |")
+    return "\n".join(lines)
+
+
+def plan_replay(
+    target: str, records: list[PlannedRecord], current: Current
+) -> tuple[SyncPlan, list[PlannedRecord]]:
+    """The plan of a replay, judged against what the target holds now: per record, the changes whose field still
+    holds the old value (fields already at the new value are dropped); a record with a field that holds neither
+    is a conflict, left alone whole. Returns the plan and the conflicting records (with their changes)."""
+    planned: list[PlannedRecord] = []
+    conflicts: list[PlannedRecord] = []
+    for record in records:
+        if record.key in current.failures:
+            planned.append(
+                PlannedRecord(
+                    record.key, Action.SKIP, category=READ_FAILED, reason=current.failures[record.key]
+                )
+            )
+            continue
+        held = current.values.get(record.key)
+        # The changes not made yet: a field already holding the new value needs no write.
+        pending = tuple(
+            c for c in record.changes if moved_fields((FieldChange(c.field, c.new, c.new),), held)
+        )
+        moved = moved_fields(pending, held)
+        if record.action is Action.CREATE and held is not None and pending:
+            moved = moved or ["(the record exists now)"]
+        if moved:
+            reason = f"changed since the plan: {', '.join(moved)}"
+            conflicts.append(
+                PlannedRecord(record.key, Action.SKIP, record.desired, pending, CONFLICT, reason)
+            )
+            planned.append(PlannedRecord(record.key, Action.SKIP, category=CONFLICT, reason=reason))
+        elif not pending:
+            planned.append(PlannedRecord(record.key, Action.UNCHANGED, record.desired))
+        else:
+            action = Action.CREATE if held is None and record.action is Action.CREATE else Action.UPDATE
+            planned.append(PlannedRecord(record.key, action, {**(held or {}), **record.desired}, pending))
+    return SyncPlan(target, planned), conflicts
+
+
+async def replay_run(source: ReplaySource, state: SyncStateStore, scope: RunScope) -> Any:
+    """The engine's run for a replay: read the target, judge each change, apply the rest conditionally."""
+    from sync_pipelines.sync.run import SyncOutcome
+
+    started = time.monotonic()
+    target, log = source.target, scope.log
+    current = await source.read_current(sorted({record.key for record in source.records}))
+    read_seconds = time.monotonic() - started
+    plan, source.conflicts = plan_replay(target, source.records, current)
+    desired = Desired({record.key: dict(record.desired) for record in source.records})
+    outcome = SyncOutcome(
+        target, plan, desired, current, Settlement(target, []), scope.dry_run, read_seconds=read_seconds
+    )
+    what = f"undo of run {source.undo_of}" if source.undo_of else f"plan {source.plan_id}"
+    log.info(f"{target}: {what}: {len(source.conflicts)} record(s) changed since, left alone as conflicts")
+    log_plan(log, plan, scope.dry_run)
+    if scope.dry_run:
+        if source.undo_of:
+            state.save_plan(scope.run_id, target, source.records, plan.counts(), undo_of=source.undo_of)
+            outcome.plan_id = scope.run_id
+        outcome.seconds = time.monotonic() - started
+        return outcome
+    if source.conflicts:
+        state.record_conflicts(scope.run_id, target, source.conflicts)
+    outcome.result = await apply_plan(
+        plan,
+        source.write,
+        state=state,
+        run_id=scope.run_id,
+        batch_size=scope.config.effective_batch_size(source.default_batch_size),
+        batch_delay_seconds=scope.config.batch_delay_seconds,
+        remember_written=source.remembers_written,
+        log=log,
+    )
+    outcome.result.failures.update({key: reason for key, reason in current.failures.items()})
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def reviewed_source(source: SyncSource, state: SyncStateStore, plan_id: str) -> ReplaySource:
+    plan = reviewed_plan(state, plan_id, source.target)
+    return ReplaySource(source, plan.records, plan_id=plan.plan_id, undo_of=plan.undo_of)
+
+
+# -- the undo jobs ------------------------------------------------------------------------------------------
+class UndoConfig(dg.Config):
+    """``ops: {<sync>_undo: {config: {run_id: ..., dry_run: false}}}``."""
+
+    run_id: str = Field(description="The run whose applied changes to reverse (its id in the Runs list).")
+    dry_run: bool = Field(
+        default=True,
+        description="Show (and save) the undo's plan only; false: apply it, conflicts left alone.",
+    )
+    batch_size: int | None = Field(default=None, ge=1, description="Records per batch.")
+    batch_delay_seconds: float = Field(default=0.0, ge=0, description="Pause between batches.")
+
+
+def run_undo(
+    context: dg.OpExecutionContext,
+    config: UndoConfig,
+    source: SyncSource,
+    state: SyncStateStore,
+    asset_key: dg.AssetKey,
+) -> Iterator[SyncEvent]:
+    """An undo job's body: the reverse of ``config.run_id`` as a run of the engine, reported on the asset's page."""
+    records, kept = undo_plan(source, state, config.run_id)
+    replay = ReplaySource(source, records, undo_of=config.run_id, kept=kept)
+    tags = {UNDO_OF_TAG: config.run_id}
+    if config.dry_run:
+        tags.update({DRY_RUN_TAG: "true", PLAN_ID_TAG: context.run_id})
+    context.instance.add_run_tags(context.run_id, tags)
+    run_config = SyncRunConfig(
+        dry_run=config.dry_run, batch_size=config.batch_size, batch_delay_seconds=config.batch_delay_seconds
+    )
+    scope = RunScope(context.run_id, frozenset(SHARD_KEYS), run_config, context.log)
+    from sync_pipelines.sync.run import execute
+
+    outcome = asyncio.run(execute(replay, state, scope))
+    yield from report(asset_key, scope, replay, outcome, materialize=False)

@@ -1,0 +1,67 @@
+"""``bakalari_entities``: a reviewed plan applied with one row changed meanwhile, undone, the undo undone; an undo
+of the run that created the rows keeps them and lists them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from devkit.sandbox.server import ThreadedSandbox
+from sync_pipelines.defs.bakalari.jobs import bakalari_sync_undo
+from sync_pipelines_tests.bakalari.helpers import counts, engine_for, observation, run_sync, sync_resources
+
+pytestmark = pytest.mark.integration
+
+
+def undo(resources: dict[str, Any], run_id: str, **config: Any) -> dg.ExecuteInProcessResult:
+    defs = dg.Definitions(jobs=[bakalari_sync_undo], resources=resources)
+    return defs.resolve_job_def("bakalari_sync_undo").execute_in_process(
+        run_config={"ops": {"bakalari_entities_undo": {"config": {"run_id": run_id, **config}}}},
+        raise_on_error=False,
+    )
+
+
+def class_names(engine: sa.Engine) -> dict[str, str]:
+    with engine.connect() as connection:
+        return dict(connection.execute(sa.text('SELECT id, name FROM "Class"')).all())
+
+
+def test_reviewed_plan_conflict_undo_and_undo_of_undo(bakalari: ThreadedSandbox, edurpg_url: str) -> None:
+    resources = sync_resources(bakalari.url, edurpg_url)
+    engine = engine_for(edurpg_url)
+    first = run_sync(resources)
+    assert first.success
+    kept = undo(resources, first.run_id)
+    assert kept.success and "created by the run" in observation(kept)["kept_for_a_person"]
+
+    synced = class_names(engine)
+    ids = sorted(synced)[:3]
+    with engine.begin() as connection:  # someone renames three classes; the sync will name them back
+        for class_id in ids:
+            connection.execute(
+                sa.text("UPDATE \"Class\" SET name = name || ' (x)' WHERE id = :id"), {"id": class_id}
+            )
+    renamed = class_names(engine)
+    dry = run_sync(resources, dry_run=True)
+    assert dry.success
+    plan_id = observation(dry)["plan_id"]
+    assert class_names(engine) == renamed
+    with engine.begin() as connection:  # the first class is renamed again after the review
+        connection.execute(sa.text("UPDATE \"Class\" SET name = 'Later' WHERE id = :id"), {"id": ids[0]})
+    before = counts(engine)
+    applied = run_sync(resources, apply_plan_id=plan_id)
+    assert applied.success, applied.all_events
+    assert observation(applied)["skipped_conflict"] == 1
+    after = class_names(engine)
+    assert after == {**synced, ids[0]: "Later"}
+
+    undone = undo(resources, applied.run_id, dry_run=False)
+    assert undone.success, undone.all_events
+    assert class_names(engine) == {**renamed, ids[0]: "Later"}
+    again = undo(resources, undone.run_id, dry_run=False)
+    assert again.success, again.all_events
+    assert class_names(engine) == after
+    assert counts(engine)["Class"] == before["Class"]

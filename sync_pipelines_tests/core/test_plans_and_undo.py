@@ -1,0 +1,189 @@
+"""Saved plans (``apply_plan_id``) and undo, on the engine with an in-memory target: conflicts, expiry, undo of
+an undo, and that previews write nothing but the saved plan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.plan import Value
+from sync_pipelines.sync.replay import PlanRefused, ReplaySource, reviewed_source, undo_plan
+from sync_pipelines.sync.run import SyncOutcome, execute
+from sync_pipelines.sync.shards import SHARD_KEYS
+from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
+from sync_pipelines.sync.state import SyncStateStore, saved_plans
+
+pytestmark = pytest.mark.unit
+
+
+class DictSource(SyncSource):
+    """A target held in a dict; its writes are unconditional (the engine's default check reads first)."""
+
+    target = "fake"
+
+    def __init__(self, held: dict[str, dict[str, Value]], desired: dict[str, dict[str, Value]]) -> None:
+        self.held = held
+        self.desired = desired
+
+    async def read_desired(self, scope: RunScope) -> Desired:
+        return Desired({key: dict(values) for key, values in self.desired.items()})
+
+    async def read_current(self, keys: list[str]) -> Current:
+        return Current({key: dict(self.held[key]) if key in self.held else None for key in keys})
+
+    def write(self, batch):
+        for record in batch:
+            self.held.setdefault(record.key, {}).update({c.field: c.new for c in record.changes})
+        return {}
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> SyncStateStore:
+    return SyncStateStore.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
+
+
+def run(source: SyncSource, state: SyncStateStore, run_id: str, **config) -> SyncOutcome:
+    scope = RunScope(run_id, frozenset(SHARD_KEYS), SyncRunConfig(**config), logging.getLogger("test"))
+    return asyncio.run(execute(source, state, scope))
+
+
+def undo(source: SyncSource, state: SyncStateStore, run_id: str, of: str, dry_run: bool) -> SyncOutcome:
+    records, kept = undo_plan(source, state, of)
+    return run(ReplaySource(source, records, undo_of=of, kept=kept), state, run_id, dry_run=dry_run)
+
+
+def dump(state: SyncStateStore) -> dict[str, list]:
+    with state.engine.connect() as connection:
+        return {
+            table: sorted(map(repr, connection.execute(sa.text(f"SELECT * FROM {table}")).all()))
+            for table in ("sync_audit", "sync_batches", "sync_last_written", "sync_plans")
+        }
+
+
+HELD = {"a": {"grade": "1"}, "b": {"grade": "1"}, "c": {"grade": "1"}}
+WANTED = {"a": {"grade": "2"}, "b": {"grade": "2"}, "c": {"grade": "2"}}
+
+
+def test_a_reviewed_plan_is_applied_exactly_and_a_record_changed_meanwhile_is_a_conflict(
+    state: SyncStateStore,
+) -> None:
+    held = {key: dict(values) for key, values in HELD.items()}
+    source = DictSource(held, WANTED)
+    before = dump(state)
+    preview = run(source, state, "dry-1", dry_run=True)
+    assert preview.plan_id == "dry-1"
+    after = dump(state)
+    assert {k: v for k, v in after.items() if k != "sync_plans"} == {
+        k: v for k, v in before.items() if k != "sync_plans"
+    }
+    assert len(after["sync_plans"]) == 1
+    assert held == HELD  # the preview wrote nothing to the target
+
+    held["b"]["grade"] = "9"  # someone changed b after the plan was reviewed
+    # The source now wants something else: the reviewed plan, not a new one, is applied.
+    source.desired = {"a": {"grade": "7"}, "b": {"grade": "7"}, "c": {"grade": "7"}}
+    applied = run(reviewed_source(source, state, "dry-1"), state, "apply-1")
+    assert held == {"a": {"grade": "2"}, "b": {"grade": "9"}, "c": {"grade": "2"}}
+    assert applied.plan.skip_counts() == {"conflict": 1}
+    statuses = {(r["record_key"], r["status"]) for r in state.audit_rows("fake", run_id="apply-1")}
+    assert statuses == {("a", "applied"), ("b", "conflict"), ("c", "applied")}
+
+
+def test_a_write_time_conflict_is_audited_and_does_not_fail_the_run(state: SyncStateStore) -> None:
+    held = {key: dict(values) for key, values in HELD.items()}
+    source = DictSource(held, WANTED)
+    run(source, state, "dry-1", dry_run=True)
+    replay = reviewed_source(source, state, "dry-1")
+    original = source.read_target
+
+    async def moved_after_planning(keys: list[str]) -> Current:
+        current = await original(keys)
+        if len(keys) == 1 and keys == ["c"]:
+            held["c"]["grade"] = "5"
+            current.values["c"] = {"grade": "5"}
+        return current
+
+    source.read_target = moved_after_planning  # type: ignore[method-assign]
+    outcome = run(replay, state, "apply-1", batch_size=1)
+    assert outcome.result is not None and outcome.result.failures == {}
+    assert set(outcome.result.conflicts) == {"c"}
+    assert held["c"] == {"grade": "5"}
+    rows = state.audit_rows("fake", run_id="apply-1")
+    assert {(r["record_key"], r["status"]) for r in rows} == {
+        ("a", "applied"),
+        ("b", "applied"),
+        ("c", "conflict"),
+    }
+
+
+def test_unknown_expired_and_foreign_plans_are_refused_naming_the_id_and_the_setting(
+    state: SyncStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = DictSource({k: dict(v) for k, v in HELD.items()}, WANTED)
+    with pytest.raises(PlanRefused, match="'nope'.*SYNC_PLAN_MAX_AGE_HOURS=24"):
+        reviewed_source(source, state, "nope")
+    run(source, state, "dry-1", dry_run=True)
+    with state.engine.begin() as connection:
+        connection.execute(
+            sa.update(saved_plans).values(created_at=datetime.now(timezone.utc) - timedelta(hours=25))
+        )
+    with pytest.raises(PlanRefused, match="'dry-1' expired.*SYNC_PLAN_MAX_AGE_HOURS=24") as refused:
+        reviewed_source(source, state, "dry-1")
+    assert "\n" not in str(refused.value)
+    monkeypatch.setenv("SYNC_PLAN_MAX_AGE_HOURS", "48")
+    assert reviewed_source(source, state, "dry-1").records
+    other = DictSource({}, {})
+    other.target = "other"
+    with pytest.raises(PlanRefused, match="'dry-1' is a plan of fake, not of other"):
+        reviewed_source(other, state, "dry-1")
+
+
+def test_a_run_is_undone_and_the_undo_undone(state: SyncStateStore) -> None:
+    held = {key: dict(values) for key, values in HELD.items()}
+    held["d"] = {"grade": "3"}
+    source = DictSource(held, {**WANTED, "d": {"grade": "4"}})
+    run(source, state, "run-1")
+    assert held == {**WANTED, "d": {"grade": "4"}}
+
+    before = dump(state)
+    preview = undo(source, state, "undo-preview", "run-1", dry_run=True)
+    assert preview.plan.counts()["update"] == 4
+    after = dump(state)
+    assert after["sync_plans"] != before["sync_plans"]
+    assert {k: v for k, v in after.items() if k != "sync_plans"} == {
+        k: v for k, v in before.items() if k != "sync_plans"
+    }
+    assert held == {**WANTED, "d": {"grade": "4"}}
+
+    held["d"]["grade"] = "8"  # changed by someone else since run-1: the undo leaves it alone
+    undone = undo(source, state, "undo-1", "run-1", dry_run=False)
+    assert held == {**HELD, "d": {"grade": "8"}}
+    assert undone.plan.skip_counts() == {"conflict": 1}
+    audit = state.audit_rows("fake")
+    assert {r["run_id"] for r in audit} == {"run-1", "undo-1"}
+    assert {(r["record_key"], r["old_value"], r["new_value"]) for r in audit if r["status"] == "applied"} >= {
+        ("a", "1", "2"),
+        ("a", "2", "1"),
+    }
+
+    undo(source, state, "undo-2", "undo-1", dry_run=False)
+    assert held == {**WANTED, "d": {"grade": "8"}}
+    with pytest.raises(PlanRefused, match="'nothing'"):
+        undo_plan(source, state, "nothing")
+
+
+def test_an_undo_preview_is_saved_and_applied_by_its_plan_id(state: SyncStateStore) -> None:
+    held = {key: dict(values) for key, values in HELD.items()}
+    source = DictSource(held, WANTED)
+    run(source, state, "run-1")
+    undo(source, state, "undo-preview", "run-1", dry_run=True)
+    replay = reviewed_source(source, state, "undo-preview")
+    assert replay.undo_of == "run-1"
+    run(replay, state, "apply-undo")
+    assert held == HELD
