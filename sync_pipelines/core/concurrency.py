@@ -5,7 +5,10 @@ manner of Netflix's concurrency-limits "Vegas" limiter with an AIMD fallback on 
 
 * each answered request gives a latency sample; the server's latency without a queue is the lowest seen for that
   kind of request (method and path with its numbers masked), so pages and single records are not compared;
-* the queue the limit builds at the server is estimated as ``limit x (1 - no-load latency / latency)``: below
+* the queue the limit builds at the server is estimated as ``limit x (1 - tolerance x no-load latency /
+  latency)``: a latency up to ``tolerance`` (2) times the lowest is no queue, since a request's latency as the
+  client sees it also holds the client's own work (a busy event loop on a shared CPU, a connection set up per
+  request), which more requests in flight overlap rather than lengthen; below
   ``alpha`` (2, or 3 log10 limit) the limit grows by one per round trip (by one per answer until the first sign
   of a queue, a slow start), above ``beta`` (4, or 6 log10 limit) it shrinks by one per round trip; a server
   that queues requests beyond its workers thus keeps a few waiting, enough to keep every worker busy, not
@@ -62,6 +65,7 @@ class AdaptiveLimit:
         initial: int | None = None,
         overload_factor: float = 0.5,
         error_factor: float = 0.9,
+        tolerance: float = 2.0,
     ) -> None:
         if ceiling < 1 or minimum < 1 or minimum > ceiling:
             raise ValueError("need 1 <= minimum <= ceiling")
@@ -70,6 +74,7 @@ class AdaptiveLimit:
         self.adaptive = adaptive
         self.overload_factor = overload_factor
         self.error_factor = error_factor
+        self.tolerance = tolerance
         start = ceiling if not adaptive else min(ceiling, max(minimum, initial if initial is not None else 2))
         self.limit = float(start)
         self.slow_start = True
@@ -117,7 +122,7 @@ class AdaptiveLimit:
         gradient = base / latency
         self.gradient = 0.9 * self.gradient + 0.1 * gradient
         limit = self.limit
-        queue = limit * (1.0 - gradient)
+        queue = limit * max(0.0, 1.0 - self.tolerance * gradient)
         # At least 2 and 4 waiting: a server's latency moves by more than one request's worth with nothing queued
         # (a shared CPU, a connection set up per request), and a worker left idle costs more than a short queue.
         alpha = max(2.0, 3 * math.log10(max(limit, 1.0)))
