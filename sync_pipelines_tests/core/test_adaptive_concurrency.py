@@ -57,7 +57,8 @@ def test_the_limit_settles_a_few_above_the_workers_without_timeouts() -> None:
         stats = server.stats()
     assert api.requests_made == 300 and api.retries == 0
     assert summary["mode"] == "adaptive" and summary["ceiling"] == 16
-    assert 2 <= summary["limit"] <= 8, summary  # every worker busy, a short queue, well below the ceiling
+    # Every worker busy, a short queue (latency up to twice the lowest is no queue), well below the ceiling.
+    assert 2 <= summary["limit"] <= 12, summary
     assert not {"timeout", "overload", "dropped"} & set(summary["signals"]), summary
     assert stats["statuses"] == {"200": 300}
     assert stats["max_queued"] < 16  # the server never held the ceiling's queue
