@@ -35,7 +35,8 @@ class FailedRecordsError(SyncError):
     def __init__(self, target: str, failures: list[tuple[str, str]], shown: int = 20) -> None:
         self.target = target
         self.failures = failures
-        listed = "; ".join(f"{key}: {reason}" for key, reason in failures[:shown])
+        # One line, whatever the keys and reasons hold (a server's answer may carry line breaks).
+        listed = "; ".join(" ".join(f"{key}: {reason}".splitlines()) for key, reason in failures[:shown])
         more = f" (and {len(failures) - shown} more)" if len(failures) > shown else ""
         super().__init__(
             f"{len(failures)} record(s) could not be written to {target}; the next run retries them: "

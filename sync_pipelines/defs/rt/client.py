@@ -6,7 +6,7 @@ to write on the shared layer than to wrap. The token is the ``ApiClient``'s ``St
 ``resources.py``); the custom-field search pages with the shared paginator (``page``, ``per_page``, ``items``,
 ``next_page``), bounded at ``MAX_PAGES``.
 
-What RT 5 does that shapes this client (see docs/benchmarks.md and sync_pipelines_tests/rt_real/):
+What RT 5 does that shapes this client (see docs/benchmarks.md):
 - a user custom field that is not applied to users is listed by LookupType but left out of every user's
   ``CustomFields`` and silently ignored by ``PUT /user/{id}``: ``applied_user_field_names`` reads one user record;
 - a PUT answers 200 with messages quoting old and new values: ``messages.read_reply`` reads them by grammar, and a
