@@ -203,7 +203,7 @@ class ConcurrencyLimiter:
     ) -> None:
         self.limit = limit
         self.in_flight = 0
-        self.log = logger or logging.getLogger("sync_pipelines.http.concurrency")
+        self.log = logger or logging.getLogger("sync_pipelines.concurrency")
         self._clock = clock
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._logged = limit.allowed

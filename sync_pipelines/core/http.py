@@ -338,7 +338,9 @@ class ApiClient:
         self.retries = 0
         self.statuses: Counter[str] = Counter()
         self.concurrency = ConcurrencyLimiter(
-            AdaptiveLimit(limits.max_concurrency, adaptive=limits.adaptive_concurrency), logger=self.log
+            AdaptiveLimit(limits.max_concurrency, adaptive=limits.adaptive_concurrency),
+            # Its own logger: each change of the limit at DEBUG, apart from the client's retry lines.
+            logger=logging.getLogger(f"sync_pipelines.concurrency.{system}"),
         )
         self._limiter = self._make_limiter(limits.requests_per_second)
         self._paused_until = 0.0

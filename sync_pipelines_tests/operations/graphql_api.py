@@ -81,6 +81,27 @@ mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
 }
 """
 
+# The UI's LaunchPartitionBackfill mutation ("Materialize all" with every partition, or "Launch backfill").
+LAUNCH_BACKFILL = """
+mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+RUNS_WITH_TAG = """
+query RunsWithTag($key: String!, $value: String!) {
+  runsOrError(filter: {tags: [{key: $key, value: $value}]}) {
+    __typename
+    ... on Runs { results { runId status tags { key value } } }
+  }
+}
+"""
+
 RUN = """
 query Run($runId: ID!) {
   runOrError(runId: $runId) {
@@ -340,6 +361,19 @@ class DagsterUi:
             detail = result.get("message") or json.dumps(result, indent=2)
             raise LaunchRefused(f"launching {job} was refused: {detail[:4000]}")
         return result["run"]["runId"]
+
+    def launch_backfill_of_every_partition(self, assets: Iterable[str]) -> str:
+        """What "Materialize all" does with every partition selected: a backfill; returns its id."""
+        params = {"assetSelection": [asset_key(name) for name in assets], "allPartitions": True}
+        result = self.graphql(LAUNCH_BACKFILL, backfillParams=params)["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise LaunchRefused(f"the backfill was refused: {json.dumps(result)[:4000]}")
+        return result["backfillId"]
+
+    def runs_tagged(self, key: str, value: str) -> list[dict[str, Any]]:
+        found = self.graphql(RUNS_WITH_TAG, key=key, value=value)["runsOrError"]
+        assert found["__typename"] == "Runs", found
+        return found["results"]
 
     # -- runs --------------------------------------------------------------------------------------------------
     def run(self, run_id: str) -> dict[str, Any]:

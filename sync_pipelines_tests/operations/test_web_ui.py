@@ -5,6 +5,7 @@ recorded read back through the same API."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -164,6 +165,33 @@ def test_launch_the_whole_job(job: str, deployment: DagsterProcesses, worlds: di
     for asset, check in job_checks:
         [execution] = [e for e in ui.check_executions(asset, check) if e["run_id"] == run_id]
         assert execution["status"] == "SUCCEEDED" and execution["passed"] is True, (asset, check, execution)
+
+
+def test_materialize_all_partitions_is_one_run_over_every_shard(
+    deployment: DagsterProcesses, worlds: dict[str, SyncWorld]
+) -> None:
+    """The documented way to sync everything from the UI without Dagster's "no partition" warning: "Materialize
+    all" with every partition selected starts a backfill, which the sync assets run as a single run."""
+    ui, world = deployment.ui, worlds["user_kind_sync"]
+    backfill = ui.launch_backfill_of_every_partition([world.asset])
+    deadline = time.monotonic() + 300
+    runs: list[dict] = []
+    while time.monotonic() < deadline:
+        runs = ui.runs_tagged("dagster/backfill", backfill)
+        if runs and all(run["status"] in ("SUCCESS", "FAILURE", "CANCELED") for run in runs):
+            break
+        time.sleep(1)
+    assert len(runs) == 1, runs
+    [run] = runs
+    assert run["status"] == "SUCCESS", ui.run_report(run["runId"])
+    tags = tag_map(run["tags"])
+    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+        SHARD_KEYS[0],
+        SHARD_KEYS[-1],
+    )
+    materialized = ui.materializations(world.asset, run["runId"])
+    assert sorted(m["partition"] for m in materialized) == SHARD_KEYS
+    assert world.stale() == set()
 
 
 def test_sync_checks_job_reports_every_check(
