@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import dagster as dg
+
 from sync_pipelines.sync.config import SyncRunConfig
 from sync_pipelines.sync.plan import Conflict, FieldChange, PlannedRecord, Skip, Value, values_equal
 from sync_pipelines.sync.shards import SHARD_COUNT, shard_of
@@ -67,6 +69,26 @@ class SyncSource:
     remembers_written: bool = False
     # The per-shard counts each shard's materialization carries.
     count_names: tuple[str, ...] = ("created", "updated", "unchanged", "failed")
+
+    # What the source's HTTP client did, recorded by ``record_api`` when the client closes.
+    requests: int = 0
+    retries: int = 0
+    in_flight: dict[str, Any] | None = None
+
+    def record_api(self, api: Any) -> None:
+        """Keep an ``ApiClient``'s request count, retries and how its requests in flight adapted."""
+        self.requests, self.retries = api.requests_made, api.retries
+        self.in_flight = api.concurrency_summary()
+
+    def api_metadata(self) -> dict[str, Any]:
+        """``record_api``'s figures as run metadata (the limit of requests in flight and what moved it)."""
+        metadata: dict[str, Any] = {
+            "requests_made": dg.MetadataValue.int(self.requests),
+            "retries": dg.MetadataValue.int(self.retries),
+        }
+        if self.in_flight is not None:
+            metadata["requests_in_flight"] = dg.MetadataValue.json(self.in_flight)
+        return metadata
 
     def shard_of(self, key: str) -> str:
         return shard_of(key)

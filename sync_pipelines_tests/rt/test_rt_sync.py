@@ -148,6 +148,10 @@ def test_dry_run_shows_the_plan_and_writes_nothing(world: RtWorld) -> None:
     assert world.rt_values() == before
     metadata = observation(result)
     assert metadata["dry_run"].value is True
+    # How the requests in flight adapted is part of the run's record.
+    in_flight = metadata["requests_in_flight"].value
+    assert in_flight["mode"] == "adaptive" and 1 <= in_flight["limit"] <= in_flight["ceiling"] == 8
+    assert in_flight["answers"] >= metadata["requests_made"].value - 1
     assert metadata["planned_updates"].value == len(world.differing())
     table = metadata["plan"].value
     some_user = min(world.differing())

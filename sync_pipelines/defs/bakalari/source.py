@@ -93,7 +93,6 @@ class BakalariSource(SyncSource):
         self.entities = DesiredEntities()
         self.readings: list[StudentReading] = []
         self.writer: EntityWriter | None = None
-        self.requests = self.retries = 0
         self.students_seconds = 0.0
         self.started_at = ""
         self.started_monotonic = 0.0
@@ -149,7 +148,7 @@ class BakalariSource(SyncSource):
                 )
             finally:
                 tokens.close()
-                self.requests, self.retries = client.api.requests_made, client.api.retries
+                self.record_api(client.api)
         for failed in outcomes:
             if isinstance(failed, BaseException):
                 raise failed
@@ -318,8 +317,6 @@ class BakalariSource(SyncSource):
 
     def metadata(self, outcome: Any) -> dict[str, Any]:
         numeric = {
-            "requests_made": self.requests,
-            "retries": self.retries,
             "students_read": sum(1 for reading in self.readings if reading.ok),
             "students_needing_login": len(self.needs_login),
             "token_rotations": sum(reading.rotations for reading in self.readings),
@@ -335,6 +332,7 @@ class BakalariSource(SyncSource):
             name: dg.MetadataValue.float(value) if isinstance(value, float) else dg.MetadataValue.int(value)
             for name, value in numeric.items()
         }
+        metadata.update(self.api_metadata())
         metadata["needs_login_students"] = dg.MetadataValue.json(self.needs_login[:PREVIEW_ROWS])
         # Classes whose abbreviation has no leading digits: synced with EduRPG's default grade 1.
         metadata["grade_defaulted_classes"] = dg.MetadataValue.json(

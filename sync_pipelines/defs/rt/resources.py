@@ -13,7 +13,7 @@ from sync_pipelines.core.settings import api_limits, env_text
 from sync_pipelines.defs.rt.client import RequestTrackerClient
 
 GRADE_VALUES = ("grade", "graduation_year")
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 8  # a ceiling: below it the number in flight follows RT's answers
 
 
 class RequestTrackerResource(dg.ConfigurableResource):
@@ -37,7 +37,7 @@ class RequestTrackerResource(dg.ConfigurableResource):
         default=None, description="'grade' or 'graduation_year'; unset: RT_GRADE_VALUE, else 'grade'"
     )
     max_concurrency: int | None = Field(
-        default=None, ge=1, description="requests in flight; unset: RT_MAX_CONCURRENCY or 4"
+        default=None, ge=1, description="ceiling of requests in flight; unset: RT_MAX_CONCURRENCY or 8"
     )
     requests_per_second: float | None = Field(
         default=None, gt=0, description="unset: RT_REQUESTS_PER_SECOND or no cap"

@@ -177,8 +177,6 @@ class RtSource(SyncSource):
         self.fields = list(resource.fields())
         self.rt: RequestTrackerClient | None = None
         self.student_ids: dict[str, str] = {}
-        self.requests = 0
-        self.retries = 0
 
     def shard_of(self, key: str) -> str:
         return record_shard(key)
@@ -196,7 +194,7 @@ class RtSource(SyncSource):
             try:
                 yield
             finally:
-                self.requests, self.retries = rt.api.requests_made, rt.api.retries
+                self.record_api(rt.api)
 
     async def read_desired(self, scope: RunScope) -> Desired:
         grade_field, student_id_field = self.fields
@@ -253,8 +251,7 @@ class RtSource(SyncSource):
 
     def metadata(self, outcome: Any) -> dict[str, Any]:
         return {
-            "requests_made": dg.MetadataValue.int(self.requests),
-            "retries": dg.MetadataValue.int(self.retries),
+            **self.api_metadata(),
             "invalid_students": dg.MetadataValue.int(self.invalid_students),
         }
 

@@ -86,7 +86,7 @@ class UserKindsSource(SyncSource):
         self.current: dict[str, dict[str, Value]] = {}
         self.users_in_scope = 0
         self.zlv_read_seconds = 0.0
-        self.requests = self.retries = self.logins = self.refreshes = 0
+        self.logins = self.refreshes = 0
 
     async def read_desired(self, scope: RunScope) -> Desired:
         log = scope.log
@@ -106,7 +106,7 @@ class UserKindsSource(SyncSource):
                 self.lookups = await look_up_users(client, with_email, log)
             finally:
                 api = client.api
-                self.requests, self.retries = api.requests_made, api.retries
+                self.record_api(api)
                 self.logins, self.refreshes = client.logins, client.refreshes
         lookups = self.lookups
         log.info(
@@ -164,8 +164,7 @@ class UserKindsSource(SyncSource):
             "lookup_seconds": dg.MetadataValue.float(round(lookups.seconds, 3)),
             "lookups_per_second": dg.MetadataValue.float(round(lookups.rate, 1)),
             "read_seconds": dg.MetadataValue.float(round(self.zlv_read_seconds, 3)),
-            "requests_made": dg.MetadataValue.int(self.requests),
-            "retries": dg.MetadataValue.int(self.retries),
+            **self.api_metadata(),
             "logins": dg.MetadataValue.int(self.logins),
             "token_refreshes": dg.MetadataValue.int(self.refreshes),
         }
