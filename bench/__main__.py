@@ -6,8 +6,8 @@
 database-bound phases (100,000 students and 100,000 ZLV users). Each pipeline gets a first run, a delta run
 with 1 % of its source changed, and the seed script's way as the baseline.
 
-A complete run rewrites docs/benchmarks.md; ``--only`` and ``--quick`` runs only print, unless ``--doc`` says
-where to write.
+A complete run rewrites docs/benchmarks.md, keeping the sections it does not write itself (those measured by the
+separate commands they name); ``--only`` and ``--quick`` runs only print, unless ``--doc`` says where to write.
 """
 
 from __future__ import annotations
@@ -245,6 +245,30 @@ def markdown(
     return "\n".join(lines)
 
 
+def sections(text: str) -> list[tuple[str, str]]:
+    """``(heading, body)`` for each ``## `` section of a Markdown report; the part before them has heading ""."""
+    parts: list[tuple[str, str]] = []
+    heading, body = "", []
+    for line in text.splitlines():
+        if line.startswith("## "):
+            parts.append((heading, "\n".join(body)))
+            heading, body = line, []
+        body.append(line)
+    parts.append((heading, "\n".join(body)))
+    return parts
+
+
+def keep_other_sections(report: str, existing: str) -> str:
+    """``report``, with the sections of ``existing`` it does not write itself (figures measured by the
+    separate commands they name, e.g. against a real RT 5) kept before its "## Targets"."""
+    written = {heading for heading, _ in sections(report)}
+    kept = [body for heading, body in sections(existing) if heading and heading not in written]
+    if not kept:
+        return report
+    head, targets, rest = report.partition("\n## Targets")
+    return head.rstrip("\n") + "\n\n" + "\n\n".join(body.strip("\n") for body in kept) + "\n" + targets + rest
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -292,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = args.doc or (DOC if not (args.only or args.quick or args.no_doc) else None)
     if doc and not args.no_doc:
         doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(report)
+        doc.write_text(keep_other_sections(report, doc.read_text() if doc.exists() else ""))
         print(f"written to {doc}")
     return 1 if failed else 0
 
