@@ -6,12 +6,13 @@ The sequence is the same for all three syncs, so it lives here once:
 2. read what it holds, for the records not remembered from earlier runs and for those an interrupted run left
    in flight (``read_current``);
 3. plan, field by field; work out how the interrupted run's changes would be settled;
-4. a dry run stops here and writes nothing anywhere: the plan and the settlement are only shown;
+4. a dry run stops here: the plan and the settlement are shown, and the plan is saved for review (``sync_plans``,
+   applied later with ``apply_plan_id``); nothing else is written anywhere;
 5. a real run settles the interrupted changes, applies the plan in batches (write-ahead, write, audit), and
    reports; records that failed fail the run after everything else was written.
 
 ``run_sync`` is the Dagster face of it (an asset's body is one line); ``execute`` runs without Dagster, which
-is what the benchmarks time.
+is what the benchmarks time. A reviewed plan or an undo runs through ``sync.replay`` instead of steps 1-3.
 """
 
 from __future__ import annotations
