@@ -2,11 +2,8 @@
 
 import dagster as dg
 
-from sync_pipelines.core.failures import reported_as_failures
-from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
 from sync_pipelines.defs.bakalari.source import TARGET, BakalariSource
-from sync_pipelines.defs.shared.state_resource import SyncStateResource
-from sync_pipelines.sync.replay import UndoConfig, run_undo
+from sync_pipelines.defs.shared.undo_job import undo_job
 
 bakalari_sync = dg.define_asset_job(
     name="bakalari_sync",
@@ -20,31 +17,13 @@ bakalari_sync = dg.define_asset_job(
 )
 
 
-@dg.op(
-    name="bakalari_entities_undo",
-    out={},
-    description="Reverse one run's updates to EduRPG's rows (a preview unless dry_run: false); rows it created "
-    "are listed, not deleted.",
-)
-@reported_as_failures
-def _undo_bakalari(
-    context: dg.OpExecutionContext,
-    config: UndoConfig,
-    bakalari: BakalariResource,
-    edurpg_database: EduRpgDatabase,
-    sync_state: SyncStateResource,
-):
-    source = BakalariSource(bakalari, edurpg_database)
-    yield from run_undo(context, config, source, sync_state.store(), dg.AssetKey(TARGET))
-
-
-@dg.job(
+bakalari_sync_undo = undo_job(
     name="bakalari_sync_undo",
-    tags={"sync/target": "edurpg", "sync/api": "bakalari"},
-    executor_def=dg.in_process_executor,
+    asset=TARGET,
+    tags=bakalari_sync.tags,
+    resources={"bakalari", "edurpg_database"},
+    source=lambda resources: BakalariSource(resources.bakalari, resources.edurpg_database),
     description="Undo a bakalari_sync run (config run_id): updated fields back to what it replaced, where EduRPG "
     "still holds what it wrote; rows it created are listed for a person (EduRPG's cascades would delete game "
     "history). A dry run unless dry_run: false.",
 )
-def bakalari_sync_undo():
-    _undo_bakalari()

@@ -2,11 +2,8 @@
 
 import dagster as dg
 
-from sync_pipelines.core.failures import reported_as_failures
-from sync_pipelines.defs.shared.state_resource import SyncStateResource
-from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
+from sync_pipelines.defs.shared.undo_job import undo_job
 from sync_pipelines.defs.user_kinds.source import TARGET, UserKindsSource
-from sync_pipelines.sync.replay import UndoConfig, run_undo
 
 user_kind_sync = dg.define_asset_job(
     name="user_kind_sync",
@@ -19,29 +16,12 @@ user_kind_sync = dg.define_asset_job(
 )
 
 
-@dg.op(
-    name="user_kinds_undo",
-    out={},
-    description="Reverse one run's applied changes to users.kind (a preview unless dry_run: false).",
-)
-@reported_as_failures
-def _undo_user_kinds(
-    context: dg.OpExecutionContext,
-    config: UndoConfig,
-    portaildf: PortailDfResource,
-    zlv_database: ZlvDatabase,
-    sync_state: SyncStateResource,
-):
-    source = UserKindsSource(portaildf, zlv_database)
-    yield from run_undo(context, config, source, sync_state.store(), dg.AssetKey(TARGET))
-
-
-@dg.job(
+user_kind_sync_undo = undo_job(
     name="user_kind_sync_undo",
-    tags={"sync/target": "zlv", "sync/api": "portaildf"},
-    executor_def=dg.in_process_executor,
+    asset=TARGET,
+    tags=user_kind_sync.tags,
+    resources={"portaildf", "zlv_database"},
+    source=lambda resources: UserKindsSource(resources.portaildf, resources.zlv_database),
     description="Undo a user_kind_sync run (config run_id): users.kind back to the kinds it replaced, where ZLV "
     "still holds what it wrote; a dry run unless dry_run: false.",
 )
-def user_kind_sync_undo():
-    _undo_user_kinds()

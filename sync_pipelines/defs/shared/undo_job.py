@@ -1,0 +1,45 @@
+"""The undo job every sync has: one op that reverses a past run's applied changes (``sync.replay``).
+
+Each domain says which resources its source needs and how to build the source from them; the op, its
+one-line failures, the job's tags (the sync's own, so an undo queues behind a sync of the same target) and the
+in-process executor are the same for all three.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import dagster as dg
+
+from sync_pipelines.core.failures import reported_as_failures
+from sync_pipelines.sync.replay import UndoConfig, run_undo
+from sync_pipelines.sync.source import SyncSource
+
+
+def undo_job(
+    *,
+    name: str,
+    asset: str,
+    tags: Mapping[str, str],
+    resources: set[str],
+    source: Callable[[Any], SyncSource],
+    description: str,
+) -> dg.JobDefinition:
+    """``name`` (e.g. ``rt_user_sync_undo``) with one op ``<asset>_undo``; ``source(context.resources)`` builds
+    the domain's source from ``resources``."""
+
+    @dg.op(
+        name=f"{asset}_undo",
+        out={},
+        required_resource_keys={*resources, "sync_state"},
+        description=f"Reverse one run's applied changes to {asset} (a preview unless dry_run: false).",
+    )
+    @reported_as_failures
+    def undo(context: dg.OpExecutionContext, config: UndoConfig):
+        state = context.resources.sync_state.store()
+        yield from run_undo(context, config, source(context.resources), state, dg.AssetKey(asset))
+
+    @dg.job(name=name, tags=dict(tags), executor_def=dg.in_process_executor, description=description)
+    def job():
+        undo()
+
+    return job
