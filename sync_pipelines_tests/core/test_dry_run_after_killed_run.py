@@ -18,12 +18,10 @@ import pytest
 import sqlalchemy as sa
 
 from devkit.sandbox.bakalari import BakalariSandbox, generate_school
-from devkit.sandbox.databases import seed_students
 from devkit.sandbox.edurpg import seed_edurpg
 from devkit.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME, PortailDfSandbox
-from devkit.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
-from devkit.sandbox.sample_data import generate_students
-from devkit.sandbox.server import Knobs, ThreadedSandbox
+from devkit.sandbox.rt import DEFAULT_TOKEN
+from devkit.sandbox.server import ThreadedSandbox
 from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.definitions import defs
@@ -34,6 +32,8 @@ from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
 from sync_pipelines.sync.state import SyncStateStore
 from sync_pipelines_tests.bakalari.helpers import run_sync as run_bakalari
 from sync_pipelines_tests.bakalari.helpers import sync_resources
+from sync_pipelines_tests.rt.test_rt_sync import RtWorld
+from sync_pipelines_tests.rt.test_rt_sync import rt_world as start_rt_world
 
 pytestmark = pytest.mark.integration
 
@@ -112,24 +112,15 @@ def assert_dry_run_wrote_nothing_then_real_run_settles(
 
 # -- RT -----------------------------------------------------------------------------------------------------
 @pytest.fixture
-def rt_world(make_pg_url, state_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    students = generate_students(60, seed=21)
-    students_url = make_pg_url()
-    seed_students(students_url, students, schema="django")
-    with ThreadedSandbox(RequestTrackerSandbox.from_sample(60, seed=21, knobs=Knobs(seed=2))) as rt:
-        for name, value in {
-            "STUDENTS_DATABASE_URL": students_url,
-            "RT_URL": rt.url,
-            "RT_TOKEN": DEFAULT_TOKEN,
-            "SYNC_STATE_DATABASE_URL": state_url,
-        }.items():
-            monkeypatch.setenv(name, value)
-        with dg.instance_for_test() as instance:
-            yield {"rt": rt, "students": students, "students_url": students_url, "instance": instance}
+def rt_world(make_pg_url, state_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
+    with start_rt_world(
+        make_pg_url, monkeypatch, size=60, seed=21, knobs_seed=2, state_url=state_url
+    ) as world:
+        yield world
 
 
-def test_rt_dry_run_after_a_killed_run_writes_nothing(rt_world: dict[str, Any], state_url: str) -> None:
-    rt, students = rt_world["rt"], rt_world["students"]
+def test_rt_dry_run_after_a_killed_run_writes_nothing(rt_world: RtWorld, state_url: str) -> None:
+    rt, students = rt_world.rt, rt_world.students
     users = rt.state()["users"]
     synced = [
         s
@@ -145,7 +136,7 @@ def test_rt_dry_run_after_a_killed_run_writes_nothing(rt_world: dict[str, Any], 
     def run(config: dict[str, Any]) -> dg.ExecuteInProcessResult:
         return job.execute_in_process(
             run_config={"ops": {"rt_user_custom_fields": {"config": config}}},
-            instance=rt_world["instance"],
+            instance=rt_world.instance,
             raise_on_error=False,
         )
 
@@ -164,7 +155,7 @@ def test_rt_dry_run_after_a_killed_run_writes_nothing(rt_world: dict[str, Any], 
         run,
         "rt_user_custom_fields",
         state_url,
-        [rt_world["students_url"]],
+        [rt_world.students_url],
         {"applied": 2, "not_applied": 4},
         target_state=lambda: rt.state()["users"],
     )

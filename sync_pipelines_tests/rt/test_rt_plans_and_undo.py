@@ -10,13 +10,10 @@ import dagster as dg
 import httpx
 import pytest
 
-from devkit.sandbox.databases import seed_students
-from devkit.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
-from devkit.sandbox.sample_data import generate_students
-from devkit.sandbox.server import Knobs, ThreadedSandbox
+from devkit.sandbox.rt import DEFAULT_TOKEN
 from sync_pipelines.definitions import defs
 from sync_pipelines.sync.state import SyncStateStore
-from sync_pipelines_tests.rt.test_rt_sync import RtWorld
+from sync_pipelines_tests.rt.test_rt_sync import RtWorld, rt_world
 
 pytestmark = pytest.mark.integration
 
@@ -25,19 +22,8 @@ SIZE = 40
 
 @pytest.fixture
 def world(make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
-    students = generate_students(SIZE, seed=11)
-    students_url, state_url = make_pg_url(), make_pg_url()
-    seed_students(students_url, students, schema="django")
-    with ThreadedSandbox(RequestTrackerSandbox.from_sample(SIZE, seed=11, knobs=Knobs(seed=1))) as rt:
-        for name, value in {
-            "STUDENTS_DATABASE_URL": students_url,
-            "RT_URL": rt.url,
-            "RT_TOKEN": DEFAULT_TOKEN,
-            "SYNC_STATE_DATABASE_URL": state_url,
-        }.items():
-            monkeypatch.setenv(name, value)
-        with dg.instance_for_test() as instance:
-            yield RtWorld(rt, students, students_url, state_url, instance)
+    with rt_world(make_pg_url, monkeypatch, size=SIZE) as world:
+        yield world
 
 
 def summary(result: dg.ExecuteInProcessResult) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -67,12 +68,22 @@ class RtWorld:
         return {key for key, value in self.expected().items() if current.get(key) != value}
 
 
-@pytest.fixture
-def world(make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
-    students = generate_students(SIZE, seed=11)
-    students_url, state_url = make_pg_url(), make_pg_url()
+@contextlib.contextmanager
+def rt_world(
+    make_pg_url,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int = SIZE,
+    seed: int = 11,
+    knobs_seed: int = 1,
+    state_url: str | None = None,
+) -> Iterator[RtWorld]:
+    """``size`` sample students on PostgreSQL, an RT sandbox holding their users, the sync's variables set, and a
+    Dagster instance; the state on ``state_url`` (default: a fresh PostgreSQL database)."""
+    students = generate_students(size, seed=seed)
+    students_url, state_url = make_pg_url(), state_url or make_pg_url()
     seed_students(students_url, students, schema="django")
-    with ThreadedSandbox(RequestTrackerSandbox.from_sample(SIZE, seed=11, knobs=Knobs(seed=1))) as rt:
+    sandbox = RequestTrackerSandbox.from_sample(size, seed=seed, knobs=Knobs(seed=knobs_seed))
+    with ThreadedSandbox(sandbox) as rt:
         for name, value in {
             "STUDENTS_DATABASE_URL": students_url,
             "RT_URL": rt.url,
@@ -82,6 +93,12 @@ def world(make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
             monkeypatch.setenv(name, value)
         with dg.instance_for_test() as instance:
             yield RtWorld(rt, students, students_url, state_url, instance)
+
+
+@pytest.fixture
+def world(make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
+    with rt_world(make_pg_url, monkeypatch) as world:
+        yield world
 
 
 def run_checks(world: RtWorld) -> dg.ExecuteInProcessResult:
