@@ -15,7 +15,6 @@ the URL itself gives.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from sync_pipelines.core.env import env_number
 from sync_pipelines.core.errors import ConfigurationError, DatabaseTimeout
 from sync_pipelines.core.redaction import describe_error, redact, redact_url_password
 
@@ -43,16 +43,7 @@ _KEY_VALUE_DSN = re.compile(r"^\s*[a-z_]+\s*=", re.IGNORECASE)
 
 def timeout_setting(name: str) -> float:
     """Seconds from ``name`` (one of ``TIMEOUT_DEFAULTS``); 0 means no limit."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return TIMEOUT_DEFAULTS[name]
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(name, f"must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise ConfigurationError(name, f"must be 0 (no limit) or more, got {raw!r}")
-    return value
+    return float(env_number(name, TIMEOUT_DEFAULTS[name], minimum=0, unit="seconds"))  # type: ignore[arg-type]
 
 
 def _encode_userinfo(url: str) -> str:

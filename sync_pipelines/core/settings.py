@@ -2,41 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from sync_pipelines.core.answers import DEFAULT_MAX_ANSWER_BYTES
-from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.core.env import env_flag, env_number
 from sync_pipelines.core.http import DEFAULT_DEADLINE_SECONDS, ApiLimits
-
-
-def env_text(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
-
-
-def env_flag(name: str, default: bool) -> bool:
-    """A yes/no setting: true/false, yes/no, on/off, 1/0 (any case); unset or empty: ``default``."""
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(name, f"must be true or false, got {raw!r}")
-
-
-def _env_number(name: str, kind: type, minimum: float) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigurationError(name, f"must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(name, f"must be at least {minimum}, got {raw!r}")
-    return value
 
 
 def api_limits(
@@ -52,8 +20,10 @@ def api_limits(
     defaults (no rate cap); ``<SYSTEM>_ADAPTIVE_CONCURRENCY`` (default on: the limit in flight follows the
     server's answers below the ceiling; off: the ceiling, fixed); and ``<SYSTEM>_MAX_ANSWER_BYTES`` and
     ``<SYSTEM>_DEADLINE_SECONDS`` (or ``SYNC_DEADLINE_SECONDS``)."""
-    concurrency = max_concurrency or _env_number(f"{system}_MAX_CONCURRENCY", int, 1) or default_concurrency
-    rate = requests_per_second or _env_number(f"{system}_REQUESTS_PER_SECOND", float, 0.001)
+    concurrency = (
+        max_concurrency or env_number(f"{system}_MAX_CONCURRENCY", kind=int, minimum=1) or default_concurrency
+    )
+    rate = requests_per_second or env_number(f"{system}_REQUESTS_PER_SECOND", minimum=0.001)
     return ApiLimits(
         max_concurrency=int(concurrency),
         adaptive_concurrency=env_flag(f"{system}_ADAPTIVE_CONCURRENCY", True),
@@ -68,14 +38,14 @@ def api_limits(
 
 def max_answer_bytes(system: str) -> int:
     """``<SYSTEM>_MAX_ANSWER_BYTES``: the longest answer read from ``system``, after decompression (16 MiB)."""
-    value = _env_number(f"{system}_MAX_ANSWER_BYTES", int, 1024)
+    value = env_number(f"{system}_MAX_ANSWER_BYTES", kind=int, minimum=1024)
     return int(value) if value is not None else DEFAULT_MAX_ANSWER_BYTES
 
 
 def deadline_seconds(system: str) -> float:
     """``<SYSTEM>_DEADLINE_SECONDS``, else ``SYNC_DEADLINE_SECONDS``, else 4 hours: how long a sync run may send
     requests to ``system``, counted from the run's start."""
-    value = _env_number(f"{system}_DEADLINE_SECONDS", float, 1) or _env_number(
-        "SYNC_DEADLINE_SECONDS", float, 1
+    value = env_number(f"{system}_DEADLINE_SECONDS", minimum=1) or env_number(
+        "SYNC_DEADLINE_SECONDS", minimum=1
     )
     return float(value) if value is not None else DEFAULT_DEADLINE_SECONDS

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
@@ -28,7 +27,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from sync_pipelines.core.errors import ConfigurationError, SyncError
+from sync_pipelines.core.env import env_number
+from sync_pipelines.core.errors import SyncError
 from sync_pipelines.sync.apply import apply_plan
 from sync_pipelines.sync.config import SyncRunConfig
 from sync_pipelines.sync.plan import CONFLICT, Action, FieldChange, PlannedRecord, SyncPlan
@@ -48,14 +48,8 @@ class PlanRefused(SyncError):
 
 
 def plan_max_age() -> timedelta:
-    text = os.environ.get(PLAN_AGE_SETTING, "").strip()
-    try:
-        hours = float(text) if text else DEFAULT_PLAN_AGE_HOURS
-    except ValueError:
-        raise ConfigurationError(PLAN_AGE_SETTING, f"{text!r} is not a number of hours") from None
-    if hours <= 0:
-        raise ConfigurationError(PLAN_AGE_SETTING, f"{text!r} must be a positive number of hours")
-    return timedelta(hours=hours)
+    hours = env_number(PLAN_AGE_SETTING, DEFAULT_PLAN_AGE_HOURS, above=0, unit="hours")
+    return timedelta(hours=float(hours))  # type: ignore[arg-type]
 
 
 def reviewed_plan(state: SyncStateStore, plan_id: str, target: str) -> SavedPlan:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,7 +45,8 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync_pipelines.core.auth import Auth, LoginAuth, Refusal, RotatingRefreshAuth, StaticToken, Tokens
-from sync_pipelines.core.errors import AuthenticationError, ConfigurationError, SyncError
+from sync_pipelines.core.env import env_number
+from sync_pipelines.core.errors import AuthenticationError, SyncError
 from sync_pipelines.core.http import AUTH_STATUSES, ApiClient, ApiError
 from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.defs.bakalari.answers import (
@@ -115,16 +115,7 @@ class TokensAtRisk(SyncError):
 
 
 def save_patience() -> float:
-    raw = os.environ.get(PATIENCE_SETTING, "").strip()
-    if not raw:
-        return DEFAULT_PATIENCE_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(PATIENCE_SETTING, f"must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise ConfigurationError(PATIENCE_SETTING, f"must be 0 or more, got {raw!r}")
-    return value
+    return float(env_number(PATIENCE_SETTING, DEFAULT_PATIENCE_SECONDS, minimum=0, unit="seconds"))  # type: ignore[arg-type]
 
 
 class TokenStore:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sync_pipelines.core.settings import env_text
+from sync_pipelines.core.env import env_text
 from sync_pipelines.defs.bakalari.jobs import bakalari_sync
 from sync_pipelines.defs.systems import schedule_status
 

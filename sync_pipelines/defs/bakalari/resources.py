@@ -1,7 +1,6 @@
 """Bakaláři and EduRPG's database as resources: where they are, the credentials, how hard to drive the API."""
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,15 +9,12 @@ from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from sync_pipelines.core.database import create_database_engine, is_postgresql
-from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.core.env import env_flag
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.settings import api_limits
 from sync_pipelines.defs.bakalari.accounts import OPERATOR_VARIABLES
 from sync_pipelines.defs.bakalari.client import BakalariClient
 from sync_pipelines.defs.bakalari.edurpg import CREATE_EXTERNAL_REF_SETTING, SETTING, EduRpgStore
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
 
 
 class BakalariResource(dg.ConfigurableResource):
@@ -81,12 +77,7 @@ class EduRpgDatabase(dg.ConfigurableResource):
     def creates_external_ref(self) -> bool:
         if self.create_external_ref is not None:
             return self.create_external_ref
-        value = os.environ.get(CREATE_EXTERNAL_REF_SETTING, "").strip().lower()
-        if value in _TRUE:
-            return True
-        if value in _FALSE:
-            return False
-        raise ConfigurationError(CREATE_EXTERNAL_REF_SETTING, f"expected true or false, got {value!r}")
+        return env_flag(CREATE_EXTERNAL_REF_SETTING, False)
 
     def store(self, prepare: bool = False) -> EduRpgStore:
         """The store, after checking that the database holds EduRPG's tables (else one sentence naming the setting).

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import dagster as dg
 
-from sync_pipelines.core.settings import env_text
+from sync_pipelines.core.env import env_text
 from sync_pipelines.defs.rt.jobs import rt_user_sync
 from sync_pipelines.defs.students.resources import StudentsDatabase
 from sync_pipelines.defs.students.validation import student_shard

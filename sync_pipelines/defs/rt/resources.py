@@ -8,8 +8,9 @@ import dagster as dg
 from pydantic import Field
 
 from sync_pipelines.core.auth import StaticToken
+from sync_pipelines.core.env import env_text
 from sync_pipelines.core.http import ApiClient
-from sync_pipelines.core.settings import api_limits, env_text
+from sync_pipelines.core.settings import api_limits
 from sync_pipelines.defs.rt.client import RequestTrackerClient
 
 GRADE_VALUES = ("grade", "graduation_year")

@@ -7,9 +7,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from sync_pipelines.core.env import env_flag, env_text
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.http import ApiClient
-from sync_pipelines.core.settings import api_limits, env_text
+from sync_pipelines.core.settings import api_limits
 from sync_pipelines.defs.user_kinds.client import (
     AUTH_VERSIONS,
     CREDENTIAL_VARIABLES,
@@ -17,9 +18,6 @@ from sync_pipelines.defs.user_kinds.client import (
     portaildf_auth,
 )
 from sync_pipelines.defs.user_kinds.database import ZlvUsers
-
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off")
 
 
 class PortailDfResource(dg.ConfigurableResource):
@@ -99,7 +97,4 @@ class ZlvDatabase(dg.ConfigurableResource):
     def includes_deleted(self) -> bool:
         if self.include_deleted is not None:
             return self.include_deleted
-        raw = env_text("ZLV_INCLUDE_DELETED_USERS", "false").lower()
-        if raw not in TRUE_WORDS + FALSE_WORDS:
-            raise ConfigurationError("ZLV_INCLUDE_DELETED_USERS", f"must be true or false, got {raw!r}")
-        return raw in TRUE_WORDS
+        return env_flag("ZLV_INCLUDE_DELETED_USERS", False)
