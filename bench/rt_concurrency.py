@@ -24,11 +24,10 @@ from typing import Any
 import dagster as dg
 
 from bench.common import ratio, table, temporary_dagster_home, verdict
-from bench.rt_real import initial_values, request_cost
+from bench.rt_real import request_cost, students_in_rt
 from devkit.postgres import PostgresServer
 from devkit.request_tracker import RequestTracker5
 from devkit.sandbox.databases import seed_students
-from devkit.sandbox.sample_data import generate_students
 from sync_pipelines.core import http
 
 SETTINGS: tuple[tuple[str, int, bool], ...] = (
@@ -83,18 +82,7 @@ def _run(users: int, workers: int, bcrypt_cost: int) -> list[dict[str, Any]]:
         PostgresServer() as postgres,
         temporary_dagster_home("bench-rt-concurrency-") as home,
     ):
-        rt.create_user_fields("Grade", "Student ID")
-        sample = [s for s in generate_students(int(users * 1.2), seed=7) if s.rt_user_id is not None][:users]
-        values = initial_values(sample)
-        id_sets = [
-            rt.create_users(
-                [
-                    (f"{n}-{s.student_id.lower()}", f"{n}-{s.student_id.lower()}@example.test", v)
-                    for s, v in zip(sample, values, strict=True)
-                ]
-            )
-            for n in range(len(SETTINGS))
-        ]
+        sample, id_sets = students_in_rt(rt, users, [str(n) for n in range(len(SETTINGS))])
         token = rt.create_token("sync-bot")
         cost = request_cost(rt, token)
         print(

@@ -49,6 +49,27 @@ def initial_values(students: list[SampleStudent]) -> list[dict[str, str]]:
     return values
 
 
+def students_in_rt(
+    rt: RequestTracker5, users: int, prefixes: list[str]
+) -> tuple[list[SampleStudent], list[list[int]]]:
+    """``users`` sample students, and one set of RT users for them per prefix (same names but for the prefix,
+    same values from ``initial_values``, ids rising from one set to the next): one set per way or setting
+    measured, so each starts from the same state. Creates the two user custom fields first."""
+    rt.create_user_fields("Grade", "Student ID")
+    sample = [s for s in generate_students(int(users * 1.2), seed=7) if s.rt_user_id is not None][:users]
+    values = initial_values(sample)
+    id_sets = [
+        rt.create_users(
+            [
+                (f"{prefix}-{s.student_id.lower()}", f"{prefix}-{s.student_id.lower()}@example.test", v)
+                for s, v in zip(sample, values, strict=True)
+            ]
+        )
+        for prefix in prefixes
+    ]
+    return sample, id_sets
+
+
 def request_cost(rt: RequestTracker5, token: str, tries: int = 10) -> float:
     """Median seconds of one token-authenticated ``GET /REST/2.0/rt``, sent one at a time."""
     times = []
@@ -67,21 +88,9 @@ def run(users: int = 2000, workers: int = 2, bcrypt_cost: int | None = 12) -> li
         PostgresServer() as postgres,
         temporary_dagster_home("bench-rt-real-") as home,
     ):
-        rt.create_user_fields("Grade", "Student ID")
-        sample = [s for s in generate_students(int(users * 1.2), seed=7) if s.rt_user_id is not None][:users]
-        values = initial_values(sample)
         began = time.monotonic()
-        # Two sets of the same users (same names but for a prefix, same values): the first for the paged way, the
-        # second, with higher ids, for the per-user way, so that each way starts from the same state.
-        id_sets = [
-            rt.create_users(
-                [
-                    (f"{prefix}-{s.student_id.lower()}", f"{prefix}-{s.student_id.lower()}@example.test", v)
-                    for s, v in zip(sample, values, strict=True)
-                ]
-            )
-            for prefix in ("a", "b")
-        ]
+        # The first set for the paged way, the second, with higher ids, for the per-user way.
+        sample, id_sets = students_in_rt(rt, users, ["a", "b"])
         created_s = time.monotonic() - began
         token = rt.create_token("sync-bot")
         cost = request_cost(rt, token)
