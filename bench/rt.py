@@ -33,7 +33,7 @@ from bench.common import (
 from devkit.postgres import PostgresServer
 from devkit.sandbox.databases import seed_students
 from devkit.sandbox.rt import DEFAULT_TOKEN
-from devkit.sandbox.sample_data import generate_students
+from devkit.sandbox.sample_data import SampleStudent, generate_students
 from devkit.sandbox.server import SandboxProcess
 from sync_pipelines.core.database import create_database_engine
 
@@ -42,6 +42,18 @@ PUT = "PUT /REST/2.0/user/{id}"
 GET = "GET /REST/2.0/user/{id}"
 TARGET_FACTOR = 1.3
 DELTA_TARGET_SHARE = 0.02
+
+
+def rt_job_env(postgres: PostgresServer, rt_url: str, students: list[SampleStudent]) -> dict[str, str]:
+    """``students`` seeded in a new database, a new state database, and the variables ``rt_user_sync`` reads."""
+    students_url = postgres.url(postgres.create_database("students"))
+    seed_students(students_url, students, schema="django")
+    return {
+        "STUDENTS_DATABASE_URL": students_url,
+        "SYNC_STATE_DATABASE_URL": postgres.url(postgres.create_database("sync_state")),
+        "RT_URL": rt_url,
+        "RT_TOKEN": DEFAULT_TOKEN,
+    }
 
 
 def run(
@@ -65,16 +77,8 @@ def run(
         SandboxProcess("rt", sandbox_args) as rt,
         temporary_dagster_home("bench-rt-") as home,
     ):
-        students_url = postgres.url(postgres.create_database("students"))
-        state_url = postgres.url(postgres.create_database("sync_state"))
-        seed_students(students_url, students, schema="django")
-        env = {
-            "STUDENTS_DATABASE_URL": students_url,
-            "SYNC_STATE_DATABASE_URL": state_url,
-            "RT_URL": rt.url,
-            "RT_TOKEN": DEFAULT_TOKEN,
-            "RT_MAX_CONCURRENCY": str(slots),
-        }
+        env = {**rt_job_env(postgres, rt.url, students), "RT_MAX_CONCURRENCY": str(slots)}
+        students_url = env["STUDENTS_DATABASE_URL"]
         engine = create_database_engine(students_url, "STUDENTS_DATABASE_URL")
 
         def measured(name: str, note: str) -> dict[str, Any]:

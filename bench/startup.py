@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import execute_job, result_row, table, temporary_dagster_home, verdict
+from bench.rt import rt_job_env
 from devkit.postgres import PostgresServer
-from devkit.sandbox.databases import seed_students
-from devkit.sandbox.rt import DEFAULT_TOKEN
 from devkit.sandbox.sample_data import generate_students
 from devkit.sandbox.server import SandboxProcess
 
@@ -67,15 +66,7 @@ def run(repeats: int = 3) -> list[dict[str, Any]]:
     ):
         job_file = Path(directory) / "trivial_job.py"
         job_file.write_text(TRIVIAL_JOB)
-        students_url = postgres.url(postgres.create_database("students"))
-        state_url = postgres.url(postgres.create_database("sync_state"))
-        seed_students(students_url, students, schema="django")
-        env = {
-            "STUDENTS_DATABASE_URL": students_url,
-            "SYNC_STATE_DATABASE_URL": state_url,
-            "RT_URL": rt.url,
-            "RT_TOKEN": DEFAULT_TOKEN,
-        }
+        env = rt_job_env(postgres, rt.url, students)
         first = execute_job("rt_user_sync", env, home, "rt_user_custom_fields")
         if first.exit_code != 0:
             raise RuntimeError(f"the first rt_user_sync run failed ({first.exit_code})")
