@@ -24,7 +24,7 @@ from typing import Any
 import dagster as dg
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.redaction import Redactor, describe_error
+from sync_pipelines.core.redaction import describe_error, redact
 from sync_pipelines.defs.bakalari.accounts import (
     FAILING_CATEGORIES,
     NEEDS_LOGIN,
@@ -241,7 +241,9 @@ class BakalariSource(SyncSource):
     async def stopped(self, scope: RunScope, error: BaseException) -> None:
         if self.store is None:
             return
-        message = Redactor([self.bakalari.password])(f"{type(error).__name__}: {error}")[:2000]
+        # The one redactor of every path out: the environment's secrets and every database password, and the
+        # operator's password even where it did not come from the environment.
+        message = redact(f"{type(error).__name__}: {error}", [self.bakalari.password])[:2000]
         try:
             self.store.log_event(
                 "ERROR",
