@@ -396,6 +396,9 @@ class SandboxProcess(SandboxHandle):
         super().__init__(f"http://127.0.0.1:{self._port}")
 
     def start(self, timeout: float = 60) -> SandboxProcess:
+        """Start the server (once: a running server is kept, so ``with`` on a started one does not leak it)."""
+        if self._process is not None and self._process.poll() is None:
+            return self
         for attempt in range(BIND_ATTEMPTS):
             error = self._start_once(timeout)
             if error is None:

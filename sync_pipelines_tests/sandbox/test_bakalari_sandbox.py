@@ -453,3 +453,13 @@ def test_command_line_serves_the_sample_school() -> None:
             assert login.status_code == 200
             assert login.json()["bak:UserId"] == school.students[11].user_id
         assert len(server.state()["students"]) == 12
+
+
+def test_entering_a_started_server_keeps_it_and_stops_it_once() -> None:
+    server = SandboxProcess("bakalari", ["--size", "3", "--seed", "3"]).start()
+    first = server._process
+    url = server.url
+    with server as entered:  # the demo setups hand out started servers; entering them must not start another
+        assert entered._process is first and entered.url == url
+        assert entered.stats()["statuses"] is not None
+    assert first is not None and first.poll() is not None
