@@ -16,7 +16,14 @@ from typing import Any
 import dagster as dg
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, multiple, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
 
 from sync_pipelines.sync.plan import Value, values_equal
 from sync_pipelines.sync.state import APPLIED
@@ -118,6 +125,11 @@ def check_every_run(sync: SyncUnderTest, *, examples: int, steps: int) -> None:
             assert result.success, f"{what} failed: {_failure(result)}"
             assert_audit_matches(before, after, sync.audit(result.run_id), sync.ignored)
             return result.run_id
+
+        @initialize(target=plans)
+        def first_dry_run(self) -> str:
+            # Every interleaving has a plan to apply from its start.
+            return self._checked("dry run", lambda: sync.run({"dry_run": True}))
 
         @rule(target=plans)
         def dry_run(self) -> str:

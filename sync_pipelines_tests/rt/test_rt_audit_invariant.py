@@ -110,7 +110,8 @@ def test_a_plain_run_sends_only_the_changed_field(world: RtWorld) -> None:
 
 
 def test_every_change_rt_holds_is_an_audited_applied_row(world: RtWorld) -> None:
-    users = sorted(s.rt_user_id for s in world.students if s.rt_user_id is not None)
+    # A few users, so that edits, changed students and plans often meet on the same user.
+    users = sorted(s.rt_user_id for s in world.students if s.rt_user_id is not None)[:2]
     values = st.sampled_from(["K", "2", "11", "12", "HAND-EDIT", "IT"])
 
     def edit(user: int, field: str, value: str) -> Callable[[], None]:
