@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 TARGET = "user_kinds"
 BOOKKEEPING = ("updated_at",)
-EXAMPLES, STEPS = 10, 8
+EXAMPLES, STEPS = 8, 6
 
 
 @pytest.fixture
