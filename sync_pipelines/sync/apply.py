@@ -16,7 +16,7 @@ from typing import Any
 from sync_pipelines.core.database import timeout_error
 from sync_pipelines.core.errors import StopsTheRun
 from sync_pipelines.core.redaction import describe_error
-from sync_pipelines.sync.plan import Action, Conflict, PlannedRecord, SyncPlan
+from sync_pipelines.sync.plan import Action, Conflict, PlannedRecord, SyncPlan, written_changes
 from sync_pipelines.sync.state import SyncStateStore
 
 # A batch writer gets the records to write and answers ``{key: reason}`` for the ones that failed.
@@ -163,10 +163,11 @@ async def apply_plan(
             for key, reason in failures.items():
                 (result.conflicts if isinstance(reason, Conflict) else result.failures)[key] = reason
             for record in batch:
-                if record.key in failures:
+                written = written_changes(record, failures.get(record.key))
+                if not written:
                     continue
                 result.written += 1
-                result.field_changes += len(record.changes)
+                result.field_changes += len(written)
                 if record.action is Action.CREATE:
                     result.created += 1
                 else:

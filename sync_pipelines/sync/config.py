@@ -30,9 +30,9 @@ class SyncRunConfig(dg.Config):
 
     apply_plan_id: str | None = Field(
         default=None,
-        description="Apply exactly the plan a dry run saved under this id (its run id): each change only where the "
-        "target still holds the plan's old value; the others are reported as conflicts. Plans expire after "
-        "SYNC_PLAN_MAX_AGE_HOURS (default 24).",
+        description="Apply exactly the plan a dry run saved under this id (its run id): only the fields it changes, "
+        "each only where the target still holds the plan's old value; the others are reported as conflicts, field "
+        "by field. Plans expire after SYNC_PLAN_MAX_AGE_HOURS (default 24).",
     )
 
     def effective_batch_size(self, default: int) -> int:

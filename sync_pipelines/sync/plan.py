@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -22,9 +22,24 @@ CONFLICT = "conflict"
 
 
 class Conflict(str):
-    """A writer's reason for a record it left alone because the target no longer held the expected old value
-    (a reviewed plan or an undo applied after someone else changed the record): audited ``conflict``, reported
-    as a skip, never a failure."""
+    """A writer's reason for the planned fields of a record it left alone because the target no longer held their
+    expected old value (a reviewed plan or an undo applied after someone else changed them): audited
+    ``conflict`` field by field, reported as a skip, never a failure.
+
+    ``fields`` names the fields left alone; the record's other planned fields were written. Empty: every planned
+    field of the record was left alone (the row is gone, say)."""
+
+    fields: tuple[str, ...]
+
+    def __new__(cls, reason: str, fields: Iterable[str] = ()) -> Conflict:
+        conflict = super().__new__(cls, reason)
+        conflict.fields = tuple(fields)
+        return conflict
+
+    def left_alone(self, record: PlannedRecord) -> set[str]:
+        """The fields of ``record``'s changes this conflict kept from being written."""
+        planned = {change.field for change in record.changes}
+        return planned & set(self.fields) if self.fields else planned
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,11 @@ class PlannedRecord:
     changes: tuple[FieldChange, ...] = ()
     category: str | None = None
     reason: str | None = None
+
+    def leaving(self, fields: Iterable[str]) -> PlannedRecord:
+        """This record without the changes of ``fields`` (kept from a write by a conflict)."""
+        left = set(fields)
+        return replace(self, changes=tuple(c for c in self.changes if c.field not in left))
 
     @property
     def writes(self) -> bool:
@@ -79,6 +99,17 @@ class SyncPlan:
 
     def field_changes(self) -> int:
         return sum(len(record.changes) for record in self.records)
+
+
+def written_changes(record: PlannedRecord, reason: str | None) -> tuple[FieldChange, ...]:
+    """The changes of ``record`` its writer made, from the writer's answer for it: no reason, all of them; a
+    ``Conflict``, those it did not leave alone; a failure, none."""
+    if reason is None:
+        return record.changes
+    if isinstance(reason, Conflict):
+        left = reason.left_alone(record)
+        return tuple(change for change in record.changes if change.field not in left)
+    return ()
 
 
 def values_equal(old: Value, new: Value) -> bool:

@@ -1,17 +1,18 @@
 """Reviewed plans and undo: runs of the same engine whose desired state is a saved plan, or a run's audit reversed.
 
 A dry run saves its plan (every record it would write, field by field, old -> new) in the state database's
-``sync_plans`` table, under its run id. ``apply_plan_id: <id>`` applies exactly that plan: a change only where
-the target still holds the plan's old value; a record whose value moved since is a ``conflict`` (audited so,
-reported as a skip category) and left alone. Plans older than ``SYNC_PLAN_MAX_AGE_HOURS`` (default 24) are
-refused, and so is a plan of another target.
+``sync_plans`` table, under its run id. ``apply_plan_id: <id>`` applies exactly that plan, field by field: it
+writes the fields the plan changes and nothing else, each only where the target still holds the plan's old value,
+over whatever the target holds now in every other field. A field whose value moved since is a ``conflict``
+(audited so, field by field) and left alone; the record's other planned fields are still written. Plans older
+than ``SYNC_PLAN_MAX_AGE_HOURS`` (default 24) are refused, and so is a plan of another target.
 
 An undo (``<sync>_undo`` jobs, config ``run_id``) is the plan that reverses a run's applied changes (audit
-``new -> old``), with the same conflict rule: the target must still hold what the run wrote. It is a dry run
+``new -> old``), with the same conflict rule: a field must still hold what the run wrote. It is a dry run
 unless ``dry_run: false``; its preview is saved like any dry run's plan, and its own changes are audited, so an
 undo can be undone. A domain says which changes an undo may reverse (``SyncSource.undo_changes``: Bakaláři keeps
 the rows a run created), how to read the target without reading the source system (``read_target``), and how
-to write only where the old value still holds (``write_if_unchanged``).
+to write only the fields whose old value still holds (``write_if_unchanged``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sync_pipelines.core.env import env_number
 from sync_pipelines.core.errors import SyncError
 from sync_pipelines.sync.apply import apply_plan
 from sync_pipelines.sync.config import SyncRunConfig
-from sync_pipelines.sync.plan import CONFLICT, Action, FieldChange, PlannedRecord, SyncPlan
+from sync_pipelines.sync.plan import CONFLICT, Action, Conflict, FieldChange, PlannedRecord, SyncPlan
 from sync_pipelines.sync.report import DRY_RUN_TAG, PREVIEW_ROWS, SyncEvent, _cell, log_plan, report
 from sync_pipelines.sync.shards import SHARD_KEYS
 from sync_pipelines.sync.source import READ_FAILED, Current, Desired, RunScope, SyncSource, moved_fields
@@ -143,9 +144,20 @@ class ReplaySource(SyncSource):
     async def read_current(self, keys: list[str]) -> Current:
         return await self.inner.read_target(keys)
 
+    @property
+    def since(self) -> str:
+        """What a conflicting field changed since: the run an undo reverses, or the reviewed plan."""
+        return f"run {self.undo_of}" if self.undo_of else "the plan"
+
     async def write(self, batch: list[PlannedRecord]) -> Mapping[str, str]:
         outcome = self.inner.write_if_unchanged(batch)
-        return await outcome if inspect.isawaitable(outcome) else outcome
+        answer = await outcome if inspect.isawaitable(outcome) else outcome
+        return {
+            key: Conflict(f"changed since {self.since}: {reason}", reason.fields)
+            if isinstance(reason, Conflict)
+            else reason
+            for key, reason in answer.items()
+        }
 
     def settles(self, scope: RunScope) -> bool:
         return False
@@ -156,13 +168,17 @@ class ReplaySource(SyncSource):
             metadata["plan_id"] = dg.MetadataValue.text(self.plan_id)
         if self.undo_of:
             metadata["undo_of"] = dg.MetadataValue.text(self.undo_of)
-        conflicts = [(r.key, r.reason or "") for r in self.conflicts]
-        if outcome.result is not None:
-            conflicts += sorted(outcome.result.conflicts.items())
-        metadata["conflicts"] = dg.MetadataValue.int(len(conflicts))
-        if conflicts:
+        # One row per field left alone: at planning (``self.conflicts``) or by the writer (``result.conflicts``).
+        rows = [(r.key, c.field, r.reason or "") for r in self.conflicts for c in r.changes]
+        if outcome.result is not None and outcome.result.conflicts:
+            planned = {record.key: record for record in outcome.plan.to_write}
+            for key, reason in sorted(outcome.result.conflicts.items()):
+                left = reason.left_alone(planned[key]) if key in planned else set(reason.fields)
+                rows += [(key, name, str(reason)) for name in sorted(left)]
+        metadata["conflicts"] = dg.MetadataValue.int(len({key for key, _, _ in rows}))
+        if rows:
             metadata["conflict_records"] = dg.MetadataValue.md(
-                _table(("record", "left alone because"), conflicts, self.label)
+                _table(("record", "field", "left alone because"), rows, self.label)
             )
         if self.kept:
             metadata["kept_for_a_person"] = dg.MetadataValue.md(
@@ -171,20 +187,25 @@ class ReplaySource(SyncSource):
         return metadata
 
 
-def _table(header: tuple[str, str], rows: list[tuple[str, str]], label: Any) -> str:
-    lines = [f"| {header[0]} | {header[1]} |", "| --- | --- |"]
-    lines += [f"| {_cell(label(key))} | {_cell(reason)} |" for key, reason in rows[:PREVIEW_ROWS]]
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], label: Any) -> str:
+    """Markdown: the record (as ``label`` names it), then the other cells of each row."""
+    lines = [f"| {' | '.join(header)} |", f"|{' --- |' * len(header)}"]
+    lines += [
+        f"| {' | '.join([_cell(label(key)), *map(_cell, cells)])} |" for key, *cells in rows[:PREVIEW_ROWS]
+    ]
     if len(rows) > PREVIEW_ROWS:
-        lines.append(f"| ... | {len(rows) - PREVIEW_ROWS} more |")
+        lines.append(f"| ... |{' |' * (len(header) - 2)} {len(rows) - PREVIEW_ROWS} more |")
     return "\n".join(lines)
 
 
 def plan_replay(
-    target: str, records: list[PlannedRecord], current: Current
+    target: str, records: list[PlannedRecord], current: Current, since: str = "the plan"
 ) -> tuple[SyncPlan, list[PlannedRecord]]:
-    """The plan of a replay, judged against what the target holds now: per record, the changes whose field still
-    holds the old value (fields already at the new value are dropped); a record with a field that holds neither
-    is a conflict, left alone whole. Returns the plan and the conflicting records (with their changes)."""
+    """The plan of a replay, judged against what the target holds now, field by field: of each record, the
+    changes whose field still holds the old value are written over what the target holds in every other field;
+    fields already at the new value are dropped; a field that holds neither is a conflict, left alone while the
+    record's other changes go ahead. A record to create that exists now is a conflict whole. Returns the plan and
+    the conflicts (one record each, with the changes left alone and why: changed since ``since``)."""
     planned: list[PlannedRecord] = []
     conflicts: list[PlannedRecord] = []
     for record in records:
@@ -202,18 +223,26 @@ def plan_replay(
         )
         moved = moved_fields(pending, held)
         if record.action is Action.CREATE and held is not None and pending:
-            moved = moved or ["(the record exists now)"]
-        if moved:
-            reason = f"changed since the plan: {', '.join(moved)}"
-            conflicts.append(
-                PlannedRecord(record.key, Action.SKIP, record.desired, pending, CONFLICT, reason)
-            )
-            planned.append(PlannedRecord(record.key, Action.SKIP, category=CONFLICT, reason=reason))
-        elif not pending:
-            planned.append(PlannedRecord(record.key, Action.UNCHANGED, record.desired))
+            moved = [c.field for c in pending]
+            reason = f"changed since {since}: the record exists now"
         else:
-            action = Action.CREATE if held is None and record.action is Action.CREATE else Action.UPDATE
-            planned.append(PlannedRecord(record.key, action, {**(held or {}), **record.desired}, pending))
+            reason = f"changed since {since}: {', '.join(moved)}"
+        kept = tuple(c for c in pending if c.field in moved)
+        writes = tuple(c for c in pending if c.field not in moved)
+        if kept:
+            conflicts.append(PlannedRecord(record.key, Action.SKIP, record.desired, kept, CONFLICT, reason))
+        if writes:
+            if held is None and record.action is Action.CREATE:
+                planned.append(PlannedRecord(record.key, Action.CREATE, record.desired, writes))
+            else:
+                # What the target holds now, with the planned fields that still hold their old value changed:
+                # the other fields are not the plan's to write.
+                desired = {**(held or {}), **{c.field: c.new for c in writes}}
+                planned.append(PlannedRecord(record.key, Action.UPDATE, desired, writes))
+        elif kept:
+            planned.append(PlannedRecord(record.key, Action.SKIP, category=CONFLICT, reason=reason))
+        else:
+            planned.append(PlannedRecord(record.key, Action.UNCHANGED, record.desired))
     return SyncPlan(target, planned), conflicts
 
 
@@ -225,13 +254,16 @@ async def replay_run(source: ReplaySource, state: SyncStateStore, scope: RunScop
     target, log = source.target, scope.log
     current = await source.read_current(sorted({record.key for record in source.records}))
     read_seconds = time.monotonic() - started
-    plan, source.conflicts = plan_replay(target, source.records, current)
+    plan, source.conflicts = plan_replay(target, source.records, current, source.since)
     desired = Desired({record.key: dict(record.desired) for record in source.records})
     outcome = SyncOutcome(
         target, plan, desired, current, Settlement(target, []), scope.dry_run, read_seconds=read_seconds
     )
     what = f"undo of run {source.undo_of}" if source.undo_of else f"plan {source.plan_id}"
-    log.info(f"{target}: {what}: {len(source.conflicts)} record(s) changed since, left alone as conflicts")
+    log.info(
+        f"{target}: {what}: {sum(len(r.changes) for r in source.conflicts)} field(s) of "
+        f"{len(source.conflicts)} record(s) changed since, left alone as conflicts"
+    )
     log_plan(log, plan, scope.dry_run)
     if scope.dry_run:
         if source.undo_of:

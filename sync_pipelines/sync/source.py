@@ -126,10 +126,11 @@ class SyncSource:
         return self._read_then_write(batch)
 
     async def _read_then_write(self, batch: list[PlannedRecord]) -> Mapping[str, str]:
-        """Write ``batch`` only where the target still holds each change's ``old`` value; a record whose value
-        moved is answered with a ``Conflict`` reason and left alone. Default (an API without conditional
-        writes): read the batch's records right before writing them. A database overrides this with
-        ``UPDATE ... WHERE field = old`` in the batch's transaction."""
+        """Write each planned field of ``batch`` only where the target still holds the change's ``old`` value; the
+        fields that moved are left alone and answered with a ``Conflict`` naming them, the record's other planned
+        fields are written. Default (an API without conditional writes): read the batch's records right before
+        writing them. A database overrides this with ``UPDATE ... WHERE field = old`` in the batch's
+        transaction."""
         held = await self.read_target([record.key for record in batch])
         failures: dict[str, str] = dict(held.failures)
         ready = []
@@ -138,9 +139,9 @@ class SyncSource:
                 continue
             moved = moved_fields(record.changes, held.values.get(record.key))
             if moved:
-                failures[record.key] = Conflict(f"changed since the plan: {', '.join(moved)}")
-            else:
-                ready.append(record)
+                failures[record.key] = Conflict(", ".join(moved), moved)
+            if len(moved) < len(record.changes):
+                ready.append(record.leaving(moved))
         if ready:
             outcome = self.write(ready)
             failures.update(await outcome if isinstance(outcome, Awaitable) else outcome)

@@ -50,6 +50,7 @@ from sync_pipelines.sync.plan import (
     PlannedRecord,
     Value,
     values_equal,
+    written_changes,
 )
 
 STATE_SETTING = "SYNC_STATE_DATABASE_URL"
@@ -423,34 +424,40 @@ class SyncStateStore:
         next batch is written ahead in the same transaction; returns its batch id."""
         now = _now()
         reasons = {key: redact(reason)[:2000] for key, reason in failures.items()} if failures else {}
-        statuses = (
-            {key: CONFLICT if isinstance(reason, Conflict) else FAILED for key, reason in failures.items()}
-            if failures
-            else {}
-        )
-        entries = [
-            (
-                record.key,
-                change.field,
-                _encode(change.old),
-                _encode(change.new),
-                statuses.get(record.key, APPLIED),
-                reasons.get(record.key),
-            )
-            for record in records
-            for change in record.changes
-        ]
+        entries = []
+        written: list[dict[str, Any]] = []
+        for record in records:
+            reason = failures.get(record.key)
+            made = written_changes(record, reason)
+            if reason is None:
+                entries += [
+                    (record.key, c.field, _encode(c.old), _encode(c.new), APPLIED, None)
+                    for c in record.changes
+                ]
+            else:
+                # Field by field: a record whose planned fields a conflict partly kept is partly applied.
+                status = CONFLICT if isinstance(reason, Conflict) else FAILED
+                entries += [
+                    (record.key, c.field, _encode(c.old), _encode(c.new), APPLIED, None)
+                    if c in made
+                    else (record.key, c.field, _encode(c.old), _encode(c.new), status, reasons[record.key])
+                    for c in record.changes
+                ]
+            if remember_written and (reason is None or made):
+                # The whole desired record, not only the changed fields: the next run compares every field; of a
+                # record partly kept by a conflict, not the fields kept (the target holds someone else's value).
+                kept = (
+                    set() if reason is None else {c.field for c in record.changes} - {c.field for c in made}
+                )
+                written += [
+                    _written_row(target, record.key, field, value, run_id, now)
+                    for field, value in record.desired.items()
+                    if field not in kept
+                ]
         with self.engine.begin() as connection:
             self._append_audit(connection, (run_id, batch_id, target, now), entries)
             connection.execute(sa.delete(batches_in_flight).where(batches_in_flight.c.batch_id == batch_id))
             if remember_written:
-                # The whole desired record, not only the changed fields: the next run compares every field.
-                written = [
-                    _written_row(target, record.key, field, value, run_id, now)
-                    for record in records
-                    if record.key not in failures
-                    for field, value in record.desired.items()
-                ]
                 self._upsert_written(connection, written)
             if next_records is not None:
                 return self._write_ahead(connection, run_id, target, next_records)

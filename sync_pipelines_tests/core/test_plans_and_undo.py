@@ -18,6 +18,7 @@ from sync_pipelines.sync.run import SyncOutcome, execute
 from sync_pipelines.sync.shards import SHARD_KEYS
 from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
 from sync_pipelines.sync.state import SyncStateStore, saved_plans
+from sync_pipelines_tests.harness.audit_invariant import assert_audit_matches
 
 pytestmark = pytest.mark.unit
 
@@ -187,3 +188,81 @@ def test_an_undo_preview_is_saved_and_applied_by_its_plan_id(state: SyncStateSto
     assert replay.undo_of == "run-1"
     run(replay, state, "apply-undo")
     assert held == HELD
+
+
+def test_a_plan_writes_only_its_fields_and_decides_conflicts_field_by_field(state: SyncStateStore) -> None:
+    held: dict[str, dict[str, Value]] = {
+        "a": {"grade": "1", "sid": "A", "note": "n"},
+        "b": {"grade": "1", "sid": "B0", "note": "n"},
+    }
+    source = DictSource(held, {"a": {"grade": "2", "sid": "A"}, "b": {"grade": "2", "sid": "B"}})
+    run(source, state, "dry-1", dry_run=True)
+    held["a"]["sid"] = "HAND-EDIT"  # a field the plan does not change
+    held["a"]["note"] = "by hand"  # a field the sync does not own
+    held["b"]["sid"] = "B-HAND"  # one of the two fields the plan changes
+    before = {key: dict(values) for key, values in held.items()}
+    replay = reviewed_source(source, state, "dry-1")
+    applied = run(replay, state, "apply-1")
+    assert held == {
+        "a": {"grade": "2", "sid": "HAND-EDIT", "note": "by hand"},
+        "b": {"grade": "2", "sid": "B-HAND", "note": "n"},
+    }
+    rows = state.audit_rows("fake", run_id="apply-1")
+    assert {(r["record_key"], r["field"], r["status"]) for r in rows} == {
+        ("a", "grade", "applied"),
+        ("b", "grade", "applied"),
+        ("b", "sid", "conflict"),
+    }
+    assert [r["error"] for r in rows if r["status"] == "conflict"] == ["changed since the plan: sid"]
+    assert_audit_matches(before, held, rows)
+    assert applied.plan.counts()["update"] == 2
+    shown = replay.metadata(applied)
+    assert shown["conflicts"].value == 1
+    assert "| b | sid | changed since the plan: sid |" in shown["conflict_records"].value
+
+    undone = undo(source, state, "undo-1", "apply-1", dry_run=False)
+    assert held["a"] == {"grade": "1", "sid": "HAND-EDIT", "note": "by hand"}
+    assert undone.result is not None and undone.result.field_changes == 2
+
+
+def test_a_write_time_conflict_keeps_the_moved_field_and_writes_the_others(state: SyncStateStore) -> None:
+    held: dict[str, dict[str, Value]] = {"a": {"grade": "1", "sid": "A0"}}
+    source = DictSource(held, {"a": {"grade": "2", "sid": "A"}})
+    run(source, state, "dry-1", dry_run=True)
+    replay = reviewed_source(source, state, "dry-1")
+    original = source.read_target
+    reads = []
+
+    async def moved_after_planning(keys: list[str]) -> Current:
+        reads.append(keys)
+        if len(reads) == 2:  # the writer's own read, right before the write
+            held["a"]["sid"] = "HAND"
+        return await original(keys)
+
+    source.read_target = moved_after_planning  # type: ignore[method-assign]
+    outcome = run(replay, state, "apply-1")
+    assert held == {"a": {"grade": "2", "sid": "HAND"}}
+    assert outcome.result is not None and set(outcome.result.conflicts) == {"a"}
+    assert outcome.result.field_changes == 1 and outcome.result.failures == {}
+    rows = state.audit_rows("fake", run_id="apply-1")
+    assert {(r["field"], r["status"], r["error"]) for r in rows} == {
+        ("grade", "applied", None),
+        ("sid", "conflict", "changed since the plan: sid"),
+    }
+
+
+def test_an_undo_conflict_names_the_run_it_reverses(state: SyncStateStore) -> None:
+    held = {key: dict(values) for key, values in HELD.items()}
+    source = DictSource(held, WANTED)
+    run(source, state, "run-1")
+    held["b"]["grade"] = "9"
+    undo(source, state, "undo-1", "run-1", dry_run=False)
+    errors = {r["error"] for r in state.audit_rows("fake", run_id="undo-1") if r["status"] == "conflict"}
+    assert errors == {"changed since run run-1: grade"}
+    # An undo preview applied later by its plan id names the same run.
+    run(source, state, "run-2")
+    undo(source, state, "undo-preview", "run-2", dry_run=True)
+    held["a"]["grade"] = "7"
+    run(reviewed_source(source, state, "undo-preview"), state, "apply-undo")
+    rows = state.audit_rows("fake", run_id="apply-undo")
+    assert {r["error"] for r in rows if r["status"] == "conflict"} == {"changed since run run-2: grade"}

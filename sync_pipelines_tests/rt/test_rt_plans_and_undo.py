@@ -64,11 +64,14 @@ def test_reviewed_plan_conflict_undo_and_undo_of_undo(world: RtWorld) -> None:
     assert by_hand[moved] != initial[moved], (answer.text, by_hand[moved])
     applied = world.run({"apply_plan_id": plan_id})
     assert applied.success, applied.all_events
-    assert summary(applied)["skipped_conflict"] == 1
+    shown = summary(applied)
+    assert shown["conflicts"] == 1
+    assert f"| {moved} | Grade | changed since the plan: Grade |" in shown["conflict_records"]
     after = world.rt_values()
-    assert after[moved] == by_hand[moved]
-    expected = world.expected()
-    assert {key: after[key] for key in differing[1:]} == {key: expected[key] for key in differing[1:]}
+    # Field by field: the Grade set by hand stays, the user's other planned field is written.
+    assert after[moved] == (by_hand[moved][0], expected[moved][1])
+    others = [key for key in differing if key != moved]
+    assert {key: after[key] for key in others} == {key: expected[key] for key in others}
     run = world.instance.get_run_by_id(applied.run_id)
     assert run is not None and run.tags["sync/plan_id"] == plan_id
 

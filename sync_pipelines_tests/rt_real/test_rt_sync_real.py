@@ -8,6 +8,7 @@ request cheap (~10-25 ms instead of ~0.2-0.4 s): these tests are about what RT a
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date
@@ -21,6 +22,8 @@ from devkit.sandbox.databases import seed_students
 from devkit.sandbox.sample_data import SampleStudent, generate_students
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.rt.desired import graduation_year
+from sync_pipelines.sync.state import SyncStateStore
+from sync_pipelines_tests.harness.audit_invariant import assert_audit_matches
 
 pytestmark = pytest.mark.e2e
 
@@ -142,6 +145,11 @@ def world(real_rt: RealRt, make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iter
         monkeypatch.setenv(name, value)
     with dg.instance_for_test() as instance:
         yield World(real_rt.rt, students, students_url, instance)
+
+
+def observation(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    events = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    return events[-1].event_specific_data.asset_observation.metadata  # type: ignore[union-attr]
 
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
@@ -310,3 +318,41 @@ def test_bad_users_and_refused_values_fail_alone(world: World, monkeypatch: pyte
         else:
             assert held.get("Checked Grade") == student.grade
         assert held.get("Student ID") == student.student_id  # the other field of the same PUT is written
+
+
+def test_a_reviewed_plan_leaves_a_hand_edit_of_another_field_alone(world: World) -> None:
+    """A student's grade 2 -> 12 is reviewed; someone sets the user's Student ID in RT; the plan is applied: RT
+    keeps the hand edit, the Grade write is audited, and its undo restores the grade alone."""
+    student = world.students[0]
+    user, key = student.rt_user_id, str(student.rt_user_id)
+    world.reseed([replace(s, grade="2") if s == student else s for s in world.students])
+    assert world.run().success
+    world.reseed([replace(s, grade="12") if s.rt_user_id == user else s for s in world.students])
+    dry = world.run({"dry_run": True})
+    assert dry.success
+    plan = {name: value.value for name, value in observation(dry).items()}
+    assert plan["planned_field_changes"] == 1
+    world.set_value(user, "Student ID", "HAND-EDIT")
+
+    before = {str(k): v for k, v in world.values().items()}
+    applied = world.run({"apply_plan_id": plan["plan_id"]})
+    assert applied.success, failure_text(applied)
+    after = {str(k): v for k, v in world.values().items()}
+    assert (after[key]["Grade"], after[key]["Student ID"]) == ("12", "HAND-EDIT")
+    state = SyncStateStore.from_url(os.environ["SYNC_STATE_DATABASE_URL"])
+    rows = state.audit_rows("rt_user_custom_fields", run_id=applied.run_id)
+    assert [(r["record_key"], r["field"], r["old_value"], r["new_value"], r["status"]) for r in rows] == [
+        (key, "Grade", "2", "12", "applied")
+    ]
+    assert_audit_matches(before, after, rows)
+
+    undone = defs.resolve_job_def("rt_user_sync_undo").execute_in_process(
+        run_config={
+            "ops": {"rt_user_custom_fields_undo": {"config": {"run_id": applied.run_id, "dry_run": False}}}
+        },
+        instance=world.instance,
+        raise_on_error=False,
+    )
+    assert undone.success
+    held = world.values()[user]
+    assert (held["Grade"], held["Student ID"]) == ("2", "HAND-EDIT")

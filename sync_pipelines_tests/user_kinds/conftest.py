@@ -142,8 +142,8 @@ class ZlvWorld:
         }
 
 
-def make_world(url: str, auth_version: str, **sandbox_options: Any) -> Iterator[ZlvWorld]:
-    sandbox = PortailDfSandbox.from_sample(SIZE, SEED, auth_version=auth_version, **sandbox_options)
+def make_world(url: str, auth_version: str, size: int = SIZE, **sandbox_options: Any) -> Iterator[ZlvWorld]:
+    sandbox = PortailDfSandbox.from_sample(size, SEED, auth_version=auth_version, **sandbox_options)
     assert sandbox.sample is not None
     engine = seed_zlv(url, sandbox.sample.users)
     if engine.dialect.name == "postgresql":

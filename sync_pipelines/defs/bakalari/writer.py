@@ -68,7 +68,13 @@ class EntityWriter:
                 if self.conditional:
                     moved = self._moved(connection, todo)
                     failures.update(moved)
-                    todo = [record for record in todo if record.key not in moved]
+                    todo = [
+                        record
+                        if record.key not in moved
+                        else record.leaving(moved[record.key].left_alone(record))
+                        for record in todo
+                    ]
+                    todo = [record for record in todo if record.changes]
                 written = self._write(connection, todo)
         except Exception:
             self.failed_creates.update(record.key for record in todo if record.action is Action.CREATE)
@@ -76,8 +82,9 @@ class EntityWriter:
         self.rows_written.update(written)
         return failures
 
-    def _moved(self, connection: sa.Connection, records: list[PlannedRecord]) -> dict[str, str]:
-        """``Conflict``s for the records whose rows (locked for the transaction) no longer hold the old values."""
+    def _moved(self, connection: sa.Connection, records: list[PlannedRecord]) -> dict[str, Conflict]:
+        """``Conflict``s naming the fields whose rows (locked for the transaction) no longer hold the old values;
+        a record's other fields are still written."""
         rows: dict[str, dict[str, Any]] = {}
         refs: dict[tuple[str, str], dict[str, Any]] = {}
         for kind in KIND_ORDER:
@@ -93,14 +100,14 @@ class EntityWriter:
                 external_ref.c.type == REF_TYPES[kind], external_ref.c.externalId.in_(externals)
             )
             refs.update({(row.type, row.externalId): dict(row._mapping) for row in connection.execute(query)})
-        moved: dict[str, str] = {}
+        moved: dict[str, Conflict] = {}
         for record in records:
             kind = kind_of(record.key)
             row = rows.get(record.desired.get("id"))
             ref = refs.get((REF_TYPES[kind], external_id_of(record)))
             if record.action is Action.CREATE:
                 if row is not None or ref is not None:
-                    moved[record.key] = Conflict("created since the plan by someone else")
+                    moved[record.key] = Conflict("the record was created by someone else")
                 continue
             if row is None:
                 moved[record.key] = Conflict("the row is gone")
@@ -111,7 +118,7 @@ class EntityWriter:
             }
             fields = moved_fields(record.changes, held)
             if fields:
-                moved[record.key] = Conflict(f"changed since the plan: {', '.join(fields)}")
+                moved[record.key] = Conflict(", ".join(fields), fields)
         return moved
 
     def _write(self, connection: sa.Connection, records: list[PlannedRecord]) -> Counter[str]:

@@ -177,10 +177,8 @@ class RequestTrackerClient:
         """Current values of ``fields`` for one user; a single-value field comes back as its value or None."""
         return (await self.user_record(user_id, fields))["values"]
 
-    async def set_user_fields(
-        self, user_id: str, fields: dict[str, Any], changed: dict[str, Any] | None = None
-    ) -> Reply:
-        """Write every field in one PUT; the reply says which fields in ``changed`` (default: all) RT confirmed.
+    async def set_user_fields(self, user_id: str, fields: dict[str, Any]) -> Reply:
+        """Write ``fields`` (and no other) in one PUT; the reply says which of them RT confirmed.
 
         A PUT that timed out is not resent blindly: what RT holds is read first, and the PUT is sent again only
         if RT does not hold the values already (a resent PUT that RT had applied answers no message at all)."""
@@ -189,10 +187,9 @@ class RequestTrackerClient:
                 "PUT", f"user/{user_id}", json_body={"CustomFields": dict(fields)}
             )
         except UnconfirmedError:
-            wanted = fields if changed is None else changed
-            values = (await self.user_record(user_id, list(wanted)))["values"]
-            if all(_held(values.get(name), value) for name, value in wanted.items()):
-                return Reply(confirmed=tuple(wanted), unconfirmed=())
+            values = (await self.user_record(user_id, list(fields)))["values"]
+            if all(_held(values.get(name), value) for name, value in fields.items()):
+                return Reply(confirmed=tuple(fields), unconfirmed=())
             response = await self.api.request(
                 "PUT", f"user/{user_id}", json_body={"CustomFields": dict(fields)}
             )
@@ -203,7 +200,7 @@ class RequestTrackerClient:
         messages = self.api.parse_json(response, "PUT", f"user/{user_id}")
         if not isinstance(messages, list):
             raise RtRecordError(f"RT answered {json.dumps(messages)[:200]} instead of a message list")
-        return read_reply(messages, fields if changed is None else changed)
+        return read_reply(messages, fields)
 
 
 def _held(held: Any, wanted: Any) -> bool:

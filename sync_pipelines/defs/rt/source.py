@@ -222,16 +222,18 @@ class RtSource(SyncSource):
         return Current(dict(values), failures)
 
     async def write(self, batch: list[PlannedRecord]) -> dict[str, str]:
-        """One PUT per user with both fields; a change RT's reply does not confirm, a refusal, a 404 or exhausted
-        retries fail that user only (retried next run)."""
+        """One PUT per user carrying the fields the plan changes and no other: a field the plan does not change is
+        never sent, so a value someone else set in RT meanwhile stays (and every value RT changes has its audit
+        row). A change RT's reply does not confirm, a refusal, a 404 or exhausted retries fail that user only
+        (retried next run)."""
         assert self.rt is not None
         rt = self.rt
         failures: dict[str, str] = {}
 
         async def put(record: PlannedRecord) -> None:
-            changed = {change.field: record.desired.get(change.field) for change in record.changes}
+            changed = {change.field: change.new for change in record.changes}
             try:
-                reply = await rt.set_user_fields(record.key, dict(record.desired), changed or None)
+                reply = await rt.set_user_fields(record.key, changed)
                 if reply.written:
                     return
                 if not reply.refusals:
