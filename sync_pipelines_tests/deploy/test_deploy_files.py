@@ -78,6 +78,7 @@ DEPLOYMENT_ENV_VARS = [
     "DAGSTER_WEBSERVER_URL",
     "SYNC_RUN_RETENTION_DAYS",
     "DAGSTER_COMPUTE_LOGS_DIR",
+    "DAGSTER_UI_BIND",
 ]
 SECRET_ENV_VARS = [
     "STUDENTS_DATABASE_URL",
@@ -491,7 +492,10 @@ def test_compose_wiring() -> None:
         assert services[name]["working_dir"] == dagster_home
         assert services[name]["command"][-2:] == ["-w", "workspace.yaml"]
     assert services["webserver"]["command"][:5] == ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000"]
-    assert "3000:3000" in services["webserver"]["ports"]
+    # The login-free UI is published on the host's loopback unless DAGSTER_UI_BIND opens it.
+    (published,) = services["webserver"]["ports"]
+    default_address = re.fullmatch(r"\$\{DAGSTER_UI_BIND:-([0-9.]+)\}:3000:3000", published)
+    assert default_address and default_address[1] == "127.0.0.1", published
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
     assert services["user_code"]["env_file"] == ".env"
     assert "compute_logs" in compose()["volumes"]
@@ -582,3 +586,100 @@ def test_helm_values() -> None:
     assert "pip install --no-deps -r requirements.lock" in dockerfile_arguments("RUN")
     retries = values["dagsterDaemon"]["runRetries"]
     assert retries["enabled"] and retries["retryOnAssetOrOpFailure"] is False
+
+
+# --- systemd: the units as systemd reads them, and an operator's shell ------------------------------------
+
+
+def installed_unit(path: Path, tmp_path: Path, **service: str) -> Path:
+    """A copy of a unit with its programs taken from this virtual environment and ``service`` keys replaced,
+    as it would be on a host where the project is installed."""
+    lines = []
+    for line in path.read_text().splitlines():
+        key = line.partition("=")[0]
+        if key in service:
+            line = f"{key}={service[key]}"
+        lines.append(line.replace("/opt/sync_pipelines/.venv/bin/", f"{VENV_BIN}/"))
+    copy = tmp_path / path.name
+    copy.write_text("\n".join(lines) + "\n")
+    return copy
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", SYSTEMD_UNITS, ids=lambda p: p.name)
+def test_systemd_analyze_verify_finds_nothing(path: Path, tmp_path: Path) -> None:
+    """systemd's own checker on each unit (unknown keys, bad values, missing programs)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian's systemd package)")
+    unit = installed_unit(path, tmp_path)
+    shown = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    # Only findings about this unit count: the host's other units may have their own.
+    findings = [line for line in (shown.stdout + shown.stderr).splitlines() if path.name in line]
+    assert not findings, findings
+
+
+@pytest.mark.integration
+def test_operator_wrapper_runs_dagster_against_the_service_instance(pg_url: str, tmp_path: Path) -> None:
+    """deploy/systemd/sync-pipelines-dagster gives an operator's shell, which has no DAGSTER_* settings,
+    the daemon unit's DAGSTER_HOME, environment file, user and virtual environment."""
+    import getpass
+
+    home = tmp_path / "var_lib_sync_pipelines"
+    home.mkdir()
+    shutil.copy(PRODUCTION_INSTANCE, home / "dagster.yaml")
+    environment_file = tmp_path / "env"
+    environment_file.write_text(
+        f"DAGSTER_POSTGRES_URL={pg_url}\nDAGSTER_COMPUTE_LOGS_DIR={tmp_path / 'compute_logs'}\n"
+        "SYNC_TIMEZONE=Europe/Prague\n"
+    )
+    environment_file.chmod(0o600)
+    unit = installed_unit(
+        SYSTEMD_UNITS[1],
+        tmp_path,
+        User=getpass.getuser(),
+        EnvironmentFile=str(environment_file),
+        WorkingDirectory=str(REPO),
+        Environment=f"DAGSTER_HOME={home}",
+    )
+    shell = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # an operator's login shell: no DAGSTER_HOME
+    wrapper = [sys.executable, str(DEPLOY / "systemd" / "sync-pipelines-dagster"), "--unit", str(unit)]
+
+    info = subprocess.run(
+        [*wrapper, "instance", "info"], env=shell, capture_output=True, text=True, timeout=180
+    )
+    assert info.returncode == 0, info.stdout + info.stderr
+    assert str(home) in info.stdout and "PostgresRunStorage" in info.stdout
+    assert pg_url.rsplit("@", 1)[0] not in info.stdout  # the password is not shown
+
+    # Other programs of the virtual environment see the same environment.
+    shown = subprocess.run(
+        [
+            *wrapper,
+            "--program",
+            "python",
+            "-c",
+            "import os; print(os.environ['DAGSTER_HOME'], os.environ['SYNC_TIMEZONE'], os.getcwd())",
+        ],
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.stdout.split() == [str(home), "Europe/Prague", str(REPO)], shown.stderr
+
+    missing = subprocess.run(
+        [
+            sys.executable,
+            str(DEPLOY / "systemd" / "sync-pipelines-dagster"),
+            "--unit",
+            str(tmp_path / "none"),
+        ],
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2 and "pass --unit" in missing.stderr

@@ -114,12 +114,24 @@ class LostWorkerDeployment:
             self.start_user_code()
         self.start_daemon()
 
-    def kill_code_server(self) -> list[int]:
-        """SIGKILL the process that hosts the runs and everything under it; returns the pids killed."""
+    def stop_code_server(self, worker: int) -> list[int]:
+        """Stop the process that hosts the runs as its service manager would; returns the pids killed.
+
+        systemd (the daemon unit's KillMode=mixed): SIGTERM to the daemon alone, which must exit while the run
+        worker goes on, then, TimeoutStopSec later, SIGKILL to every process left. Compose (a recreated
+        container, or a reboot): SIGKILL to all of them.
+        """
         root = self.processes.processes[self.code_server]
         family = [psutil.Process(root.pid)]
         with contextlib.suppress(psutil.Error):
             family += family[0].children(recursive=True)
+        if self.path == "systemd":
+            unit = systemd_unit(DEPLOY / "systemd" / "dagster-daemon.service")["Service"]
+            assert unit["KillMode"] == "mixed" and int(unit["TimeoutStopSec"]) >= 120
+            root.send_signal(signal.SIGTERM)
+            root.wait(60)
+            time.sleep(5)
+            assert psutil.pid_exists(worker), "SIGTERM to the daemon ended the run worker with it"
         for process in family:
             with contextlib.suppress(psutil.Error):
                 process.send_signal(signal.SIGKILL)
@@ -208,7 +220,7 @@ def test_a_run_whose_worker_died_is_failed_within_minutes_and_frees_its_slots(
         time.sleep(5)  # a dequeue loop or more: the tag limits keep it queued behind the first run
         assert deployment.status(waiting) == dg.DagsterRunStatus.QUEUED
 
-        killed = deployment.kill_code_server()
+        killed = deployment.stop_code_server(worker[0])
         assert worker[0] in killed and not psutil.pid_exists(worker[0])
         assert deployment.status(lost) == dg.DagsterRunStatus.STARTED  # nothing else notices
 
