@@ -21,6 +21,8 @@ from docker.utils.build import exclude_paths
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 
+from sync_pipelines_tests.deploy.helm_chart import RESOURCE_KEYS, render_instance
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 VENV_BIN = Path(sys.executable).parent
@@ -449,16 +451,44 @@ def test_instance_config_loads(pg_url: str, tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.mark.unit
-def test_tag_limits_cover_sync_target_in_instance_and_helm() -> None:
-    queued = helm_values()["dagsterDaemon"]["runCoordinator"]
-    assert queued["enabled"] and queued["type"] == "QueuedRunCoordinator"
-    helm_runs = queued["config"]["queuedRunCoordinator"]
+def test_tag_limits_cover_sync_target_in_every_instance() -> None:
     for path in INSTANCE_FILES:
         runs = load_yaml(path)["concurrency"]["runs"]
         assert {"key": "sync/target", **PER_VALUE_LIMIT_1} in runs["tag_concurrency_limits"]
-        # The chart's dagster.yaml mirrors the file's queue limits.
-        assert helm_runs["tagConcurrencyLimits"] == runs["tag_concurrency_limits"]
-        assert helm_runs["maxConcurrentRuns"] == runs["max_concurrent_runs"]
+
+
+# Sections of deploy/dagster.yaml that the Helm deployment replaces with its own: the chart's PostgreSQL
+# storage, K8sRunLauncher, step logs in S3; code_servers only concerns code servers a process starts itself.
+HELM_REPLACES = {"storage", "run_launcher", "compute_logs", "code_servers"}
+
+
+@pytest.mark.unit
+def test_helm_renders_what_the_production_instance_says() -> None:
+    """The chart's dagster.yaml for deploy/helm/values.yaml, section by section, against deploy/dagster.yaml:
+    run queue, tag and pool limits, code-server retries, run monitoring, run retries, threads, retention."""
+    rendered = render_instance(helm_values())
+    production = load_yaml(PRODUCTION_INSTANCE)
+    for section in set(production) - HELM_REPLACES:
+        assert rendered.get(section) == production[section], section
+    # Pools are in the instance config, so a pool added later is limited too, with no manual step.
+    assert rendered["concurrency"]["pools"] == {"default_limit": 1}
+
+
+@pytest.mark.unit
+def test_helm_instance_config_passes_dagsters_checks(tmp_path: Path) -> None:
+    """The rendered settings, with storage and launcher as the chart writes them, through Dagster's own
+    validation of an instance config (schema and concurrency rules)."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    settings = {
+        key: value for key, value in render_instance(helm_values()).items() if value != "(the chart's)"
+    }
+    settings["storage"] = {"postgres": {"postgres_url": "postgresql://dagster@postgres.example.org/dagster"}}
+    settings["run_launcher"] = {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": {}}
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    validated, _ = dagster_instance_config(str(tmp_path))
+    assert validated["run_monitoring"]["max_runtime_seconds"] == 43200
+    assert validated["run_coordinator"]["config"]["max_user_code_failure_retries"] == 3
 
 
 @pytest.mark.unit
@@ -573,19 +603,35 @@ def test_helm_values() -> None:
     assert plain <= env_example()[1]
     assert {"SYNC_SYSTEMS", "ZLV_INCLUDE_DELETED_USERS"} <= plain
     assert not plain & set(SECRET_ENV_VARS), "secrets belong in envSecrets"
-    # Step logs outlive the run pods, and hung runs end after the production instance's limit.
-    assert values["computeLogManager"]["type"] in {
-        "S3ComputeLogManager",
-        "GCSComputeLogManager",
-        "AzureBlobComputeLogManager",
-    }
-    production = load_yaml(PRODUCTION_INSTANCE)["run_monitoring"]["max_runtime_seconds"]
-    assert values["dagsterDaemon"]["runMonitoring"]["maxRuntimeSeconds"] == production == 43200
+    # Step logs outlive the run pods: written by run pods, read by the webserver, both with the bucket's
+    # credentials (and the webserver with nothing else).
+    assert values["computeLogManager"]["type"] == "S3ComputeLogManager"
+    assert {"name": "sync-pipelines-step-logs"} in deployment["envSecrets"]
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"]
+    assert values["dagsterWebserver"]["envSecrets"] == [{"name": "sync-pipelines-step-logs"}]
     # One image for compose and Helm: the lock the image installs holds the Kubernetes extra.
     assert {"dagster-k8s", "dagster-aws"} <= set(locked_versions())
     assert "pip install --no-deps -r requirements.lock" in dockerfile_arguments("RUN")
-    retries = values["dagsterDaemon"]["runRetries"]
-    assert retries["enabled"] and retries["retryOnAssetOrOpFailure"] is False
+    # Run pods inherit the user deployment's resources (which win over the launcher's): sized for the runs
+    # measured in deploy/README.md, "Run pod memory".
+    resources = deployment["resources"]
+    assert set(resources) <= RESOURCE_KEYS
+    assert "resources" not in values["runLauncher"].get("config", {}).get("k8sRunLauncher", {})
+    assert mebibytes(resources["limits"]["memory"]) >= 2 * MEASURED_RUN_PEAK_MIB
+    assert mebibytes(resources["requests"]["memory"]) >= MEASURED_RUN_PEAK_MIB
+
+
+# The largest peak resident memory of a run's process tree (run worker + step processes) measured on the
+# stand-ins, deploy/README.md "Run pod memory".
+MEASURED_RUN_PEAK_MIB = 215
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix) and quantity[: -len(suffix)].isdigit():
+            return int(quantity[: -len(suffix)]) * factor
+    raise AssertionError(f"not a memory quantity this test reads: {quantity}")
 
 
 # --- systemd: the units as systemd reads them, and an operator's shell ------------------------------------
