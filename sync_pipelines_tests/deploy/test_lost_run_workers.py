@@ -25,7 +25,11 @@ import pytest
 import yaml
 
 from devkit.sandbox.server import free_port
-from sync_pipelines.defs.operations.run_workers import CHECK_INTERVAL_SECONDS, run_worker_process
+from sync_pipelines.defs.operations.run_workers import (
+    CHECK_INTERVAL_SECONDS,
+    run_worker_process,
+    worker_is_alive,
+)
 from sync_pipelines_tests.deploy.test_deploy_files import (
     DEPLOY,
     PRODUCTION_INSTANCE,
@@ -245,3 +249,25 @@ def test_a_run_whose_worker_died_is_failed_within_minutes_and_frees_its_slots(
             assert failure and "is gone" in (failure[-1].event_log_entry.dagster_event.message or "")
     finally:
         deployment.processes.stop()
+
+
+@pytest.mark.integration
+def test_a_worker_is_alive_only_while_its_own_process_runs() -> None:
+    """The watchdog's test of a pid: a live process that started before its pid was logged is the worker; a
+    process that started later holds a reused pid; a finished (or zombie) one is gone."""
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        time.sleep(0.2)
+        logged_at = time.time()
+        assert worker_is_alive(process.pid, logged_at)
+        assert not worker_is_alive(process.pid, logged_at - 3600)  # pid taken by a newer process
+        process.kill()
+        deadline = time.monotonic() + 10
+        while psutil.Process(process.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not worker_is_alive(process.pid, logged_at)  # a zombie until reaped
+        process.wait(10)
+        assert not worker_is_alive(process.pid, logged_at)
+    finally:
+        process.kill()
+        process.wait(10)
