@@ -7,6 +7,8 @@ launcher about its workers, so such a run would stay STARTED until ``max_runtime
 ``sync/target`` and ``sync/api`` run slots and its pool slots all that time, and no sync of that target would
 start. Sensors are evaluated by the code server, on the same host (or in the same container) as the run
 workers, so this one can look at the worker's process itself: the pid the worker logged when it started.
+That holds while every code server of the instance runs on one host (or in one container), as under compose
+and systemd: a code server elsewhere pointed at the same database would have its runs taken for lost.
 
 Under Kubernetes (``K8sRunLauncher``) the runs are pods that Dagster's run monitoring checks itself, and pids
 mean nothing across pods: the sensor skips.
@@ -16,8 +18,6 @@ from __future__ import annotations
 
 import dagster as dg
 import psutil
-from dagster._core.events import DagsterEventType
-from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.storage.tags import GRPC_INFO_TAG  # set by the DefaultRunLauncher on every run it starts
 
 # How often the workers are checked: a lost run is failed within about this long after the code server
@@ -33,7 +33,7 @@ FIRST_ENGINE_EVENTS = 20
 def run_worker_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
     """(pid, time it was logged) of the run's worker: the first engine event that carries a ``pid``."""
     records = instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.ENGINE_EVENT, limit=FIRST_ENGINE_EVENTS
+        run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=FIRST_ENGINE_EVENTS
     ).records
     for record in records:
         event = record.event_log_entry.dagster_event
@@ -59,7 +59,7 @@ def worker_is_alive(pid: int, logged_at: float) -> bool:
 
 def fail_runs_with_lost_workers(instance: dg.DagsterInstance) -> tuple[list[str], list[str]]:
     """Fail every STARTED run of this launcher whose worker process is gone; returns (the run ids failed,
-    the run ids whose worker is alive).
+    the runs whose worker is alive, each with its pid).
 
     Its pool slots are given back at once too (run monitoring would only after
     ``free_slots_after_run_end_seconds``). The run counts as a crashed worker, so ``run_retries`` starts it
@@ -101,7 +101,7 @@ def fail_runs_with_lost_workers(instance: dg.DagsterInstance) -> tuple[list[str]
     ),
 )
 def run_worker_watchdog(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    if type(context.instance.run_launcher) is not DefaultRunLauncher:
+    if type(context.instance.run_launcher) is not dg.DefaultRunLauncher:
         return dg.SkipReason(
             f"{type(context.instance.run_launcher).__name__}: run monitoring checks these run workers"
         )
