@@ -40,7 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.database import create_database_engine, pg_text_array
+from sync_pipelines.core.database import create_database_engine, create_tables, pg_text_array
 from sync_pipelines.core.redaction import describe_error, redact
 from sync_pipelines.sync.plan import (
     CONFLICT,
@@ -273,7 +273,7 @@ class SyncStateStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
         self._widen_key_columns()
 
     def _widen_key_columns(self) -> None:
