@@ -54,7 +54,7 @@ class FieldListing:
 @dataclass(frozen=True)
 class UsersPage:
     users: dict[str, dict[str, Any]]  # user id -> {"disabled": bool, "values": {field: value}}
-    page: int
+    page: int  # the page number RT's answer gives (the one asked for, if it gives none)
     pages: int | None
     more: bool
     last_id: int | None
@@ -158,6 +158,8 @@ class RequestTrackerClient:
             }
             last_id = max(last_id or 0, int(item["id"]))
         pages = body.get("pages")
+        answered = body.get("page")
+        page = answered if isinstance(answered, int) and not isinstance(answered, bool) else page
         more = "next_page" in body or (pages is None and len(body["items"]) >= PER_PAGE)
         return UsersPage(users, page, int(pages) if pages is not None else None, more, last_id)
 
