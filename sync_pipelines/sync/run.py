@@ -28,7 +28,8 @@ import dagster as dg
 from sync_pipelines.core.http import run_started
 from sync_pipelines.sync.apply import ApplyResult, apply_plan
 from sync_pipelines.sync.config import SyncRunConfig
-from sync_pipelines.sync.lease import live_holder, target_lease
+from sync_pipelines.sync.in_flight import in_flight_changes
+from sync_pipelines.sync.lease import target_lease
 from sync_pipelines.sync.plan import Action, Skip, SyncPlan, plan_changes
 from sync_pipelines.sync.report import DRY_RUN_TAG, SyncEvent, log_plan, report
 from sync_pipelines.sync.shards import selected_shards
@@ -104,11 +105,7 @@ async def _run(source: SyncSource, state: SyncStateStore, scope: RunScope) -> Sy
         if source.remembers_written and not config.full_refresh
         else {}
     )
-    pending = state.pending(target)
-    if pending and scope.dry_run and (holder := live_holder(state.engine, target)) is not None:
-        # Not an interrupted run's: the rows of a run writing now, which records them itself.
-        log.info(f"{target}: the changes in flight belong to {holder.describe()}, which is writing now")
-        pending = {}
+    pending = in_flight_changes(state, target, scope)
     settling = bool(pending) and source.settles(scope)
     if pending and not settling:
         log.info(
