@@ -184,20 +184,28 @@ class RequestTrackerClient:
     ) -> Reply:
         """Write every field in one PUT; the reply says which fields in ``changed`` (default: all) RT confirmed.
 
-        A PUT that timed out is not resent blindly: what RT holds is read first, and the PUT is sent again only
-        if RT does not hold the values already (a resent PUT that RT had applied answers no message at all)."""
-        try:
-            response = await self.api.request(
-                "PUT", f"user/{user_id}", json_body={"CustomFields": dict(fields)}
-            )
-        except UnconfirmedError:
-            wanted = fields if changed is None else changed
+        A PUT whose answer was lost (a timeout, a broken connection) or was a 5xx is not resent blindly: what RT
+        holds is read first, and the PUT is sent again only if RT does not hold the values already (a resent PUT
+        that RT had applied answers no message at all); resends are counted in ``api.resends``."""
+        wanted = fields if changed is None else changed
+        path = f"user/{user_id}"
+
+        async def applied() -> bool:
             values = (await self.user_record(user_id, list(wanted)))["values"]
-            if all(_held(values.get(name), value) for name, value in wanted.items()):
-                return Reply(confirmed=tuple(wanted), unconfirmed=())
-            response = await self.api.request(
-                "PUT", f"user/{user_id}", json_body={"CustomFields": dict(fields)}
-            )
+            return all(_held(values.get(name), value) for name, value in wanted.items())
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self.api.request("PUT", path, json_body={"CustomFields": dict(fields)})
+                break
+            except UnconfirmedError as unconfirmed:
+                if not await self.api.wait_to_resend(attempt, unconfirmed):
+                    raise
+                if await applied():
+                    return Reply(confirmed=tuple(wanted), unconfirmed=())
+                self.api.resends += 1
         if response.status_code == 404:
             raise RtRecordError(f"RT has no user {user_id}")
         if response.status_code != 200:
