@@ -41,6 +41,8 @@ from sync_pipelines.sync.state import APPLIED, SavedPlan, Settlement, SyncStateS
 PLAN_AGE_SETTING = "SYNC_PLAN_MAX_AGE_HOURS"
 DEFAULT_PLAN_AGE_HOURS = 24.0
 PLAN_ID_TAG = "sync/plan_id"
+# How far in the future a saved plan may be dated (hosts' clocks differ a little) before it is refused.
+CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
 UNDO_OF_TAG = "sync/undo_of"
 
 
@@ -68,6 +70,13 @@ def reviewed_plan(state: SyncStateStore, plan_id: str, target: str) -> SavedPlan
             f"apply_plan_id {plan_id!r} is a plan of {plan.target}, not of {target}; apply it with that sync"
         )
     age = datetime.now(timezone.utc) - plan.created_at
+    if age < -CLOCK_SKEW_ALLOWED:
+        # Saved on a host whose clock runs ahead: its age would stay negative, and it would never expire.
+        raise PlanRefused(
+            f"apply_plan_id {plan_id!r} is dated {-age.total_seconds() / 60:.0f} minutes in the future "
+            f"({plan.created_at:%Y-%m-%d %H:%M} UTC): a clock skew between the host that saved it and this one; "
+            "set both clocks right (NTP), then run a new dry run and review its plan"
+        )
     if age > max_age:
         raise PlanRefused(
             f"apply_plan_id {plan_id!r} expired: saved {age.total_seconds() / 3600:.1f} hours ago, plans are "

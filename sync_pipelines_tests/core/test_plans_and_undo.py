@@ -252,3 +252,21 @@ def test_an_undo_refuses_when_a_change_in_flight_cannot_be_read_back(state: Sync
         undo(source, state, "undo-1", "run-1", dry_run=False)
     assert "\n" not in str(refused.value)
     assert held["a"] == {"grade": "2"}  # nothing undone
+
+
+def test_a_plan_dated_in_the_future_is_refused_naming_the_clock_skew(state: SyncStateStore) -> None:
+    source = DictSource({k: dict(v) for k, v in HELD.items()}, WANTED)
+    run(source, state, "dry-1", dry_run=True)
+
+    def dated(delta: timedelta) -> None:
+        with state.engine.begin() as connection:
+            connection.execute(sa.update(saved_plans).values(created_at=datetime.now(timezone.utc) + delta))
+
+    dated(timedelta(minutes=2))  # a small difference between clocks is allowed
+    assert reviewed_source(source, state, "dry-1").records
+    dated(timedelta(days=3))
+    with pytest.raises(
+        PlanRefused, match="'dry-1' is dated 4320 minutes in the future.*clock skew"
+    ) as refused:
+        reviewed_source(source, state, "dry-1")
+    assert "\n" not in str(refused.value)
