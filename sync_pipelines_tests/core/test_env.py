@@ -12,7 +12,6 @@ from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.settings import api_limits
 from sync_pipelines.sync.lease import lease_wait_seconds
 from sync_pipelines.sync.replay import plan_max_age
-from sync_pipelines_tests.harness.world import fresh_definitions
 
 pytestmark = pytest.mark.unit
 
@@ -91,10 +90,3 @@ def test_a_misspelled_timezone_names_sync_timezone(monkeypatch: pytest.MonkeyPat
     assert str(refused.value).startswith("SYNC_TIMEZONE: 'Europe/Pragu' is not a timezone name")
     monkeypatch.setenv("SYNC_TIMEZONE", "Europe/Prague")
     assert env_timezone() == "Europe/Prague"
-
-
-def test_the_code_location_refuses_a_misspelled_timezone_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whichever systems are enabled: not an invalid timezone of the first schedule that uses it."""
-    monkeypatch.setenv("SYNC_TIMEZONE", "Europe/Pragu")
-    with pytest.raises(ConfigurationError, match="^SYNC_TIMEZONE: 'Europe/Pragu'"), fresh_definitions():
-        pass
