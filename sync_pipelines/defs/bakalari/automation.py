@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sync_pipelines.core.env import env_text
+from sync_pipelines.core.env import env_timezone
 from sync_pipelines.defs.bakalari.jobs import bakalari_sync
 from sync_pipelines.defs.systems import schedule_status
 
@@ -13,7 +13,7 @@ bakalari_sync_every_15_minutes = dg.ScheduleDefinition(
     name="bakalari_sync_every_15_minutes",
     job=bakalari_sync,
     cron_schedule=BAKALARI_SYNC_CRON,
-    execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
+    execution_timezone=env_timezone(),
     default_status=schedule_status("bakalari"),
     description="Every shard, every 15 minutes (the EduRPG cron's */15 * * * *).",
 )

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import dagster as dg
 
-from sync_pipelines.core.env import env_text
+from sync_pipelines.core.env import env_timezone
 from sync_pipelines.defs.rt.jobs import rt_user_sync
 from sync_pipelines.defs.students.resources import StudentsDatabase
 from sync_pipelines.defs.students.validation import student_shard
@@ -17,7 +17,7 @@ rt_user_sync_daily = dg.ScheduleDefinition(
     name="rt_user_sync_daily",
     job=rt_user_sync,
     cron_schedule="0 1 * * *",
-    execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
+    execution_timezone=env_timezone(),
     default_status=schedule_status("rt"),
     description="Every shard, nightly at 01:00 (the old cron's time).",
 )
