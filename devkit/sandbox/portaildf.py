@@ -511,6 +511,7 @@ class PortailDfSandbox(SandboxApp):
         self.auth_failures: Counter[str] = Counter()
         self._index = _EmailIndex(dict(account) for account in accounts)
         self._html_faults: dict[str, int] = {}
+        self.emails_asked: list[str] = []  # each lookup's ``email`` as the client sent it, for tests
         self._secret = secrets.token_bytes(32)
         self._v1_token: str | None = None
         self._access_tokens: dict[str, float] = {}
@@ -795,6 +796,7 @@ class PortailDfSandbox(SandboxApp):
         denied = self._authenticate(request)
         if denied is not None:
             return denied
+        self.emails_asked.append(email)
         try:
             page = int(query.get("page", "1"))
         except ValueError:

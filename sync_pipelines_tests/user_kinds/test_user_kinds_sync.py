@@ -230,3 +230,40 @@ def test_deleted_users_are_included_from_the_environment(
     result = world_v2.run()
     assert not result.success
     assert "ZLV_INCLUDE_DELETED_USERS: must be true or false, got 'maybe'" in failure_text(result)
+
+
+def _updated_at(world: ZlvWorld) -> dict[str, Any]:
+    with world.engine.connect() as connection:
+        return {str(i): t for i, t in connection.execute(sa.text("SELECT id, updated_at FROM users"))}
+
+
+def _age_every_row(world: ZlvWorld) -> Any:
+    with world.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE users SET updated_at = '2020-01-01T00:00:00Z'"))
+    return next(iter(_updated_at(world).values()))
+
+
+@pytest.mark.parametrize("stamp", [True, False])
+def test_a_kind_write_sets_updated_at_as_zlv_does(world_v2: ZlvWorld, stamp: bool) -> None:
+    """Written rows get ``updated_at = now()`` in the same statement (one UPDATE per batch still), dry runs and
+    untouched rows keep theirs; with ``set_updated_at`` off nothing but ``kind`` moves. Undo writes stamp too."""
+    old = _age_every_row(world_v2)
+    counted = world_v2.updates()
+    assert world_v2.run({"dry_run": True}, set_updated_at=stamp).success
+    assert set(_updated_at(world_v2).values()) == {old}
+    result = world_v2.run({"batch_size": 25}, set_updated_at=stamp)
+    assert result.success, failure_text(result)
+    assert world_v2.kinds() == world_v2.expected_kinds()
+    written = {u for u in world_v2.sample.changes() if u in set(world_v2.active_ids())}
+    stamps = _updated_at(world_v2)
+    assert written and {u for u, t in stamps.items() if t != old} == (written if stamp else set())
+    assert all(stamps[u] > old for u in written) if stamp else True
+    statements, rows = world_v2.updates()
+    assert (statements - counted[0], rows - counted[1]) == (math.ceil(len(written) / 25), len(written))
+    if stamp:  # an undo is a kind write like any other: ZLV sees it as a change of the user
+        from sync_pipelines_tests.user_kinds.test_user_kinds_plans_and_undo import undo
+
+        old = _age_every_row(world_v2)
+        assert undo(world_v2, result.run_id, dry_run=False).success
+        stamps = _updated_at(world_v2)
+        assert {u for u, t in stamps.items() if t != old} == written
