@@ -267,3 +267,20 @@ def test_a_kind_write_sets_updated_at_as_zlv_does(world_v2: ZlvWorld, stamp: boo
         assert undo(world_v2, result.run_id, dry_run=False).success
         stamps = _updated_at(world_v2)
         assert {u for u, t in stamps.items() if t != old} == written
+
+
+def test_users_not_found_keep_their_kind_or_are_cleared_as_zlv_does(world_v2: ZlvWorld) -> None:
+    """``keep`` (default, the seed's rule) leaves a user Portail DF does not find as they are; ``clear`` writes
+    NULL, as ZLV's login hook does; the count of users not found is the same either way."""
+    not_found = [u for u in world_v2.active_ids() if world_v2.sample.expected[u] == NOT_FOUND]
+    had_kind = [u for u in not_found if world_v2.sample.user(u).kind is not None]
+    assert had_kind
+    kept = world_v2.run()
+    assert kept.success and all(world_v2.kinds()[u] == world_v2.sample.user(u).kind for u in not_found)
+    cleared = world_v2.run(kind_when_not_found="clear")
+    assert cleared.success, failure_text(cleared)
+    after = world_v2.kinds()
+    assert all(after[u] is None for u in not_found)
+    summary = observation(cleared)
+    assert summary["updated"] == len(had_kind) and summary["not_found"] == observation(kept)["not_found"]
+    assert world_v2.run(kind_when_not_found="sometimes").success is False

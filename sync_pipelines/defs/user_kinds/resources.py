@@ -104,6 +104,19 @@ class ZlvDatabase(dg.ConfigurableResource):
         "else true",
     )
 
+    kind_when_not_found: str | None = Field(
+        default=None,
+        description="'keep' (the seed's rule) or 'clear' (NULL, as ZLV's login hook writes); unset: "
+        "ZLV_KIND_WHEN_NOT_FOUND, else 'keep'",
+    )
+
+    def clears_not_found(self) -> bool:
+        """Whether a user Portail DF does not find gets ``kind = NULL`` (``clear``) or keeps theirs (``keep``)."""
+        rule = (self.kind_when_not_found or env_text("ZLV_KIND_WHEN_NOT_FOUND", "keep")).strip().lower()
+        if rule not in ("keep", "clear"):
+            raise ConfigurationError("ZLV_KIND_WHEN_NOT_FOUND", f"must be 'keep' or 'clear', got {rule!r}")
+        return rule == "clear"
+
     def users(self) -> ZlvUsers:
         return ZlvUsers.from_url(self.database_url, self.table, self.sets_updated_at())
 
