@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from devkit.sandbox.portaildf import AMBIGUOUS, KINDS, NOT_FOUND
+from devkit.sandbox.portaildf import ADMIN_EMAIL, AMBIGUOUS, KINDS, NOT_FOUND
 from sync_pipelines.sync import SyncStateStore
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
 from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
@@ -284,3 +284,45 @@ def test_users_not_found_keep_their_kind_or_are_cleared_as_zlv_does(world_v2: Zl
     summary = observation(cleared)
     assert summary["updated"] == len(had_kind) and summary["not_found"] == observation(kept)["not_found"]
     assert world_v2.run(kind_when_not_found="sometimes").success is False
+
+
+def test_the_users_table_is_zlvs_and_the_sync_leaves_its_neighbours_alone(world_v2: ZlvWorld) -> None:
+    """The table the tests run on is shaped as ZLV's migrations leave it (checked here, so a harness change
+    cannot quietly make it easier), and a sync changes nothing but ``kind`` and ``updated_at`` there."""
+    users = sa.Table("users", sa.MetaData(), autoload_with=world_v2.engine)
+    assert users.c.email.nullable is False and users.c.kind.nullable is True
+    assert users.c.updated_at.nullable is False and users.c.password.nullable is True
+    assert {"deleted_at", "suspended_at", "suspended_cause"} <= set(users.c.keys())
+    inspector = sa.inspect(world_v2.engine)
+    referring = {
+        t
+        for t in inspector.get_table_names()
+        for fk in inspector.get_foreign_keys(t)
+        if fk["referred_table"] == "users"
+    }
+    assert referring == {"auth_users", "users_establishments", "campaigns", "events", "notes"}
+    columns = [c.name for c in users.c if c.name not in ("kind", "updated_at")]
+
+    def everything_else() -> set[tuple]:
+        with world_v2.engine.connect() as connection:
+            rows = set(connection.execute(sa.select(*(users.c[c] for c in columns))).all())
+            rows |= {("auth_users", *r) for r in connection.execute(sa.text("SELECT * FROM auth_users"))}
+        return rows
+
+    before = everything_else()
+    with world_v2.engine.connect() as connection:
+        admin = connection.execute(
+            sa.text("SELECT id, password FROM users WHERE email = :e"), {"e": ADMIN_EMAIL}
+        )
+        assert [row.password for row in admin] == [""]
+    assert world_v2.run().success
+    assert everything_else() == before
+    assert world_v2.kinds() == world_v2.expected_kinds()
+    with world_v2.engine.begin() as connection:  # unique, and case-sensitively so, as ZLV's constraint is
+        connection.execute(
+            sa.text("UPDATE users SET email = upper(email) WHERE email = :e"), {"e": ADMIN_EMAIL}
+        )
+    with pytest.raises(sa.exc.IntegrityError), world_v2.engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO users (id, email) VALUES (gen_random_uuid(), upper(:e))"), {"e": ADMIN_EMAIL}
+        )
