@@ -1,57 +1,104 @@
-"""Sample source and target databases for the demo, the tests and the benchmarks (SQLite or PostgreSQL)."""
+"""Sample source and target databases for the demo, the tests and the benchmarks (SQLite or PostgreSQL).
+
+The student information system's ``students`` table comes in its two known forms:
+
+* ``legacy``: the older Flask/SQLite schema (``id TEXT`` primary key, text grades, no active flag);
+* ``django``: the table the Django model's migration ``0001_initial`` makes, written here from its facts:
+  ``student_id varchar(20)`` primary key, ``grade integer NOT NULL`` (kindergarten is 0), ``rt_user_id integer
+  NULL`` indexed but not unique, ``is_active boolean NOT NULL``, and no database defaults at all (Django's ORM
+  fills ``is_active`` and the timestamps), so every insert names every NOT NULL column.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
 from devkit.sandbox.sample_data import SampleStudent
-from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.core.database import create_database_engine, is_postgresql
 
+SAMPLE_CREATED_AT = datetime(2025, 8, 20, 7, 30, tzinfo=timezone.utc)
 
-def students_table(schema: str) -> sa.Table:
-    """The ``students`` table of the student information system, in its ``legacy`` or ``django`` form."""
-    metadata = sa.MetaData()
-    if schema == "legacy":
-        return sa.Table(
-            "students",
-            metadata,
-            sa.Column("id", sa.Text, primary_key=True),
-            sa.Column("first_name", sa.Text),
-            sa.Column("last_name", sa.Text),
-            sa.Column("grade", sa.Text),
-            sa.Column("rt_user_id", sa.Text),
-            sa.Column("device_checked_in", sa.Integer, server_default="0"),
-            sa.Column("check_in_date", sa.Text),
-            sa.Column("created_at", sa.Text),
-            sa.Column("updated_at", sa.Text),
+LEGACY_DDL = """
+CREATE TABLE students (
+    id TEXT PRIMARY KEY,
+    first_name TEXT,
+    last_name TEXT,
+    grade TEXT,
+    rt_user_id TEXT,
+    device_checked_in INTEGER DEFAULT 0,
+    check_in_date TEXT,
+    created_at TEXT,
+    updated_at TEXT
+)
+"""
+
+DJANGO_DDL = {
+    "postgresql": [
+        """
+        CREATE TABLE "students" (
+            "student_id" varchar(20) NOT NULL PRIMARY KEY,
+            "first_name" varchar(100) NOT NULL,
+            "last_name" varchar(100) NOT NULL,
+            "username" varchar(100) NOT NULL,
+            "grade" integer NOT NULL,
+            "advisor" varchar(100) NOT NULL,
+            "rt_user_id" integer NULL,
+            "is_active" boolean NOT NULL,
+            "device_checked_in" boolean NOT NULL,
+            "check_in_date" timestamp with time zone NULL,
+            "created_at" timestamp with time zone NOT NULL,
+            "updated_at" timestamp with time zone NOT NULL
         )
-    if schema == "django":
-        return sa.Table(
-            "students",
-            metadata,
-            sa.Column("student_id", sa.String(50), primary_key=True),
-            sa.Column("first_name", sa.String(100)),
-            sa.Column("last_name", sa.String(100)),
-            sa.Column("username", sa.String(100)),
-            sa.Column("grade", sa.Integer),
-            sa.Column("advisor", sa.String(100)),
-            sa.Column("rt_user_id", sa.Integer, nullable=True),
-            sa.Column("is_active", sa.Boolean, server_default=sa.true()),
-            sa.Column("updated_at", sa.DateTime, server_default=sa.func.now()),
+        """,
+        'CREATE INDEX "students_rt_user_id_idx" ON "students" ("rt_user_id")',
+        'CREATE INDEX "students_student_id_like" ON "students" ("student_id" varchar_pattern_ops)',
+    ],
+    "sqlite": [
+        """
+        CREATE TABLE "students" (
+            "student_id" varchar(20) NOT NULL PRIMARY KEY,
+            "first_name" varchar(100) NOT NULL,
+            "last_name" varchar(100) NOT NULL,
+            "username" varchar(100) NOT NULL,
+            "grade" integer NOT NULL,
+            "advisor" varchar(100) NOT NULL,
+            "rt_user_id" integer NULL,
+            "is_active" bool NOT NULL,
+            "device_checked_in" bool NOT NULL,
+            "check_in_date" datetime NULL,
+            "created_at" datetime NOT NULL,
+            "updated_at" datetime NOT NULL
         )
-    raise ValueError(f"unknown students schema {schema!r}: use 'legacy' or 'django'")
+        """,
+        'CREATE INDEX "students_rt_user_id_idx" ON "students" ("rt_user_id")',
+    ],
+}
+SCHEMAS = ("legacy", "django")
 
 
-def seed_students(url: str, students: Iterable[SampleStudent], schema: str = "django") -> sa.Table:
-    """Create ``students`` at ``url`` (replacing it) and fill it with ``students``."""
-    engine = create_database_engine(url, "STUDENTS_DATABASE_URL")
-    table = students_table(schema)
-    table.metadata.drop_all(engine)
-    table.metadata.create_all(engine)
+def create_students_table(engine: sa.Engine, schema: str) -> sa.Table:
+    """(Re)create ``students`` in its ``legacy`` or ``django`` form; returns the table as reflected."""
+    if schema not in SCHEMAS:
+        raise ValueError(f"unknown students schema {schema!r}: use 'legacy' or 'django'")
+    statements = (
+        [LEGACY_DDL]
+        if schema == "legacy"
+        else DJANGO_DDL["postgresql" if is_postgresql(engine) else "sqlite"]
+    )
+    with engine.begin() as connection:
+        connection.exec_driver_sql('DROP TABLE IF EXISTS "students"')
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+    return sa.Table("students", sa.MetaData(), autoload_with=engine)
+
+
+def student_rows(students: Iterable[SampleStudent], schema: str) -> list[dict]:
+    """The rows ``students`` make in a table of ``schema``."""
     if schema == "legacy":
-        rows = [
+        return [
             {
                 "id": s.student_id,
                 "first_name": s.first_name,
@@ -61,18 +108,30 @@ def seed_students(url: str, students: Iterable[SampleStudent], schema: str = "dj
             }
             for s in students
         ]
-    else:
-        rows = [
-            {
-                "student_id": s.student_id,
-                "first_name": s.first_name,
-                "last_name": s.last_name,
-                "username": s.student_id.lower(),
-                "grade": 0 if s.grade == "K" else int(s.grade),
-                "rt_user_id": s.rt_user_id,
-            }
-            for s in students
-        ]
+    return [
+        {
+            "student_id": s.student_id,
+            "first_name": s.first_name,
+            "last_name": s.last_name,
+            "username": s.student_id.lower(),
+            "grade": 0 if s.grade == "K" else int(s.grade),
+            "advisor": "",
+            "rt_user_id": s.rt_user_id,
+            "is_active": s.active,
+            "device_checked_in": False,
+            "check_in_date": None,
+            "created_at": SAMPLE_CREATED_AT,
+            "updated_at": SAMPLE_CREATED_AT,
+        }
+        for s in students
+    ]
+
+
+def seed_students(url: str, students: Iterable[SampleStudent], schema: str = "django") -> sa.Table:
+    """Create ``students`` at ``url`` (replacing it) and fill it with ``students``."""
+    engine = create_database_engine(url, "STUDENTS_DATABASE_URL")
+    table = create_students_table(engine, schema)
+    rows = student_rows(students, schema)
     with engine.begin() as connection:
         for start in range(0, len(rows), 10_000):
             connection.execute(sa.insert(table), rows[start : start + 10_000])

@@ -74,6 +74,7 @@ PLUS_TAGS = ("test", "zlv", "dev")
 # Prefixes that make another account's email contain a user's email ("jo" + "anna..." = "joanna...").
 CONTAINER_PREFIXES = ("jo", "old.", "ext-", "marie-")
 SAMPLE_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+ADMIN_EMAIL = "admin@zerologementvacant.beta.gouv.fr"  # the system user a ZLV migration inserts
 
 
 def record_kind(record: dict[str, Any]) -> str:
@@ -168,17 +169,19 @@ def generate_zlv_users(count: int, seed: int = 7) -> list[SampleZlvUser]:
     """``count`` ZLV users; the same ``(count, seed)`` always gives the same users.
 
     Emails come in the shapes real data has: most in lower case, some in capitals or title case, some with
-    surrounding spaces, some with a ``+tag``, accented names throughout (one guaranteed ``zoë.…+test@…``), and a few
-    NULL (plus one blank, when ``count >= 20``). About 5% are deleted. ``kind`` is NULL for about 55%, otherwise
-    one of the four kinds, which Portail DF may or may not agree with.
+    surrounding spaces, some with a ``+tag``, accented names throughout (one guaranteed ``zoë.…+test@…``), one
+    empty ``''`` (ZLV's ``email`` is ``NOT NULL`` and unique, so at most one can be empty) and, when
+    ``count >= 20``, one of spaces only and ZLV's system admin (``ADMIN_EMAIL``, made by a ZLV migration). Every
+    email is distinct as stored. About 5% are deleted. ``kind`` is NULL for about 55%, otherwise one of the four
+    kinds, which Portail DF may or may not agree with.
     """
     rng = random.Random(seed)
-    forced = ["unicode_plus", "spaces", "upper", "none"] + (["blank"] if count >= 20 else [])
+    forced = ["unicode_plus", "spaces", "upper", "none"] + (["blank", "admin"] if count >= 20 else [])
     forced = forced[:count]
+    weights = {"plain": 0.70, "upper": 0.08, "title": 0.06, "spaces": 0.06, "plus": 0.08, "none": 0.02}
     shapes = forced + [
-        _weighted(
-            rng, {"plain": 0.70, "upper": 0.08, "title": 0.06, "spaces": 0.06, "plus": 0.08, "none": 0.02}
-        )
+        # ZLV has no NULL email and a single empty one: a drawn "none" becomes a plain address.
+        "plain" if (shape := _weighted(rng, weights)) == "none" else shape
         for _ in range(count - len(forced))
     ]
     rng.shuffle(shapes)
@@ -190,7 +193,9 @@ def generate_zlv_users(count: int, seed: int = 7) -> list[SampleZlvUser]:
         local = f"{first}.{last}.{number}"
         email: str | None
         if shape == "none":
-            email = None
+            email = ""
+        elif shape == "admin":
+            email = ADMIN_EMAIL
         elif shape == "blank":
             email = "   "
         elif shape == "upper":
@@ -209,6 +214,8 @@ def generate_zlv_users(count: int, seed: int = 7) -> list[SampleZlvUser]:
         deleted_at = SAMPLE_EPOCH + timedelta(minutes=_between(rng, 0, 500_000)) if deleted else None
         kind = _pick(rng, KINDS) if rng.random() >= 0.55 else None
         user_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        if shape == "admin":
+            deleted_at, kind = None, None
         users.append(SampleZlvUser(id=user_id, email=email, deleted_at=deleted_at, kind=kind))
     return users
 
@@ -513,6 +520,7 @@ class PortailDfSandbox(SandboxApp):
         self._html_faults: dict[str, int] = {}
         # Emails whose lookup answers its first page again and again, always linking a next page.
         self._endless_pages: set[str] = set()
+        self.emails_asked: list[str] = []  # each lookup's ``email`` as the client sent it, for tests
         self._secret = secrets.token_bytes(32)
         self._v1_token: str | None = None
         self._access_tokens: dict[str, float] = {}
@@ -800,6 +808,7 @@ class PortailDfSandbox(SandboxApp):
         denied = self._authenticate(request)
         if denied is not None:
             return denied
+        self.emails_asked.append(email)
         try:
             page = int(query.get("page", "1"))
         except ValueError:

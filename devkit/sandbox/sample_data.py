@@ -46,6 +46,7 @@ class SampleStudent:
     last_name: str
     grade: str  # "K" or "1".."12"
     rt_user_id: int | None
+    active: bool = True  # False: left or graduated (the Django schema's ``is_active``)
 
 
 def generate_students(count: int, seed: int = 7, without_rt_user_share: float = 0.1) -> list[SampleStudent]:

@@ -1,8 +1,13 @@
 """ZLV's ``users`` table for tests, the demo and the benchmark, seeded from the Portail DF sample users.
 
-On PostgreSQL the table is created as ZLV's knex migrations create it (``uuid`` id, ``varchar(255)`` strings,
-``timestamptz`` timestamps, ``kind varchar NULL`` from ``20241128175635-users-add-kind``); on SQLite, used by the
-demo, with the same columns in SQLite's types.
+The table is written as ZLV's knex migrations leave it: ``id uuid``, ``email varchar(255) NOT NULL`` with a
+case-sensitive unique constraint (one empty ``''`` can exist, NULL cannot), a nullable ``password`` and names,
+``deleted_at`` (soft delete), ``updated_at NOT NULL DEFAULT CURRENT_TIMESTAMP`` (no trigger: ZLV's app sets it on
+each write), ``kind varchar(255) NULL`` (``20241128175635-users-add-kind``), ``suspended_at`` /
+``suspended_cause``, the two-factor columns, and tables holding foreign keys to ``users(id)`` (``auth_users`` with
+ON DELETE CASCADE, ``users_establishments``, ``campaigns``, ``events``, ``notes``), so a sync that deleted or
+re-created users would meet them. The system admin a migration inserts is one of the sample's users
+(``ADMIN_EMAIL``, empty password). SQLite, used by the demo, gets the same columns in its types.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from devkit.sandbox.portaildf import (
+    ADMIN_EMAIL,
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
     SampleZlvUser,
@@ -25,46 +31,52 @@ from sync_pipelines.core.database import create_database_engine, is_postgresql
 SETTING = "ZLV_DATABASE_URL"
 PLACEHOLDER_PASSWORD = "$2b$10$sandboxsandboxsandboxsandboxsandboxsandboxsandboxsa"
 INSERT_CHUNK = 10_000
+REFERRING_TABLES = ("notes", "events", "campaigns", "users_establishments", "auth_users")
 
-USERS_DDL_POSTGRESQL = """
+
+def _users_ddl(uuid: str, text: str, moment: str, now: str) -> str:
+    return f"""
 CREATE TABLE users (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    email varchar(255),
-    password varchar(255) NOT NULL,
-    first_name varchar(255),
-    last_name varchar(255),
-    establishment_id uuid,
+    id {uuid} PRIMARY KEY,
+    email {text} NOT NULL,
+    password {text},
+    first_name {text},
+    last_name {text},
+    establishment_id {uuid},
     role integer NOT NULL DEFAULT 0,
-    activated_at timestamptz,
-    last_authenticated_at timestamptz,
-    deleted_at timestamptz,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    phone varchar(255),
-    position varchar(255),
-    time_per_week varchar(255),
-    kind varchar(255)
+    activated_at {moment},
+    last_authenticated_at {moment},
+    deleted_at {moment},
+    updated_at {moment} NOT NULL DEFAULT {now},
+    phone {text},
+    position {text},
+    time_per_week {text},
+    kind {text},
+    suspended_at {moment},
+    suspended_cause {text},
+    two_factor_code {text},
+    two_factor_code_generated_at {moment},
+    two_factor_failed_attempts integer NOT NULL DEFAULT 0,
+    two_factor_locked_until {moment},
+    CONSTRAINT users_email_unique UNIQUE (email)
 )
 """
 
-USERS_DDL_SQLITE = """
-CREATE TABLE users (
-    id TEXT PRIMARY KEY,
-    email TEXT,
-    password TEXT NOT NULL,
-    first_name TEXT,
-    last_name TEXT,
-    establishment_id TEXT,
-    role INTEGER NOT NULL DEFAULT 0,
-    activated_at TEXT,
-    last_authenticated_at TEXT,
-    deleted_at TEXT,
-    updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    phone TEXT,
-    position TEXT,
-    time_per_week TEXT,
-    kind TEXT
-)
-"""
+
+def _referring_ddl(uuid: str) -> list[str]:
+    return [
+        f"CREATE TABLE auth_users (id {uuid} PRIMARY KEY, "
+        f"user_id {uuid} NOT NULL REFERENCES users(id) ON DELETE CASCADE)",
+        f"CREATE TABLE users_establishments (user_id {uuid} NOT NULL REFERENCES users(id), "
+        f"establishment_id {uuid} NOT NULL)",
+        f"CREATE TABLE campaigns (id {uuid} PRIMARY KEY, created_by {uuid} REFERENCES users(id))",
+        f"CREATE TABLE events (id {uuid} PRIMARY KEY, created_by {uuid} REFERENCES users(id))",
+        f"CREATE TABLE notes (id {uuid} PRIMARY KEY, created_by {uuid} REFERENCES users(id))",
+    ]
+
+
+USERS_DDL_POSTGRESQL = _users_ddl("uuid", "varchar(255)", "timestamptz", "CURRENT_TIMESTAMP")
+USERS_DDL_SQLITE = _users_ddl("TEXT", "TEXT", "TEXT", "CURRENT_TIMESTAMP")
 
 
 def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
@@ -74,14 +86,15 @@ def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
 
 
 def seed_zlv(url: str, users: Iterable[SampleZlvUser]) -> sa.Engine:
-    """Create ``users`` at ``url`` (replacing it) and fill it with ``users``; returns the engine."""
+    """Create ``users`` and the tables referring to it at ``url`` (replacing them) and fill ``users`` with
+    ``users``, the first of them owning a row in each referring table; returns the engine."""
     engine = create_database_engine(url, SETTING)
     postgresql = is_postgresql(engine)
     rows = (
         {
             "id": user.id,
-            "email": user.email,
-            "password": PLACEHOLDER_PASSWORD,
+            "email": user.email if user.email is not None else "",
+            "password": "" if user.email == ADMIN_EMAIL else PLACEHOLDER_PASSWORD,
             "deleted_at": user.deleted_at
             if postgresql or user.deleted_at is None
             else user.deleted_at.isoformat(),
@@ -89,19 +102,30 @@ def seed_zlv(url: str, users: Iterable[SampleZlvUser]) -> sa.Engine:
         }
         for user in users
     )
+    cast = "CAST(:id AS uuid)" if postgresql else ":id"
     insert = sa.text(
-        "INSERT INTO users (id, email, password, deleted_at, kind) "
-        + (
-            "VALUES (CAST(:id AS uuid), :email, :password, :deleted_at, :kind)"
-            if postgresql
-            else "VALUES (:id, :email, :password, :deleted_at, :kind)"
-        )
+        f"INSERT INTO users (id, email, password, deleted_at, kind) VALUES ({cast}, :email, :password, "
+        ":deleted_at, :kind)"
     )
+    uuid = "uuid" if postgresql else "TEXT"
     with engine.begin() as connection:
-        connection.execute(sa.text("DROP TABLE IF EXISTS users"))
+        for table in (*REFERRING_TABLES, "users"):
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         connection.execute(sa.text(USERS_DDL_POSTGRESQL if postgresql else USERS_DDL_SQLITE))
+        for statement in _referring_ddl(uuid):
+            connection.execute(sa.text(statement))
+        first = None
         for chunk in _chunks(rows, INSERT_CHUNK):
             connection.execute(insert, chunk)
+            first = first or chunk[0]["id"]
+        if first is not None:
+            owner = {"owner": first, "other": "00000000-0000-4000-8000-000000000001"}
+            other = "CAST(:other AS uuid)" if postgresql else ":other"
+            owned = "CAST(:owner AS uuid)" if postgresql else ":owner"
+            connection.execute(sa.text(f"INSERT INTO auth_users VALUES ({other}, {owned})"), owner)
+            connection.execute(sa.text(f"INSERT INTO users_establishments VALUES ({owned}, {other})"), owner)
+            for table in ("campaigns", "events", "notes"):
+                connection.execute(sa.text(f"INSERT INTO {table} VALUES ({other}, {owned})"), owner)
     return engine
 
 

@@ -168,6 +168,7 @@ class ReplaySource(SyncSource):
         self.default_batch_size = inner.default_batch_size
         self.remembers_written = inner.remembers_written
         self.count_names = inner.count_names
+        self.personal_fields = inner.personal_fields
         self.conflicts: list[PlannedRecord] = []
 
     def shard_of(self, key: str) -> str:

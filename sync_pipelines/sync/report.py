@@ -17,6 +17,7 @@ import dagster as dg
 
 from sync_pipelines.core.errors import FailedRecordsError
 from sync_pipelines.sync.apply import ApplyResult
+from sync_pipelines.sync.disclosure import PLAIN, Disclosure
 from sync_pipelines.sync.plan import Action, SyncPlan, Value
 from sync_pipelines.sync.state import Settlement
 
@@ -42,20 +43,27 @@ def changes_table(
     plan: SyncPlan,
     rows: int = PREVIEW_ROWS,
     settlement: Settlement | None = None,
-    label: Callable[[str], str] = str,
+    disclosure: Disclosure = PLAIN,
 ) -> str:
     """Markdown: one line per changed field of the first records that would be written, then the skips, then
-    the changes an interrupted run left in flight and how they are (or would be) settled. ``label`` names a
-    record as a person knows it (RT: the student id beside the RT user id)."""
+    the changes an interrupted run left in flight and how they are (or would be) settled. ``disclosure`` names
+    a record as a person knows it by its ids (RT: the student id beside the RT user id) and keeps personal
+    values out (a changed name reads ``changed``)."""
+    label = disclosure.label
     lines = ["| record | action | field | old -> new |", "| --- | --- | --- | --- |"]
     shown = 0
     for record in plan.to_write:
         for change in record.changes:
             if shown >= rows:
                 break
+            values = disclosure.change(record.key, change.field, change.old, change.new)
+            what = (
+                "changed (personal data, not shown)"
+                if values is None
+                else (f"{_cell(values[0])} -> {_cell(values[1])}")
+            )
             lines.append(
-                f"| {_cell(label(record.key))} | {record.action.value} | {_cell(change.field)} | "
-                f"{_cell(change.old)} -> {_cell(change.new)} |"
+                f"| {_cell(label(record.key))} | {record.action.value} | {_cell(change.field)} | {what} |"
             )
             shown += 1
     total = plan.field_changes()
@@ -74,7 +82,8 @@ def changes_table(
         lines += ["", "| left in flight by an interrupted run | field | new value | settled as |"]
         lines.append("| --- | --- | --- | --- |")
         lines += [
-            f"| {_cell(label(c.key))} | {_cell(c.field)} | {_cell(c.new)} | {c.status} |"
+            f"| {_cell(label(c.key))} | {_cell(c.field)} | {_cell(disclosure.value(c.key, c.field, c.new))} | "
+            f"{c.status} |"
             for c in changes[:rows]
         ]
         if len(changes) > rows:
@@ -102,7 +111,7 @@ def plan_metadata(
     plan: SyncPlan,
     dry_run: bool,
     settlement: Settlement | None = None,
-    label: Callable[[str], str] = str,
+    disclosure: Disclosure = PLAIN,
 ) -> dict[str, Any]:
     counts = plan.counts()
     metadata: dict[str, Any] = {
@@ -112,7 +121,7 @@ def plan_metadata(
         "unchanged": dg.MetadataValue.int(counts["unchanged"]),
         "skipped": dg.MetadataValue.int(counts["skip"]),
         "planned_field_changes": dg.MetadataValue.int(plan.field_changes()),
-        "plan": dg.MetadataValue.md(changes_table(plan, settlement=settlement, label=label)),
+        "plan": dg.MetadataValue.md(changes_table(plan, settlement=settlement, disclosure=disclosure)),
     }
     for category, count in sorted(plan.skip_counts().items()):
         metadata[f"skipped_{category}"] = dg.MetadataValue.int(count)
@@ -127,11 +136,11 @@ def result_metadata(
     plan: SyncPlan,
     result: ApplyResult,
     settlement: Settlement | None = None,
-    label: Callable[[str], str] = str,
+    disclosure: Disclosure = PLAIN,
 ) -> dict[str, Any]:
     """The plan's metadata and what was written. Each record is counted once: a skipped record that fails the
     run (it could not be read, say) is counted as failed, not as skipped too."""
-    metadata = plan_metadata(plan, dry_run=False, settlement=settlement, label=label)
+    metadata = plan_metadata(plan, dry_run=False, settlement=settlement, disclosure=disclosure)
     skipped = Counter(
         record.category or "skipped" for record in plan.skipped if record.key not in result.failures
     )
@@ -150,7 +159,7 @@ def result_metadata(
     if result.failures:
         lines = ["| record | reason |", "| --- | --- |"]
         lines += [
-            f"| {_cell(label(key))} | {_cell(reason)} |"
+            f"| {_cell(disclosure.label(key))} | {_cell(reason)} |"
             for key, reason in result.failure_list()[:PREVIEW_ROWS]
         ]
         metadata["failures"] = dg.MetadataValue.md("\n".join(lines))
@@ -194,11 +203,11 @@ def report(
         log.info(f"plan of {plan.target} saved for review as {outcome.plan_id} (run config apply_plan_id)")
     if result is not None and result.conflicts:
         extra["conflicts_at_write"] = dg.MetadataValue.int(len(result.conflicts))
-    label = source.label
+    disclosure = source.disclosure()
     if result is None:
-        table = changes_table(plan, settlement=outcome.settlement, label=label)
+        table = changes_table(plan, settlement=outcome.settlement, disclosure=disclosure)
         log.info(f"plan of {plan.target} (dry run, nothing written):\n{table}")
-        metadata = {**plan_metadata(plan, True, outcome.settlement, label), **extra}
+        metadata = {**plan_metadata(plan, True, outcome.settlement, disclosure), **extra}
         yield dg.AssetObservation(asset_key=asset_key, metadata=metadata, tags={DRY_RUN_TAG: "true"})
         return
     per_shard = shard_counts(plan, result, source.shard_of)
@@ -218,7 +227,8 @@ def report(
         metadata.update(shard_extra.get(shard, {}))
         yield dg.AssetMaterialization(asset_key=asset_key, partition=shard, metadata=metadata)
     yield dg.AssetObservation(
-        asset_key=asset_key, metadata={**result_metadata(plan, result, outcome.settlement, label), **extra}
+        asset_key=asset_key,
+        metadata={**result_metadata(plan, result, outcome.settlement, disclosure), **extra},
     )
     log.info(
         f"{plan.target}: {result.created} created, {result.updated} updated, {result.failed} failed "

@@ -9,13 +9,14 @@ run): ``started``, ``applied`` and ``stopped``, which is where Bakaláři's ``Sy
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
 from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.disclosure import Disclosure
 from sync_pipelines.sync.plan import Conflict, FieldChange, PlannedRecord, Skip, Value, values_equal
 from sync_pipelines.sync.shards import SHARD_COUNT, shard_of
 
@@ -98,8 +99,15 @@ class SyncSource:
         return shard_of(key)
 
     def label(self, key: str) -> str:
-        """A record as a person knows it, for plan and failure tables (default: its key)."""
+        """A record as a person knows it, by its ids, for plan and failure tables (default: its key)."""
         return key
+
+    # Per record kind (the key's part before ':', '*' for all), the fields whose values are personal data.
+    personal_fields: Mapping[str, Collection[str]] = {}
+
+    def disclosure(self) -> Disclosure:
+        """How reports name this target's records and which values they keep out (see ``sync.disclosure``)."""
+        return Disclosure(self.label, self.personal_fields)
 
     @contextlib.asynccontextmanager
     async def session(self, scope: RunScope) -> AsyncIterator[None]:

@@ -357,11 +357,6 @@ class SyncStateStore:
         with self.engine.begin() as connection:
             self._upsert_written(connection, rows)
 
-    @_refused_as_one_line
-    def forget(self, target: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(sa.delete(last_written).where(last_written.c.target == target))
-
     def _upsert_written(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
@@ -728,6 +723,25 @@ class SyncStateStore:
         ]
         return SavedPlan(row.plan_id, row.target, row.undo_of, created, records)
 
-    def delete_audit_before(self, cutoff: datetime) -> int:
+    # -- retention ----------------------------------------------------------------------------------------
+    def prune(self, cutoffs: Mapping[str, datetime], dry_run: bool = False) -> dict[str, int]:
+        """Delete (or, with ``dry_run``, count) what is older than its cutoff, in one transaction: ``audit``
+        rows by ``recorded_at``, saved ``plans`` by ``created_at``, ``write_ahead`` rows (batches a killed run
+        left in flight whose records no run read again) by ``started_at``. Old values of the targets' fields
+        live in these rows, so they go when the organisation's retention says so; returns the counts."""
+        tables = {
+            "audit": (audit_log, audit_log.c.recorded_at),
+            "plans": (saved_plans, saved_plans.c.created_at),
+            "write_ahead": (batches_in_flight, batches_in_flight.c.started_at),
+        }
+        counts: dict[str, int] = {}
         with self.engine.begin() as connection:
-            return connection.execute(sa.delete(audit_log).where(audit_log.c.recorded_at < cutoff)).rowcount
+            for name, cutoff in cutoffs.items():
+                table, moment = tables[name]
+                old = moment < cutoff
+                if dry_run:
+                    query = sa.select(sa.func.count()).select_from(table).where(old)
+                    counts[name] = int(connection.execute(query).scalar() or 0)
+                else:
+                    counts[name] = connection.execute(sa.delete(table).where(old)).rowcount
+        return counts

@@ -65,3 +65,30 @@ def test_reviewed_plan_conflict_undo_and_undo_of_undo(bakalari: ThreadedSandbox,
     assert again.success, again.all_events
     assert class_names(engine) == after
     assert counts(engine)["Class"] == before["Class"]
+
+
+def test_a_plan_shows_a_changed_name_as_changed_without_the_names(
+    bakalari: ThreadedSandbox, edurpg_url: str
+) -> None:
+    """A person's name edited by hand in EduRPG: the dry run's plan (metadata and log) says the user's name
+    changes, by Bakaláři id, without the old or the new name; a class's name is not personal and is shown."""
+    resources = sync_resources(bakalari.url, edurpg_url)
+    engine = engine_for(edurpg_url)
+    assert run_sync(resources).success
+    with engine.begin() as connection:
+        user_id, name, bakalari_id = connection.execute(
+            sa.text('SELECT id, name, "bakalariId" FROM "User" WHERE role = \'STUDENT\' ORDER BY id LIMIT 1')
+        ).one()
+        connection.execute(
+            sa.text("UPDATE \"User\" SET name = 'Hand Edited' WHERE id = :id"), {"id": user_id}
+        )
+        class_id = sorted(class_names(engine))[0]
+        connection.execute(sa.text("UPDATE \"Class\" SET name = 'Renamed' WHERE id = :id"), {"id": class_id})
+    dry = run_sync(resources, dry_run=True)
+    assert dry.success
+    table = observation(dry)["plan"]
+    logged = "\n".join(str(e.message) for e in dry.all_events if e.message)
+    assert f"| User:{bakalari_id} | update | name | changed (personal data, not shown) |" in table
+    assert "| update | name | Renamed -> " in table
+    for text in (table, logged):
+        assert name not in text and "Hand Edited" not in text

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from sync_pipelines.defs.operations.run_history import prune_run_history, prune_runs
+from sync_pipelines.sync.state import SyncStateStore
 from sync_pipelines_tests.harness.alerts import AlertReceiver, alert_on_failed_run
 
 pytestmark = pytest.mark.integration
@@ -96,3 +98,66 @@ def test_prune_job_uses_the_retention_setting(monkeypatch: pytest.MonkeyPatch) -
         assert any("(30 days)" in line for line in logs)
         future = datetime.now(timezone.utc) + timedelta(days=1)
         assert prune_runs(instance, future) == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_prune_deletes_state_rows_older_than_their_retention(
+    backend: str, tmp_path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit rows, saved plans and stale write-ahead rows, dated, each against its own setting; a plan is kept
+    at least as long as it may be applied."""
+    from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
+    from sync_pipelines.sync.state import audit_log, batches_in_flight, saved_plans
+
+    url = (
+        request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 's.sqlite'}"
+    )
+    monkeypatch.setenv("SYNC_STATE_DATABASE_URL", url)
+    monkeypatch.setenv("SYNC_AUDIT_RETENTION_DAYS", "100")
+    monkeypatch.setenv("SYNC_PLAN_RETENTION_DAYS", "1")
+    monkeypatch.setenv("SYNC_PLAN_MAX_AGE_HOURS", "72")  # plans stay 3 days, not 1
+    monkeypatch.setenv("SYNC_WRITE_AHEAD_RETENTION_DAYS", "10")
+    store = SyncStateStore.from_url(url)
+    record = PlannedRecord(
+        "User:1", Action.UPDATE, {"name": "Nova Name"}, (FieldChange("name", "Old", "Nova"),)
+    )
+    now = datetime.now(timezone.utc)
+    for age_days in (5, 150):
+        run_id = f"run-{age_days}"
+        batch = store.begin_batch(run_id, "t", [record])
+        store.finish_batch(run_id, "t", [record], {}, False, batch)
+        store.save_plan(run_id, "t", [record], {"update": 1})
+        store.begin_batch(run_id, "t", [record])  # left in flight by a killed run
+        with store.engine.begin() as connection:
+            moment = now - timedelta(days=age_days)
+            connection.execute(
+                sa.update(audit_log).where(audit_log.c.run_id == run_id).values(recorded_at=moment)
+            )
+            connection.execute(
+                sa.update(saved_plans).where(saved_plans.c.plan_id == run_id).values(created_at=moment)
+            )
+            connection.execute(
+                sa.update(batches_in_flight)
+                .where(batches_in_flight.c.run_id == run_id)
+                .values(started_at=moment)
+            )
+    store.save_plan("run-2", "t", [record], {"update": 1})
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.update(saved_plans)
+            .where(saved_plans.c.plan_id == "run-2")
+            .values(created_at=now - timedelta(days=2))
+        )
+    with dg.instance_for_test() as instance:
+        preview = prune_run_history.execute_in_process(
+            instance=instance, run_config={"ops": {"prune_sync_state": {"config": {"dry_run": True}}}}
+        )
+        assert preview.output_for_node("prune_sync_state") == {"audit": 1, "plans": 2, "write_ahead": 1}
+        assert len(store.audit_rows("t")) == 2
+        result = prune_run_history.execute_in_process(instance=instance)
+    assert result.output_for_node("prune_sync_state") == {"audit": 1, "plans": 2, "write_ahead": 1}
+    assert {row["run_id"] for row in store.audit_rows("t")} == {"run-5"}
+    assert store.load_plan("run-5") is None and store.load_plan("run-150") is None
+    assert store.load_plan("run-2") is not None
+    with store.engine.connect() as connection:
+        assert [r.run_id for r in connection.execute(sa.select(batches_in_flight.c.run_id))] == ["run-5"]

@@ -10,6 +10,8 @@ from contextlib import ExitStack
 import pytest
 import sqlalchemy as sa
 
+from devkit.sandbox.databases import student_rows
+from devkit.sandbox.sample_data import SampleStudent
 from devkit.sandbox.server import free_port
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines_tests.harness.world import JobResult, SyncWorld, start_world
@@ -93,14 +95,10 @@ def test_an_unusable_database_url_names_the_setting_without_the_password(world: 
 
 def test_failed_records_fail_the_run_naming_them(world: SyncWorld) -> None:
     students = create_database_engine(world.url("STUDENTS_DATABASE_URL"), "STUDENTS_DATABASE_URL")
+    table = sa.Table("students", sa.MetaData(), autoload_with=students)
     with students.begin() as connection:
-        row = dict(connection.execute(sa.text("SELECT * FROM students LIMIT 1")).mappings().one())
         connection.execute(
-            sa.text(
-                "INSERT INTO students (student_id, first_name, last_name, grade, rt_user_id) "
-                "VALUES ('S-NO-RT-USER', 'A', 'B', :grade, 99999)"
-            ),
-            {"grade": row["grade"]},
+            sa.insert(table), student_rows([SampleStudent("S-NO-RT-USER", "A", "B", "5", 99999)], "django")
         )
     try:
         result = run_with(world, "rt_user_sync")

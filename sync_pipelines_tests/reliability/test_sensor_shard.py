@@ -58,3 +58,37 @@ def test_the_sensor_starts_the_shard_the_asset_syncs(tmp_path, monkeypatch: pyte
     ]
     assert started == synced == [shard_of("1001")]
     assert all(student_shard(r, i) == student_shard(str(int(r)) if r else None, i) for i, _, r in rows)
+
+
+def test_the_sensor_ignores_inactive_students_as_the_sync_does(tmp_path) -> None:
+    """An edit to a leaver's row (``is_active`` false) starts nothing: the RT sync would not write it."""
+    from sync_pipelines.definitions import defs
+
+    url = f"sqlite:///{tmp_path / 'sis.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE students (student_id TEXT, grade INT, rt_user_id INT, is_active BOOL NOT NULL)"
+        )
+        connection.exec_driver_sql("INSERT INTO students VALUES ('S1', 9, 1001, 1), ('L1', 12, 1002, 0)")
+    sensor = defs.resolve_sensor_def("students_changed")
+    resources = {"students_database": StudentsDatabase(database_url=url)}
+    repository = defs.get_repository_def()
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: str | None) -> dg.SensorExecutionData:
+            return sensor.evaluate_tick(
+                dg.build_sensor_context(
+                    instance=instance, resources=resources, cursor=cursor, repository_def=repository
+                )
+            )
+
+        first = tick(None)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE students SET grade = 3 WHERE student_id = 'L1'")
+        second = tick(first.cursor)
+        assert second.run_requests == []
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE students SET grade = 10 WHERE student_id = 'S1'")
+        third = tick(second.cursor)
+    assert [request.partition_key for request in third.run_requests] == [shard_of("1001")]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -60,7 +61,9 @@ class RtWorld:
 
     def expected(self, grade_of=lambda s: s.grade) -> dict[int, tuple[list[str], list[str]]]:
         return {
-            s.rt_user_id: ([grade_of(s)], [s.student_id]) for s in self.students if s.rt_user_id is not None
+            s.rt_user_id: ([grade_of(s)], [s.student_id])
+            for s in self.students
+            if s.rt_user_id is not None and s.active
         }
 
     def differing(self) -> set[int]:
@@ -76,11 +79,15 @@ def rt_world(
     seed: int = 11,
     knobs_seed: int = 1,
     state_url: str | None = None,
+    students_url: str | None = None,
+    roster: Callable[[list[SampleStudent]], list[SampleStudent]] | None = None,
 ) -> Iterator[RtWorld]:
-    """``size`` sample students on PostgreSQL, an RT sandbox holding their users, the sync's variables set, and a
-    Dagster instance; the state on ``state_url`` (default: a fresh PostgreSQL database)."""
+    """``size`` sample students in the Django model's table (on ``students_url``, default a fresh PostgreSQL
+    database; ``roster`` may change the sample's rows first), an RT sandbox holding their users, the sync's
+    variables set, and a Dagster instance; the state on ``state_url`` (default: a fresh PostgreSQL database)."""
     students = generate_students(size, seed=seed)
-    students_url, state_url = make_pg_url(), state_url or make_pg_url()
+    students = roster(students) if roster else students
+    students_url, state_url = students_url or make_pg_url(), state_url or make_pg_url()
     seed_students(students_url, students, schema="django")
     sandbox = RequestTrackerSandbox.from_sample(size, seed=seed, knobs=Knobs(seed=knobs_seed))
     with ThreadedSandbox(sandbox) as rt:
@@ -154,6 +161,56 @@ def test_first_run_writes_exactly_the_differing_users_and_the_second_none(world:
     assert world.rt.requests(PUT) == 0
     assert world.rt.requests(GET) == 0
     assert observation(second)["updated"].value == 0
+
+
+def with_leavers(students: list[SampleStudent]) -> list[SampleStudent]:
+    """The roster as the student system's CSV import leaves it: four students with RT users have left
+    (inactive), and two current students hold an RT user that an old inactive row of theirs still names."""
+    with_rt = [s for s in students if s.rt_user_id is not None]
+    leavers = {s.student_id for s in with_rt[:4]}
+    old_rows = [
+        dataclasses.replace(s, student_id=f"OLD{s.student_id}", grade="9", active=False) for s in with_rt[4:6]
+    ]
+    return [dataclasses.replace(s, active=s.student_id not in leavers) for s in students] + old_rows
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("students_backend", ["postgresql", "sqlite"])
+def test_inactive_students_are_skipped_and_their_rt_users_left_alone(
+    make_pg_url, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, students_backend: str
+) -> None:
+    students_url = (
+        make_pg_url() if students_backend == "postgresql" else f"sqlite:///{tmp_path / 'sis.sqlite'}"
+    )
+    with rt_world(make_pg_url, monkeypatch, students_url=students_url, roster=with_leavers) as world:
+        leavers = {
+            s.rt_user_id for s in world.students if not s.active and not s.student_id.startswith("OLD")
+        }
+        shared = {s.rt_user_id for s in world.students if s.student_id.startswith("OLD")}
+        before = world.rt_values()
+        # The sample's RT users of leavers hold other values than the leavers' rows: a sync would rewrite them.
+        stale = [s for s in world.students if s.rt_user_id in leavers and not s.active]
+        assert any(before[s.rt_user_id] != ([s.grade], [s.student_id]) for s in stale)
+        differing = world.differing()
+        first = world.run()
+        assert first.success
+        after = world.rt_values()
+        assert {key: after[key] for key in leavers} == {key: before[key] for key in leavers}
+        assert world.rt.requests(PUT) == len(differing)
+        assert {key: after[key] for key in world.expected()} == world.expected()
+        for key in shared:  # the current student's values, not the old row's grade 9
+            active = next(s for s in world.students if s.rt_user_id == key and s.active)
+            assert after[key] == ([active.grade], [active.student_id])
+        summary = observation(first)
+        assert summary["skipped_inactive"].value == len(leavers) + len(shared)
+        checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
+        assert checks["students_unique_rt_user_ids"] is True
+        students_metadata = first.asset_materializations_for_node("students")[0].metadata
+        assert students_metadata["inactive"].value == len(leavers) + len(shared)
+        assert students_metadata["invalid"].value == 0
+        world.rt.reset_counters()
+        assert world.run().success
+        assert world.rt.requests(PUT) == 0
 
 
 @pytest.mark.integration

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devkit.sandbox.portaildf import (
+    ADMIN_EMAIL,
     AMBIGUOUS,
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
@@ -125,7 +126,11 @@ def test_sample_proportions_and_email_shapes() -> None:
     assert 0.80 <= sum(outcomes[kind] for kind in KINDS) / with_email <= 0.90
     assert 0.07 <= outcomes[NOT_FOUND] / with_email <= 0.16
     assert min(outcomes[kind] for kind in KINDS) >= 0.1 * with_email
-    assert outcomes[AMBIGUOUS] >= 10 and outcomes[NO_EMAIL] >= 10
+    # ZLV's email is NOT NULL and unique: one empty, one of spaces only, every address distinct as stored.
+    assert outcomes[AMBIGUOUS] >= 10 and outcomes[NO_EMAIL] == 2
+    assert all(user.email is not None for user in sample.users)
+    assert len({user.email for user in sample.users}) == len(sample.users)
+    assert sum(user.email == ADMIN_EMAIL for user in sample.users) == 1
     emails = [user.email for user in sample.users if user.email]
     assert any(email != email.strip() for email in emails)
     assert any(email.strip() != email.strip().lower() for email in emails)

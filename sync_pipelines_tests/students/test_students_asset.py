@@ -8,13 +8,14 @@ import pytest
 import sqlalchemy as sa
 
 from devkit.sandbox.databases import seed_students
-from devkit.sandbox.sample_data import generate_students
+from devkit.sandbox.sample_data import SampleStudent, generate_students
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.shared.state_resource import SyncStateResource, SyncStateTableIOManager
 from sync_pipelines.defs.students.assets import students
 from sync_pipelines.defs.students.checks import students_unique_ids, students_unique_rt_user_ids
 from sync_pipelines.defs.students.resources import StudentsDatabase
+from sync_pipelines.defs.students.validation import GRADE_LABELS
 
 pytestmark = pytest.mark.integration
 
@@ -98,8 +99,6 @@ def test_custom_column_names(urls: tuple[str, str]) -> None:
         id_column="pupil_no",
         grade_column="year_level",
         rt_user_id_column="helpdesk_id",
-        first_name_column=None,
-        last_name_column=None,
     )
     assert result.success
     assert result.asset_materializations_for_node("students")[0].metadata["row_count"].value == 2
@@ -135,3 +134,49 @@ def test_unreachable_database_is_one_clear_sentence() -> None:
 def test_garbage_url_names_the_setting() -> None:
     with pytest.raises(ConfigurationError, match="STUDENTS_DATABASE_URL: is not a database URL"):
         StudentsDatabase(database_url="not a url").read_rows()
+
+
+def test_django_table_keeps_inactive_rows_out_of_the_rt_users_they_shared(urls: tuple[str, str]) -> None:
+    """The Django model's table as its migration makes it: grades 0..12, leavers inactive, an RT user named by
+    an old inactive row and by the current student, and two active rows sharing one (still an error)."""
+    students_url, state_url = urls
+    sample = [
+        SampleStudent(f"S{grade:02d}", "Ada", "Current", "K" if grade == 0 else str(grade), 2000 + grade)
+        for grade in range(13)
+    ]
+    sample += [
+        SampleStudent("L1", "Old", "Leaver", "12", 3001, active=False),
+        SampleStudent("OLD-S05", "Old", "Row", "4", 2005, active=False),  # S05 holds RT user 2005 now
+        SampleStudent("A1", "Twin", "One", "3", 4000),
+        SampleStudent("A2", "Twin", "Two", "3", 4000),
+    ]
+    seed_students(students_url, sample, schema="django")
+    result = materialize_students(students_url, state_url)
+    assert result.success
+    metadata = result.asset_materializations_for_node("students")[0].metadata
+    assert metadata["active"].value == 13 and metadata["inactive"].value == 2
+    assert metadata["invalid"].value == 2  # A1 and A2: two active students cannot share an RT user
+    assert "| A1 | rt_user_id 4000 is also given to A2 |" in metadata["invalid_rows"].value
+    assert metadata["grade_distribution"].value == {label: 1 for label in GRADE_LABELS}
+    stored = pd.read_sql_table("asset_students", create_database_engine(state_url, "state"))
+    assert set(stored.columns) == {"student_id", "grade", "rt_user_id", "active"}
+    inactive = set(stored.loc[~stored["active"].astype(bool), "student_id"])
+    assert inactive == {"L1", "OLD-S05"}
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"students_unique_ids": True, "students_unique_rt_user_ids": True}
+
+
+def test_operator_named_active_column(urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    students_url, state_url = urls
+    engine = create_database_engine(students_url, "x")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("CREATE TABLE students (id TEXT, grade TEXT, rt_user_id TEXT, current INT)")
+        )
+        connection.execute(sa.text("INSERT INTO students VALUES ('P1', 'K', '77', 1), ('P2', '3', '77', 0)"))
+    monkeypatch.setenv("STUDENTS_ACTIVE_COLUMN", "current")
+    rows = StudentsDatabase(database_url=students_url).read_rows()
+    assert [(row["student_id"], bool(row["active"])) for row in rows] == [("P1", True), ("P2", False)]
+    monkeypatch.setenv("STUDENTS_ACTIVE_COLUMN", "enrolled")
+    with pytest.raises(ConfigurationError, match="^STUDENTS_ACTIVE_COLUMN: table 'students' has no column"):
+        StudentsDatabase(database_url=students_url).read_rows()

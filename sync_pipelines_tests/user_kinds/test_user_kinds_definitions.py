@@ -165,3 +165,51 @@ def test_seed_zlv_creates_the_knex_schema(pg_url: str) -> None:
     assert columns["id"] == "uuid" and columns["kind"] == "character varying"
     assert columns["deleted_at"] == "timestamp with time zone"
     assert {"password", "establishment_id", "role", "time_per_week", "updated_at"} <= set(columns)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("trailing", ["", "/"])
+def test_zlv_settings_copied_as_the_readme_says(
+    world: ZlvWorld, make_pg_url, monkeypatch: pytest.MonkeyPatch, trailing: str
+) -> None:
+    """ZLV's ``CEREMA_API`` (no ``/api``) and ``CEREMA_AUTH_VERSION`` as they are: a passing run, each lookup
+    carrying the email as ZLV stores it, capitals and all."""
+    env = {
+        "PORTAILDF_API_URL": world.handle.url + trailing,  # CEREMA_API
+        "PORTAILDF_USERNAME": DEFAULT_USERNAME,  # CEREMA_USERNAME
+        "PORTAILDF_PASSWORD": DEFAULT_PASSWORD,  # CEREMA_PASSWORD
+        "PORTAILDF_AUTH_VERSION": world.auth_version,  # CEREMA_AUTH_VERSION
+        "ZLV_DATABASE_URL": world.zlv_url,
+        "SYNC_STATE_DATABASE_URL": make_pg_url(),
+    }
+    result = run_deployed_job(env, monkeypatch)
+    assert result.success, failure_messages(result)
+    assert world.kinds() == world.expected_kinds()
+    stored = sorted(
+        u.email for u in world.sample.users if u.deleted_at is None and u.email and u.email.strip()
+    )
+    assert sorted(world.sandbox.emails_asked) == stored
+    assert any(email != email.lower() for email in world.sandbox.emails_asked)
+
+
+@pytest.mark.integration
+def test_a_v1_only_server_with_the_default_auth_version_names_the_setting(
+    pg_url: str, make_pg_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for world in make_world(pg_url, "v1"):
+        monkeypatch.delenv("PORTAILDF_AUTH_VERSION", raising=False)
+        env = {
+            "PORTAILDF_API_URL": world.handle.url,
+            "PORTAILDF_USERNAME": DEFAULT_USERNAME,
+            "PORTAILDF_PASSWORD": DEFAULT_PASSWORD,
+            "ZLV_DATABASE_URL": world.zlv_url,
+            "SYNC_STATE_DATABASE_URL": make_pg_url(),
+        }
+        result = run_deployed_job(env, monkeypatch)
+        assert not result.success
+        failure = result.failure_data_for_node("user_kinds")
+        assert failure is not None and failure.error is not None
+        line = failure.error.message.strip()
+        assert "\n" not in line and "PORTAILDF_AUTH_VERSION: the server has no v2 login" in line, line
+        assert "set PORTAILDF_AUTH_VERSION=v1" in line
+        assert world.handle.requests("GET /api/utilisateurs") == 0

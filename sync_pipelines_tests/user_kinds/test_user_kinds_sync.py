@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from devkit.sandbox.portaildf import AMBIGUOUS, KINDS, NOT_FOUND
+from devkit.sandbox.portaildf import ADMIN_EMAIL, AMBIGUOUS, KINDS, NOT_FOUND
 from sync_pipelines.sync import SyncStateStore
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
 from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
@@ -230,3 +230,99 @@ def test_deleted_users_are_included_from_the_environment(
     result = world_v2.run()
     assert not result.success
     assert "ZLV_INCLUDE_DELETED_USERS: must be true or false, got 'maybe'" in failure_text(result)
+
+
+def _updated_at(world: ZlvWorld) -> dict[str, Any]:
+    with world.engine.connect() as connection:
+        return {str(i): t for i, t in connection.execute(sa.text("SELECT id, updated_at FROM users"))}
+
+
+def _age_every_row(world: ZlvWorld) -> Any:
+    with world.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE users SET updated_at = '2020-01-01T00:00:00Z'"))
+    return next(iter(_updated_at(world).values()))
+
+
+@pytest.mark.parametrize("stamp", [True, False])
+def test_a_kind_write_sets_updated_at_as_zlv_does(world_v2: ZlvWorld, stamp: bool) -> None:
+    """Written rows get ``updated_at = now()`` in the same statement (one UPDATE per batch still), dry runs and
+    untouched rows keep theirs; with ``set_updated_at`` off nothing but ``kind`` moves. Undo writes stamp too."""
+    old = _age_every_row(world_v2)
+    counted = world_v2.updates()
+    assert world_v2.run({"dry_run": True}, set_updated_at=stamp).success
+    assert set(_updated_at(world_v2).values()) == {old}
+    result = world_v2.run({"batch_size": 25}, set_updated_at=stamp)
+    assert result.success, failure_text(result)
+    assert world_v2.kinds() == world_v2.expected_kinds()
+    written = {u for u in world_v2.sample.changes() if u in set(world_v2.active_ids())}
+    stamps = _updated_at(world_v2)
+    assert written and {u for u, t in stamps.items() if t != old} == (written if stamp else set())
+    assert all(stamps[u] > old for u in written) if stamp else True
+    statements, rows = world_v2.updates()
+    assert (statements - counted[0], rows - counted[1]) == (math.ceil(len(written) / 25), len(written))
+    if stamp:  # an undo is a kind write like any other: ZLV sees it as a change of the user
+        from sync_pipelines_tests.user_kinds.test_user_kinds_plans_and_undo import undo
+
+        old = _age_every_row(world_v2)
+        assert undo(world_v2, result.run_id, dry_run=False).success
+        stamps = _updated_at(world_v2)
+        assert {u for u, t in stamps.items() if t != old} == written
+
+
+def test_users_not_found_keep_their_kind_or_are_cleared_as_zlv_does(world_v2: ZlvWorld) -> None:
+    """``keep`` (default, the seed's rule) leaves a user Portail DF does not find as they are; ``clear`` writes
+    NULL, as ZLV's login hook does; the count of users not found is the same either way."""
+    not_found = [u for u in world_v2.active_ids() if world_v2.sample.expected[u] == NOT_FOUND]
+    had_kind = [u for u in not_found if world_v2.sample.user(u).kind is not None]
+    assert had_kind
+    kept = world_v2.run()
+    assert kept.success and all(world_v2.kinds()[u] == world_v2.sample.user(u).kind for u in not_found)
+    cleared = world_v2.run(kind_when_not_found="clear")
+    assert cleared.success, failure_text(cleared)
+    after = world_v2.kinds()
+    assert all(after[u] is None for u in not_found)
+    summary = observation(cleared)
+    assert summary["updated"] == len(had_kind) and summary["not_found"] == observation(kept)["not_found"]
+    assert world_v2.run(kind_when_not_found="sometimes").success is False
+
+
+def test_the_users_table_is_zlvs_and_the_sync_leaves_its_neighbours_alone(world_v2: ZlvWorld) -> None:
+    """The table the tests run on is shaped as ZLV's migrations leave it (checked here, so a harness change
+    cannot quietly make it easier), and a sync changes nothing but ``kind`` and ``updated_at`` there."""
+    users = sa.Table("users", sa.MetaData(), autoload_with=world_v2.engine)
+    assert users.c.email.nullable is False and users.c.kind.nullable is True
+    assert users.c.updated_at.nullable is False and users.c.password.nullable is True
+    assert {"deleted_at", "suspended_at", "suspended_cause"} <= set(users.c.keys())
+    inspector = sa.inspect(world_v2.engine)
+    referring = {
+        t
+        for t in inspector.get_table_names()
+        for fk in inspector.get_foreign_keys(t)
+        if fk["referred_table"] == "users"
+    }
+    assert referring == {"auth_users", "users_establishments", "campaigns", "events", "notes"}
+    columns = [c.name for c in users.c if c.name not in ("kind", "updated_at")]
+
+    def everything_else() -> set[tuple]:
+        with world_v2.engine.connect() as connection:
+            rows = set(connection.execute(sa.select(*(users.c[c] for c in columns))).all())
+            rows |= {("auth_users", *r) for r in connection.execute(sa.text("SELECT * FROM auth_users"))}
+        return rows
+
+    before = everything_else()
+    with world_v2.engine.connect() as connection:
+        admin = connection.execute(
+            sa.text("SELECT id, password FROM users WHERE email = :e"), {"e": ADMIN_EMAIL}
+        )
+        assert [row.password for row in admin] == [""]
+    assert world_v2.run().success
+    assert everything_else() == before
+    assert world_v2.kinds() == world_v2.expected_kinds()
+    with world_v2.engine.begin() as connection:  # unique, and case-sensitively so, as ZLV's constraint is
+        connection.execute(
+            sa.text("UPDATE users SET email = upper(email) WHERE email = :e"), {"e": ADMIN_EMAIL}
+        )
+    with pytest.raises(sa.exc.IntegrityError), world_v2.engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO users (id, email) VALUES (gen_random_uuid(), upper(:e))"), {"e": ADMIN_EMAIL}
+        )

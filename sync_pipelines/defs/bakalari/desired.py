@@ -297,7 +297,11 @@ def build_desired(
             if build.claim_email(email, internal):
                 desired["email"] = email
             elif current is None:
-                build.skip(key, EMAIL_IN_USE, f"another EduRPG user already has the e-mail {email}")
+                build.skip(
+                    key,
+                    EMAIL_IN_USE,
+                    f"another EduRPG user ({build.emails.get(email)}) already has this user's e-mail",
+                )
                 continue
         metadata = {"bakalariUserId": teacher_id, "bakalariUserType": "teacher"}
         build.add(key, {**desired, **ref_field(internal, metadata)}, current)
@@ -334,7 +338,11 @@ def build_desired(
         if current is None:
             email = placeholder_email(bakalari_id)
             if not build.claim_email(email, internal):
-                build.skip(key, EMAIL_IN_USE, f"another EduRPG user already has the e-mail {email}")
+                build.skip(
+                    key,
+                    EMAIL_IN_USE,
+                    f"another EduRPG user ({build.emails.get(email)}) already has this user's e-mail",
+                )
                 continue
             desired["email"] = email
         metadata = {"bakalariUserId": bakalari_id, "bakalariUserType": user.user_type}

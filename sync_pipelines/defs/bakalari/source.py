@@ -84,6 +84,9 @@ class BakalariSource(SyncSource):
     target = TARGET
     default_batch_size = DEFAULT_BATCH_SIZE
     remembers_written = False
+    # A person's name and e-mail go to EduRPG, and to the state database for review and undo, not to reports.
+    # An enrollment's name is its student's and subject's ("Nováková Eva – Math").
+    personal_fields = {"User": ("name", "email"), "Enrollment": ("name",)}
 
     def __init__(self, bakalari: BakalariResource, edurpg_database: EduRpgDatabase) -> None:
         self.bakalari = bakalari
@@ -342,8 +345,10 @@ class BakalariSource(SyncSource):
         )
         if self.entities.vanished:
             lines = ["| record | EduRPG id | name | reported since |", "| --- | --- | --- | --- |"]
+            shown = self.disclosure()
             lines += [
-                f"| {e.key} | {e.internal_id} | {e.name or ''} | {e.metadata.get('vanishedAt') or 'this run'} |"
+                f"| {e.key} | {e.internal_id} | {shown.value(e.key, 'name', e.name) or ''} | "
+                f"{e.metadata.get('vanishedAt') or 'this run'} |"
                 for e in self.entities.vanished[:PREVIEW_ROWS]
             ]
             metadata["vanished_entities"] = dg.MetadataValue.md("\n".join(lines))

@@ -1,4 +1,7 @@
-"""Run history upkeep: Dagster never prunes old runs, so a weekly job deletes finished runs older than N days."""
+"""Run history upkeep: Dagster never prunes old runs, so a weekly job deletes finished runs older than N days,
+and the sync state's audit rows, saved plans and stale write-ahead rows older than their own retention: they
+hold old values of the targets' fields (names, emails, grades), which must not outlive the organisation's policy.
+"""
 
 import os
 from datetime import datetime, timedelta, timezone
@@ -6,7 +9,16 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from sync_pipelines.core.env import env_timezone
+from sync_pipelines.core.env import env_number, env_timezone
+from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.sync.replay import PLAN_AGE_SETTING, plan_max_age
+
+# What the sync state keeps, the setting of its retention in days, and the default.
+STATE_RETENTION = {
+    "audit": ("SYNC_AUDIT_RETENTION_DAYS", 365),
+    "plans": ("SYNC_PLAN_RETENTION_DAYS", 30),
+    "write_ahead": ("SYNC_WRITE_AHEAD_RETENTION_DAYS", 30),
+}
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
@@ -50,9 +62,48 @@ def prune_old_runs(context: dg.OpExecutionContext, config: PruneRunHistoryConfig
     return dg.Output(count, metadata={"runs_deleted": 0 if config.dry_run else count, "retention_days": days})
 
 
+class PruneSyncStateConfig(dg.Config):
+    dry_run: bool = Field(default=False, description="Only count what would be deleted.")
+
+
+def state_retention() -> dict[str, timedelta]:
+    """Each kind of state row's retention from its setting; saved plans are kept at least as long as one may
+    be applied (``SYNC_PLAN_MAX_AGE_HOURS``), so pruning never takes a plan still under review."""
+    retention = {
+        name: timedelta(days=float(env_number(setting, default, minimum=1, unit="days")))  # type: ignore[arg-type]
+        for name, (setting, default) in STATE_RETENTION.items()
+    }
+    retention["plans"] = max(retention["plans"], plan_max_age())
+    return retention
+
+
+@dg.op(
+    description="Deletes the sync state's audit rows, saved plans and stale write-ahead rows older than their "
+    f"retention ({', '.join(setting for setting, _ in STATE_RETENTION.values())}; plans at least "
+    f"{PLAN_AGE_SETTING})."
+)
+def prune_sync_state(context: dg.OpExecutionContext, config: PruneSyncStateConfig) -> dg.Output[dict]:
+    now = datetime.now(timezone.utc)
+    retention = state_retention()
+    counts = (
+        SyncStateResource()
+        .store()
+        .prune({name: now - kept for name, kept in retention.items()}, config.dry_run)
+    )
+    verb = "would delete" if config.dry_run else "deleted"
+    context.log.info(
+        f"sync state: {verb} "
+        + ", ".join(f"{counts[name]} {name} row(s) older than {retention[name].days} days" for name in counts)
+    )
+    metadata = {f"{name}_deleted": 0 if config.dry_run else count for name, count in counts.items()}
+    metadata |= {f"{name}_retention_days": retention[name].days for name in counts}
+    return dg.Output(counts, metadata=metadata)
+
+
 @dg.job(name="prune_run_history", executor_def=dg.in_process_executor, tags={"sync/maintenance": "true"})
 def prune_run_history() -> None:
     prune_old_runs()
+    prune_sync_state()
 
 
 prune_run_history_weekly = dg.ScheduleDefinition(
@@ -61,5 +112,6 @@ prune_run_history_weekly = dg.ScheduleDefinition(
     cron_schedule="0 4 * * 0",
     execution_timezone=env_timezone(),
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Sundays at 04:00: delete finished runs older than SYNC_RUN_RETENTION_DAYS (default 90).",
+    description="Sundays at 04:00: delete finished runs older than SYNC_RUN_RETENTION_DAYS (default 90), and the "
+    "sync state's audit rows, saved plans and stale write-ahead rows older than their retention.",
 )

@@ -9,7 +9,7 @@ import dagster as dg
 from sync_pipelines.core.env import env_timezone
 from sync_pipelines.defs.rt.jobs import rt_user_sync
 from sync_pipelines.defs.students.resources import StudentsDatabase
-from sync_pipelines.defs.students.validation import student_shard
+from sync_pipelines.defs.students.validation import parse_active, student_shard
 from sync_pipelines.defs.systems import schedule_status, sensor_status
 from sync_pipelines.sync.shards import SHARD_KEYS
 
@@ -49,6 +49,8 @@ def students_changed(context: dg.SensorEvaluationContext, students_database: Stu
     rows = students_database.read_rows()
     fingerprints = {}
     for row in rows:
+        if parse_active(row["active"]) is False:
+            continue  # the RT sync leaves inactive students' RT users alone: their edits start nothing
         rt_user_id = row["rt_user_id"]
         digest = hashlib.sha1(repr((row["grade"], rt_user_id)).encode(), usedforsecurity=False).hexdigest()[
             :12

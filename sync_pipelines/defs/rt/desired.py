@@ -31,13 +31,19 @@ def desired_custom_fields(
     today: date,
 ) -> tuple[dict[str, dict[str, str]], list[Skip]]:
     """``{rt_user_id: {grade field: value, student id field: value}}`` for students in ``shards``, ordered by
-    RT user id; students without an RT user are skipped (category ``no_rt_user``)."""
+    RT user id; students without an RT user are skipped (category ``no_rt_user``), and so are inactive ones
+    (``inactive``: left or graduated), whose RT users are left as they are."""
     desired: dict[str, dict[str, str]] = {}
     skips: list[Skip] = []
     rows = students.sort_values("student_id")
-    for student_id, grade, rt_user_id in zip(
-        rows["student_id"], rows["grade"], rows["rt_user_id"], strict=True
+    actives = rows["active"] if "active" in rows.columns else [True] * len(rows)
+    for student_id, grade, rt_user_id, active in zip(
+        rows["student_id"], rows["grade"], rows["rt_user_id"], actives, strict=True
     ):
+        if not pd.isna(active) and not active:
+            if student_shard(None, student_id) in shards:
+                skips.append(Skip(str(student_id), "inactive", "student is not active (left or graduated)"))
+            continue
         # ``student_shard``: the function the students_changed sensor uses too, on the same normalised key.
         in_shards = student_shard(None if pd.isna(rt_user_id) else rt_user_id, student_id) in shards
         if pd.isna(rt_user_id):

@@ -1,12 +1,15 @@
 """Rules for a usable student row, shared by both schemas of the student information system.
 
-Older SQLite schema: ``id TEXT``, ``grade TEXT`` ("K", "9"), ``rt_user_id TEXT``. Newer Django schema:
-``student_id varchar``, ``grade int`` (0 = K), ``rt_user_id int NULL``.
+Older SQLite schema: ``id TEXT``, ``grade TEXT`` ("K", "9"), ``rt_user_id TEXT``, no active flag (every row is
+a current student). Newer Django schema: ``student_id varchar``, ``grade int`` (0 = K), ``rt_user_id int NULL``,
+``is_active boolean``: the student system's CSV import marks every student inactive and re-activates the rows of
+the latest export, so an inactive row is a student who left or graduated. Such a row is kept in the snapshot as
+inactive (the RT sync counts it skipped and leaves its RT user alone) and does not compete for an RT user with
+the current student who holds it now; its grade and RT user id are not checked (nothing is written from them).
 
-A row must fit where it goes: RT's user ids are 32-bit integers (``RT_USER_ID_MAX``), and every text column kept in
-the snapshot (student id, names) must be storable as PostgreSQL text and shown in RT, so a NUL or another control
-character (or a lone surrogate from a badly decoded byte) anywhere in them keeps the row out, reported, while the
-other rows go on.
+A row must fit where it goes: RT's user ids are 32-bit integers (``RT_USER_ID_MAX``), and the student id kept in
+the snapshot must be storable as PostgreSQL text and shown in RT, so a NUL or another control character (or a
+lone surrogate from a badly decoded byte) in it keeps the row out, reported, while the other rows go on.
 
 ``student_shard`` is the one place a student's shard is computed: the ``students_changed`` sensor (on raw rows)
 and the RT sync (on the validated snapshot) both call it, on the same normalised key (the RT user id as an
@@ -25,16 +28,18 @@ from sync_pipelines.sync.shards import shard_of
 
 GRADE_LABELS = ["K", *[str(grade) for grade in range(1, 13)]]
 RT_USER_ID_MAX = 2_147_483_647  # RT's Users.id is a 32-bit integer
-_TEXT_COLUMNS = ("student_id", "first_name", "last_name")
+_TRUE = frozenset({"1", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "f", "false", "n", "no"})
 
 
 @dataclass(frozen=True)
 class StudentRow:
+    """What the RT sync needs of a student, and nothing more (no names)."""
+
     student_id: str
-    first_name: str | None
-    last_name: str | None
-    grade: str  # "K" or "1".."12"
+    grade: str | None  # "K" or "1".."12"; None only for an inactive row whose grade is unusable
     rt_user_id: int | None
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,17 @@ def parse_rt_user_id(value: Any) -> tuple[bool, int | None]:
     return False, None
 
 
+def parse_active(value: Any) -> bool | None:
+    """The active flag as a boolean (``True``/``False``, 1/0, ``'t'``/``'f'``, ``'true'``/``'false'``,
+    ``'yes'``/``'no'``); None when it is neither (NULL included)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
+        return bool(value) if value in (0, 1) else None
+    text = str(value).strip().lower() if isinstance(value, str) else ""
+    return True if text in _TRUE else False if text in _FALSE else None
+
+
 def _range(raw: dict[str, Any]) -> str:
     """`` up to ...`` when the rejected RT user id is a positive integer too large for RT."""
     text = str(raw.get("rt_user_id")).strip()
@@ -124,7 +140,8 @@ def validate_students(rows: list[dict[str, Any]]) -> tuple[list[StudentRow], lis
     """Split raw rows into usable students and invalid rows with reasons.
 
     Rows are checked one by one, then across rows: a student id given twice, or an RT user given to two
-    students, would send one person's data to another, so every row involved is kept out and reported.
+    active students, would send one person's data to another, so every row involved is kept out and reported.
+    An RT user given to an inactive row and one active row belongs to the active one.
     """
     candidates: list[StudentRow] = []
     invalid: list[InvalidRow] = []
@@ -135,26 +152,28 @@ def validate_students(rows: list[dict[str, Any]]) -> tuple[list[StudentRow], lis
         if not student_id:
             invalid.append(InvalidRow(label, "empty student id"))
             continue
-        problem = next(
-            (
-                f"{column}: {why}"
-                for column in _TEXT_COLUMNS
-                if not _blank(raw.get(column)) and (why := unstorable(str(raw.get(column))))
-            ),
-            None,
-        )
+        problem = unstorable(student_id)
         if problem is not None:
             shown = "".join(c if unstorable(c) is None else "?" for c in label[:40])
-            invalid.append(InvalidRow(shown, f"{problem}; such text cannot be stored or sent to RT"))
+            invalid.append(
+                InvalidRow(shown, f"student_id: {problem}; such text cannot be stored or sent to RT")
+            )
             continue
         if len(student_id) > 255:
             invalid.append(InvalidRow(label[:40] + "...", "student id longer than 255 characters"))
             continue
+        active = parse_active(raw.get("active", True))
+        if active is None:
+            invalid.append(InvalidRow(label, f"active flag {_show(raw.get('active'))} is not true or false"))
+            continue
         grade = parse_grade(raw.get("grade"))
+        ok, rt_user_id = parse_rt_user_id(raw.get("rt_user_id"))
+        if not active:
+            candidates.append(StudentRow(student_id, grade, rt_user_id if ok else None, active=False))
+            continue
         if grade is None:
             invalid.append(InvalidRow(label, f"grade {_show(raw.get('grade'))} is not K or 1..12"))
             continue
-        ok, rt_user_id = parse_rt_user_id(raw.get("rt_user_id"))
         if not ok:
             invalid.append(
                 InvalidRow(
@@ -162,26 +181,18 @@ def validate_students(rows: list[dict[str, Any]]) -> tuple[list[StudentRow], lis
                 )
             )
             continue
-        candidates.append(
-            StudentRow(
-                student_id=student_id,
-                first_name=None if _blank(raw.get("first_name")) else str(raw.get("first_name")),
-                last_name=None if _blank(raw.get("last_name")) else str(raw.get("last_name")),
-                grade=grade,
-                rt_user_id=rt_user_id,
-            )
-        )
+        candidates.append(StudentRow(student_id=student_id, grade=grade, rt_user_id=rt_user_id))
     id_counts = Counter(student.student_id for student in candidates)
     rt_owners: dict[int, list[str]] = {}
     for student in candidates:
-        if student.rt_user_id is not None:
+        if student.active and student.rt_user_id is not None:
             rt_owners.setdefault(student.rt_user_id, []).append(student.student_id)
     valid: list[StudentRow] = []
     for student in candidates:
         if id_counts[student.student_id] > 1:
             invalid.append(InvalidRow(student.student_id, "student id appears more than once"))
             continue
-        owners = rt_owners.get(student.rt_user_id, []) if student.rt_user_id is not None else []
+        owners = rt_owners.get(student.rt_user_id, []) if student.active and student.rt_user_id else []
         if len(owners) > 1:
             others = ", ".join(owner for owner in owners if owner != student.student_id)
             invalid.append(

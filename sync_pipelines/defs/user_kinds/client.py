@@ -21,7 +21,6 @@ from sync_pipelines.core.auth import LoginAuth, Tokens
 from sync_pipelines.core.errors import AuthenticationError, ConfigurationError
 from sync_pipelines.core.http import ApiClient, ApiError
 from sync_pipelines.core.paging import PageNumberPaginator, collect
-from sync_pipelines.defs.user_kinds.mapping import normalise_email
 
 SYSTEM = "Portail DF"
 CREDENTIAL_VARIABLES = "PORTAILDF_USERNAME / PORTAILDF_PASSWORD"
@@ -51,11 +50,13 @@ def portaildf_auth(auth_version: str, username: str, password: str) -> LoginAuth
             response = await api.send("POST", path, form=credentials)
         else:
             response = await api.send("POST", path, json_body=credentials)
-        if response.status_code == 404:
+        if response.status_code in (404, 405):
+            other = "v1" if auth_version == "v2" else "v2"
             raise ConfigurationError(
                 "PORTAILDF_AUTH_VERSION",
-                f"the server has no {auth_version} login endpoint ({api.base_url}{path} answered 404); "
-                "check PORTAILDF_AUTH_VERSION and PORTAILDF_API_URL (it ends with /api)",
+                f"the server has no {auth_version} login ({api.base_url}{path} answered "
+                f"{response.status_code}); set PORTAILDF_AUTH_VERSION={other} (ZLV's CEREMA_AUTH_VERSION, v1 "
+                "by default there) or check PORTAILDF_API_URL",
             )
         if response.status_code in (400, 401, 403):
             raise AuthenticationError(SYSTEM, CREDENTIAL_VARIABLES, f"HTTP {response.status_code} on {path}")
@@ -110,8 +111,12 @@ class PortailDfClient:
         await self.auth.login(self.api)
 
     async def lookup(self, email: str) -> list[dict[str, Any]]:
-        """Every record ``GET utilisateurs?email=`` returns for ``email`` (trimmed, lower-cased, URL-encoded),
-        following the pages; a record whose email merely contains this one is returned too (see mapping)."""
+        """Every record ``GET utilisateurs?email=`` returns for ``email``, following the pages.
+
+        The email is sent as ZLV stores it (URL-encoded), as ZLV's own app and the seed send it: were Portail
+        DF's filter exact, a lower-cased copy would miss every address stored with a capital. The records are
+        then matched to the user trimmed and case-insensitively (see mapping): a record whose email merely
+        contains this one is returned by the filter too, and is not taken."""
 
         async def page(params: dict[str, Any]) -> Any:
             response = await self.api.request("GET", LOOKUP_PATH, params=params, auth=self.auth)
@@ -125,6 +130,6 @@ class PortailDfClient:
         return await collect(
             PAGES,
             page,
-            {"email": normalise_email(email)},
+            {"email": email},
             error=lambda message: PortailDfAnswerError(SYSTEM, "GET", LOOKUP_PATH, message),
         )

@@ -5,6 +5,11 @@ batch, in the batch's own transaction, which is what makes 100,000 changed users
 sent its batches as ``VALUES`` lists from four threads and reached about 400 rows/s end to end). SQLite, used by
 the demo, gets an ``executemany`` in one transaction.
 
+A kind write also sets ``updated_at = now()`` in the same statement, as ZLV's own app does on every write to a
+user (no trigger does it there), so ZLV's "recently changed" views show the sync's changes; ``stamp_updated_at``
+(``ZLV_SET_UPDATED_AT``) turns it off. A row whose kind is already right is never written, so it keeps its
+``updated_at``.
+
 Every statement is bounded by ``SYNC_LOCK_TIMEOUT_SECONDS`` / ``SYNC_STATEMENT_TIMEOUT_SECONDS`` (see
 ``sync_pipelines.core.database``): a ``LOCK TABLE users`` held by another session ends the run with an error
 naming the table and the setting, instead of a wait without limit.
@@ -41,15 +46,25 @@ class ZlvUser:
 
 
 class ZlvUsers:
-    """The ``users`` table (id, email, deleted_at, kind) of one ZLV database."""
+    """The ``users`` table (id, email, deleted_at, kind; updated_at written) of one ZLV database."""
 
-    def __init__(self, engine: Engine, table_name: str = "users") -> None:
+    def __init__(self, engine: Engine, table_name: str = "users", stamp_updated_at: bool = True) -> None:
         self.engine = engine
         self.table_name = table_name
+        self.stamp_updated_at = stamp_updated_at
 
     @classmethod
-    def from_url(cls, url: str, table_name: str = "users") -> ZlvUsers:
-        return cls(create_database_engine(url, SETTING), table_name)
+    def from_url(cls, url: str, table_name: str = "users", stamp_updated_at: bool = True) -> ZlvUsers:
+        return cls(create_database_engine(url, SETTING), table_name, stamp_updated_at)
+
+    @property
+    def _stamps(self) -> bool:
+        """Whether a kind write sets ``updated_at = now()`` too (on, and the table has the column)."""
+        return self.stamp_updated_at and "updated_at" in self.table.c
+
+    def _stamp(self) -> dict[str, sa.ColumnElement]:
+        """The ``updated_at = now()`` assignment a kind write carries, when it carries one."""
+        return {"updated_at": sa.func.now()} if self._stamps else {}
 
     @property
     def _what(self) -> str:
@@ -94,8 +109,9 @@ class ZlvUsers:
     def _postgresql_update(self) -> sa.TextClause:
         id_type = self.table.c.id.type.compile(dialect=self.engine.dialect)
         table = self.engine.dialect.identifier_preparer.quote(self.table_name)
+        stamp = ", updated_at = now()" if self._stamps else ""
         return sa.text(
-            f"UPDATE {table} AS u SET kind = s.kind "
+            f"UPDATE {table} AS u SET kind = s.kind{stamp} "
             f"FROM unnest(CAST(CAST(:ids AS text) AS {id_type}[]), CAST(:kinds AS text[])) AS s(id, kind) "
             "WHERE u.id = s.id"
         )
@@ -123,7 +139,7 @@ class ZlvUsers:
                 statement = (
                     sa.update(users)
                     .where(users.c.id == sa.bindparam("user_id"))
-                    .values(kind=sa.bindparam("new_kind"))
+                    .values(kind=sa.bindparam("new_kind"), **self._stamp())
                 )
                 result = connection.execute(
                     statement, [{"user_id": user_id, "new_kind": kind} for user_id, kind in changes]
@@ -142,7 +158,7 @@ class ZlvUsers:
             sa.update(users)
             .where(users.c.id == sa.bindparam("user_id"))
             .where(users.c.kind.is_not_distinct_from(sa.bindparam("old_kind", type_=users.c.kind.type)))
-            .values(kind=sa.bindparam("new_kind", type_=users.c.kind.type))
+            .values(kind=sa.bindparam("new_kind", type_=users.c.kind.type), **self._stamp())
         )
         missed = []
         with timeouts_named(self._what), self.engine.begin() as connection:

@@ -20,14 +20,21 @@ from sync_pipelines.defs.user_kinds.client import (
 from sync_pipelines.defs.user_kinds.database import ZlvUsers
 
 
+def api_base_url(url: str) -> str:
+    """The API's base, ending with ``/api``: ZLV writes its ``CEREMA_API`` without it
+    (``https://getdf.cerema.fr``), the seed with it; either, with or without a trailing slash, is accepted."""
+    base = url.strip().rstrip("/")
+    return base if base.endswith("/api") else f"{base}/api"
+
+
 class PortailDfResource(dg.ConfigurableResource):
-    """The Portail DF API at ``PORTAILDF_API_URL`` (e.g. ``https://portaildf.cerema.fr/api``).
+    """The Portail DF API at ``PORTAILDF_API_URL`` (``https://getdf.cerema.fr`` or ``.../api``).
 
     Unset settings fall back to the environment: ``PORTAILDF_AUTH_VERSION`` (``v1`` or ``v2``, default ``v2``),
     ``PORTAILDF_MAX_CONCURRENCY`` (default 8) and ``PORTAILDF_REQUESTS_PER_SECOND`` (default: no cap).
     """
 
-    api_url: str = Field(description="Portail DF API base URL, ending with /api")
+    api_url: str = Field(description="Portail DF API base URL, with or without the trailing /api")
     username: str = Field(description="Portail DF account name")
     password: str = Field(description="Portail DF account password")
     auth_version: str | None = Field(
@@ -63,7 +70,7 @@ class PortailDfResource(dg.ConfigurableResource):
         auth = portaildf_auth(self.version(), self.username, self.password)
         api = ApiClient(
             "Portail DF",
-            self.api_url.strip(),
+            api_base_url(self.api_url),
             limits,
             credential_variables=CREDENTIAL_VARIABLES,
             secrets=[self.password],
@@ -79,7 +86,8 @@ class PortailDfResource(dg.ConfigurableResource):
 
 
 class ZlvDatabase(dg.ConfigurableResource):
-    """ZLV's PostgreSQL database (``ZLV_DATABASE_URL``), table ``users``: read ``email``, write ``kind``.
+    """ZLV's PostgreSQL database (``ZLV_DATABASE_URL``), table ``users``: read ``id``, ``email``, ``deleted_at``
+    and ``kind``; write ``kind`` (and ``updated_at = now()`` with it, unless ``set_updated_at`` is false).
 
     Deleted users (``deleted_at`` set) are left out unless ``include_deleted`` (or ``ZLV_INCLUDE_DELETED_USERS``)
     is true; the seed did include them.
@@ -90,9 +98,32 @@ class ZlvDatabase(dg.ConfigurableResource):
     include_deleted: bool | None = Field(
         default=None, description="sync deleted users too; unset: ZLV_INCLUDE_DELETED_USERS, else false"
     )
+    set_updated_at: bool | None = Field(
+        default=None,
+        description="a kind write sets updated_at = now() too, as ZLV's app does; unset: ZLV_SET_UPDATED_AT, "
+        "else true",
+    )
+
+    kind_when_not_found: str | None = Field(
+        default=None,
+        description="'keep' (the seed's rule) or 'clear' (NULL, as ZLV's login hook writes); unset: "
+        "ZLV_KIND_WHEN_NOT_FOUND, else 'keep'",
+    )
+
+    def clears_not_found(self) -> bool:
+        """Whether a user Portail DF does not find gets ``kind = NULL`` (``clear``) or keeps theirs (``keep``)."""
+        rule = (self.kind_when_not_found or env_text("ZLV_KIND_WHEN_NOT_FOUND", "keep")).strip().lower()
+        if rule not in ("keep", "clear"):
+            raise ConfigurationError("ZLV_KIND_WHEN_NOT_FOUND", f"must be 'keep' or 'clear', got {rule!r}")
+        return rule == "clear"
 
     def users(self) -> ZlvUsers:
-        return ZlvUsers.from_url(self.database_url, self.table)
+        return ZlvUsers.from_url(self.database_url, self.table, self.sets_updated_at())
+
+    def sets_updated_at(self) -> bool:
+        if self.set_updated_at is not None:
+            return self.set_updated_at
+        return env_flag("ZLV_SET_UPDATED_AT", True)
 
     def includes_deleted(self) -> bool:
         if self.include_deleted is not None:

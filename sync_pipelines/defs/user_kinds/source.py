@@ -51,10 +51,11 @@ def users_in_scope(
 
 
 def desired_kinds(
-    users: list[ZlvUser], lookups: LookupResults, no_email: list[ZlvUser]
+    users: list[ZlvUser], lookups: LookupResults, no_email: list[ZlvUser], clear_not_found: bool = False
 ) -> tuple[Desired, dict[str, dict[str, Value]]]:
     """Each user's kind from Portail DF's answer, and their current kind; invalid answers and failed lookups
-    are skipped and fail the run."""
+    are skipped and fail the run. A user not found keeps their kind (the seed's rule), or, with
+    ``clear_not_found``, gets NULL as ZLV's own login hook gives them."""
     desired: dict[str, dict[str, Value]] = {}
     current: dict[str, dict[str, Value]] = {}
     skips = [Skip(user.id, NO_EMAIL, "the ZLV email is blank") for user in no_email]
@@ -63,6 +64,10 @@ def desired_kinds(
             skips.append(Skip(user.id, LOOKUP_FAILED, lookups.failures[user.id]))
             continue
         outcome = lookups.outcomes[user.id]
+        if outcome.category == NOT_FOUND and clear_not_found:
+            desired[user.id] = {"kind": None}
+            current[user.id] = {"kind": user.kind}
+            continue
         if outcome.kind is None:
             skips.append(Skip(user.id, outcome.category or "skipped", outcome.reason))
             continue
@@ -113,7 +118,9 @@ class UserKindsSource(SyncSource):
             f"lookups done: {len(lookups.outcomes)} answered, {len(lookups.failures)} failed, "
             f"in {lookups.seconds:.1f} s ({lookups.rate:.0f}/s)"
         )
-        desired, self.current = desired_kinds(with_email, lookups, no_email)
+        desired, self.current = desired_kinds(
+            with_email, lookups, no_email, self.zlv_database.clears_not_found()
+        )
         return desired
 
     async def read_current(self, keys: list[str]) -> Current:
@@ -155,7 +162,9 @@ class UserKindsSource(SyncSource):
         lookups = self.lookups
         metadata: dict[str, Any] = {
             "processed": dg.MetadataValue.int(len(plan.records)),
-            "not_found": dg.MetadataValue.int(skips.get(NOT_FOUND, 0)),
+            "not_found": dg.MetadataValue.int(
+                sum(1 for o in lookups.outcomes.values() if o.category == NOT_FOUND)
+            ),
             "ambiguous": dg.MetadataValue.int(skips.get(AMBIGUOUS, 0)),
             "invalid_answer": dg.MetadataValue.int(skips.get(INVALID_ANSWER, 0)),
             "lookup_failed": dg.MetadataValue.int(skips.get(LOOKUP_FAILED, 0)),
@@ -183,8 +192,9 @@ class UserKindsSource(SyncSource):
         for record in outcome.plan.records:
             counts = per_shard[shard_of(record.key)]
             counts["processed"] += 1
-            if record.category in (NOT_FOUND, AMBIGUOUS):
-                counts[record.category] += 1
+            looked_up = self.lookups.outcomes.get(record.key)
+            if looked_up is not None and looked_up.category in (NOT_FOUND, AMBIGUOUS):
+                counts[looked_up.category] += 1
             kind = record.desired.get("kind") if record.desired else None
             if kind in KIND_METADATA_NAMES:
                 counts[KIND_METADATA_NAMES[kind]] += 1

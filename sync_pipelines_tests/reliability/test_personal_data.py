@@ -1,0 +1,185 @@
+"""Personal data stays where it belongs: every sync, run as an operator runs it (dry run, first run, delta run, a
+failing run, an undo), leaves no student's, teacher's or ZLV agent's name or e-mail in Dagster's storage (run and
+event storage, step logs under ``DAGSTER_HOME``) or in what the command printed; the sync state database holds no
+value a sync does not write (students' names, ZLV e-mails), and the names the Bakaláři sync does write only in
+the audit rows and saved plans that review and undo need."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from devkit.sandbox.bakalari import generate_school
+from devkit.sandbox.portaildf import generate_portaildf_sample
+from devkit.sandbox.sample_data import generate_students
+from sync_pipelines.core.database import create_database_engine
+from sync_pipelines_tests.harness.world import SEED, JobResult, SyncWorld, start_world
+
+pytestmark = pytest.mark.e2e
+
+SIZE = 20
+# A student of the student system renamed to something no other text can hold by chance.
+PROBE_STUDENT = ("Quirinella", "Leakprobe-Žďárská")
+# A ZLV agent's address with capitals, as ZLV stores it, and a Portail DF account for it.
+PROBE_EMAIL = "Quirin.LEAKPROBE@Ddt-Probe.gouv.fr"
+# The rows where the values a sync writes may be kept: what review and undo need.
+REVIEW_TABLES = {"sync_audit", "sync_plans"}
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def world(request: pytest.FixtureRequest, postgres_server, tmp_path: Path) -> Iterator[SyncWorld]:
+    with ExitStack() as stack:
+        world = start_world(stack, size=SIZE, postgres=postgres_server)
+        if (
+            request.param == "sqlite"
+        ):  # outside DAGSTER_HOME: its audit rows may hold names, Dagster's may not
+            world.env["SYNC_STATE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'sync_state.sqlite'}"
+        yield world
+
+
+def _forms(text: str) -> set[str]:
+    """``text`` as it may be stored: itself, JSON-escaped (``\\u017e``), and lower-cased."""
+    return {text, json.dumps(text)[1:-1], text.lower(), json.dumps(text.lower())[1:-1]}
+
+
+def people(world: SyncWorld) -> dict[str, set[str]]:
+    """The personal values of each source: those a sync never writes (``unwritten``) and those the Bakaláři
+    sync writes to EduRPG (``written``)."""
+    students = {f"{s.first_name} {s.last_name}" for s in generate_students(SIZE, seed=SEED)}
+    school = generate_school(SIZE, SEED)
+    emails = {u.email.strip() for u in generate_portaildf_sample(SIZE, seed=SEED).users if u.email.strip()}
+    written = {s.full_name for s in school.students} | {t.name for t in school.teachers}
+    written |= {t.email for t in school.teachers if t.email}
+    return {"unwritten": students | {" ".join(PROBE_STUDENT)} | emails | {PROBE_EMAIL}, "written": written}
+
+
+def seed_probes(world: SyncWorld) -> None:
+    students = create_database_engine(world.url("STUDENTS_DATABASE_URL"), "STUDENTS_DATABASE_URL")
+    with students.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE students SET first_name = :f, last_name = :l "
+                "WHERE student_id = (SELECT min(student_id) FROM students WHERE rt_user_id IS NOT NULL)"
+            ),
+            {"f": PROBE_STUDENT[0], "l": PROBE_STUDENT[1]},
+        )
+    zlv = create_database_engine(world.url("ZLV_DATABASE_URL"), "ZLV_DATABASE_URL")
+    with zlv.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE users SET email = :e WHERE id = (SELECT min(id::text) FROM users)::uuid"),
+            {"e": PROBE_EMAIL},
+        )
+    world.sandboxes["portaildf"].change_state(
+        {"action": "add_account", "email": PROBE_EMAIL.lower(), "exterieur": True, "gestionnaire": False}
+    )
+
+
+def run(world: SyncWorld, job: str, config: dict | None = None, **env: str) -> JobResult:
+    return world.run_job(job, config, env={**world.env, **env})
+
+
+def edit_behind_the_syncs(world: SyncWorld) -> None:
+    """What the delta runs repair: a grade in the student system, a person's name in EduRPG, a kind in ZLV."""
+    students = create_database_engine(world.url("STUDENTS_DATABASE_URL"), "STUDENTS_DATABASE_URL")
+    with students.begin() as connection:
+        connection.execute(sa.text("UPDATE students SET grade = (grade + 1) % 13"))
+    edurpg = create_database_engine(world.url("EDURPG_DATABASE_URL"), "EDURPG_DATABASE_URL")
+    with edurpg.begin() as connection:
+        connection.execute(
+            sa.text(
+                'UPDATE "User" SET name = \'Hand Edited\' WHERE id = (SELECT min(id) FROM "User" '
+                "WHERE role = 'STUDENT')"
+            )
+        )
+    zlv = create_database_engine(world.url("ZLV_DATABASE_URL"), "ZLV_DATABASE_URL")
+    with zlv.begin() as connection:
+        connection.execute(sa.text("UPDATE users SET kind = 'aucun' WHERE kind IS NOT NULL"))
+
+
+def failing_runs(world: SyncWorld) -> list[JobResult]:
+    """One failing run per sync: an RT user that does not exist (a failed record), refused credentials."""
+    students = create_database_engine(world.url("STUDENTS_DATABASE_URL"), "STUDENTS_DATABASE_URL")
+    with students.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE students SET rt_user_id = 99999, grade = 3 WHERE rt_user_id = "
+                "(SELECT max(rt_user_id) FROM students)"
+            )
+        )
+    return [
+        run(world, "rt_user_sync"),
+        run(world, "bakalari_sync", BAKALARI_PASSWORD="not-the-password"),
+        run(world, "user_kind_sync", PORTAILDF_PASSWORD="not-the-password"),
+    ]
+
+
+# Each sync's job, its asset (the op taking the run config) and its undo job's op.
+SYNCS = {
+    "rt_user_sync": ("rt_user_custom_fields", "rt_user_custom_fields_undo"),
+    "bakalari_sync": ("bakalari_entities", "bakalari_entities_undo"),
+    "user_kind_sync": ("user_kinds", "user_kinds_undo"),
+}
+
+
+def dry_run(world: SyncWorld, job: str) -> JobResult:
+    return run(world, job, {"ops": {SYNCS[job][0]: {"config": {"dry_run": True}}}})
+
+
+def run_id_of(result: JobResult) -> str:
+    """The run id in ``dagster job execute``'s log lines (``<time> - dagster - <level> - <job> - <run id> - ...``)."""
+    line = next(line for line in result.output.splitlines() if " - RUN_SUCCESS - " in line)
+    return line.split(" - ")[4]
+
+
+def found(text: str, values: set[str]) -> set[str]:
+    return {value for value in values for form in _forms(value) if form in text}
+
+
+def test_no_name_or_email_reaches_dagster_or_the_output(world: SyncWorld) -> None:
+    seed_probes(world)
+    outputs = [dry_run(world, job) for job in SYNCS]
+    firsts = {job: run(world, job) for job in SYNCS}
+    outputs += firsts.values()
+    assert all(result.succeeded for result in outputs), [r.output[-2000:] for r in outputs if not r.succeeded]
+    edit_behind_the_syncs(world)
+    for job in SYNCS:
+        outputs += [dry_run(world, job), run(world, job)]
+        assert outputs[-1].succeeded, outputs[-1].output[-2000:]
+    failing = failing_runs(world)
+    assert not any(result.succeeded for result in failing)
+    outputs += failing
+    for job, (_, op) in SYNCS.items():
+        undo = run(
+            world,
+            f"{job}_undo",
+            {"ops": {op: {"config": {"run_id": run_id_of(firsts[job]), "dry_run": False}}}},
+        )
+        assert undo.succeeded, undo.output[-2000:]
+        outputs.append(undo)
+
+    values = people(world)
+    everything = values["unwritten"] | values["written"]
+    printed = "\n".join(result.output for result in outputs)
+    assert found(printed, everything) == set()
+    home = Path(world.env["DAGSTER_HOME"])
+    stored = [path for path in home.rglob("*") if path.is_file()]
+    assert any(path.suffix == ".db" for path in stored)
+    for path in stored:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        assert found(text, everything) == set(), path
+
+    state = create_database_engine(world.env["SYNC_STATE_DATABASE_URL"], "SYNC_STATE_DATABASE_URL")
+    holding: dict[str, set[str]] = {}
+    with state.connect() as connection:
+        for table in sa.inspect(state).get_table_names():
+            rows = connection.execute(sa.text(f'SELECT * FROM "{table}"')).all()
+            text = "\n".join(" ".join(str(value) for value in row) for row in rows)
+            holding[table] = found(text, everything)
+    assert all(not (held & values["unwritten"]) for held in holding.values()), holding
+    assert {table for table, held in holding.items() if held} <= REVIEW_TABLES, holding
+    assert holding["sync_audit"] & values["written"]  # the names the Bakaláři sync wrote, for its undo
