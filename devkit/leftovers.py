@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -85,17 +86,27 @@ def leftovers_after(grace: float) -> list[psutil.Process]:
     return remaining
 
 
+def wait_reaping(child: subprocess.Popen[bytes]) -> int:
+    """Wait for ``child``'s exit code, reaping every adopted orphan that exits meanwhile (as PID 1 would: a
+    process a test killed must not linger as a zombie that still "exists")."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except KeyboardInterrupt:
+            continue
+        except ChildProcessError:  # nothing left to wait for: the child was reaped elsewhere
+            return child.returncode if child.returncode is not None else 1
+        if pid == child.pid:
+            child.returncode = os.waitstatus_to_exitcode(status)
+            return child.returncode
+
+
 def run(command: Sequence[str], grace: float) -> int:
     adopted = become_subreaper()
     child = subprocess.Popen(list(command))
     # Ctrl-C reaches the whole foreground group anyway; a SIGTERM sent to this process is passed on.
     signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
-    while True:
-        try:
-            exit_code = child.wait()
-            break
-        except KeyboardInterrupt:
-            continue
+    exit_code = wait_reaping(child)
     left = leftovers_after(grace)
     if not left:
         return exit_code

@@ -56,3 +56,25 @@ def test_a_failing_command_with_leftovers_keeps_its_own_exit_code() -> None:
     completed = run_under_leftovers(script)
     assert completed.returncode == 1
     assert "left running: pid" in completed.stderr
+
+
+@pytest.mark.integration
+def test_an_orphan_that_exits_during_the_run_is_reaped_at_once() -> None:
+    # A test kills a server whose parent is gone (it was adopted): it must not stay behind as a zombie.
+    script = textwrap.dedent(
+        """
+        import subprocess, sys, time
+        middle = subprocess.Popen([sys.executable, "-c",
+            "import subprocess, sys; print(subprocess.Popen(['sleep', '0.3']).pid)"], stdout=subprocess.PIPE)
+        orphan = int(middle.communicate()[0])
+        time.sleep(3)
+        try:
+            state = open(f"/proc/{orphan}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            state = "gone"
+        print(state)
+        """
+    )
+    completed = run_under_leftovers(script)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split()[-1] == "gone"
