@@ -1,0 +1,122 @@
+"""Every sync's Dagster definitions, built from its ``SyncSpec``: the asset, the job, the undo job, the schedule.
+
+The asset holds a slot of the system's pool, reads its upstream assets' values, builds the source and runs the
+engine; the job materializes the upstream assets and the target, leaving the target's own checks to
+``sync_checks`` (the asset reports per-shard materializations rather than an output, so checks in the same run
+would only be skipped); the schedule's cron comes from ``<JOB>_CRON`` when set (``off``: the schedule starts
+stopped), else the spec's default, and it starts RUNNING only for an enabled system (``SYNC_SYSTEMS``).
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from sync_pipelines.core.env import env_text
+from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.shared.sync_asset import sync_asset
+from sync_pipelines.defs.shared.sync_spec import SourceInputs, SyncSpec
+from sync_pipelines.defs.shared.undo_job import undo_job
+from sync_pipelines.defs.systems import schedule_status
+from sync_pipelines.sync import SyncRunConfig
+from sync_pipelines.sync.run import run_sync
+
+SCHEDULE_OFF = "off"
+
+
+@dataclass(frozen=True)
+class BuiltSync:
+    """One sync's definitions; ``definitions`` registers them with the system's resources and checks."""
+
+    asset: dg.AssetsDefinition
+    job: Any  # what define_asset_job returns (its class is not exported by dagster)
+    undo_job: dg.JobDefinition
+    schedule: dg.ScheduleDefinition
+    definitions: dg.Definitions
+
+
+def build_sync(spec: SyncSpec) -> BuiltSync:
+    asset = sync_asset_of(spec)
+    job = sync_job_of(spec)
+    undo = undo_job(
+        name=spec.undo_job,
+        asset=spec.target,
+        tags=spec.tags,
+        resources=set(spec.resources),
+        source=spec.undo_source or spec.source,
+        description=spec.undo_description,
+    )
+    schedule = sync_schedule_of(spec, job)
+    definitions = dg.Definitions(
+        assets=[asset],
+        asset_checks=list(spec.checks),
+        jobs=[job, undo],
+        schedules=[schedule],
+        resources=dict(spec.resources),
+    )
+    return BuiltSync(asset, job, undo, schedule, definitions)
+
+
+def sync_asset_of(spec: SyncSpec) -> dg.AssetsDefinition:
+    """The target asset: the spec's source, built from the run's resources and upstream values, run by the engine."""
+
+    @sync_asset(
+        name=spec.target,
+        group=spec.group,
+        pool=spec.pool,
+        fresh_within=spec.fresh_within,
+        kinds=set(spec.kinds),
+        description=spec.description,
+        ins={name: dg.AssetIn(name) for name in spec.upstream},
+        required_resource_keys={*spec.resources, "sync_state"},
+    )
+    def body(context: dg.AssetExecutionContext, config: SyncRunConfig, **upstream: Any):
+        state: SyncStateResource = context.resources.sync_state
+        source = spec.source(SourceInputs(context.resources, upstream, context.instance))
+        yield from run_sync(context, config, source, state.store())
+
+    return body
+
+
+def sync_job_of(spec: SyncSpec) -> Any:
+    return dg.define_asset_job(
+        name=spec.job,
+        selection=dg.AssetSelection.assets(*spec.upstream, spec.target)
+        - dg.AssetSelection.checks_for_assets(spec.target),
+        tags=dict(spec.tags),
+        executor_def=dg.in_process_executor,
+        description=spec.job_description,
+    )
+
+
+def schedule_cron(spec: SyncSpec) -> str | None:
+    """``<JOB>_CRON`` (a 5-field cron expression), else the spec's default; ``None`` when it is ``off``."""
+    cron = env_text(spec.cron_variable, spec.schedule.default_cron)
+    return None if cron.lower() == SCHEDULE_OFF else cron
+
+
+def sync_schedule_of(spec: SyncSpec, job: Any) -> dg.ScheduleDefinition:
+    cron = schedule_cron(spec)
+    status = schedule_status(spec.system)
+    if cron is None:
+        cron, status = spec.schedule.default_cron, dg.DefaultScheduleStatus.STOPPED
+    set_by = (
+        f" Set by {spec.cron_variable}={cron!r}." if os.environ.get(spec.cron_variable, "").strip() else ""
+    )
+    try:
+        return dg.ScheduleDefinition(
+            name=spec.schedule.name,
+            job=job,
+            cron_schedule=cron,
+            execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
+            default_status=status,
+            description=spec.schedule.description + set_by,
+        )
+    except dg.DagsterInvalidDefinitionError:
+        raise ConfigurationError(
+            spec.cron_variable,
+            f"{cron!r} is not a cron expression of 5 fields (minute hour day month weekday), e.g. "
+            f"{spec.schedule.default_cron!r}, or {SCHEDULE_OFF!r}",
+        ) from None
