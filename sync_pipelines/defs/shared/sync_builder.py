@@ -7,7 +7,6 @@ would only be skipped); the schedule's cron comes from ``<JOB>_CRON`` when set (
 stopped), else the spec's default, and it starts RUNNING only for an enabled system (``SYNC_SYSTEMS``).
 """
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,20 +90,20 @@ def sync_job_of(spec: SyncSpec) -> Any:
     )
 
 
-def schedule_cron(spec: SyncSpec) -> str | None:
-    """``<JOB>_CRON`` (a 5-field cron expression), else the spec's default; ``None`` when it is ``off``."""
-    cron = env_text(spec.cron_variable, spec.schedule.default_cron)
-    return None if cron.lower() == SCHEDULE_OFF else cron
-
-
 def sync_schedule_of(spec: SyncSpec, job: Any) -> dg.ScheduleDefinition:
-    cron = schedule_cron(spec)
-    status = schedule_status(spec.system)
-    if cron is None:
-        cron, status = spec.schedule.default_cron, dg.DefaultScheduleStatus.STOPPED
-    set_by = (
-        f" Set by {spec.cron_variable}={cron!r}." if os.environ.get(spec.cron_variable, "").strip() else ""
-    )
+    """The spec's schedule, its cron from ``<JOB>_CRON`` when set; ``off`` defines it STOPPED at its default cron."""
+    setting = env_text(spec.cron_variable, "")
+    off = setting.lower() == SCHEDULE_OFF
+    cron = setting if setting and not off else spec.schedule.default_cron
+    status = dg.DefaultScheduleStatus.STOPPED if off else schedule_status(spec.system)
+    description = spec.schedule.description
+    if off:
+        description += f" Defined stopped by {spec.cron_variable}=off."
+    elif setting:
+        description = (
+            f"Every shard, on {cron!r} in SYNC_TIMEZONE (from {spec.cron_variable}; "
+            f"default {spec.schedule.default_cron!r})."
+        )
     try:
         return dg.ScheduleDefinition(
             name=spec.schedule.name,
@@ -112,7 +111,7 @@ def sync_schedule_of(spec: SyncSpec, job: Any) -> dg.ScheduleDefinition:
             cron_schedule=cron,
             execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
             default_status=status,
-            description=spec.schedule.description + set_by,
+            description=description,
         )
     except dg.DagsterInvalidDefinitionError:
         raise ConfigurationError(
