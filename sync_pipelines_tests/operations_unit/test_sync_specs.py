@@ -101,3 +101,26 @@ def test_a_bad_cron_stops_the_code_location_load_naming_the_variable() -> None:
     )
     assert loaded.returncode != 0
     assert "USER_KIND_SYNC_CRON: 'daily at 3' is not a cron expression of 5 fields" in loaded.stderr
+
+
+@pytest.mark.integration
+def test_the_code_location_loads_the_schedule_the_variables_set() -> None:
+    """As the daemon loads it: the school-hours cron for Bakaláři, RT's schedule off, the third one untouched."""
+    show = (
+        "from sync_pipelines.definitions import defs\n"
+        "for s in defs.get_repository_def().schedule_defs: print(s.name, s.default_status.value, s.cron_schedule)"
+    )
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.endswith("_SYNC_CRON")},
+        "BAKALARI_SYNC_CRON": "0,15,30,45 7-17 * * 1-5",
+        "RT_USER_SYNC_CRON": "off",
+        "SYNC_SYSTEMS": "",
+    }
+    loaded = subprocess.run(
+        [sys.executable, "-c", show], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    schedules = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in loaded.stdout.strip().splitlines()}
+    assert schedules["bakalari_sync_every_15_minutes"].endswith(" 0,15,30,45 7-17 * * 1-5")
+    assert schedules["rt_user_sync_daily"] == "STOPPED 0 1 * * *"
+    assert schedules["user_kind_sync_daily"].endswith(" 0 3 * * *")
