@@ -511,6 +511,8 @@ class PortailDfSandbox(SandboxApp):
         self.auth_failures: Counter[str] = Counter()
         self._index = _EmailIndex(dict(account) for account in accounts)
         self._html_faults: dict[str, int] = {}
+        # Emails whose lookup answers its first page again and again, always linking a next page.
+        self._endless_pages: set[str] = set()
         self._secret = secrets.token_bytes(32)
         self._v1_token: str | None = None
         self._access_tokens: dict[str, float] = {}
@@ -572,6 +574,7 @@ class PortailDfSandbox(SandboxApp):
     def apply_state_change(self, change: dict[str, Any]) -> None:
         """Actions: ``set_record_fields`` (``email``, ``fields``, optional ``drop``: field names to remove),
         ``html_for_email`` (``email``, optional ``status``: 200 or 502), ``clear_html_for_email``,
+        ``endless_pages_for_email`` (``email``: its lookup's every page is the first, with a ``next`` link),
         ``add_account`` (record fields, directly or under ``account``), ``remove_account`` (``email``),
         ``expire_access_tokens``, ``expire_refresh_tokens``, ``revoke_tokens`` (every token, v1 included),
         ``set_password`` (``password``), ``set_auth_version`` (``auth_version``)."""
@@ -589,6 +592,8 @@ class PortailDfSandbox(SandboxApp):
             if status not in HTML_PAGES:
                 raise ValueError(f"html_for_email status must be one of {sorted(HTML_PAGES)}")
             self._html_faults[normalise_email(change["email"])] = status
+        elif action == "endless_pages_for_email":
+            self._endless_pages.add(normalise_email(change["email"]))
         elif action == "clear_html_for_email":
             self._html_faults.clear()
         elif action == "add_account":
@@ -800,6 +805,9 @@ class PortailDfSandbox(SandboxApp):
         except ValueError:
             page = 0
         records = self.find_accounts(email)
+        if normalise_email(email) in self._endless_pages:
+            next_page = str(request.url.update_query(page=max(page, 1) + 1))
+            return _json({"count": None, "next": next_page, "previous": None, "results": records[:PAGE_SIZE]})
         count = len(records)
         start = (page - 1) * PAGE_SIZE
         if page < 1 or (page > 1 and start >= count):

@@ -111,6 +111,10 @@ class ServerKnobs:
     workers: int | None = None
     # Answer ``Connection: close`` and close it (RT: --max-keepalive-reqs 1, the default).
     close_connection: bool = True
+    # How ``GET /users`` pages: ``rt`` (as RT does); ``stuck``: every page is page 1 again, with ``pages: null``
+    # and a ``next_page`` link (a paging that never advances); ``undercounted``: ``pages`` says one page fewer
+    # than there are, as when users are created (requestors from e-mail) while the pages are read.
+    users_paging: str = "rt"
 
     def update(self, changes: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}
@@ -856,13 +860,16 @@ class RequestTrackerSandbox(SandboxApp):
         request: web.Request,
         records: list[dict[str, Any]],
         item: Callable[[dict[str, Any]], dict[str, Any]],
+        page: int | None = None,
     ) -> dict[str, Any]:
-        """RT's paging: ``per_page`` 20 by default and at most 100; next/prev links only when they exist."""
+        """RT's paging: ``per_page`` 20 by default and at most 100; next/prev links only when they exist.
+        ``page``: the page answered, whatever the request asked for."""
         per_page_raw = request.query.get("per_page", "")
         per_page = int(per_page_raw) if per_page_raw.isascii() and per_page_raw.isdigit() else 20
         per_page = 20 if per_page == 0 else min(per_page, 100)
-        page_raw = request.query.get("page", "")
-        page = int(page_raw) if page_raw.isascii() and page_raw.isdigit() else 1
+        if page is None:
+            page_raw = request.query.get("page", "")
+            page = int(page_raw) if page_raw.isascii() and page_raw.isdigit() else 1
         page = max(page, 1)
         total = len(records)
         chunk = records[(page - 1) * per_page : page * per_page]
@@ -945,7 +952,14 @@ class RequestTrackerSandbox(SandboxApp):
                     result[field] = user[field]
             return result
 
-        return web.json_response(self._page(request, users, item))
+        paging = self.server.users_paging
+        answer = self._page(request, users, item, page=1 if paging == "stuck" else None)
+        if paging == "stuck":
+            answer["pages"] = None
+            answer["next_page"] = str(request.url.update_query(page="2"))
+        elif paging == "undercounted" and answer["pages"] > 1:
+            answer["pages"] -= 1
+        return web.json_response(answer)
 
     @staticmethod
     def _field_value(field: dict[str, Any], name: str) -> list[str]:

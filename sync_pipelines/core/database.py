@@ -197,6 +197,29 @@ def create_database_engine(url: str, setting: str, check: bool = True) -> Engine
     return engine
 
 
+# Any fixed number: the advisory lock under which a PostgreSQL database's tables are created (``create_tables``).
+_CREATE_TABLES_LOCK = 0x5953_4E43_5441_424C
+
+
+def create_tables(engine: Engine, metadata: sa.MetaData) -> None:
+    """``metadata.create_all``, safe when several processes open a fresh database at once (two runs started
+    together): on PostgreSQL under a transaction-scoped advisory lock, since concurrent ``CREATE TABLE``s of
+    one name fail on the catalog's unique index; on SQLite, retried when another connection created a table
+    between the check and the ``CREATE``."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_TABLES_LOCK})
+            metadata.create_all(connection)
+        return
+    for attempt in range(3):
+        try:
+            metadata.create_all(engine)
+            return
+        except sa.exc.OperationalError as error:
+            if "already exists" not in str(error) or attempt == 2:
+                raise
+
+
 def require_table(engine: Engine, table: str, setting: str, columns: list[str] | None = None) -> sa.Table:
     """Reflect ``table`` or fail naming the setting, the table and the columns that are missing."""
     try:

@@ -3,9 +3,13 @@ naming the variable when it holds something else. Unset or blank means the defau
 
 from __future__ import annotations
 
+import math
 import os
+import zoneinfo
 
 from sync_pipelines.core.errors import ConfigurationError
+
+TIMEZONE_SETTING = "SYNC_TIMEZONE"
 
 
 def env_text(name: str, default: str) -> str:
@@ -34,8 +38,9 @@ def env_number(
     above: float | None = None,
     unit: str = "",
 ) -> float | None:
-    """A number of ``kind``, at least ``minimum`` (or more than ``above``); ``unit`` ("seconds") words the
-    refusals."""
+    """A finite number of ``kind``, at least ``minimum`` (or more than ``above``; neither given: at least 0);
+    ``unit`` ("seconds") words the refusals. NaN and infinities are refused: compared with a bound they pass
+    every test, and a NaN rate or wait spins or hangs the run."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -46,8 +51,26 @@ def env_number(
         raise ConfigurationError(
             name, f"must be a number{' of' + units if unit else ''}, got {raw!r}"
         ) from None
+    if not math.isfinite(value):
+        raise ConfigurationError(name, f"must be a finite number{units and ' of' + units}, got {raw!r}")
+    if minimum is None and above is None:
+        minimum = 0
     if minimum is not None and value < minimum:
         raise ConfigurationError(name, f"must be at least {minimum:g}{units}, got {raw!r}")
     if above is not None and value <= above:
         raise ConfigurationError(name, f"must be more than {above:g}{units}, got {raw!r}")
     return value
+
+
+def env_timezone() -> str:
+    """``SYNC_TIMEZONE`` (default ``UTC``), the schedules' timezone: an IANA name (``Europe/Prague``), checked
+    here, where it is read, so a misspelling names the variable rather than the first schedule using it."""
+    name = env_text(TIMEZONE_SETTING, "UTC")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            TIMEZONE_SETTING,
+            f"{name!r} is not a timezone name; use an IANA name such as UTC or Europe/Prague",
+        ) from None
+    return name

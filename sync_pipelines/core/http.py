@@ -6,9 +6,12 @@
   429, 5xx, timeouts), between 1 and ``max_concurrency``, the ceiling (fixed at the ceiling with
   ``adaptive_concurrency`` off); ``client.concurrency.summary()`` says where it went and why.
   ``aiolimiter.AsyncLimiter`` caps requests per second, a hard cap whatever the limit.
-* A request that timed out (or whose connection broke after it was sent) is resent only when that is safe:
-  GET/HEAD/OPTIONS, or a caller's ``resend_after_timeout=True``; otherwise it raises ``UnconfirmedError`` at
-  once, and the caller verifies its effect before sending it again (RT's PUT).
+* A request that timed out (or whose connection broke after it was sent), or was answered with a 5xx, is resent
+  only when that is safe: GET/HEAD/OPTIONS, or a caller's ``resend_after_timeout=True``; otherwise it raises
+  ``UnconfirmedError`` at once (a 5xx may come from a proxy after the server acted), and the caller verifies its
+  effect before sending it again (RT's PUT, after ``wait_to_resend``). The transport's own resend of a request
+  whose kept-alive connection broke (aiohttp resends PUTs, which HTTP calls idempotent) is switched off: this
+  layer alone decides what is sent twice. A 429 is always retried: the server refused it unread.
 * ``tenacity`` retries 429, 5xx and transport errors with exponential backoff and full jitter, honouring
   ``Retry-After``; a 429 also pauses every request of the client until the server's ``Retry-After`` has
   passed, so an overloaded server is slowed down for rather than hammered.
@@ -42,7 +45,7 @@ import random
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -336,6 +339,7 @@ class ApiClient:
         self.log = logger or logging.getLogger(f"sync_pipelines.http.{system}")
         self.requests_made = 0
         self.retries = 0
+        self.resends = 0  # requests not safe to resend, sent again after the caller checked (wait_to_resend)
         self.statuses: Counter[str] = Counter()
         self.concurrency = ConcurrencyLimiter(
             AdaptiveLimit(limits.max_concurrency, adaptive=limits.adaptive_concurrency),
@@ -377,7 +381,7 @@ class ApiClient:
 
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
-            transport=AiohttpTransport(limits=pool, trust_env=False),
+            transport=AiohttpTransport(limits=pool, trust_env=False, client=_session_without_resends(pool)),
             timeout=httpx.Timeout(self.limits.timeout_seconds),
             # Only what ``BodyReader`` decompresses in bounded steps (not br or zstd, were their packages installed).
             headers={"Accept-Encoding": ACCEPT_ENCODING},
@@ -552,6 +556,17 @@ class ApiClient:
             return max(error.retry_after, min(backoff, error.retry_after + 1.0))
         return backoff
 
+    async def wait_to_resend(self, attempt: int, failure: UnconfirmedError) -> bool:
+        """After ``attempt`` sends of a request that raised ``UnconfirmedError``: False once ``max_attempts`` are
+        spent; else True, having waited the backoff a retry would. The caller then reads what the server holds
+        and resends only if it did not act, counting it in ``resends``."""
+        if attempt >= self.limits.max_attempts:
+            return False
+        wait = self.backoff_seconds(attempt, failure)
+        self._log_retry_line(failure, attempt, wait)
+        await self._sleep_before_retry(wait)
+        return True
+
     async def _retry(self, failure: TransientApiError, call: _Call) -> httpx.Response:
         """Attempts 2..max_attempts after a first failure."""
         if self.limits.max_attempts == 1 or isinstance(failure, UnconfirmedError):
@@ -677,6 +692,20 @@ class ApiClient:
             else:
                 slot.outcome = SUCCESS
         self.statuses[str(response.status_code)] += 1
+        if (
+            response.status_code in RETRY_STATUSES
+            and response.status_code != 429
+            and not call.resend_after_timeout
+        ):
+            unconfirmed = UnconfirmedError(
+                self.system,
+                method,
+                shown_path,
+                f"HTTP {response.status_code}; not resent: the server may have acted on it",
+                status=response.status_code,
+            )
+            unconfirmed.problem = f"HTTP {response.status_code}"
+            raise unconfirmed
         if response.status_code in RETRY_STATUSES:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             if response.status_code == 429 and retry_after:
@@ -754,3 +783,28 @@ def _shown(body: Any) -> str:
         return str(body)
     except Exception:  # noqa: BLE001
         return f"<{type(body).__name__}>"
+
+
+def _session_without_resends(pool: httpx.Limits) -> Callable[[], Any]:
+    """aiohttp's session for the transport, without its own resend of a request whose kept-alive connection
+    broke (it resends PUT and DELETE too, which HTTP calls idempotent, but which the server may have applied):
+    ``ApiClient`` alone decides what is sent twice."""
+
+    def create() -> Any:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=pool.keepalive_expiry,
+            limit=pool.max_connections or 100,
+            ssl=httpx.create_ssl_context(trust_env=False),  # as the transport's own session verifies
+        )
+        session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        # No public switch exists; the attribute is aiohttp's own (ClientSession._retry_connection, 3.9+).
+        if not hasattr(session, "_retry_connection"):
+            raise RuntimeError(
+                "aiohttp's ClientSession no longer has _retry_connection: review the HTTP layer"
+            )
+        session._retry_connection = False
+        return session
+
+    return create

@@ -6,11 +6,16 @@ of its own, as in dlt's ``rest_client``, so a client says *how* its API pages an
 following: ask page 1, 2, ... until the answer has no next link or no items.
 
 A page bound stops a server that always links a next page (or a query that matches far more than it should)
-from keeping a run busy forever: passing it is an error that names the bound.
+from keeping a run busy forever: passing it is an error that names the bound. A page that does not advance (the
+answer names a page number already read, or holds the very items of a page already read, as a server whose
+``next`` link points back at the same page does) is an error at once, rather than the bound's worth of requests
+later (``PageProgress``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +71,28 @@ class PageNumberPaginator:
         return bool(body.get(self.next)) and bool(items)
 
 
+class PageProgress:
+    """The pages read so far, to tell a page that does not advance: one whose own ``page`` number was read
+    already, or whose items are exactly those of a page read already."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[int, int] = {}  # page number an answer gave -> the page it answered
+        self._contents: dict[str, int] = {}  # the items' digest -> the page that held them
+
+    def repeats(self, asked: int, items: list[Any], number: Any = None) -> str | None:
+        """Why page ``asked`` (its ``items``, the ``page`` number its answer gave) does not advance, or None."""
+        if isinstance(number, int) and not isinstance(number, bool):
+            if number in self._numbers:
+                return f"page {asked} answered as page {number} again"
+            self._numbers[number] = asked
+        if items:
+            digest = hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
+            if digest in self._contents:
+                return f"page {asked} holds the same items as page {self._contents[digest]}"
+            self._contents[digest] = asked
+        return None
+
+
 async def iterate_pages(
     paginator: PageNumberPaginator,
     fetch: FetchPage,
@@ -74,11 +101,15 @@ async def iterate_pages(
 ) -> AsyncIterator[list[Any]]:
     """Each page's items in order. ``fetch(params)`` asks for one page and returns its parsed answer (having
     dealt with statuses itself); ``error(message)`` builds the exception for a bad page or the bound passed."""
+    progress = PageProgress()
     for page in range(1, paginator.max_pages + 1):
         body = await fetch(paginator.params(page, params))
         items = paginator.page_items(body)
         if items is None:
             raise error(f"answer has no '{paginator.items}' list")
+        stalled = progress.repeats(page, items, body.get(paginator.page_param))
+        if stalled is not None:
+            raise error(f"the pages do not advance ({stalled}): the server's paging is broken")
         yield items
         if not paginator.has_next(body, items):
             return

@@ -32,15 +32,18 @@ from sync_pipelines.core.env import env_number
 from sync_pipelines.core.errors import SyncError
 from sync_pipelines.sync.apply import apply_plan
 from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.in_flight import settle_in_flight
 from sync_pipelines.sync.plan import CONFLICT, Action, Conflict, FieldChange, PlannedRecord, SyncPlan
 from sync_pipelines.sync.report import DRY_RUN_TAG, PREVIEW_ROWS, SyncEvent, _cell, log_plan, report
 from sync_pipelines.sync.shards import SHARD_KEYS
 from sync_pipelines.sync.source import READ_FAILED, Current, Desired, RunScope, SyncSource, moved_fields
-from sync_pipelines.sync.state import SavedPlan, Settlement, SyncStateStore
+from sync_pipelines.sync.state import APPLIED, SavedPlan, Settlement, SyncStateStore
 
 PLAN_AGE_SETTING = "SYNC_PLAN_MAX_AGE_HOURS"
 DEFAULT_PLAN_AGE_HOURS = 24.0
 PLAN_ID_TAG = "sync/plan_id"
+# How far in the future a saved plan may be dated (hosts' clocks differ a little) before it is refused.
+CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
 UNDO_OF_TAG = "sync/undo_of"
 
 
@@ -68,6 +71,13 @@ def reviewed_plan(state: SyncStateStore, plan_id: str, target: str) -> SavedPlan
             f"apply_plan_id {plan_id!r} is a plan of {plan.target}, not of {target}; apply it with that sync"
         )
     age = datetime.now(timezone.utc) - plan.created_at
+    if age < -CLOCK_SKEW_ALLOWED:
+        # Saved on a host whose clock runs ahead: its age would stay negative, and it would never expire.
+        raise PlanRefused(
+            f"apply_plan_id {plan_id!r} is dated {-age.total_seconds() / 60:.0f} minutes in the future "
+            f"({plan.created_at:%Y-%m-%d %H:%M} UTC): a clock skew between the host that saved it and this one; "
+            "set both clocks right (NTP), then run a new dry run and review its plan"
+        )
     if age > max_age:
         raise PlanRefused(
             f"apply_plan_id {plan_id!r} expired: saved {age.total_seconds() / 3600:.1f} hours ago, plans are "
@@ -77,11 +87,25 @@ def reviewed_plan(state: SyncStateStore, plan_id: str, target: str) -> SavedPlan
 
 
 def undo_plan(
-    source: SyncSource, state: SyncStateStore, run_id: str
+    source: SyncSource,
+    state: SyncStateStore,
+    run_id: str,
+    settled: Settlement | None = None,
+    dry_run: bool = False,
 ) -> tuple[list[PlannedRecord], list[tuple[str, str]]]:
     """The records that reverse ``run_id``'s applied changes (expected old: what the run wrote; new: what it
-    replaced), and the records an undo leaves to a person, with why."""
+    replaced), and the records an undo leaves to a person, with why.
+
+    ``settled``: the settlement of what interrupted runs left in flight, made at the start of the undo
+    (``sync.in_flight``); recorded already, or for a ``dry_run`` only worked out, in which case its changes
+    found applied count as applied here. A change of the run still in flight after it (its record could not be
+    read) is refused: the undo cannot know whether to reverse it."""
     target, rows = state.applied_changes(run_id)
+    left = [
+        batch for batch in state.settlement(source.target, {}).batches if batch.run_id == run_id
+    ]  # reads only
+    if target is None and left:
+        target = source.target  # killed before any batch of it was recorded: all its changes are in flight
     if target is None:
         raise PlanRefused(
             f"run_id {run_id!r}: the audit log (SYNC_STATE_DATABASE_URL) holds no change that run applied; "
@@ -91,6 +115,22 @@ def undo_plan(
         raise PlanRefused(
             f"run_id {run_id!r} wrote to {target}, not to {source.target}; undo it with that sync's job"
         )
+    if settled is not None:
+        ours = [batch for batch in settled.batches if batch.run_id == run_id]
+        unknown = sum(len(batch.unread) for batch in (ours if dry_run else left))
+        if unknown:
+            raise PlanRefused(
+                f"run_id {run_id!r}: {unknown} change(s) that run left in flight could not be read back from "
+                f"{target}, so whether they were applied is unknown; nothing was undone: run the undo again "
+                f"once {target} answers for those records"
+            )
+        if dry_run:
+            rows = rows + [
+                (change.key, change.field, change.old, change.new)
+                for batch in ours
+                for change in batch.settled
+                if change.status == APPLIED
+            ]
     applied: dict[str, dict[str, FieldChange]] = {}
     for key, field, old, new in rows:
         earlier = applied.setdefault(key, {}).get(field)
@@ -252,12 +292,18 @@ async def replay_run(source: ReplaySource, state: SyncStateStore, scope: RunScop
 
     started = time.monotonic()
     target, log = source.target, scope.log
+    # What interrupted runs left in flight is settled first, so an undo reads a log that matches the target.
+    settlement = await settle_in_flight(source, state, scope)
+    if source.undo_of:
+        source.records, source.kept = undo_plan(
+            source.inner, state, source.undo_of, settlement, scope.dry_run
+        )
     current = await source.read_current(sorted({record.key for record in source.records}))
     read_seconds = time.monotonic() - started
     plan, source.conflicts = plan_replay(target, source.records, current, source.since)
     desired = Desired({record.key: dict(record.desired) for record in source.records})
     outcome = SyncOutcome(
-        target, plan, desired, current, Settlement(target, []), scope.dry_run, read_seconds=read_seconds
+        target, plan, desired, current, settlement, scope.dry_run, read_seconds=read_seconds
     )
     what = f"undo of run {source.undo_of}" if source.undo_of else f"plan {source.plan_id}"
     log.info(

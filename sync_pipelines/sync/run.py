@@ -18,6 +18,7 @@ is what the benchmarks time. A reviewed plan or an undo runs through ``sync.repl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ import dagster as dg
 from sync_pipelines.core.http import run_started
 from sync_pipelines.sync.apply import ApplyResult, apply_plan
 from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.in_flight import in_flight_changes
+from sync_pipelines.sync.lease import target_lease
 from sync_pipelines.sync.plan import Action, Skip, SyncPlan, plan_changes
 from sync_pipelines.sync.report import DRY_RUN_TAG, SyncEvent, log_plan, report
 from sync_pipelines.sync.shards import selected_shards
@@ -60,18 +63,28 @@ async def execute(source: SyncSource, state: SyncStateStore, scope: RunScope) ->
     The run's start is where every API client's deadline counts from (``<SYSTEM>_DEADLINE_SECONDS``, or
     ``SYNC_DEADLINE_SECONDS``): past it, the client sends nothing more and the run fails naming the setting."""
     clock = run_started.set(time.monotonic())
+    # A run that writes holds its target's lease throughout: no other run, from any instance, writes it or
+    # settles its write-ahead rows meanwhile (``sync.lease``). A dry run writes nothing and takes none.
+    lease = (
+        contextlib.nullcontext() if scope.dry_run else target_lease(state.engine, source.target, scope.run_id)
+    )
     try:
-        async with source.session(scope):
-            if not scope.dry_run:
-                await source.started(scope)
-            try:
-                return await _run(source, state, scope)
-            except BaseException as error:
-                if not scope.dry_run:
-                    await source.stopped(scope, error)
-                raise
+        with lease:
+            return await _execute(source, state, scope)
     finally:
         run_started.reset(clock)
+
+
+async def _execute(source: SyncSource, state: SyncStateStore, scope: RunScope) -> SyncOutcome:
+    async with source.session(scope):
+        if not scope.dry_run:
+            await source.started(scope)
+        try:
+            return await _run(source, state, scope)
+        except BaseException as error:
+            if not scope.dry_run:
+                await source.stopped(scope, error)
+            raise
 
 
 async def _run(source: SyncSource, state: SyncStateStore, scope: RunScope) -> SyncOutcome:
@@ -92,7 +105,7 @@ async def _run(source: SyncSource, state: SyncStateStore, scope: RunScope) -> Sy
         if source.remembers_written and not config.full_refresh
         else {}
     )
-    pending = state.pending(target)
+    pending = in_flight_changes(state, target, scope)
     settling = bool(pending) and source.settles(scope)
     if pending and not settling:
         log.info(

@@ -73,11 +73,14 @@ class SyncSource:
     # What the source's HTTP client did, recorded by ``record_api`` when the client closes.
     requests: int = 0
     retries: int = 0
+    resends: int = (
+        0  # writes sent again after reading that the target did not hold them (a lost answer, a 5xx)
+    )
     in_flight: dict[str, Any] | None = None
 
     def record_api(self, api: Any) -> None:
         """Keep an ``ApiClient``'s request count, retries and how its requests in flight adapted."""
-        self.requests, self.retries = api.requests_made, api.retries
+        self.requests, self.retries, self.resends = api.requests_made, api.retries, api.resends
         self.in_flight = api.concurrency_summary()
 
     def api_metadata(self) -> dict[str, Any]:
@@ -85,6 +88,7 @@ class SyncSource:
         metadata: dict[str, Any] = {
             "requests_made": dg.MetadataValue.int(self.requests),
             "retries": dg.MetadataValue.int(self.retries),
+            "writes_resent": dg.MetadataValue.int(self.resends),
         }
         if self.in_flight is not None:
             metadata["requests_in_flight"] = dg.MetadataValue.json(self.in_flight)

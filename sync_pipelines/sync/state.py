@@ -23,24 +23,26 @@ whose audit rows cannot be written: that batch stays in flight, the others are s
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.database import create_database_engine, pg_text_array
+from sync_pipelines.core.database import create_database_engine, create_tables, pg_text_array, timeout_error
+from sync_pipelines.core.errors import StopsTheRun
 from sync_pipelines.core.redaction import describe_error, redact
 from sync_pipelines.sync.plan import (
     CONFLICT,
@@ -146,6 +148,37 @@ _CHUNK = 5000
 LONG_KEY = 1024
 _KEY_TABLES = ("sync_audit", "sync_last_written")
 logger = logging.getLogger("sync_pipelines.sync.state")
+
+
+class StateWriteRefused(StopsTheRun):
+    """The state database refused a write (disk full, read-only, gone): with no audit and no write-ahead row,
+    nothing more may be written to the target, so the run stops, in one line naming the setting."""
+
+    setting = STATE_SETTING
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _refused_as_one_line(method: F) -> F:
+    """A state write's database error as ``StateWriteRefused``: its kind and first line only (the driver's full
+    text repeats the statement, and a ``COPY`` error the row it stopped at: other people's records), a lock or
+    statement timeout as the ``DatabaseTimeout`` naming its setting."""
+
+    @functools.wraps(method)
+    def write(self: SyncStateStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error) as error:
+            timeout = timeout_error(error, "the sync state database")
+            if timeout is not None:
+                raise timeout from None
+            raise StateWriteRefused(
+                f"the sync state database refused a write: {describe_error(error)}; check {STATE_SETTING} "
+                "(free disk space, a database that accepts writes)"
+            ) from None
+
+    return write  # type: ignore[return-value]
 
 
 def stored_key(key: str) -> str:
@@ -274,7 +307,7 @@ class SyncStateStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
         self._widen_key_columns()
 
     def _widen_key_columns(self) -> None:
@@ -312,6 +345,7 @@ class SyncStateStore:
                     result.setdefault(wanted[key], {})[field] = _decode(value)
         return result
 
+    @_refused_as_one_line
     def remember(self, target: str, run_id: str, records: Mapping[str, Mapping[str, Value]]) -> None:
         """Record values read from the target that already match, so later delta runs need not read them again."""
         now = _now()
@@ -323,6 +357,7 @@ class SyncStateStore:
         with self.engine.begin() as connection:
             self._upsert_written(connection, rows)
 
+    @_refused_as_one_line
     def forget(self, target: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(sa.delete(last_written).where(last_written.c.target == target))
@@ -376,6 +411,7 @@ class SyncStateStore:
         (PostgreSQL; an in-memory SQLite database is private to the thread that opened it)."""
         return self.engine.dialect.name == "postgresql"
 
+    @_refused_as_one_line
     def begin_batch(self, run_id: str, target: str, records: list[PlannedRecord]) -> str:
         """Commit the batch's changes as one write-ahead row before anything is sent to the target."""
         with self.engine.begin() as connection:
@@ -403,11 +439,13 @@ class SyncStateStore:
             )
         return batch_id
 
+    @_refused_as_one_line
     def discard_batch(self, batch_id: str) -> None:
         """Drop a write-ahead row whose batch was never sent (the run stopped before it)."""
         with self.engine.begin() as connection:
             connection.execute(sa.delete(batches_in_flight).where(batches_in_flight.c.batch_id == batch_id))
 
+    @_refused_as_one_line
     def finish_batch(
         self,
         run_id: str,
@@ -547,6 +585,7 @@ class SyncStateStore:
                 batches.append(SettledBatch(batch_id, run_id, tuple(settled), unread))
         return Settlement(target, batches)
 
+    @_refused_as_one_line
     def settle(self, settlement: Settlement, remember_written: bool) -> dict[str, int]:
         """Record ``settlement`` in one transaction: an audit row per settled change, the batch rows gone (or
         cut down to their unread changes) and, with ``remember_written``, applied values as last written."""
@@ -620,6 +659,7 @@ class SyncStateStore:
                 for row in connection.execute(query)
             ]
 
+    @_refused_as_one_line
     def record_conflicts(self, run_id: str, target: str, records: list[PlannedRecord]) -> None:
         """Audit the changes of a reviewed plan or undo left alone because the target's value moved since."""
         entries = [
@@ -649,6 +689,7 @@ class SyncStateStore:
         return target, [(r.record_key, r.field, _decode(r.old_value), _decode(r.new_value)) for r in rows]
 
     # -- saved plans --------------------------------------------------------------------------------------
+    @_refused_as_one_line
     def save_plan(
         self,
         plan_id: str,

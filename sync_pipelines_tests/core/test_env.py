@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from sync_pipelines.core.env import env_flag, env_number, env_text
+from sync_pipelines.core.database import timeout_setting
+from sync_pipelines.core.env import env_flag, env_number, env_text, env_timezone
 from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.core.settings import api_limits
+from sync_pipelines.sync.lease import lease_wait_seconds
+from sync_pipelines.sync.replay import plan_max_age
 
 pytestmark = pytest.mark.unit
 
@@ -47,3 +53,40 @@ def test_a_wrong_flag_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("SYNC_X", "maybe")
     with pytest.raises(ConfigurationError, match="^SYNC_X: must be true or false, got 'maybe'$"):
         env_flag("SYNC_X", False)
+
+
+@pytest.mark.parametrize("raw", ["nan", "NaN", "inf", "-inf", "1e999"])
+@pytest.mark.parametrize(
+    ("variable", "read"),
+    [
+        ("RT_REQUESTS_PER_SECOND", lambda: api_limits("RT", None, None, 30.0, 5)),
+        ("RT_DEADLINE_SECONDS", lambda: api_limits("RT", None, None, 30.0, 5)),
+        ("SYNC_PLAN_MAX_AGE_HOURS", plan_max_age),
+        ("SYNC_LOCK_TIMEOUT_SECONDS", lambda: timeout_setting("SYNC_LOCK_TIMEOUT_SECONDS")),
+        ("SYNC_LEASE_WAIT_SECONDS", lease_wait_seconds),
+    ],
+)
+def test_nan_and_infinities_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, read: Any, raw: str
+) -> None:
+    """A NaN passes every comparison with a bound: ``RT_REQUESTS_PER_SECOND=nan`` spun the run at its first
+    request, ``SYNC_PLAN_MAX_AGE_HOURS=nan`` failed with a bare ValueError."""
+    monkeypatch.setenv(variable, raw)
+    with pytest.raises(ConfigurationError, match=f"^{variable}: must be a finite number") as refused:
+        read()
+    assert refused.value.setting == variable
+
+
+def test_a_negative_number_is_refused_when_no_bound_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_X", "-3")
+    with pytest.raises(ConfigurationError, match="SYNC_X: must be at least 0, got '-3'"):
+        env_number("SYNC_X")
+
+
+def test_a_misspelled_timezone_names_sync_timezone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_TIMEZONE", "Europe/Pragu")
+    with pytest.raises(ConfigurationError) as refused:
+        env_timezone()
+    assert str(refused.value).startswith("SYNC_TIMEZONE: 'Europe/Pragu' is not a timezone name")
+    monkeypatch.setenv("SYNC_TIMEZONE", "Europe/Prague")
+    assert env_timezone() == "Europe/Prague"

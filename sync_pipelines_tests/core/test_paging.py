@@ -89,3 +89,26 @@ def test_pages_can_be_read_one_at_a_time() -> None:
 def test_the_bound_must_allow_a_page() -> None:
     with pytest.raises(ValueError, match="max_pages"):
         PageNumberPaginator(items="results", next="next", max_pages=0)
+
+
+def test_a_next_link_to_the_same_page_again_is_refused_at_once() -> None:
+    """A server whose ``next`` link always points on while it answers the same items: refused at the second
+    page, not after ``max_pages`` requests."""
+    same = {"results": ["a", "b"], "next": "https://p/utilisateurs?page=2"}
+    fetch = Pages([same] * 100)
+    paginator = PageNumberPaginator(items="results", next="next", number_first_page=False, max_pages=100)
+    with pytest.raises(PagingError, match="page 2 holds the same items as page 1"):
+        asyncio.run(collect(paginator, fetch))
+    assert len(fetch.asked) == 2
+
+
+def test_an_answer_naming_a_page_already_read_is_refused() -> None:
+    fetch = Pages(
+        [
+            {"items": [1], "page": 1, "next_page": "x"},
+            {"items": [2], "page": 2, "next_page": "x"},
+            {"items": [3], "page": 2, "next_page": "x"},
+        ]
+    )
+    with pytest.raises(PagingError, match="page 3 answered as page 2 again"):
+        asyncio.run(collect(RT_PAGES, fetch))

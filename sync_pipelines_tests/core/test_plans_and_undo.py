@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.sync.config import SyncRunConfig
-from sync_pipelines.sync.plan import Value
+from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord, Value
 from sync_pipelines.sync.replay import PlanRefused, ReplaySource, reviewed_source, undo_plan
 from sync_pipelines.sync.run import SyncOutcome, execute
 from sync_pipelines.sync.shards import SHARD_KEYS
@@ -31,12 +31,17 @@ class DictSource(SyncSource):
     def __init__(self, held: dict[str, dict[str, Value]], desired: dict[str, dict[str, Value]]) -> None:
         self.held = held
         self.desired = desired
+        self.unreadable: set[str] = set()
 
     async def read_desired(self, scope: RunScope) -> Desired:
         return Desired({key: dict(values) for key, values in self.desired.items()})
 
     async def read_current(self, keys: list[str]) -> Current:
-        return Current({key: dict(self.held[key]) if key in self.held else None for key in keys})
+        readable = [key for key in keys if key not in self.unreadable]
+        return Current(
+            {key: dict(self.held[key]) if key in self.held else None for key in readable},
+            {key: "cannot be read" for key in keys if key in self.unreadable},
+        )
 
     def write(self, batch):
         for record in batch:
@@ -266,3 +271,81 @@ def test_an_undo_conflict_names_the_run_it_reverses(state: SyncStateStore) -> No
     run(reviewed_source(source, state, "undo-preview"), state, "apply-undo")
     rows = state.audit_rows("fake", run_id="apply-undo")
     assert {r["error"] for r in rows if r["status"] == "conflict"} == {"changed since run run-2: grade"}
+
+
+def killed_run(state: SyncStateStore, held: dict[str, dict[str, Value]]) -> DictSource:
+    """``run-1`` wrote a and b (audited), then was killed while c and d's batch landed in the target: that
+    batch is still in flight."""
+    source = DictSource(held, {key: WANTED.get(key, {"grade": "2"}) for key in ("a", "b")})
+    run(source, state, "run-1")
+    in_flight = [
+        PlannedRecord(key, Action.UPDATE, {"grade": "2"}, (FieldChange("grade", "1", "2"),)) for key in "cd"
+    ]
+    state.begin_batch("run-1", "fake", in_flight)
+    for key in "cd":
+        held[key] = {"grade": "2"}  # the PUTs landed; their outcome was never recorded
+    return source
+
+
+def test_an_undo_of_a_killed_run_settles_its_batch_in_flight_first_and_reverses_it_too(
+    state: SyncStateStore,
+) -> None:
+    held = {key: {"grade": "1"} for key in "abcd"}
+    source = killed_run(state, held)
+
+    preview = undo(source, state, "undo-preview", "run-1", dry_run=True)
+    assert preview.plan.counts()["update"] == 4  # the changes in flight too, found applied
+    assert state.pending("fake")  # a preview settles nothing
+    assert held == {key: {"grade": "2"} for key in "abcd"}
+
+    undo(source, state, "undo-1", "run-1", dry_run=False)
+    assert held == {key: {"grade": "1"} for key in "abcd"}
+    assert state.pending("fake") == {}
+    settled = [
+        r for r in state.audit_rows("fake", "run-1") if r["error"] == "settled after an interrupted run"
+    ]
+    assert {(r["record_key"], r["status"]) for r in settled} == {("c", "applied"), ("d", "applied")}
+
+
+def test_an_undo_of_a_run_killed_in_its_first_batch_is_not_refused_as_having_applied_nothing(
+    state: SyncStateStore,
+) -> None:
+    held = {key: {"grade": "1"} for key in "cd"}
+    in_flight = [
+        PlannedRecord(key, Action.UPDATE, {"grade": "2"}, (FieldChange("grade", "1", "2"),)) for key in "cd"
+    ]
+    state.begin_batch("run-1", "fake", in_flight)
+    held["c"] = {"grade": "2"}  # one PUT landed before the kill
+    source = DictSource(held, {})
+    undo(source, state, "undo-1", "run-1", dry_run=False)
+    assert held == {"c": {"grade": "1"}, "d": {"grade": "1"}}
+
+
+def test_an_undo_refuses_when_a_change_in_flight_cannot_be_read_back(state: SyncStateStore) -> None:
+    held = {key: {"grade": "1"} for key in "abcd"}
+    source = killed_run(state, held)
+    source.unreadable = {"d"}
+    with pytest.raises(
+        PlanRefused, match="'run-1': 1 change\\(s\\) that run left in flight could not be read"
+    ) as refused:
+        undo(source, state, "undo-1", "run-1", dry_run=False)
+    assert "\n" not in str(refused.value)
+    assert held["a"] == {"grade": "2"}  # nothing undone
+
+
+def test_a_plan_dated_in_the_future_is_refused_naming_the_clock_skew(state: SyncStateStore) -> None:
+    source = DictSource({k: dict(v) for k, v in HELD.items()}, WANTED)
+    run(source, state, "dry-1", dry_run=True)
+
+    def dated(delta: timedelta) -> None:
+        with state.engine.begin() as connection:
+            connection.execute(sa.update(saved_plans).values(created_at=datetime.now(timezone.utc) + delta))
+
+    dated(timedelta(minutes=2))  # a small difference between clocks is allowed
+    assert reviewed_source(source, state, "dry-1").records
+    dated(timedelta(days=3))
+    with pytest.raises(
+        PlanRefused, match="'dry-1' is dated 4320 minutes in the future.*clock skew"
+    ) as refused:
+        reviewed_source(source, state, "dry-1")
+    assert "\n" not in str(refused.value)

