@@ -41,8 +41,8 @@ import dagster as dg
 
 from bench.common import table, verdict
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.defs.rt.assets import TARGET as RT_TARGET
 from sync_pipelines.defs.rt.desired import desired_custom_fields
+from sync_pipelines.defs.rt.source import TARGET as RT_TARGET
 from sync_pipelines.defs.shared.state_resource import SyncStateResource, SyncStateTableIOManager
 from sync_pipelines.defs.students.assets import students_frame
 from sync_pipelines.defs.students.resources import StudentsDatabase

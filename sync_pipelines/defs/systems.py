@@ -14,13 +14,11 @@ from collections.abc import Mapping
 import dagster as dg
 
 from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.defs.syncs import SYNCS
 
 SETTING = "SYNC_SYSTEMS"
-REQUIRED_VARIABLES: dict[str, tuple[str, ...]] = {
-    "rt": ("STUDENTS_DATABASE_URL", "RT_URL", "RT_TOKEN"),
-    "bakalari": ("BAKALARI_URL", "BAKALARI_USERNAME", "BAKALARI_PASSWORD", "EDURPG_DATABASE_URL"),
-    "user_kinds": ("PORTAILDF_API_URL", "PORTAILDF_USERNAME", "PORTAILDF_PASSWORD", "ZLV_DATABASE_URL"),
-}
+# Each registered sync's system and the variables without which it cannot run (its spec's).
+REQUIRED_VARIABLES: dict[str, tuple[str, ...]] = {spec.system: spec.required_variables for spec in SYNCS}
 
 
 def _missing(system: str, environ: Mapping[str, str]) -> list[str]:

@@ -10,12 +10,12 @@ from sqlalchemy.engine import Engine
 
 from devkit.sandbox.bakalari import OPERATOR_PASSWORD, OPERATOR_USERNAME
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.defs.bakalari.assets import bakalari_entities
 from sync_pipelines.defs.bakalari.checks import (
     bakalari_students_needing_login,
     edurpg_external_refs_resolve,
     edurpg_unique_bakalari_ids,
 )
+from sync_pipelines.defs.bakalari.definitions import bakalari_entities
 from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from devkit.sandbox.server import ThreadedSandbox
-from sync_pipelines.defs.bakalari.jobs import bakalari_sync_undo
+from sync_pipelines.defs.bakalari.definitions import bakalari_sync_undo
 from sync_pipelines_tests.bakalari.helpers import counts, engine_for, observation, run_sync, sync_resources
 
 pytestmark = pytest.mark.integration

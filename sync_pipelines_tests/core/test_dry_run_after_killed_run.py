@@ -26,7 +26,7 @@ from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
-from sync_pipelines.defs.user_kinds.assets import user_kinds
+from sync_pipelines.defs.user_kinds.definitions import user_kinds
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
 from sync_pipelines.sync.state import SyncStateStore

@@ -110,8 +110,8 @@ def world(make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
 
 def run_checks(world: RtWorld) -> dg.ExecuteInProcessResult:
     """The RT checks as the ``sync_checks`` job runs them (the other systems' checks need their servers)."""
-    from sync_pipelines.defs.rt.assets import rt_user_custom_fields
     from sync_pipelines.defs.rt.checks import rt_custom_fields_exist, rt_matches_students
+    from sync_pipelines.defs.rt.definitions import rt_user_custom_fields
     from sync_pipelines.defs.students.assets import students
 
     return dg.materialize(

@@ -20,9 +20,8 @@ from devkit.sandbox.server import ThreadedSandbox
 from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
-from sync_pipelines.defs.user_kinds.assets import user_kinds
 from sync_pipelines.defs.user_kinds.checks import user_kinds_coverage, user_kinds_valid_values
-from sync_pipelines.defs.user_kinds.jobs import user_kind_sync
+from sync_pipelines.defs.user_kinds.definitions import user_kind_sync, user_kinds
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
 
 SIZE = 200

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.defs.user_kinds.jobs import user_kind_sync_undo
+from sync_pipelines.defs.user_kinds.definitions import user_kind_sync_undo
 from sync_pipelines.sync.state import SyncStateStore, default_state_url
 from sync_pipelines_tests.user_kinds.conftest import ZlvWorld
 

@@ -8,16 +8,16 @@ import dagster as dg
 import sqlalchemy as sa
 
 from sync_pipelines.core.failures import reported_as_failures
-from sync_pipelines.defs.bakalari.assets import TARGET, bakalari_entities
 from sync_pipelines.defs.bakalari.edurpg import ENTITY_TABLES, REF_TYPES, external_ref, user
 from sync_pipelines.defs.bakalari.resources import EduRpgDatabase
+from sync_pipelines.defs.bakalari.source import TARGET
 from sync_pipelines.sync.shards import SHARD_KEYS
 
 EXAMPLES = 20
 
 
 @dg.asset_check(
-    asset=bakalari_entities,
+    asset=TARGET,
     blocking=True,
     description='Every "ExternalRef" of type class, subject, user or enrollment points at an existing row of its '
     "table. A dangling ref means a row was deleted behind the sync's back; the next run re-creates it.",
@@ -59,7 +59,7 @@ def edurpg_external_refs_resolve(edurpg_database: EduRpgDatabase) -> dg.AssetChe
 
 
 @dg.asset_check(
-    asset=bakalari_entities,
+    asset=TARGET,
     blocking=True,
     description='No two EduRPG users share a "bakalariId" (compared trimmed and case-insensitively): two rows '
     "for one Bakaláři account would split a student's game history.",
@@ -87,7 +87,7 @@ def edurpg_unique_bakalari_ids(edurpg_database: EduRpgDatabase) -> dg.AssetCheck
 
 
 @dg.asset_check(
-    asset=bakalari_entities,
+    asset=TARGET,
     description="How many students' Bakaláři refresh tokens no longer work, as the latest sync of each shard "
     "found them (they are skipped until they log in to EduRPG again; nothing of theirs is deleted).",
 )

@@ -10,13 +10,11 @@ variables it lacks.
 
 import dagster as dg
 
+from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.defs.systems import enabled_systems
 
-CHECKED_ASSETS = {
-    "rt": ("students", "rt_user_custom_fields"),
-    "bakalari": ("bakalari_entities",),
-    "user_kinds": ("user_kinds",),
-}
+# Each system's checked assets, from its spec: the sync's target and the assets its checks watch.
+CHECKED_ASSETS = {spec.system: spec.checked_assets() for spec in SYNCS}
 
 
 def checks_selection() -> dg.AssetSelection:

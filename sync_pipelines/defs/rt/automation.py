@@ -1,4 +1,5 @@
-"""When the RT sync runs: nightly, and within minutes of a change in the students table."""
+"""When the RT sync runs besides its nightly schedule (``defs/rt/sync.py``): within minutes of a change in the
+students table."""
 
 import hashlib
 import json
@@ -6,21 +7,11 @@ from collections import defaultdict
 
 import dagster as dg
 
-from sync_pipelines.core.env import env_timezone
-from sync_pipelines.defs.rt.jobs import rt_user_sync
+from sync_pipelines.defs.rt.sync import RT_SYNC
 from sync_pipelines.defs.students.resources import StudentsDatabase
 from sync_pipelines.defs.students.validation import parse_active, student_shard
-from sync_pipelines.defs.systems import schedule_status, sensor_status
+from sync_pipelines.defs.systems import sensor_status
 from sync_pipelines.sync.shards import SHARD_KEYS
-
-rt_user_sync_daily = dg.ScheduleDefinition(
-    name="rt_user_sync_daily",
-    job=rt_user_sync,
-    cron_schedule="0 1 * * *",
-    execution_timezone=env_timezone(),
-    default_status=schedule_status("rt"),
-    description="Every shard, nightly at 01:00 (the old cron's time).",
-)
 
 
 def shard_digests(fingerprints: dict[str, tuple[str, str]]) -> dict[str, str]:
@@ -39,7 +30,7 @@ def shard_digests(fingerprints: dict[str, tuple[str, str]]) -> dict[str, str]:
 
 @dg.sensor(
     name="students_changed",
-    job=rt_user_sync,
+    job_name=RT_SYNC.job,
     minimum_interval_seconds=60,
     default_status=sensor_status("rt"),
     description="Starts rt_user_sync for the shards whose students changed since the last look, so an edit "

@@ -8,10 +8,9 @@ import pandas as pd
 
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.failures import reported_as_failures
-from sync_pipelines.defs.rt.assets import rt_user_custom_fields
 from sync_pipelines.defs.rt.desired import desired_custom_fields
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
-from sync_pipelines.defs.rt.source import read_current, require_user_fields
+from sync_pipelines.defs.rt.source import TARGET, read_current, require_user_fields
 from sync_pipelines.defs.students.assets import students
 from sync_pipelines.sync.plan import plan_changes
 from sync_pipelines.sync.shards import SHARD_KEYS
@@ -47,7 +46,7 @@ def rt_custom_fields_exist(
 
 
 @dg.asset_check(
-    asset=rt_user_custom_fields,
+    asset=TARGET,
     additional_ins={"students": dg.AssetIn("students")},
     pool="rt_api",
     description="Reads every synced user back from RT and counts those that differ from the students table "

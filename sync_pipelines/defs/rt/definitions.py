@@ -1,20 +1,13 @@
-"""The RT domain's definitions."""
+"""The RT domain's definitions: its sync, built from its spec (``defs/rt/sync.py``), and the sensor that starts
+it when students change."""
 
 import dagster as dg
 
-from sync_pipelines.defs.rt.assets import rt_user_custom_fields
-from sync_pipelines.defs.rt.automation import rt_user_sync_daily, students_changed
-from sync_pipelines.defs.rt.checks import rt_custom_fields_exist, rt_matches_students
-from sync_pipelines.defs.rt.jobs import rt_user_sync, rt_user_sync_undo
-from sync_pipelines.defs.rt.resources import RequestTrackerResource
+from sync_pipelines.defs.rt.automation import students_changed
+from sync_pipelines.defs.rt.sync import RT_SYNC
+from sync_pipelines.defs.shared.sync_builder import build_sync
 
-defs = dg.Definitions(
-    assets=[rt_user_custom_fields],
-    asset_checks=[rt_custom_fields_exist, rt_matches_students],
-    jobs=[rt_user_sync, rt_user_sync_undo],
-    schedules=[rt_user_sync_daily],
-    sensors=[students_changed],
-    resources={
-        "request_tracker": RequestTrackerResource(url=dg.EnvVar("RT_URL"), token=dg.EnvVar("RT_TOKEN"))
-    },
-)
+rt = build_sync(RT_SYNC)
+rt_user_custom_fields, rt_user_sync, rt_user_sync_undo = rt.asset, rt.job, rt.undo_job
+rt_user_sync_daily = rt.schedule
+defs = dg.Definitions.merge(rt.definitions, dg.Definitions(sensors=[students_changed]))

@@ -6,7 +6,7 @@ ends on the project's errors as one-line ``Failure``s.
 """
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +17,15 @@ from sync_pipelines.sync.shards import SHARDS
 
 
 def sync_asset(
-    *, name: str, group: str, pool: str, fresh_within: timedelta, kinds: set[str], description: str
+    *,
+    name: str,
+    group: str,
+    pool: str,
+    fresh_within: timedelta,
+    kinds: set[str],
+    description: str,
+    ins: Mapping[str, dg.AssetIn] | None = None,
+    required_resource_keys: set[str] | None = None,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     with warnings.catch_warnings():
         # Single-run backfill policies are marked beta; they are what makes "Materialize all" one run.
@@ -34,5 +42,7 @@ def sync_asset(
             kinds=kinds,
             freshness_policy=dg.FreshnessPolicy.time_window(fail_window=fresh_within),
             description=description,
+            ins=dict(ins or {}),
+            required_resource_keys=required_resource_keys,
         )
     return lambda fn: decorate(reported_as_failures(fn))

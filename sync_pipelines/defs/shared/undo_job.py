@@ -1,16 +1,16 @@
 """The undo job every sync has: one op that reverses a past run's applied changes (``sync.replay``).
 
-Each domain says which resources its source needs and how to build the source from them; the op, its
+Each sync's spec says which resources its source needs and how to build the source from them; the op, its
 one-line failures, the job's tags (the sync's own, so an undo queues behind a sync of the same target) and the
 in-process executor are the same for all three.
 """
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import dagster as dg
 
 from sync_pipelines.core.failures import reported_as_failures
+from sync_pipelines.defs.shared.sync_spec import SourceInputs
 from sync_pipelines.sync.replay import UndoConfig, run_undo
 from sync_pipelines.sync.source import SyncSource
 
@@ -21,11 +21,11 @@ def undo_job(
     asset: str,
     tags: Mapping[str, str],
     resources: set[str],
-    source: Callable[[Any], SyncSource],
+    source: Callable[[SourceInputs], SyncSource],
     description: str,
 ) -> dg.JobDefinition:
-    """``name`` (e.g. ``rt_user_sync_undo``) with one op ``<asset>_undo``; ``source(context.resources)`` builds
-    the domain's source from ``resources``."""
+    """``name`` (e.g. ``rt_user_sync_undo``) with one op ``<asset>_undo``; ``source`` builds the sync's source
+    from ``resources`` (no upstream values: an undo's records come from the audit log)."""
 
     @dg.op(
         name=f"{asset}_undo",
@@ -36,7 +36,8 @@ def undo_job(
     @reported_as_failures
     def undo(context: dg.OpExecutionContext, config: UndoConfig):
         state = context.resources.sync_state.store()
-        yield from run_undo(context, config, source(context.resources), state, dg.AssetKey(asset))
+        inputs = SourceInputs(context.resources, {}, context.instance)
+        yield from run_undo(context, config, source(inputs), state, dg.AssetKey(asset))
 
     @dg.job(name=name, tags=dict(tags), executor_def=dg.in_process_executor, description=description)
     def job():

@@ -4,13 +4,13 @@ import dagster as dg
 from pydantic import Field
 
 from sync_pipelines.core.failures import reported_as_failures
-from sync_pipelines.defs.user_kinds.assets import user_kinds
 from sync_pipelines.defs.user_kinds.mapping import KINDS
 from sync_pipelines.defs.user_kinds.resources import ZlvDatabase
+from sync_pipelines.defs.user_kinds.source import TARGET
 
 
 @dg.asset_check(
-    asset=user_kinds,
+    asset=TARGET,
     blocking=True,
     description="Every users.kind is NULL or one of: " + ", ".join(repr(kind) for kind in KINDS) + ".",
 )
@@ -36,7 +36,7 @@ class CoverageCheckConfig(dg.Config):
 
 
 @dg.asset_check(
-    asset=user_kinds,
+    asset=TARGET,
     description="Share of users with an email, not deleted, whose kind is NULL (not in Portail DF, ambiguous, "
     "or never synced); a warning above the threshold (run config max_share_without_kind, default 20%).",
 )

@@ -1,0 +1,60 @@
+"""The RT sync declared: ``students`` -> ``rt_user_custom_fields``, job ``rt_user_sync``, nightly at 01:00."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from sync_pipelines.defs.rt.checks import rt_custom_fields_exist, rt_matches_students
+from sync_pipelines.defs.rt.resources import RequestTrackerResource
+from sync_pipelines.defs.rt.source import TARGET, RtSource
+from sync_pipelines.defs.shared.sync_spec import ScheduleSpec, SourceInputs, SyncSpec
+
+
+def invalid_students(instance: dg.DagsterInstance) -> int:
+    """How many rows the latest ``students`` snapshot kept out, reported with the sync's run."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("students"))
+    if event is None or event.asset_materialization is None:
+        return 0
+    value = event.asset_materialization.metadata.get("invalid")
+    return int(value.value) if value is not None else 0
+
+
+def rt_source(run: SourceInputs) -> RtSource:
+    students = run.upstream["students"]
+    return RtSource(students, run.resources.request_tracker, date.today(), invalid_students(run.instance))
+
+
+def rt_undo_source(run: SourceInputs) -> RtSource:
+    # An undo's records come from the audit log: the students table is not read.
+    return RtSource(pd.DataFrame(), run.resources.request_tracker, date.today())
+
+
+RT_SYNC = SyncSpec(
+    system="rt",
+    target=TARGET,
+    job="rt_user_sync",
+    group="rt",
+    pool="rt_api",
+    tags={"sync/target": "rt", "sync/api": "rt"},
+    required_variables=("STUDENTS_DATABASE_URL", "RT_URL", "RT_TOKEN"),
+    resources={
+        "request_tracker": RequestTrackerResource(url=dg.EnvVar("RT_URL"), token=dg.EnvVar("RT_TOKEN"))
+    },
+    source=rt_source,
+    undo_source=rt_undo_source,
+    upstream=("students",),
+    # rt_matches_students reads every user back from RT: it belongs to sync_checks, not to every sync run.
+    checks=(rt_custom_fields_exist, rt_matches_students),
+    schedule=ScheduleSpec(
+        name="rt_user_sync_daily",
+        default_cron="0 1 * * *",
+        description="Every shard, nightly at 01:00 (the old cron's time).",
+    ),
+    kinds=frozenset({"rest"}),
+    fresh_within=timedelta(days=1),
+    description="RT users' Grade and Student ID custom fields, kept equal to the students table.",
+    job_description="students -> RT user custom fields (Grade, Student ID).",
+    undo_description="Undo an rt_user_sync run (config run_id): RT fields back to the values it replaced, where RT "
+    "still holds what it wrote; a dry run unless dry_run: false.",
+)

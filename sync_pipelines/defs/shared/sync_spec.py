@@ -1,0 +1,77 @@
+"""A sync declared once: what is particular to one sync (its system, target, job, schedule, resources, source).
+
+Everything a sync has in Dagster (the asset, its job, the undo job, the schedule, the resources, the checks) is
+built from its ``SyncSpec`` by ``defs.shared.sync_builder``, and the lists of systems (``SYNC_SYSTEMS``'s names and
+required variables, ``sync_checks``' selection) are read from the registered specs (``defs.syncs``), so a new sync
+is one declaration rather than the same wiring written again in five modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+
+from sync_pipelines.sync.source import SyncSource
+
+
+@dataclass(frozen=True)
+class SourceInputs:
+    """What a sync's source is built from: the run's resources (``resources.<key>``), the values of the assets the
+    sync reads (``upstream``; empty in an undo, whose records come from the audit log) and the Dagster instance."""
+
+    resources: Any
+    upstream: Mapping[str, Any]
+    instance: dg.DagsterInstance
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """The sync job's schedule; its cron can be replaced without code by the variable ``<JOB>_CRON``."""
+
+    name: str
+    default_cron: str
+    description: str
+
+
+@dataclass(frozen=True)
+class SyncSpec:
+    """One sync: the names operators script against and the parts that differ from one sync to another."""
+
+    system: str  # the name in SYNC_SYSTEMS
+    target: str  # the sync asset's key (and the audit log's target)
+    job: str  # the sync job; its undo job is ``<job>_undo``
+    group: str
+    pool: str  # the API's pool: runs of this sync and of its checks hold a slot while they call it
+    tags: Mapping[str, str]  # the job's and its undo's tags (the run queue limits one run per sync/target)
+    required_variables: tuple[str, ...]  # a system is configured when these are all set
+    resources: Mapping[str, Any]  # resource key -> resource, the system's own (sync_state is shared)
+    source: Callable[[SourceInputs], SyncSource]
+    schedule: ScheduleSpec
+    kinds: frozenset[str]
+    fresh_within: timedelta
+    description: str  # the asset's
+    job_description: str
+    undo_description: str
+    # How an undo builds its source; unset: as the sync does (without upstream values).
+    undo_source: Callable[[SourceInputs], SyncSource] | None = None
+    # Assets the sync job materializes first and whose values the source reads (RT: ``students``).
+    upstream: tuple[str, ...] = ()
+    checks: Sequence[dg.AssetChecksDefinition] = field(default_factory=tuple)
+
+    @property
+    def undo_job(self) -> str:
+        return f"{self.job}_undo"
+
+    @property
+    def cron_variable(self) -> str:
+        """The environment variable that replaces the schedule's cron, e.g. ``BAKALARI_SYNC_CRON``."""
+        return f"{self.job.upper()}_CRON"
+
+    def checked_assets(self) -> tuple[str, ...]:
+        """The assets whose checks ``sync_checks`` runs for this system: the target and those its checks watch."""
+        watched = {key.asset_key.to_user_string() for check in self.checks for key in check.check_keys}
+        return tuple(sorted(watched | {self.target}))

@@ -1,0 +1,47 @@
+"""The user-kind sync declared: Portail DF -> ZLV's ``users.kind`` (``user_kinds``), job ``user_kind_sync``, daily."""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from sync_pipelines.defs.shared.sync_spec import ScheduleSpec, SourceInputs, SyncSpec
+from sync_pipelines.defs.user_kinds.checks import user_kinds_coverage, user_kinds_valid_values
+from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
+from sync_pipelines.defs.user_kinds.source import TARGET, UserKindsSource
+
+
+def user_kinds_source(run: SourceInputs) -> UserKindsSource:
+    return UserKindsSource(run.resources.portaildf, run.resources.zlv_database)
+
+
+USER_KINDS_SYNC = SyncSpec(
+    system="user_kinds",
+    target=TARGET,
+    job="user_kind_sync",
+    group="user_kinds",
+    pool="portaildf_api",
+    tags={"sync/target": "zlv", "sync/api": "portaildf"},
+    required_variables=("PORTAILDF_API_URL", "PORTAILDF_USERNAME", "PORTAILDF_PASSWORD", "ZLV_DATABASE_URL"),
+    resources={
+        "portaildf": PortailDfResource(
+            api_url=dg.EnvVar("PORTAILDF_API_URL"),
+            username=dg.EnvVar("PORTAILDF_USERNAME"),
+            password=dg.EnvVar("PORTAILDF_PASSWORD"),
+        ),
+        "zlv_database": ZlvDatabase(database_url=dg.EnvVar("ZLV_DATABASE_URL")),
+    },
+    source=user_kinds_source,
+    checks=(user_kinds_valid_values, user_kinds_coverage),
+    schedule=ScheduleSpec(
+        name="user_kind_sync_daily",
+        default_cron="0 3 * * *",
+        description="Every shard, daily at 03:00 in SYNC_TIMEZONE.",
+    ),
+    kinds=frozenset({"rest", "postgres"}),
+    fresh_within=timedelta(days=1),
+    description="users.kind in the Zéro Logement Vacant database, from the Portail DF exterieur / gestionnaire "
+    "flags of each user's account.",
+    job_description="Portail DF -> users.kind in the Zéro Logement Vacant database (replaces sync_user_kind.py).",
+    undo_description="Undo a user_kind_sync run (config run_id): users.kind back to the kinds it replaced, where "
+    "ZLV still holds what it wrote; a dry run unless dry_run: false.",
+)
