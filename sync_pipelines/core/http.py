@@ -622,6 +622,21 @@ class ApiClient:
         text = " ".join(self.redact(text[: characters * 4 + 256]).split())
         return text if len(text) <= characters else text[: characters - 3] + "..."
 
+    async def _send_once(
+        self, call: _Call, request: httpx.Request, streamed: list[httpx.Response]
+    ) -> httpx.Response:
+        """Send ``request`` and read its answer whole (the response as streamed is appended to ``streamed``, for
+        the status of an answer that could not be read)."""
+        # A whole-request deadline on top of httpx's per-phase timeouts: a server that trickles bytes must not
+        # hold a slot forever.
+        async with _deadline((call.timeout or self.limits.timeout_seconds) + 1):
+            answer = await self._client.send(request, stream=True)  # type: ignore[union-attr]
+            streamed.append(answer)
+            try:
+                return await self._read(answer, request)
+            finally:
+                await answer.aclose()
+
     async def _attempt(self, call: _Call) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("ApiClient used outside 'async with'")
@@ -647,16 +662,17 @@ class ApiClient:
                 headers={**self.headers, **(call.headers or {})},
                 timeout=httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
             )
-            streamed: httpx.Response | None = None
+            sent: list[httpx.Response] = []
             try:
-                # A whole-request deadline on top of httpx's per-phase timeouts: a server that trickles bytes
-                # must not hold a slot forever.
-                async with _deadline((call.timeout or self.limits.timeout_seconds) + 1):
-                    streamed = await self._client.send(request, stream=True)
-                    try:
-                        response = await self._read(streamed, request)
-                    finally:
-                        await streamed.aclose()
+                try:
+                    response = await self._send_once(call, request, sent)
+                except (httpx.TransportError, asyncio.TimeoutError) as stale:
+                    # A kept-alive connection the server had already closed: a request safe to resend is sent
+                    # once more, at once, on a new connection (what aiohttp's own resend, switched off for every
+                    # request, did for it), not counted as a failed attempt.
+                    if sent or not (call.resend_after_timeout and _server_closed_connection(stale)):
+                        raise
+                    response = await self._send_once(call, request, sent)
             except (httpx.TransportError, asyncio.TimeoutError) as error:
                 problem = transport_problem(error)
                 slot.outcome = TIMEOUT if problem == "timed out" else DROPPED
@@ -670,7 +686,7 @@ class ApiClient:
                 unreachable.problem = problem
                 raise unreachable from None
             except AnswerError as error:
-                status = streamed.status_code if streamed is not None else None
+                status = sent[-1].status_code if sent else None
                 self.statuses[str(status)] += 1
                 if isinstance(error, AnswerTooLargeError):
                     setting = self.limits.setting("MAX_ANSWER_BYTES")
@@ -783,6 +799,20 @@ def _shown(body: Any) -> str:
         return str(body)
     except Exception:  # noqa: BLE001
         return f"<{type(body).__name__}>"
+
+
+def _server_closed_connection(error: BaseException) -> bool:
+    """Whether ``error`` is aiohttp's "Server disconnected": the connection was closed before any answer came."""
+    import aiohttp
+
+    current: BaseException | None = error
+    for _ in range(10):
+        if current is None:
+            return False
+        if isinstance(current, aiohttp.ServerDisconnectedError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _session_without_resends(pool: httpx.Limits) -> Callable[[], Any]:

@@ -230,3 +230,76 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("100000") == 120.0
+
+
+class DropsSecondRequestOfAConnection:
+    """A raw HTTP/1.1 server that answers the first request of each connection (keeping it alive) and closes the
+    connection on the second without answering: a kept-alive connection the server has given up on."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    ),
+                    0,
+                )
+                if length:
+                    await reader.readexactly(length)
+                self.requests.append(head.split(b" ", 1)[0].decode())
+                served += 1
+                if served > 1:
+                    break
+                body = b'{"ok": true}'
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def test_a_kept_alive_connection_the_server_closed_is_resent_at_once_only_when_safe() -> None:
+    """aiohttp's own resend is off for every request (it would resend PUTs): a GET that met a connection the server
+    had closed is sent again at once on a new one, not counted as a failed attempt; a PUT is not resent."""
+    from sync_pipelines.core.http import UnconfirmedError
+
+    server = DropsSecondRequestOfAConnection()
+
+    async def scenario() -> tuple[list[Any], ApiClient, BaseException | None]:
+        listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        api = client(f"http://127.0.0.1:{port}/", max_attempts=3)
+        failure: BaseException | None = None
+        async with listening, api:
+            answers = [
+                await api.request_json("GET", "api/item/1"),
+                await api.request_json("GET", "api/item/2"),
+            ]
+            try:
+                await api.request("PUT", "api/item/3", json_body={"a": 1})
+            except UnconfirmedError as error:
+                failure = error
+        return answers, api, failure
+
+    answers, api, failure = asyncio.run(scenario())
+    assert [body for _, body in answers] == [{"ok": True}, {"ok": True}]
+    assert api.retries == 0
+    assert isinstance(failure, UnconfirmedError)
+    # GET (answered), GET (dropped), the GET again on a new connection (answered), the PUT on that kept-alive
+    # connection (dropped, and resent by no one).
+    assert server.requests == ["GET", "GET", "GET", "PUT"]
