@@ -102,6 +102,7 @@ async def apply_plan(
     batch_delay_seconds: float = 0.0,
     remember_written: bool = False,
     log: logging.Logger | Any | None = None,
+    before_batch: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Write ``plan.to_write`` batch by batch.
 
@@ -114,6 +115,9 @@ async def apply_plan(
     recorded and batch N+1 written ahead, in one transaction (on PostgreSQL in a worker thread). Outcomes
     are recorded in batch order, all of them before this returns or raises; a write-ahead row whose batch
     was never sent is removed, except by a killed process, whose next run settles it as ``not_applied``.
+
+    ``before_batch`` is called before each batch is sent (the run checks it still holds its target's lease);
+    an error it raises stops the run there, the batch unsent.
     """
     log = log or logging.getLogger("sync_pipelines.sync")
     records = plan.to_write
@@ -130,9 +134,11 @@ async def apply_plan(
         if len(batches) > 1:
             settling = writes.start(state.begin_batch, run_id, plan.target, batches[1])
         for index, batch in enumerate(batches):
-            batch_id = ahead.pop(index)
             if index and batch_delay_seconds:
                 await asyncio.sleep(batch_delay_seconds)
+            if before_batch is not None:
+                before_batch()
+            batch_id = ahead.pop(index)
             try:
                 failures = await _write(writer, batch)
             except StopsTheRun:

@@ -16,6 +16,11 @@ it, any write-ahead row of the target that is not its own belongs to a run that 
 
 Who holds a lease (run id, host, pid, since) is written to ``sync_leases``, so a run turned away names it. A
 second run fails at once, or waits up to ``SYNC_LEASE_WAIT_SECONDS`` for the lease to free.
+
+A PostgreSQL lease can be lost while its run goes on: the server restarts, or the lease's connection is dropped,
+and the advisory lock goes with it, so another run may take the lease. The run therefore asks before each batch
+(``HeldLease.check``, one round trip) and stops with ``LeaseLost`` if its lock is gone. A ``flock`` cannot be
+lost while its process lives: there the check is a no-op.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from sync_pipelines.core.env import env_number
 from sync_pipelines.core.errors import StopsTheRun
 
 LEASE_WAIT_SETTING = "SYNC_LEASE_WAIT_SECONDS"
+STATE_DATABASE_SETTING = "SYNC_STATE_DATABASE_URL"
 POLL_SECONDS = 0.5
 # Server and client side: a peer that stops answering is given up after idle + interval * count seconds.
 KEEPALIVE = {"idle": 10, "interval": 5, "count": 3}
@@ -65,6 +71,13 @@ class TargetBusy(StopsTheRun):
     """Another run holds the target's lease: this one stops before reading or writing anything."""
 
     setting = LEASE_WAIT_SETTING
+
+
+class LeaseLost(StopsTheRun):
+    """The run's lease went away mid-run (its connection dropped, the server restarted): another run may now
+    write the target, so this one stops before its next batch; its write-ahead rows are settled by the next run."""
+
+    setting = STATE_DATABASE_SETTING
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,11 @@ class _Lock:
 
     def release(self) -> None:
         raise NotImplementedError
+
+    def lost(self) -> str | None:
+        """Why the lock taken is no longer held, or ``None`` while it is. A lock of this process (a ``flock``,
+        a thread lock) lasts as long as the process: never lost."""
+        return None
 
 
 class _AdvisoryLock(_Lock):
@@ -142,6 +160,25 @@ class _AdvisoryLock(_Lock):
             return False
         self._connection = connection
         return True
+
+    def lost(self) -> str | None:
+        """One round trip on the lease's own connection: ``pg_locks`` still shows our advisory lock for it. A
+        dropped connection (terminated, server restarted) raises; it takes its lock with it."""
+        if self._connection is None:
+            return "the lease was released"
+        try:
+            held = self._connection.execute(
+                sa.text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND pid = pg_backend_pid() AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database()) AND classid::bigint = :high"
+                    " AND objid::bigint = :low AND objsubid = 1)"
+                ),
+                {"high": (self._key >> 32) & 0xFFFFFFFF, "low": self._key & 0xFFFFFFFF},
+            ).scalar()
+        except Exception:
+            return "the state database connection holding it dropped"
+        return None if held else "the state database no longer shows its advisory lock"
 
     def release(self) -> None:
         connection, self._connection = self._connection, None
@@ -234,10 +271,29 @@ def _forget_holder(engine: Engine, target: str, run_id: str) -> None:
         )
 
 
+class HeldLease:
+    """A lease this run holds, as the run sees it: ``check`` before each write."""
+
+    def __init__(self, target: str, lock: _Lock) -> None:
+        self.target = target
+        self._lock = lock
+
+    def check(self) -> None:
+        """``LeaseLost`` (one line: the cause and the setting) if the lease is gone, so that nothing more is
+        written without it."""
+        cause = self._lock.lost()
+        if cause is not None:
+            raise LeaseLost(
+                f"the lease on {self.target} was lost ({cause}); this run stopped before its next batch, nothing "
+                f"of which was written, and the next run settles what it left in flight; check "
+                f"{STATE_DATABASE_SETTING} and that the state database stays up"
+            )
+
+
 @contextlib.contextmanager
 def target_lease(
     engine: Engine, target: str, run_id: str, wait_seconds: float | None = None
-) -> Iterator[None]:
+) -> Iterator[HeldLease]:
     """Hold ``target``'s lease around the block; ``TargetBusy`` (one line naming the holder) if another run
     holds it after ``wait_seconds`` (default ``SYNC_LEASE_WAIT_SECONDS``, 0: do not wait)."""
     wait = lease_wait_seconds() if wait_seconds is None else wait_seconds
@@ -257,7 +313,7 @@ def target_lease(
         time.sleep(POLL_SECONDS)
     try:
         _record_holder(engine, target, run_id)
-        yield
+        yield HeldLease(target, lock)
     finally:
         with contextlib.suppress(Exception):
             _forget_holder(engine, target, run_id)

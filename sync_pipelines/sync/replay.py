@@ -33,6 +33,7 @@ from sync_pipelines.core.errors import SyncError
 from sync_pipelines.sync.apply import apply_plan
 from sync_pipelines.sync.config import SyncRunConfig
 from sync_pipelines.sync.in_flight import settle_in_flight
+from sync_pipelines.sync.lease import HeldLease
 from sync_pipelines.sync.plan import CONFLICT, Action, Conflict, FieldChange, PlannedRecord, SyncPlan
 from sync_pipelines.sync.report import DRY_RUN_TAG, PREVIEW_ROWS, SyncEvent, _cell, log_plan, report
 from sync_pipelines.sync.shards import SHARD_KEYS
@@ -287,8 +288,11 @@ def plan_replay(
     return SyncPlan(target, planned), conflicts
 
 
-async def replay_run(source: ReplaySource, state: SyncStateStore, scope: RunScope) -> Any:
-    """The engine's run for a replay: read the target, judge each change, apply the rest conditionally."""
+async def replay_run(
+    source: ReplaySource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None = None
+) -> Any:
+    """The engine's run for a replay: read the target, judge each change, apply the rest conditionally;
+    ``lease`` (the run's, none for a dry run) is checked before each batch."""
     from sync_pipelines.sync.run import SyncOutcome
 
     started = time.monotonic()
@@ -329,6 +333,7 @@ async def replay_run(source: ReplaySource, state: SyncStateStore, scope: RunScop
         batch_delay_seconds=scope.config.batch_delay_seconds,
         remember_written=source.remembers_written,
         log=log,
+        before_batch=lease.check if lease is not None else None,
     )
     outcome.result.failures.update({key: reason for key, reason in current.failures.items()})
     outcome.seconds = time.monotonic() - started

@@ -29,7 +29,7 @@ from sync_pipelines.core.http import run_started
 from sync_pipelines.sync.apply import ApplyResult, apply_plan
 from sync_pipelines.sync.config import SyncRunConfig
 from sync_pipelines.sync.in_flight import in_flight_changes
-from sync_pipelines.sync.lease import target_lease
+from sync_pipelines.sync.lease import HeldLease, target_lease
 from sync_pipelines.sync.plan import Action, Skip, SyncPlan, plan_changes
 from sync_pipelines.sync.report import DRY_RUN_TAG, SyncEvent, log_plan, report
 from sync_pipelines.sync.shards import selected_shards
@@ -64,34 +64,39 @@ async def execute(source: SyncSource, state: SyncStateStore, scope: RunScope) ->
     ``SYNC_DEADLINE_SECONDS``): past it, the client sends nothing more and the run fails naming the setting."""
     clock = run_started.set(time.monotonic())
     # A run that writes holds its target's lease throughout: no other run, from any instance, writes it or
-    # settles its write-ahead rows meanwhile (``sync.lease``). A dry run writes nothing and takes none.
-    lease = (
+    # settles its write-ahead rows meanwhile (``sync.lease``), and checks before each batch that it still does.
+    # A dry run writes nothing and takes none.
+    lease: contextlib.AbstractContextManager[HeldLease | None] = (
         contextlib.nullcontext() if scope.dry_run else target_lease(state.engine, source.target, scope.run_id)
     )
     try:
-        with lease:
-            return await _execute(source, state, scope)
+        with lease as held:
+            return await _execute(source, state, scope, held)
     finally:
         run_started.reset(clock)
 
 
-async def _execute(source: SyncSource, state: SyncStateStore, scope: RunScope) -> SyncOutcome:
+async def _execute(
+    source: SyncSource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None
+) -> SyncOutcome:
     async with source.session(scope):
         if not scope.dry_run:
             await source.started(scope)
         try:
-            return await _run(source, state, scope)
+            return await _run(source, state, scope, lease)
         except BaseException as error:
             if not scope.dry_run:
                 await source.stopped(scope, error)
             raise
 
 
-async def _run(source: SyncSource, state: SyncStateStore, scope: RunScope) -> SyncOutcome:
+async def _run(
+    source: SyncSource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None
+) -> SyncOutcome:
     from sync_pipelines.sync.replay import ReplaySource, replay_run
 
     if isinstance(source, ReplaySource):
-        return await replay_run(source, state, scope)
+        return await replay_run(source, state, scope, lease)
     started = time.monotonic()
     config, target, log = scope.config, source.target, scope.log
     desired = await source.read_desired(scope)
@@ -161,6 +166,7 @@ async def _run(source: SyncSource, state: SyncStateStore, scope: RunScope) -> Sy
         batch_delay_seconds=config.batch_delay_seconds,
         remember_written=source.remembers_written,
         log=log,
+        before_batch=lease.check if lease is not None else None,
     )
     outcome.result.failures.update(desired.failing)
     outcome.result.failures.update({skip.key: skip.reason for skip in read_skips})

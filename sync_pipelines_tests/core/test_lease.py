@@ -1,7 +1,7 @@
 """The target's lease (``sync.lease``): a sync, an undo and an applied plan are refused while another run holds
 it, naming that run, its host and pid, and the setting; a bounded wait takes it once it frees; a killed holder's
 lease frees at once; a dry run is never refused, and leaves the live run's changes in flight alone. On SQLite
-and PostgreSQL."""
+and PostgreSQL. A PostgreSQL lease lost mid-run stops the run before its next batch."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from sync_pipelines.sync.lease import TargetBusy, target_lease
+from sync_pipelines.sync.lease import LeaseLost, TargetBusy, target_lease
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
 from sync_pipelines.sync.replay import reviewed_source
 from sync_pipelines.sync.state import SyncStateStore
-from sync_pipelines_tests.core.test_plans_and_undo import HELD, WANTED, DictSource, run, undo
+from sync_pipelines_tests.core.test_plans_and_undo import HELD, WANTED, DictSource, dump, run, undo
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +129,50 @@ def test_a_dry_run_leaves_the_changes_of_a_run_writing_now_alone(state: SyncStat
         holder.wait()
     outcome = run(DictSource({"a": {"grade": "1"}}, {"a": {"grade": "1"}}), state, "dry-2", dry_run=True)
     assert outcome.settlement.counts() == {"applied": 0, "not_applied": 1}
+
+
+class LeaseDroppedAfterFirstBatch(DictSource):
+    """Writes like ``DictSource``; once its first batch is written, the lease's connection is terminated from
+    another connection, as a PostgreSQL restart or a dropped connection would end it, while the run goes on."""
+
+    def __init__(self, state: SyncStateStore, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.state = state
+        self.batches = 0
+
+    def write(self, batch):
+        failures = super().write(batch)
+        self.batches += 1
+        if self.batches == 1:
+            with self.state.engine.connect() as connection:
+                terminated = connection.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    )
+                ).scalars()
+                assert list(terminated) == [True]
+        return failures
+
+
+def test_a_lease_lost_mid_run_stops_the_run_before_its_next_batch(make_pg_url) -> None:
+    state = SyncStateStore.from_url(make_pg_url())
+    held = {key: dict(values) for key, values in HELD.items()}
+    source = LeaseDroppedAfterFirstBatch(state, held, WANTED)
+    with pytest.raises(LeaseLost) as lost:
+        run(source, state, "run-1", batch_size=1)
+    message = str(lost.value)
+    assert "\n" not in message
+    assert message.startswith("the lease on fake was lost (the state database connection holding it dropped)")
+    assert "SYNC_STATE_DATABASE_URL" in message
+    # Only the first batch was written; the audit matches the target, and nothing is left in flight.
+    assert source.batches == 1
+    assert held == {"a": {"grade": "2"}, "b": {"grade": "1"}, "c": {"grade": "1"}}
+    assert [(row["record_key"], row["new_value"], row["status"]) for row in state.audit_rows()] == [
+        ("a", "2", "applied")
+    ]
+    assert dump(state)["sync_batches"] == []
+    # The lease is free again: the next run takes it and writes the rest.
+    source.batches = 2
+    run(source, state, "run-2", batch_size=1)
+    assert held == WANTED
