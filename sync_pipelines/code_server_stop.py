@@ -7,8 +7,9 @@ SIGTERM (or SIGINT):
 
 1. asks the code server over gRPC to shut down once its runs are done (it takes no new run from then on);
 2. waits up to ``SYNC_CODE_SERVER_STOP_GRACE_SECONDS`` (default 240) for its run workers to end;
-3. interrupts the run workers still going (SIGINT: Dagster fails the run with "Run execution terminated by
-   interrupt", after an engine event here that says why) and waits ``INTERRUPT_WAIT_SECONDS`` more;
+3. interrupts the run workers still going (SIGINT, after an engine event on the run that says why): Dagster
+   fails the run as "interrupted", frees its slots, and ``run_retries`` starts it again once a code server is
+   back; then waits ``INTERRUPT_WAIT_SECONDS`` more;
 4. terminates what is left of the code server, then kills it.
 
 Compose's ``stop_grace_period`` must exceed the sum, so docker's own SIGKILL never comes first.

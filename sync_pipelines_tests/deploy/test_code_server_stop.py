@@ -94,7 +94,7 @@ def test_stopping_user_code_lets_runs_finish_or_interrupts_them_within_the_grace
         else:
             assert took >= GRACE_SECONDS
             assert any("Code server stopping" in message and GRACE_VARIABLE in message for message in logs)
-            assert any("terminated by interrupt" in message for message in logs), "\n".join(logs)
+            assert any("Execution was interrupted" in message for message in logs), "\n".join(logs)
     finally:
         with contextlib.suppress(Exception):
             deployment.processes.stop()
