@@ -32,6 +32,7 @@ import dagster as dg
 import psutil
 from dagster._grpc.client import DagsterGrpcClient
 
+from sync_pipelines.core.env import env_number
 from sync_pipelines.defs.operations.run_workers import run_worker_process
 
 GRACE_VARIABLE = "SYNC_CODE_SERVER_STOP_GRACE_SECONDS"
@@ -43,18 +44,7 @@ TERMINATE_WAIT_SECONDS = 10
 
 
 def grace_seconds() -> float:
-    value = os.environ.get(GRACE_VARIABLE, "").strip()
-    if not value:
-        return DEFAULT_GRACE_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise SystemExit(
-            f"{GRACE_VARIABLE}={value!r} is not a number of seconds: fix {GRACE_VARIABLE}"
-        ) from None
-    if seconds < 0:
-        raise SystemExit(f"{GRACE_VARIABLE}={value!r} is negative: fix {GRACE_VARIABLE}")
-    return seconds
+    return env_number(GRACE_VARIABLE, DEFAULT_GRACE_SECONDS, unit="seconds") or 0.0
 
 
 def grpc_port(command: list[str]) -> int:
