@@ -73,7 +73,7 @@ def run_workers(code_server: psutil.Process) -> dict[int, str]:
 
 
 def interrupt_runs(workers: dict[int, str], waited: float) -> None:
-    """Records why on each run, then SIGINTs its worker: Dagster fails the run as interrupted."""
+    """Records on each run why its worker is about to be interrupted."""
     with dg.DagsterInstance.get() as instance:
         for pid, run_id in workers.items():
             run = instance.get_run_by_id(run_id)
@@ -84,8 +84,6 @@ def interrupt_runs(workers: dict[int, str], waited: float) -> None:
                 f"interrupting its worker (pid {pid})",
                 run,
             )
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).send_signal(signal.SIGINT)
 
 
 def stop(code_server: subprocess.Popen[bytes], port: int, grace: float) -> None:
@@ -96,15 +94,32 @@ def stop(code_server: subprocess.Popen[bytes], port: int, grace: float) -> None:
     family = [process]
     with contextlib.suppress(psutil.Error):
         family += process.children(recursive=True)
-    workers = run_workers(process)
+    try:
+        workers: dict[int, str] | None = run_workers(process)
+    except Exception as error:  # the instance's database unreachable: no run can be told apart
+        print(
+            f"code_server_stop: cannot read the runs from the instance ({type(error).__name__}): check "
+            "DAGSTER_POSTGRES_URL; waiting for the code server to exit on its own instead",
+            file=sys.stderr,
+            flush=True,
+        )
+        workers = None
     with contextlib.suppress(Exception):
         DagsterGrpcClient(port=port, host="127.0.0.1").shutdown_server(timeout=15)
     started = time.monotonic()
+    if workers is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            code_server.wait(grace)  # it exits by itself once its runs are done
+        workers = {}
     while workers and time.monotonic() - started < grace:
         time.sleep(2)
         workers = {pid: run for pid, run in workers.items() if _alive(pid)}
     if workers:
-        interrupt_runs(workers, time.monotonic() - started)
+        with contextlib.suppress(Exception):  # the interrupt below matters more than its log line
+            interrupt_runs(workers, time.monotonic() - started)
+        for pid in workers:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).send_signal(signal.SIGINT)
         psutil.wait_procs(
             [psutil.Process(pid) for pid in workers if _alive(pid)], timeout=INTERRUPT_WAIT_SECONDS
         )

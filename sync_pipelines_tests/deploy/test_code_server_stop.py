@@ -25,6 +25,7 @@ from sync_pipelines.code_server_stop import (
     grace_seconds,
     grpc_port,
 )
+from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines_tests.deploy.lost_worker_location import SHORT_RUN_SECONDS
 from sync_pipelines_tests.deploy.test_deploy_files import compose
 from sync_pipelines_tests.deploy.test_lost_run_workers import LostWorkerDeployment
@@ -44,7 +45,8 @@ def stop_grace_period_seconds() -> float:
 
 
 @pytest.mark.unit
-def test_compose_waits_longer_than_the_code_server_stop_takes() -> None:
+def test_compose_waits_longer_than_the_code_server_stop_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(GRACE_VARIABLE, raising=False)
     command = compose()["services"]["user_code"]["command"]
     assert command[:3] == ["python", "-m", "sync_pipelines.code_server_stop"]
     assert grpc_port(command) == 4000
@@ -52,6 +54,15 @@ def test_compose_waits_longer_than_the_code_server_stop_takes() -> None:
     assert (
         stop_grace_period_seconds() > 15 + grace_seconds() + INTERRUPT_WAIT_SECONDS + TERMINATE_WAIT_SECONDS
     )
+
+
+@pytest.mark.unit
+def test_a_bad_grace_period_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(GRACE_VARIABLE, "4 minutes")
+    with pytest.raises(ConfigurationError, match=GRACE_VARIABLE):
+        grace_seconds()
+    monkeypatch.setenv(GRACE_VARIABLE, "60")
+    assert grace_seconds() == 60
 
 
 @pytest.mark.e2e
