@@ -25,4 +25,18 @@ def rt_sync_that_waits() -> None:
     wait_until_killed()
 
 
-defs = dg.Definitions(jobs=[rt_sync_that_waits], sensors=[run_worker_watchdog])
+# A run that ends on its own within the code server's stop grace period.
+SHORT_RUN_SECONDS = 15
+
+
+@dg.op(pool="rt_api")
+def wait_a_little() -> None:
+    time.sleep(SHORT_RUN_SECONDS)
+
+
+@dg.job(name="rt_sync_that_ends", tags=RT_SYNC_TAGS, executor_def=dg.in_process_executor)
+def rt_sync_that_ends() -> None:
+    wait_a_little()
+
+
+defs = dg.Definitions(jobs=[rt_sync_that_waits, rt_sync_that_ends], sensors=[run_worker_watchdog])

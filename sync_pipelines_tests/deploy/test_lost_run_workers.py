@@ -55,8 +55,10 @@ def native(command: list[str]) -> list[str]:
 
 
 def replace_after(command: list[str], flag: str, value: str) -> list[str]:
+    """``command`` with the value after the last ``flag`` replaced (the code server's ``-m`` follows the
+    wrapper's own ``python -m``)."""
     changed = list(command)
-    changed[changed.index(flag) + 1] = value
+    changed[len(changed) - 1 - changed[::-1].index(flag) + 1] = value
     return changed
 
 
@@ -149,11 +151,11 @@ class LostWorkerDeployment:
         else:
             self.start_user_code()  # compose's recreated container
 
-    def launch(self) -> str:
+    def launch(self, job: str = JOB) -> str:
         with self.instance() as instance:
             before = {run.run_id for run in instance.get_runs()}
         shown = subprocess.run(
-            [str(VENV_BIN / "dagster"), "job", "launch", "-w", str(self.workspace), "-j", JOB],
+            [str(VENV_BIN / "dagster"), "job", "launch", "-w", str(self.workspace), "-j", job],
             cwd=REPO,
             env=self.processes.env,
             capture_output=True,

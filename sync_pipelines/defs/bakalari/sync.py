@@ -44,6 +44,9 @@ BAKALARI_SYNC = SyncSpec(
     ),
     kinds=frozenset({"rest", "postgres"}),
     fresh_within=timedelta(minutes=30),
+    # Measured at 10 s for 300 accounts (docs/benchmarks.md), most of it reading accounts: a school ten times
+    # larger on a server ten times slower stays under 20 min. 2 h is the margin.
+    max_runtime=timedelta(hours=2),
     description="Bakaláři's classes, subjects, teachers, students and enrollments, upserted into EduRPG "
     "(tracked by ExternalRef, never deleted). Shards batch the student accounts; the operator's lookups are "
     "read and written in every run.",

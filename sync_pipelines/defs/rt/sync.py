@@ -53,6 +53,9 @@ RT_SYNC = SyncSpec(
     ),
     kinds=frozenset({"rest"}),
     fresh_within=timedelta(days=1),
+    # First run measured at 18 s for 2,000 students (3,219 requests, docs/benchmarks.md); at RT's ~90 ms per
+    # request one at a time, 50,000 students take about 2 h. 6 h is 3x that, half the instance's 12 h.
+    max_runtime=timedelta(hours=6),
     description="RT users' Grade and Student ID custom fields, kept equal to the students table.",
     job_description="students -> RT user custom fields (Grade, Student ID).",
     undo_description="Undo an rt_user_sync run (config run_id): RT fields back to the values it replaced, where RT "

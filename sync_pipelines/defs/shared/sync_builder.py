@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from sync_pipelines.core.env import env_text, env_timezone
+from sync_pipelines.core.env import env_number, env_text, env_timezone
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_asset import sync_asset
@@ -23,6 +23,8 @@ from sync_pipelines.sync import SyncRunConfig
 from sync_pipelines.sync.run import run_sync
 
 SCHEDULE_OFF = "off"
+# Run monitoring's per-run limit (deploy/dagster.yaml's max_runtime_seconds is the instance-wide backstop).
+MAX_RUNTIME_TAG = "dagster/max_runtime"
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def build_sync(spec: SyncSpec) -> BuiltSync:
     undo = undo_job(
         name=spec.undo_job,
         asset=spec.target,
-        tags=spec.tags,
+        tags=run_tags_of(spec),
         resources=set(spec.resources),
         source=spec.undo_source or spec.source,
         description=spec.undo_description,
@@ -84,10 +86,18 @@ def sync_job_of(spec: SyncSpec) -> Any:
         name=spec.job,
         selection=dg.AssetSelection.assets(*spec.upstream, spec.target)
         - dg.AssetSelection.checks_for_assets(spec.target),
-        tags=dict(spec.tags),
+        tags=run_tags_of(spec),
         executor_def=dg.in_process_executor,
         description=spec.job_description,
     )
+
+
+def run_tags_of(spec: SyncSpec) -> dict[str, str]:
+    """The spec's tags and its ``dagster/max_runtime``, in seconds (``<JOB>_MAX_RUNTIME_SECONDS`` when set)."""
+    seconds = env_number(
+        spec.max_runtime_variable, spec.max_runtime.total_seconds(), kind=int, above=0, unit="seconds"
+    )
+    return {**spec.tags, MAX_RUNTIME_TAG: str(int(seconds or 0))}
 
 
 def sync_schedule_of(spec: SyncSpec, job: Any) -> dg.ScheduleDefinition:

@@ -53,6 +53,10 @@ class SyncSpec:
     schedule: ScheduleSpec
     kinds: frozenset[str]
     fresh_within: timedelta
+    # Run monitoring fails a run of the job (or its undo) still going after this long (``dagster/max_runtime``):
+    # a hung run with a live worker must not hold its target's run slots until the instance-wide 12 h limit.
+    # Set from measured run times with a wide margin; ``<JOB>_MAX_RUNTIME_SECONDS`` replaces it.
+    max_runtime: timedelta
     description: str  # the asset's
     job_description: str
     undo_description: str
@@ -70,6 +74,11 @@ class SyncSpec:
     def cron_variable(self) -> str:
         """The environment variable that replaces the schedule's cron, e.g. ``BAKALARI_SYNC_CRON``."""
         return f"{self.job.upper()}_CRON"
+
+    @property
+    def max_runtime_variable(self) -> str:
+        """The environment variable that replaces ``max_runtime``, e.g. ``RT_USER_SYNC_MAX_RUNTIME_SECONDS``."""
+        return f"{self.job.upper()}_MAX_RUNTIME_SECONDS"
 
     def checked_assets(self) -> tuple[str, ...]:
         """The assets whose checks ``sync_checks`` runs for this system: the target and those its checks watch."""

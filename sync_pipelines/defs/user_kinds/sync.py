@@ -39,6 +39,9 @@ USER_KINDS_SYNC = SyncSpec(
     ),
     kinds=frozenset({"rest", "postgres"}),
     fresh_within=timedelta(days=1),
+    # Measured at 21 s for 5,000 accounts, the rate-limited lookups 15 s of it (docs/benchmarks.md): 100,000
+    # accounts take about 6 min. 2 h is the margin.
+    max_runtime=timedelta(hours=2),
     description="users.kind in the Zéro Logement Vacant database, from the Portail DF exterieur / gestionnaire "
     "flags of each user's account.",
     job_description="Portail DF -> users.kind in the Zéro Logement Vacant database (replaces sync_user_kind.py).",
