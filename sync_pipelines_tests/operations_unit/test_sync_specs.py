@@ -15,6 +15,7 @@ from sync_pipelines.defs.operations.checks_job import CHECKED_ASSETS
 from sync_pipelines.defs.shared.sync_builder import build_sync, sync_job_of, sync_schedule_of
 from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.defs.systems import REQUIRED_VARIABLES
+from sync_pipelines_tests.harness.code_location import load_code_location
 
 SPECS = {spec.system: spec for spec in SYNCS}
 DEFAULT_SCHEDULES = {
@@ -92,13 +93,7 @@ def test_a_bad_cron_is_refused_in_one_line_naming_the_variable(
 @pytest.mark.integration
 def test_a_bad_cron_stops_the_code_location_load_naming_the_variable() -> None:
     env = {**os.environ, "USER_KIND_SYNC_CRON": "daily at 3"}
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import sync_pipelines.definitions"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    loaded = load_code_location(env)
     assert loaded.returncode != 0
     assert "USER_KIND_SYNC_CRON: 'daily at 3' is not a cron expression of 5 fields" in loaded.stderr
 

@@ -4,10 +4,10 @@ systems are enabled, not as an invalid timezone of the first schedule that uses 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+
+from sync_pipelines_tests.harness.code_location import load_code_location
 
 pytestmark = pytest.mark.integration
 
@@ -19,13 +19,7 @@ def test_the_code_location_refuses_a_misspelled_timezone_naming_it() -> None:
         if not name.startswith(("RT_", "BAKALARI_", "EDURPG_", "PORTAILDF_", "ZLV_", "SYNC_"))
     }
     env["SYNC_TIMEZONE"] = "Europe/Pragu"
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import sync_pipelines.definitions"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    loaded = load_code_location(env)
     assert loaded.returncode != 0
     last = loaded.stderr.strip().splitlines()[-1]
     assert "SYNC_TIMEZONE: 'Europe/Pragu' is not a timezone name" in last, loaded.stderr[-2000:]
