@@ -172,14 +172,20 @@ class UnreachableError(TransientApiError):
     problem = "unreachable"
 
 
-def transport_problem(error: BaseException) -> str:
-    """What went wrong on the wire, in words: the transport's own class names mislead (aiohttp's refused
-    connection reaches httpx as a ``ConnectTimeout``), so the causes are read instead."""
+def error_causes(error: BaseException) -> list[BaseException]:
+    """``error`` and what caused it, outermost first (at most 10, each once): the transport wraps its errors."""
     seen: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and current not in seen and len(seen) < 10:
         seen.append(current)
         current = current.__cause__ or current.__context__
+    return seen
+
+
+def transport_problem(error: BaseException) -> str:
+    """What went wrong on the wire, in words: the transport's own class names mislead (aiohttp's refused
+    connection reaches httpx as a ``ConnectTimeout``), so the causes are read instead."""
+    seen = error_causes(error)
     for cause in seen:
         if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
             return "connection refused"
@@ -805,14 +811,7 @@ def _server_closed_connection(error: BaseException) -> bool:
     """Whether ``error`` is aiohttp's "Server disconnected": the connection was closed before any answer came."""
     import aiohttp
 
-    current: BaseException | None = error
-    for _ in range(10):
-        if current is None:
-            return False
-        if isinstance(current, aiohttp.ServerDisconnectedError):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(cause, aiohttp.ServerDisconnectedError) for cause in error_causes(error))
 
 
 def _session_without_resends(pool: httpx.Limits) -> Callable[[], Any]:
