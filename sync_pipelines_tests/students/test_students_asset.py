@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -180,3 +183,30 @@ def test_operator_named_active_column(urls: tuple[str, str], monkeypatch: pytest
     monkeypatch.setenv("STUDENTS_ACTIVE_COLUMN", "enrolled")
     with pytest.raises(ConfigurationError, match="^STUDENTS_ACTIVE_COLUMN: table 'students' has no column"):
         StudentsDatabase(database_url=students_url).read_rows()
+
+
+def test_snapshot_replaced_by_runs_at_once(urls: tuple[str, str]) -> None:
+    """Runs of one sync (say, a scheduled one and an operator's) store the snapshot at the same moment, also the
+    very first time, when there is no table yet: each replacement is whole, none fails on another's table."""
+    _, state_url = urls
+    manager = SyncStateTableIOManager(state=SyncStateResource(database_url=state_url))
+    frames = [
+        pd.DataFrame({"student_id": [f"S{n}-{i}" for i in range(50)], "grade": ["5"] * 50}) for n in range(4)
+    ]
+    rounds = 8
+    start_together = threading.Barrier(len(frames), timeout=60)
+
+    def store(frame: pd.DataFrame) -> None:
+        for round_number in range(rounds):
+            start_together.wait()
+            context = dg.build_output_context(asset_key=dg.AssetKey(f"students_{round_number}"))
+            manager.handle_output(context, frame)
+
+    with concurrent.futures.ThreadPoolExecutor(len(frames)) as pool:
+        for future in [pool.submit(store, frame) for frame in frames]:
+            future.result(timeout=300)
+    engine = create_database_engine(state_url, "state")
+    for round_number in range(rounds):
+        stored = pd.read_sql_table(f"asset_students_{round_number}", engine)
+        # Whole: the 50 rows of exactly one of the writers, not a mix and not nothing.
+        assert len(stored) == 50 and stored["student_id"].str.split("-").str[0].nunique() == 1

@@ -10,6 +10,7 @@ from typing import Optional
 
 import dagster as dg
 import pandas as pd
+import sqlalchemy as sa
 from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -46,7 +47,15 @@ class SyncStateTableIOManager(dg.ConfigurableIOManager):
         engine = self.state.store().engine
         table = _table_name(context)
         try:
-            obj.to_sql(table, engine, if_exists="replace", index=False, chunksize=10_000)
+            # One transaction, serialized per table on PostgreSQL: two runs replacing the snapshot at once
+            # (an operator's run beside a scheduled one) would otherwise race on the DROP and CREATE and
+            # fail on the catalog's unique index; readers see the old table or the new, never none.
+            with engine.begin() as connection:
+                if engine.dialect.name == "postgresql":
+                    connection.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtext(:table))"), {"table": table}
+                    )
+                obj.to_sql(table, connection, if_exists="replace", index=False, chunksize=10_000)
         except (SQLAlchemyError, pd.errors.DatabaseError) as error:
             # Its full text would carry every row of the chunk ([parameters: ...]): names and grades.
             cause = error if isinstance(error, SQLAlchemyError) else (error.__cause__ or error)
