@@ -100,7 +100,13 @@ def prune_sync_state(context: dg.OpExecutionContext, config: PruneSyncStateConfi
     return dg.Output(counts, metadata=metadata)
 
 
-@dg.job(name="prune_run_history", executor_def=dg.in_process_executor, tags={"sync/maintenance": "true"})
+@dg.job(
+    name="prune_run_history",
+    executor_def=dg.in_process_executor,
+    tags={"sync/maintenance": "true"},
+    description="Delete finished runs older than SYNC_RUN_RETENTION_DAYS (default 90) and the sync state's audit "
+    "rows, saved plans and stale write-ahead rows older than their retention settings; dry_run: true only counts.",
+)
 def prune_run_history() -> None:
     prune_old_runs()
     prune_sync_state()
