@@ -393,7 +393,8 @@ class StudentSession:
                     "login, which the next run uses"
                 ) from None
         # EduRPG holds a newer token than the one this run read: the student logged in, or a run overlapped.
-        self.auth.refresh_token = stored
+        if isinstance(self.auth, RotatingRefreshAuth):  # the only auth whose renewal comes here
+            self.auth.refresh_token = stored
         await self.store.may_rotate()
         try:
             return await self.client.login_with_refresh_token(stored)

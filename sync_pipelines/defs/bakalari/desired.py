@@ -218,32 +218,35 @@ def build_desired(
 
     # -- classes: the operator's lookups, plus any class only a student's answer names ------------------------
     classes: dict[str, ClassInfo] = {}
-    for info in [*school.lookups.classes, *(reading.user.school_class for reading in read)]:
-        classes.setdefault(info.id, info)
+    for class_info in [
+        *school.lookups.classes,
+        *(reading.user.school_class for reading in read if reading.user),
+    ]:
+        classes.setdefault(class_info.id, class_info)
     groups: dict[str, list[str]] = {}
     for group in school.lookups.groups:
         groups.setdefault(group.class_id, []).append(group.id)
     class_ids: dict[str, str] = {}
     class_problems: dict[str, str] = {}
-    for class_id, info in classes.items():
+    for class_id, class_info in classes.items():
         key = f"Class:{class_id}"
-        grade, defaulted = edurpg_grade(info.abbrev)
+        grade, defaulted = edurpg_grade(class_info.abbrev)
         if grade is None:
             class_problems[class_id] = (
-                f"class abbreviation {info.abbrev!r} starts with too many digits for a grade"
+                f"class abbreviation {class_info.abbrev!r} starts with too many digits for a grade"
             )
             build.skip(key, MALFORMED, class_problems[class_id])
             continue
         if defaulted:
-            build.out.grade_defaulted.append(info.abbrev)
-        internal, current = build.resolve.school_class(info)
+            build.out.grade_defaulted.append(class_info.abbrev)
+        internal, current = build.resolve.school_class(class_info)
         class_ids[class_id] = internal
         metadata = {
             "bakalariClassId": class_id,
-            "bakalariClassAbbrev": info.abbrev,
+            "bakalariClassAbbrev": class_info.abbrev,
             "bakalariGroupIds": sorted(groups.get(class_id, [])),
         }
-        desired = {"id": internal, "name": info.abbrev, "grade": grade, **ref_field(internal, metadata)}
+        desired = {"id": internal, "name": class_info.abbrev, "grade": grade, **ref_field(internal, metadata)}
         build.add(key, desired, current)
 
     # -- subjects: timetable lookups, the operator's subject rows, the students' subject rows --------------------
@@ -285,7 +288,7 @@ def build_desired(
         key = f"User:{teacher_id}"
         login_id = f"{prefix}/{teacher_id}" if prefix else teacher_id
         internal, current = build.resolve.teacher(teacher_id, login_id)
-        role = "OPERATOR" if current and current.get("role") == "OPERATOR" else "TEACHER"
+        role: str | None = "OPERATOR" if current and current.get("role") == "OPERATOR" else "TEACHER"
         bakalari_id = login_id
         held = current.get("bakalariId") if current else None
         holder = snapshot.users_by_bakalari_id.get(login_id)
@@ -322,8 +325,8 @@ def build_desired(
         class_key = f"Class:{user.school_class.id}"
         class_internal = class_ids.get(user.school_class.id)
         if class_internal is None:
-            problem = class_problems.get(user.school_class.id, "the class was not synced")
-            build.skip(key, DEPENDS_ON_SKIPPED, f"class {user.school_class.abbrev!r} skipped: {problem}")
+            reason = class_problems.get(user.school_class.id, "the class was not synced")
+            build.skip(key, DEPENDS_ON_SKIPPED, f"class {user.school_class.abbrev!r} skipped: {reason}")
             continue
         internal, current = build.resolve.user(bakalari_id)
         if current and current.get("role") == "OPERATOR":
@@ -419,7 +422,7 @@ def find_vanished(
     for ref in snapshot.refs_of_type("enrollment"):
         metadata = ref["metadata"] or {}
         if metadata.get("userId") in judged_users and ref["externalId"] not in enrollment_refs:
-            user_name = (snapshot.users.get(metadata.get("userId")) or {}).get("name")
-            subject_name = (snapshot.subjects.get(metadata.get("subjectId")) or {}).get("name")
+            user_name = (snapshot.users.get(metadata.get("userId") or "") or {}).get("name")
+            subject_name = (snapshot.subjects.get(metadata.get("subjectId") or "") or {}).get("name")
             add("Enrollment", ref, f"{user_name} – {subject_name}")
     return vanished

@@ -152,10 +152,13 @@ class BakalariSource(SyncSource):
             finally:
                 tokens.close()
                 self.record_api(client.api)
+        school, students_read, snapshot = outcomes
         for failed in outcomes:
             if isinstance(failed, BaseException):
                 raise failed
-        school, (self.readings, self.students_seconds), snapshot = outcomes
+        assert not isinstance(school, BaseException) and not isinstance(snapshot, BaseException)
+        assert not isinstance(students_read, BaseException)
+        self.readings, self.students_seconds = students_read
         scope.log.info(
             f"operator account: {len(school.lookups.classes)} classes, {len(school.lookups.groups)} groups, "
             f"{len(school.lookups.subjects)} subjects, {len(school.lookups.teachers)} teachers; "

@@ -103,7 +103,7 @@ class EntityWriter:
         moved: dict[str, Conflict] = {}
         for record in records:
             kind = kind_of(record.key)
-            row = rows.get(record.desired.get("id"))
+            row = rows.get(record.desired.get("id") or "")
             ref = refs.get((REF_TYPES[kind], external_id_of(record)))
             if record.action is Action.CREATE:
                 if row is not None or ref is not None:
@@ -156,9 +156,9 @@ class EntityWriter:
             table = ENTITY_TABLES[kind]
             rows = inserts.get(kind)
             if rows:
-                columns = [c.name for c in table.columns]
+                table_columns = [c.name for c in table.columns]
                 connection.execute(
-                    sa.insert(table), [{name: row.get(name) for name in columns} for row in rows]
+                    sa.insert(table), [{name: row.get(name) for name in table_columns} for row in rows]
                 )
                 written[kind] += len(rows)
             for (update_kind, columns), params in updates.items():

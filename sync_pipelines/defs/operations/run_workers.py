@@ -40,7 +40,7 @@ def run_worker_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, 
         metadata = event.engine_event_data.metadata if event and event.engine_event_data else {}
         pid = metadata.get("pid")
         if pid is not None and str(pid.value).isdigit():
-            return int(pid.value), record.event_log_entry.timestamp
+            return int(str(pid.value)), record.event_log_entry.timestamp
     return None
 
 

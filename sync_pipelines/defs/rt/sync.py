@@ -17,7 +17,7 @@ def invalid_students(instance: dg.DagsterInstance) -> int:
     if event is None or event.asset_materialization is None:
         return 0
     value = event.asset_materialization.metadata.get("invalid")
-    return int(value.value) if value is not None else 0
+    return int(str(value.value)) if value is not None else 0
 
 
 def rt_source(run: SourceInputs) -> RtSource:
