@@ -18,6 +18,7 @@ import contextlib
 import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -129,11 +130,11 @@ def _pg_options(existing: str | None, lock: float, statement: float) -> str:
 @lru_cache(maxsize=32)
 def _cached_engine(url: str, lock: float, statement: float, connect: float) -> Engine:
     parsed = make_url(url)
-    kwargs: dict = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         kwargs = {"connect_args": {"timeout": 30}}
     elif parsed.get_backend_name() == "postgresql":
-        connect_args: dict = {"options": _pg_options(parsed.query.get("options"), lock, statement)}  # type: ignore[arg-type]
+        connect_args: dict[str, Any] = {"options": _pg_options(parsed.query.get("options"), lock, statement)}  # type: ignore[arg-type]
         if connect:
             connect_args["connect_timeout"] = max(1, int(connect))
         parsed = parsed.difference_update_query(["options"])

@@ -33,7 +33,7 @@ def env_number(
     name: str,
     default: float | None = None,
     *,
-    kind: type = float,
+    kind: type[int] | type[float] = float,
     minimum: float | None = None,
     above: float | None = None,
     unit: str = "",
