@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from sync_pipelines.defs.rt.checks import rt_custom_fields_exist
+from sync_pipelines.defs.rt.sync import RT_SYNC
+from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.shared.sync_builder import build_sync
 from sync_pipelines.defs.systems import REQUIRED_VARIABLES, configuration_problems, enabled_systems
 
 EVERY_VARIABLE = {name: "set" for names in REQUIRED_VARIABLES.values() for name in names}
@@ -154,3 +161,38 @@ def test_a_listed_system_without_its_token_is_reported_and_every_asset_loads() -
         0,
         "configuration ok; enabled systems: rt, user_kinds",
     )
+
+
+@pytest.mark.integration
+def test_an_unconfigured_systems_undo_and_check_fail_in_the_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Not only the sync: the undo job and the checks of a system missing RT_TOKEN fail naming it, reading no
+    variable through Dagster (whose missing ``EnvVar`` would be a traceback)."""
+    for name in EVERY_VARIABLE:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SYNC_SYSTEMS", "rt")
+    monkeypatch.setenv("STUDENTS_DATABASE_URL", "sqlite:///unused.db")
+    monkeypatch.setenv("RT_URL", "http://127.0.0.1:9")
+    built = build_sync(RT_SYNC)
+    line = "rt cannot run: RT_TOKEN is not set (rt is listed in SYNC_SYSTEMS); set it or leave rt out of SYNC_SYSTEMS"
+    resources = {
+        **built.definitions.resources,
+        "sync_state": SyncStateResource(database_url=f"sqlite:///{tmp_path}/s.db"),
+    }
+    with dg.instance_for_test() as instance:
+        undo = built.undo_job.execute_in_process(
+            run_config={"ops": {"rt_user_custom_fields_undo": {"config": {"run_id": "any"}}}},
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not undo.success
+        [failure] = [event for event in undo.all_events if event.is_step_failure]
+        assert (
+            failure.step_failure_data.error.message.strip()
+            == f"dagster._core.definitions.events.Failure: {line}"
+        )
+    check = dg.build_asset_check_context(resources={"request_tracker": resources["request_tracker"]})
+    with pytest.raises(dg.Failure, match=f"^{re.escape(line)}$"):
+        rt_custom_fields_exist(check)
