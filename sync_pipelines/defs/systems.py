@@ -1,49 +1,171 @@
-"""Which systems this deployment syncs: ``SYNC_SYSTEMS``, or every system whose required variables are set.
+"""Which systems this deployment syncs (``SYNC_SYSTEMS``, or every system whose required variables are set), and
+every configuration problem of the code location, collected rather than raised.
 
 The three syncs belong to three organisations, so a deployment usually runs one. Every job and asset stays
 defined (a run with the right environment works whatever is enabled), but only the enabled systems' schedules
 and sensors start RUNNING, and only their checks are in ``sync_checks``: a school with Request Tracker alone is
 not woken every 15 minutes by a Bakaláři sync that cannot work.
+
+A wrong setting never stops the code location's load: the web UI would show an error page instead of every asset
+and the daemon would run no schedule of any system, so a broken RT setting would stop the ZLV sync too. Each
+problem is one ``ConfigurationProblem`` line ("VARIABLE: problem"); a system missing its variables keeps its
+assets and jobs, whose runs fail at once naming them (``defs.shared.sync_builder``), a bad cron leaves that one
+schedule out, a bad ``SYNC_TIMEZONE`` runs the schedules in UTC, and ``python -m sync_pipelines.config_check``
+prints them all before the daemon starts.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import dagster as dg
 
+from sync_pipelines.core.env import env_number, env_text, env_timezone
 from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.defs.shared.sync_spec import SyncSpec
 from sync_pipelines.defs.syncs import SYNCS
 
 SETTING = "SYNC_SYSTEMS"
+SCHEDULE_OFF = "off"
+FALLBACK_TIMEZONE = "UTC"
 # Each registered sync's system and the variables without which it cannot run (its spec's).
 REQUIRED_VARIABLES: dict[str, tuple[str, ...]] = {spec.system: spec.required_variables for spec in SYNCS}
+
+
+@dataclass(frozen=True)
+class ConfigurationProblem:
+    """One wrong or missing setting, read as one line: ``VARIABLE: problem``.
+
+    ``system`` is the system it concerns (``None``: the whole code location); ``stops_runs`` says the system's
+    runs cannot work (a missing variable), rather than falling back (a bad cron, timezone or runtime limit)."""
+
+    setting: str
+    problem: str
+    system: str | None = None
+    stops_runs: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.setting}: {self.problem}"
+
+
+class SystemNotConfigured(ConfigurationError):
+    """A run of a system whose settings are missing: one line naming each variable to fix."""
+
+    def __init__(self, system: str, problems: tuple[ConfigurationProblem, ...]) -> None:
+        names = ", ".join(problem.setting for problem in problems)
+        super().__init__(names, "")
+        self.args = (
+            f"{system} cannot run: {names} {'is' if len(problems) == 1 else 'are'} not set ({system} is "
+            f"listed in {SETTING}); set {'it' if len(problems) == 1 else 'them'} or leave {system} out of {SETTING}",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def _missing(system: str, environ: Mapping[str, str]) -> list[str]:
     return [name for name in REQUIRED_VARIABLES[system] if not environ.get(name, "").strip()]
 
 
+def _listed(environ: Mapping[str, str]) -> list[str]:
+    raw = environ.get(SETTING, "")
+    return [part.strip().lower() for part in raw.split(",") if part.strip()]
+
+
 def enabled_systems(environ: Mapping[str, str] | None = None) -> frozenset[str]:
-    """The systems named in ``SYNC_SYSTEMS`` (each must have its variables set), else every configured one."""
+    """The known systems named in ``SYNC_SYSTEMS`` (configured or not: their problems are reported), else every
+    configured one."""
     environ = os.environ if environ is None else environ
-    raw = environ.get(SETTING, "").strip()
-    if not raw:
+    named = _listed(environ)
+    if not named:
         return frozenset(system for system in REQUIRED_VARIABLES if not _missing(system, environ))
-    named = [part.strip().lower() for part in raw.split(",") if part.strip()]
-    unknown = [name for name in named if name not in REQUIRED_VARIABLES]
-    if unknown:
-        raise ConfigurationError(
-            SETTING,
-            f"unknown system(s) {', '.join(map(repr, unknown))}; the systems are {', '.join(REQUIRED_VARIABLES)}",
+    return frozenset(name for name in named if name in REQUIRED_VARIABLES)
+
+
+def _cron_problem(spec: SyncSpec) -> ConfigurationProblem | None:
+    setting = env_text(spec.cron_variable, "")
+    if not setting or setting.lower() == SCHEDULE_OFF:
+        return None
+    try:
+        dg.ScheduleDefinition(name="cron_check", job_name="cron_check", cron_schedule=setting)
+    except dg.DagsterInvalidDefinitionError:
+        return ConfigurationProblem(
+            spec.cron_variable,
+            f"{setting!r} is not a cron expression of 5 fields (minute hour day month weekday), e.g. "
+            f"{spec.schedule.default_cron!r}, or {SCHEDULE_OFF!r}; the schedule {spec.schedule.name} is left out",
+            spec.system,
         )
-    missing = {system: _missing(system, environ) for system in named}
-    missing = {system: names for system, names in missing.items() if names}
-    if missing:
-        listed = "; ".join(f"{system} needs {', '.join(names)}" for system, names in missing.items())
-        raise ConfigurationError(SETTING, f"lists system(s) whose variables are not set: {listed}")
-    return frozenset(named)
+    return None
+
+
+def _setting_problem(system: str | None, read: object, fallback: str) -> ConfigurationProblem | None:
+    """The problem of one setting read by ``read`` (a callable raising ``ConfigurationError``), or ``None``."""
+    try:
+        read()  # type: ignore[operator]
+    except ConfigurationError as error:
+        problem = str(error).removeprefix(f"{error.setting}: ")
+        return ConfigurationProblem(error.setting, f"{problem}; {fallback}", system)
+    return None
+
+
+def system_problems(
+    spec: SyncSpec, environ: Mapping[str, str] | None = None
+) -> tuple[ConfigurationProblem, ...]:
+    """The problems of one system's settings: its variables when ``SYNC_SYSTEMS`` lists it, its cron, its runtime."""
+    environ = os.environ if environ is None else environ
+    problems: list[ConfigurationProblem | None] = []
+    if spec.system in _listed(environ):
+        problems += [
+            ConfigurationProblem(
+                name,
+                f"is not set ({spec.system} is listed in {SETTING}); its runs fail until it is",
+                spec.system,
+                stops_runs=True,
+            )
+            for name in _missing(spec.system, environ)
+        ]
+    problems.append(_cron_problem(spec))
+    problems.append(
+        _setting_problem(
+            spec.system,
+            lambda: env_number(spec.max_runtime_variable, kind=int, above=0, unit="seconds"),
+            f"the default {int(spec.max_runtime.total_seconds())} is used",
+        )
+    )
+    return tuple(problem for problem in problems if problem is not None)
+
+
+def run_stopping_problems(spec: SyncSpec) -> tuple[ConfigurationProblem, ...]:
+    """The problems that fail every run of ``spec``'s jobs at once (its missing variables)."""
+    return tuple(problem for problem in system_problems(spec) if problem.stops_runs)
+
+
+def configuration_problems(environ: Mapping[str, str] | None = None) -> tuple[ConfigurationProblem, ...]:
+    """Every configuration problem of the code location, the code location's own first, then each system's."""
+    environ = os.environ if environ is None else environ
+    unknown = [name for name in _listed(environ) if name not in REQUIRED_VARIABLES]
+    problems: list[ConfigurationProblem | None] = []
+    if unknown:
+        problems.append(
+            ConfigurationProblem(
+                SETTING,
+                f"unknown system(s) {', '.join(map(repr, unknown))}, left out; the systems are "
+                f"{', '.join(REQUIRED_VARIABLES)}",
+            )
+        )
+    problems.append(_setting_problem(None, env_timezone, f"the schedules run in {FALLBACK_TIMEZONE}"))
+    problems += [problem for spec in SYNCS for problem in system_problems(spec, environ)]
+    return tuple(problem for problem in problems if problem is not None)
+
+
+def schedule_timezone() -> str:
+    """``SYNC_TIMEZONE``, or UTC while it is not a timezone name (the problem is reported, not raised)."""
+    try:
+        return env_timezone()
+    except ConfigurationError:
+        return FALLBACK_TIMEZONE
 
 
 def schedule_status(system: str) -> dg.DefaultScheduleStatus:

@@ -108,3 +108,21 @@ def test_failed_records_fail_the_run_naming_them(world: SyncWorld) -> None:
     assert first_error(result).startswith(
         "1 record(s) could not be written to rt_user_custom_fields; the next run retries them: 99999: "
     )
+
+
+def test_a_listed_system_without_its_token_fails_at_once_and_the_other_system_runs(world: SyncWorld) -> None:
+    """RT listed without RT_TOKEN: its run fails before any step reads a system, the first error names RT_TOKEN,
+    and the user-kinds sync of the same deployment still succeeds."""
+    unset = {**world.env, "SYNC_SYSTEMS": "rt,user_kinds", "RT_TOKEN": ""}
+    result = run_with(world, "rt_user_sync", **unset)
+    assert first_error(result) == (
+        "rt cannot run: RT_TOKEN is not set (rt is listed in SYNC_SYSTEMS); set it or leave rt out of SYNC_SYSTEMS"
+    )
+    lines = result.output.splitlines()
+    first = next(index for index, line in enumerate(lines) if "RT_TOKEN" in line)
+    assert first < 15, result.output
+    assert (
+        "students - STEP_START" not in result.output
+    )  # the upstream snapshot is not taken: it fails at once
+    other = world.run_job("user_kind_sync", env=unset)
+    assert other.succeeded, other.output[-3000:]

@@ -1,5 +1,6 @@
 """Each sync declared once: the registered specs give SYNC_SYSTEMS and sync_checks their lists, and each sync's
-schedule is set without code (``<JOB>_CRON``: a cron expression, or ``off``), a bad cron refused in one line."""
+schedule is set without code (``<JOB>_CRON``: a cron expression, or ``off``), a bad cron reported in one line and
+that schedule left out, the code location still loading."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ import sys
 import dagster as dg
 import pytest
 
-from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.operations.checks_job import CHECKED_ASSETS
 from sync_pipelines.defs.shared.sync_builder import build_sync, sync_job_of, sync_schedule_of
 from sync_pipelines.defs.syncs import SYNCS
-from sync_pipelines.defs.systems import REQUIRED_VARIABLES
-from sync_pipelines_tests.harness.code_location import load_code_location
+from sync_pipelines.defs.systems import REQUIRED_VARIABLES, system_problems
 
 SPECS = {spec.system: spec for spec in SYNCS}
 DEFAULT_SCHEDULES = {
@@ -79,23 +78,46 @@ def test_off_defines_the_schedule_stopped_even_for_an_enabled_system(monkeypatch
 
 @pytest.mark.unit
 @pytest.mark.parametrize("cron", ["every night", "0 1 * *", "61 1 * * *", "0 1 30 2 *"])
-def test_a_bad_cron_is_refused_in_one_line_naming_the_variable(
+def test_a_bad_cron_is_reported_in_one_line_naming_the_variable(
     cron: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RT_USER_SYNC_CRON", cron)
-    with pytest.raises(ConfigurationError) as raised:
-        build_sync(SPECS["rt"])
-    message = str(raised.value)
+    built = build_sync(SPECS["rt"])
+    assert built.schedule is None
+    assert built.job.name == "rt_user_sync"
+    [problem] = system_problems(SPECS["rt"], {})
+    message = str(problem)
     assert message.startswith(f"RT_USER_SYNC_CRON: {cron!r} is not a cron expression of 5 fields")
+    assert message.endswith("the schedule rt_user_sync_daily is left out")
     assert "\n" not in message
+    assert not problem.stops_runs
 
 
 @pytest.mark.integration
-def test_a_bad_cron_stops_the_code_location_load_naming_the_variable() -> None:
+def test_a_bad_cron_leaves_its_schedule_out_and_the_code_location_loads() -> None:
+    show = (
+        "from sync_pipelines.definitions import defs\n"
+        "print(sorted(s.name for s in defs.get_repository_def().schedule_defs))"
+    )
     env = {**os.environ, "USER_KIND_SYNC_CRON": "daily at 3"}
-    loaded = load_code_location(env)
-    assert loaded.returncode != 0
-    assert "USER_KIND_SYNC_CRON: 'daily at 3' is not a cron expression of 5 fields" in loaded.stderr
+    loaded = subprocess.run(
+        [sys.executable, "-c", show], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.split() == [
+        "['bakalari_sync_every_15_minutes',",
+        "'prune_run_history_weekly',",
+        "'rt_user_sync_daily']",
+    ]
+    checked = subprocess.run(
+        [sys.executable, "-m", "sync_pipelines.config_check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 1
+    assert "USER_KIND_SYNC_CRON: 'daily at 3' is not a cron expression of 5 fields" in checked.stdout
 
 
 @pytest.mark.integration

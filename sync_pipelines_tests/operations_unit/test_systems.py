@@ -1,17 +1,24 @@
 """``SYNC_SYSTEMS``: one organisation, one sync. Only the enabled systems' schedules and sensors start RUNNING,
-and only their checks are in ``sync_checks``; a system listed without its variables stops the load."""
+and only their checks are in ``sync_checks``; a system listed without its variables is reported, one line per
+variable, and the code location still loads every asset."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from sync_pipelines.core.errors import ConfigurationError
-from sync_pipelines.defs.systems import REQUIRED_VARIABLES, enabled_systems
+from sync_pipelines.defs.rt.checks import rt_custom_fields_exist
+from sync_pipelines.defs.rt.sync import RT_SYNC
+from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.shared.sync_builder import build_sync
+from sync_pipelines.defs.systems import REQUIRED_VARIABLES, configuration_problems, enabled_systems
 
 EVERY_VARIABLE = {name: "set" for names in REQUIRED_VARIABLES.values() for name in names}
 ONLY = {system: {name: "set" for name in names} for system, names in REQUIRED_VARIABLES.items()}
@@ -46,15 +53,20 @@ def test_every_configured_system_is_enabled_by_default() -> None:
 
 
 @pytest.mark.unit
-def test_a_listed_system_without_its_variables_names_them() -> None:
-    with pytest.raises(ConfigurationError) as raised:
-        enabled_systems({**ONLY["rt"], "SYNC_SYSTEMS": "rt,bakalari"})
-    assert str(raised.value) == (
-        "SYNC_SYSTEMS: lists system(s) whose variables are not set: bakalari needs BAKALARI_URL, "
-        "BAKALARI_USERNAME, BAKALARI_PASSWORD, EDURPG_DATABASE_URL"
+def test_a_listed_system_without_its_variables_is_reported_one_line_per_variable() -> None:
+    environ = {**ONLY["rt"], "SYNC_SYSTEMS": "rt,bakalari"}
+    assert enabled_systems(environ) == {"rt", "bakalari"}
+    problems = [problem for problem in configuration_problems(environ) if problem.system == "bakalari"]
+    assert [str(problem) for problem in problems] == [
+        f"{name}: is not set (bakalari is listed in SYNC_SYSTEMS); its runs fail until it is"
+        for name in ("BAKALARI_URL", "BAKALARI_USERNAME", "BAKALARI_PASSWORD", "EDURPG_DATABASE_URL")
+    ]
+    assert all(problem.stops_runs for problem in problems)
+    unknown = configuration_problems({"SYNC_SYSTEMS": "zlv,user_kinds"})
+    assert str(unknown[0]) == (
+        "SYNC_SYSTEMS: unknown system(s) 'zlv', left out; the systems are rt, bakalari, user_kinds"
     )
-    with pytest.raises(ConfigurationError, match="unknown system.*'zlv'.*rt, bakalari, user_kinds"):
-        enabled_systems({"SYNC_SYSTEMS": "zlv"})
+    assert enabled_systems({"SYNC_SYSTEMS": "zlv,user_kinds"}) == {"user_kinds"}
 
 
 AUTOMATION = {
@@ -98,11 +110,89 @@ def test_one_system_alone_runs_only_its_automation_and_checks(system: str, how: 
     assert found["checks"] == CHECKS[system]
 
 
+LOAD_ASSETS = """
+import json
+import dagster as dg
+from sync_pipelines.definitions import defs
+repo = defs.get_repository_def()
+print(json.dumps({
+    "assets": sorted(key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()),
+    "rt": repo.assets_defs_by_key[dg.AssetKey("rt_user_custom_fields")].descriptions_by_key[
+        dg.AssetKey("rt_user_custom_fields")
+    ],
+    "user_kinds": repo.assets_defs_by_key[dg.AssetKey("user_kinds")].descriptions_by_key[dg.AssetKey("user_kinds")],
+}))
+"""
+RT_TOKEN_LINE = "RT_TOKEN: is not set (rt is listed in SYNC_SYSTEMS); its runs fail until it is"
+
+
 @pytest.mark.integration
-def test_a_listed_system_without_its_variables_fails_the_load_in_one_sentence() -> None:
-    loaded = load({**ONLY["rt"], "SYNC_SYSTEMS": "rt,user_kinds"})
-    assert loaded.returncode != 0
-    assert (
-        "SYNC_SYSTEMS: lists system(s) whose variables are not set: user_kinds needs PORTAILDF_API_URL, "
-        "PORTAILDF_USERNAME, PORTAILDF_PASSWORD, ZLV_DATABASE_URL" in loaded.stderr
+def test_a_listed_system_without_its_token_is_reported_and_every_asset_loads() -> None:
+    environ = {**ONLY["rt"], **ONLY["user_kinds"], "SYNC_SYSTEMS": "rt,user_kinds"}
+    del environ["RT_TOKEN"]
+    clean = {k: v for k, v in os.environ.items() if k not in EVERY_VARIABLE and not k.endswith("_SYNC_CRON")}
+    env = {**clean, **environ}
+    env.pop("SYNC_TIMEZONE", None)
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_ASSETS], env=env, capture_output=True, text=True, timeout=120
     )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    found = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert found["assets"] == ["bakalari_entities", "rt_user_custom_fields", "students", "user_kinds"]
+    assert found["rt"].startswith("Not configured: rt cannot run: RT_TOKEN is not set")
+    assert not found["user_kinds"].startswith("Not configured")
+    checked = subprocess.run(
+        [sys.executable, "-m", "sync_pipelines.config_check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (checked.returncode, checked.stdout.splitlines()) == (1, [RT_TOKEN_LINE]), checked.stderr[-2000:]
+    environ["RT_TOKEN"] = "set"
+    fixed = subprocess.run(
+        [sys.executable, "-m", "sync_pipelines.config_check"],
+        env={**env, **environ},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (fixed.returncode, fixed.stdout.strip()) == (
+        0,
+        "configuration ok; enabled systems: rt, user_kinds",
+    )
+
+
+@pytest.mark.integration
+def test_an_unconfigured_systems_undo_and_check_fail_in_the_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Not only the sync: the undo job and the checks of a system missing RT_TOKEN fail naming it, reading no
+    variable through Dagster (whose missing ``EnvVar`` would be a traceback)."""
+    for name in EVERY_VARIABLE:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SYNC_SYSTEMS", "rt")
+    monkeypatch.setenv("STUDENTS_DATABASE_URL", "sqlite:///unused.db")
+    monkeypatch.setenv("RT_URL", "http://127.0.0.1:9")
+    built = build_sync(RT_SYNC)
+    line = "rt cannot run: RT_TOKEN is not set (rt is listed in SYNC_SYSTEMS); set it or leave rt out of SYNC_SYSTEMS"
+    resources = {
+        **built.definitions.resources,
+        "sync_state": SyncStateResource(database_url=f"sqlite:///{tmp_path}/s.db"),
+    }
+    with dg.instance_for_test() as instance:
+        undo = built.undo_job.execute_in_process(
+            run_config={"ops": {"rt_user_custom_fields_undo": {"config": {"run_id": "any"}}}},
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not undo.success
+        [failure] = [event for event in undo.all_events if event.is_step_failure]
+        assert (
+            failure.step_failure_data.error.message.strip()
+            == f"dagster._core.definitions.events.Failure: {line}"
+        )
+    check = dg.build_asset_check_context(resources={"request_tracker": resources["request_tracker"]})
+    with pytest.raises(dg.Failure, match=f"^{re.escape(line)}$"):
+        rt_custom_fields_exist(check)

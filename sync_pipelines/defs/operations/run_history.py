@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
-from sync_pipelines.core.env import env_number, env_timezone
+from sync_pipelines.core.env import env_number
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.systems import schedule_timezone
 from sync_pipelines.sync.replay import PLAN_AGE_SETTING, plan_max_age
 
 # What the sync state keeps, the setting of its retention in days, and the default.
@@ -116,7 +117,7 @@ prune_run_history_weekly = dg.ScheduleDefinition(
     name="prune_run_history_weekly",
     job=prune_run_history,
     cron_schedule="0 4 * * 0",
-    execution_timezone=env_timezone(),
+    execution_timezone=schedule_timezone(),
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Sundays at 04:00: delete finished runs older than SYNC_RUN_RETENTION_DAYS (default 90), and the "
     "sync state's audit rows, saved plans and stale write-ahead rows older than their retention.",

@@ -5,24 +5,37 @@ engine; the job materializes the upstream assets and the target, leaving the tar
 ``sync_checks`` (the asset reports per-shard materializations rather than an output, so checks in the same run
 would only be skipped); the schedule's cron comes from ``<JOB>_CRON`` when set (``off``: the schedule starts
 stopped), else the spec's default, and it starts RUNNING only for an enabled system (``SYNC_SYSTEMS``).
+
+A system whose variables are missing (``defs.systems``) is still defined, so the code location loads and the
+other systems run: its asset's and jobs' descriptions name the problem, its resources are stand-ins that read no
+variable (a missing ``EnvVar`` would fail the run with Dagster's traceback before the project's line), its job
+runs the target alone and the asset's and the undo's first act is to fail in one line naming each variable.
+A bad cron leaves the schedule out; a bad ``<JOB>_MAX_RUNTIME_SECONDS`` falls back to the spec's limit.
 """
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
 
 import dagster as dg
 
-from sync_pipelines.core.env import env_number, env_text, env_timezone
+from sync_pipelines.core.env import env_number, env_text
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_asset import sync_asset
 from sync_pipelines.defs.shared.sync_spec import SourceInputs, SyncSpec
 from sync_pipelines.defs.shared.undo_job import undo_job
-from sync_pipelines.defs.systems import schedule_status
+from sync_pipelines.defs.systems import (
+    SCHEDULE_OFF,
+    ConfigurationProblem,
+    SystemNotConfigured,
+    run_stopping_problems,
+    schedule_status,
+    schedule_timezone,
+)
 from sync_pipelines.sync import SyncRunConfig
 from sync_pipelines.sync.run import run_sync
+from sync_pipelines.sync.source import SyncSource
 
-SCHEDULE_OFF = "off"
 # Run monitoring's per-run limit (deploy/dagster.yaml's max_runtime_seconds is the instance-wide backstop).
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 
@@ -34,13 +47,50 @@ class BuiltSync:
     asset: dg.AssetsDefinition
     job: Any  # what define_asset_job returns (its class is not exported by dagster)
     undo_job: dg.JobDefinition
-    schedule: dg.ScheduleDefinition
+    schedule: dg.ScheduleDefinition | None  # None: its <JOB>_CRON is not a cron expression (reported)
     definitions: dg.Definitions
 
 
+class UnconfiguredResource:
+    """What a resource of a system missing its variables is at run time: anything read from it fails in one
+    line naming the variables (a check using it included), instead of Dagster's traceback about an ``EnvVar``."""
+
+    def __init__(self, error: SystemNotConfigured) -> None:
+        self._error = error
+
+    def __getattr__(self, name: str) -> NoReturn:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise self._error
+
+
+def unconfigured(spec: SyncSpec, problems: tuple[ConfigurationProblem, ...]) -> SyncSpec:
+    """``spec`` as defined while its variables are missing: described as such, its resources stand-ins, its
+    sources failing first, its upstream assets not run (its run fails at once)."""
+    error = SystemNotConfigured(spec.system, problems)
+    note = f"Not configured: {error}. "
+
+    def fails(_: SourceInputs) -> SyncSource:
+        raise error
+
+    stand_in = dg.ResourceDefinition.hardcoded_resource(UnconfiguredResource(error))
+    return replace(
+        spec,
+        resources={key: stand_in for key in spec.resources},
+        source=fails,
+        undo_source=fails,
+        description=note + spec.description,
+        job_description=note + spec.job_description,
+        undo_description=note + spec.undo_description,
+    )
+
+
 def build_sync(spec: SyncSpec) -> BuiltSync:
-    asset = sync_asset_of(spec)
-    job = sync_job_of(spec)
+    problems = run_stopping_problems(spec)
+    if problems:
+        spec = unconfigured(spec, problems)
+    asset = sync_asset_of(spec, run_upstream=not problems)
+    job = sync_job_of(spec, run_upstream=not problems)
     undo = undo_job(
         name=spec.undo_job,
         asset=spec.target,
@@ -54,14 +104,17 @@ def build_sync(spec: SyncSpec) -> BuiltSync:
         assets=[asset],
         asset_checks=list(spec.checks),
         jobs=[job, undo],
-        schedules=[schedule],
+        schedules=[schedule] if schedule is not None else [],
         resources=dict(spec.resources),
     )
     return BuiltSync(asset, job, undo, schedule, definitions)
 
 
-def sync_asset_of(spec: SyncSpec) -> dg.AssetsDefinition:
-    """The target asset: the spec's source, built from the run's resources and upstream values, run by the engine."""
+def sync_asset_of(spec: SyncSpec, run_upstream: bool = True) -> dg.AssetsDefinition:
+    """The target asset: the spec's source, built from the run's resources and upstream values, run by the engine.
+
+    Without ``run_upstream`` (an unconfigured system) the upstream assets stay in the lineage as dependencies
+    whose values are not loaded, so the body, failing first, is the run's first step."""
 
     @sync_asset(
         name=spec.target,
@@ -70,7 +123,10 @@ def sync_asset_of(spec: SyncSpec) -> dg.AssetsDefinition:
         fresh_within=spec.fresh_within,
         kinds=set(spec.kinds),
         description=spec.description,
-        ins={name: dg.AssetIn(name) for name in spec.upstream},
+        ins={
+            name: dg.AssetIn(name) if run_upstream else dg.AssetIn(name, dagster_type=dg.Nothing)
+            for name in spec.upstream
+        },
         required_resource_keys={*spec.resources, "sync_state"},
     )
     def body(context: dg.AssetExecutionContext, config: SyncRunConfig, **upstream: Any):
@@ -81,10 +137,11 @@ def sync_asset_of(spec: SyncSpec) -> dg.AssetsDefinition:
     return body
 
 
-def sync_job_of(spec: SyncSpec) -> Any:
+def sync_job_of(spec: SyncSpec, run_upstream: bool = True) -> Any:
+    upstream = spec.upstream if run_upstream else ()
     return dg.define_asset_job(
         name=spec.job,
-        selection=dg.AssetSelection.assets(*spec.upstream, spec.target)
+        selection=dg.AssetSelection.assets(*upstream, spec.target)
         - dg.AssetSelection.checks_for_assets(spec.target),
         tags=run_tags_of(spec),
         executor_def=dg.in_process_executor,
@@ -93,15 +150,20 @@ def sync_job_of(spec: SyncSpec) -> Any:
 
 
 def run_tags_of(spec: SyncSpec) -> dict[str, str]:
-    """The spec's tags and its ``dagster/max_runtime``, in seconds (``<JOB>_MAX_RUNTIME_SECONDS`` when set)."""
-    seconds = env_number(
-        spec.max_runtime_variable, spec.max_runtime.total_seconds(), kind=int, above=0, unit="seconds"
-    )
+    """The spec's tags and its ``dagster/max_runtime``, in seconds (``<JOB>_MAX_RUNTIME_SECONDS`` when set and
+    valid; a bad value is reported by ``defs.systems`` and the spec's limit kept)."""
+    try:
+        seconds = env_number(
+            spec.max_runtime_variable, spec.max_runtime.total_seconds(), kind=int, above=0, unit="seconds"
+        )
+    except ConfigurationError:
+        seconds = spec.max_runtime.total_seconds()
     return {**spec.tags, MAX_RUNTIME_TAG: str(int(seconds or 0))}
 
 
-def sync_schedule_of(spec: SyncSpec, job: Any) -> dg.ScheduleDefinition:
-    """The spec's schedule, its cron from ``<JOB>_CRON`` when set; ``off`` defines it STOPPED at its default cron."""
+def sync_schedule_of(spec: SyncSpec, job: Any) -> dg.ScheduleDefinition | None:
+    """The spec's schedule, its cron from ``<JOB>_CRON`` when set; ``off`` defines it STOPPED at its default cron.
+    ``None`` while ``<JOB>_CRON`` is not a cron expression: left out, and reported by ``defs.systems``."""
     setting = env_text(spec.cron_variable, "")
     off = setting.lower() == SCHEDULE_OFF
     cron = setting if setting and not off else spec.schedule.default_cron
@@ -119,13 +181,9 @@ def sync_schedule_of(spec: SyncSpec, job: Any) -> dg.ScheduleDefinition:
             name=spec.schedule.name,
             job=job,
             cron_schedule=cron,
-            execution_timezone=env_timezone(),
+            execution_timezone=schedule_timezone(),
             default_status=status,
             description=description,
         )
     except dg.DagsterInvalidDefinitionError:
-        raise ConfigurationError(
-            spec.cron_variable,
-            f"{cron!r} is not a cron expression of 5 fields (minute hour day month weekday), e.g. "
-            f"{spec.schedule.default_cron!r}, or {SCHEDULE_OFF!r}",
-        ) from None
+        return None
