@@ -32,8 +32,6 @@ from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines_tests.harness.world import fresh_definitions, process_environment
 from sync_pipelines_tests.operations.sync_worlds import NewDatabase, bakalari_world, user_kinds_world
 
-pytestmark = pytest.mark.e2e
-
 REPOSITORY = Path(__file__).resolve().parents[2]
 QUICKSTART = REPOSITORY / "docs" / "quickstart.md"
 # The rights "The RT user and token" names; the district's quick start must name them too.
@@ -175,6 +173,7 @@ def real_rt() -> Iterator[tuple[RequestTracker5, str]]:
         rt.stop()
 
 
+@pytest.mark.e2e
 def test_the_districts_quick_start_runs_against_a_real_rt(real_rt, make_pg_url: NewDatabase, tmp_path: Path):
     rt, token = real_rt
     section = quick_start("The school district")
@@ -218,6 +217,7 @@ def edurpg_tables(url: str) -> Callable[[], list[int]]:
     return counts
 
 
+@pytest.mark.e2e
 def test_the_schools_quick_start_runs_against_the_stand_ins(make_pg_url: NewDatabase, tmp_path: Path):
     section = quick_start("The Czech school")
     with contextlib.ExitStack() as stack:
@@ -231,6 +231,7 @@ def test_the_schools_quick_start_runs_against_the_stand_ins(make_pg_url: NewData
     assert_schedule_follows_the_cron_variable(section, "bakalari_sync", env)
 
 
+@pytest.mark.e2e
 def test_zlvs_quick_start_runs_against_the_stand_ins(make_pg_url: NewDatabase, tmp_path: Path):
     section = quick_start("Zéro Logement Vacant")
     with contextlib.ExitStack() as stack:
@@ -246,3 +247,27 @@ def test_zlvs_quick_start_runs_against_the_stand_ins(make_pg_url: NewDatabase, t
         with engine.connect() as connection:
             assert connection.execute(query).all() == before
     assert_schedule_follows_the_cron_variable(section, "user_kind_sync", env)
+
+
+def heading_anchors(markdown: Path) -> set[str]:
+    """The anchors GitHub gives a file's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", markdown.read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.unit
+def test_the_quick_starts_links_and_paths_lead_somewhere():
+    """Each link between the README, docs/quickstart.md and deploy/README.md reaches a heading, and each file the
+    quick starts name exists."""
+    for source in (REPOSITORY / "README.md", QUICKSTART):
+        links = re.findall(r"\]\(([^)#]*\.md)#([^)]+)\)", source.read_text())
+        for path, anchor in links:
+            target = (source.parent / path).resolve()
+            if target == QUICKSTART or source == QUICKSTART:
+                assert anchor in heading_anchors(target), f"{source.name}: no heading for {path}#{anchor}"
+    assert "(docs/quickstart.md)" in (REPOSITORY / "README.md").read_text()
+    named = set(re.findall(r"`((?:deploy|examples)/[\w./-]+)`", QUICKSTART.read_text()))
+    assert {"deploy/systemd/", "deploy/docker-compose.yml", "deploy/helm/values.yaml"} <= named
+    # deploy/.env is the operator's copy of deploy/.env.example.
+    missing = sorted(path for path in named - {"deploy/.env"} if not (REPOSITORY / path).exists())
+    assert not missing, f"{QUICKSTART.name} names files that do not exist: {missing}"
