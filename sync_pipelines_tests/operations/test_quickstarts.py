@@ -114,19 +114,30 @@ def run_environment(section: QuickStart, stand_ins: dict[str, str], home: Path) 
     return {**base, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore", **section.variables, **stand_ins}
 
 
-def run_dry_run(section: QuickStart, env: dict[str, str]) -> str:
-    """The section's dry-run command line, as written, in a shell at the repository's root."""
+def run_command(command: str, env: dict[str, str]) -> tuple[int, str]:
+    """``command`` as written, in a shell at the repository's root: its exit code and output."""
     completed = subprocess.run(
-        ["bash", "-c", section.dry_run],
-        cwd=REPOSITORY,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        ["bash", "-c", command], cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=120
     )
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, f"{section.dry_run} exited {completed.returncode}:\n{output[-4000:]}"
+    return completed.returncode, completed.stdout + completed.stderr
+
+
+def run_dry_run(section: QuickStart, env: dict[str, str]) -> str:
+    """The section's dry-run command line, which must succeed."""
+    exit_code, output = run_command(section.dry_run, env)
+    assert exit_code == 0, f"{section.dry_run} exited {exit_code}:\n{output[-4000:]}"
     return output
+
+
+def assert_refused_secret_is_named(section: QuickStart, env: dict[str, str], secret: str) -> None:
+    """With a wrong ``secret``, the dry run fails naming the setting step 4 gives as the first failure."""
+    found = re.search(r"A failure is one line naming the setting: `([^`]+)`", section.step(4))
+    assert found, f"{section.heading}: step 4 does not say which setting a failure names"
+    assert secret in found.group(1), found.group(0)
+    exit_code, output = run_command(section.dry_run, {**env, secret: "not-the-right-secret"})
+    assert exit_code != 0, output[-4000:]
+    assert found.group(1) in output, f"{found.group(1)!r} not named in:\n{output[-4000:]}"
+    assert "not-the-right-secret" not in output
 
 
 def assert_output_as_documented(section: QuickStart, job: str, output: str) -> None:
@@ -199,6 +210,7 @@ def test_the_districts_quick_start_runs_against_a_real_rt(real_rt, make_pg_url: 
     before = rt.user_fields(ids)
     output = run_dry_run(section, env)
     assert_output_as_documented(section, "rt_user_sync", output)
+    assert_refused_secret_is_named(section, env, "RT_TOKEN")
     assert rt.user_fields(ids) == before
     assert not [entry for entry in rt.access_log_entries() if entry.method == "PUT"]
     assert_schedule_follows_the_cron_variable(section, "rt_user_sync", env)
@@ -227,6 +239,7 @@ def test_the_schools_quick_start_runs_against_the_stand_ins(make_pg_url: NewData
         before, stale = counts(), world.stale()
         output = run_dry_run(section, env)
         assert_output_as_documented(section, "bakalari_sync", output)
+        assert_refused_secret_is_named(section, env, "BAKALARI_PASSWORD")
         assert counts() == before and world.stale() == stale
     assert_schedule_follows_the_cron_variable(section, "bakalari_sync", env)
 
@@ -244,6 +257,7 @@ def test_zlvs_quick_start_runs_against_the_stand_ins(make_pg_url: NewDatabase, t
             before = connection.execute(query).all()
         output = run_dry_run(section, env)
         assert_output_as_documented(section, "user_kind_sync", output)
+        assert_refused_secret_is_named(section, env, "PORTAILDF_PASSWORD")
         with engine.connect() as connection:
             assert connection.execute(query).all() == before
     assert_schedule_follows_the_cron_variable(section, "user_kind_sync", env)
