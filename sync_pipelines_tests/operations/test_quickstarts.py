@@ -29,6 +29,7 @@ from devkit.sandbox.databases import seed_students
 from devkit.sandbox.sample_data import generate_students
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.defs.syncs import SYNCS
+from sync_pipelines.defs.systems import REQUIRED_VARIABLES
 from sync_pipelines_tests.harness.world import fresh_definitions, process_environment
 from sync_pipelines_tests.operations.sync_worlds import NewDatabase, bakalari_world, user_kinds_world
 
@@ -122,8 +123,24 @@ def run_command(command: str, env: dict[str, str]) -> tuple[int, str]:
     return completed.returncode, completed.stdout + completed.stderr
 
 
+def assert_configuration_checks(section: QuickStart, env: dict[str, str]) -> None:
+    """Step 3's command as written: ok with the documented variables; with one of them missing, exit 1 and
+    that variable named in one line."""
+    [[check]] = shell_blocks(section.step(3))
+    exit_code, output = run_command(check, env)
+    assert exit_code == 0 and "configuration ok" in output, f"{check} exited {exit_code}:\n{output[-2000:]}"
+    required = sorted(
+        name for name in section.variables if any(name in names for names in REQUIRED_VARIABLES.values())
+    )
+    assert required, f"{section.heading}: step 2 sets none of its system's required variables"
+    missing = required[0]
+    exit_code, output = run_command(check, {k: v for k, v in env.items() if k != missing})
+    assert exit_code == 1 and any(line.startswith(missing) for line in output.splitlines()), output[-2000:]
+
+
 def run_dry_run(section: QuickStart, env: dict[str, str]) -> str:
-    """The section's dry-run command line, which must succeed."""
+    """The section's configuration check (step 3), then its dry-run command line, which must succeed."""
+    assert_configuration_checks(section, env)
     exit_code, output = run_command(section.dry_run, env)
     assert exit_code == 0, f"{section.dry_run} exited {exit_code}:\n{output[-4000:]}"
     return output
