@@ -33,21 +33,12 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from sync_pipelines.core.errors import AuthenticationError
+from sync_pipelines.core.errors import UnauthorizedError
 
 if TYPE_CHECKING:
     from sync_pipelines.core.http import ApiClient
 
 RENEW_ON_401 = frozenset({401})
-
-
-class UnauthorizedError(AuthenticationError):
-    """401/403 from a system that renewing could not fix; carries the status and the (redacted) path."""
-
-    def __init__(self, system: str, variables: str, status: int, path: str) -> None:
-        self.status = status
-        self.path = path
-        super().__init__(system, variables, f"HTTP {status} on {path}")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sync_pipelines.core.http import ApiClient, ApiError, UnconfirmedError
+from sync_pipelines.core.errors import ApiError, SyncError, UnconfirmedError
+from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.paging import PageNumberPaginator, collect
 from sync_pipelines.defs.rt.messages import Reply, read_reply
 
@@ -33,7 +34,7 @@ CUSTOM_FIELD_PAGES = PageNumberPaginator(
 USER_PAGE_FIELDS = "id,Name,CustomFields"
 
 
-class RtRecordError(Exception):
+class RtRecordError(SyncError):
     """One user could not be read or written; the run goes on without it."""
 
 

@@ -17,8 +17,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from sync_pipelines.core.errors import AuthenticationError, ConfigurationError
-from sync_pipelines.core.http import ApiError
+from sync_pipelines.core.errors import ApiError, AuthenticationError, ConfigurationError
 from sync_pipelines.core.paging import PageProgress
 from sync_pipelines.defs.rt.client import PER_PAGE, RequestTrackerClient, RtRecordError, UsersPage
 from sync_pipelines.defs.rt.desired import desired_custom_fields, record_shard
