@@ -93,7 +93,7 @@ class RequestTrackerClient:
             )
             if status != 200 or not isinstance(body, dict):
                 raise ApiError(
-                    "RT", "POST", "customfields", f"HTTP {status}: {str(body)[:200]}", status=status
+                    "RT", "POST", "customfields", f"HTTP {status}: {self.api.excerpt(body)}", status=status
                 )
             totals.append(body.get("total"))
             return body
@@ -122,7 +122,7 @@ class RequestTrackerClient:
             "GET", "users", params={"per_page": "1", "fields": "id,CustomFields"}
         )
         if status != 200 or not isinstance(body, dict):
-            raise ApiError("RT", "GET", "users", f"HTTP {status}: {str(body)[:200]}", status=status)
+            raise ApiError("RT", "GET", "users", f"HTTP {status}: {self.api.excerpt(body)}", status=status)
         items = body.get("items") or []
         if not items or not isinstance(items[0], dict):
             return None
@@ -147,7 +147,7 @@ class RequestTrackerClient:
         }
         status, body = await self.api.request_json("GET", "users", params=params)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("items"), list):
-            raise ApiError("RT", "GET", "users", f"HTTP {status}: {str(body)[:200]}", status=status)
+            raise ApiError("RT", "GET", "users", f"HTTP {status}: {self.api.excerpt(body)}", status=status)
         users: dict[str, dict[str, Any]] = {}
         last_id: int | None = None
         for item in body["items"]:
@@ -168,7 +168,7 @@ class RequestTrackerClient:
         """``{"disabled": bool, "values": {field: value}}`` for one user."""
         status, body = await self.api.request_json("GET", f"user/{user_id}")
         if status == 404:
-            raise RtRecordError(f"RT has no user {user_id} (RT answered {_message(body)})")
+            raise RtRecordError(f"RT has no user {user_id} (RT answered {self._message(body)})")
         if status != 200 or not isinstance(body, dict):
             raise RtRecordError(f"RT answered HTTP {status} reading user {user_id}")
         return {
@@ -207,18 +207,20 @@ class RequestTrackerClient:
         if response.status_code == 404:
             raise RtRecordError(f"RT has no user {user_id}")
         if response.status_code != 200:
-            raise RtRecordError(f"RT answered HTTP {response.status_code}: {response.text[:200]}")
+            raise RtRecordError(f"RT answered HTTP {response.status_code}: {self.api.excerpt(response.text)}")
         messages = self.api.parse_json(response, "PUT", f"user/{user_id}")
         if not isinstance(messages, list):
-            raise RtRecordError(f"RT answered {json.dumps(messages)[:200]} instead of a message list")
+            raise RtRecordError(
+                f"RT answered {self.api.excerpt(json.dumps(messages))} instead of a message list"
+            )
         return read_reply(messages, fields)
+
+    def _message(self, body: Any) -> str:
+        """RT's ``message`` (or its whole answer), as ``excerpt`` makes any server text fit for an error."""
+        if isinstance(body, dict) and "message" in body:
+            return repr(self.api.excerpt(body["message"]))
+        return repr(self.api.excerpt(body, 100))
 
 
 def _held(held: Any, wanted: Any) -> bool:
     return (held in (None, "", [])) if wanted in (None, "") else str(held) == str(wanted)
-
-
-def _message(body: Any) -> str:
-    if isinstance(body, dict) and "message" in body:
-        return repr(body["message"])
-    return repr(str(body)[:100])

@@ -266,7 +266,7 @@ class RtSource(SyncSource):
                     values = (await rt.user_record(record.key, list(changed)))["values"]
                     if all(_same(values.get(name), value) for name, value in changed.items()):
                         return
-                failures[record.key] = reply.reason()
+                failures[record.key] = reply.reason(rt.api.excerpt)
             except AuthenticationError:
                 raise
             except (RtRecordError, ApiError) as error:
