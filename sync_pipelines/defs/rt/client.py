@@ -32,6 +32,14 @@ CUSTOM_FIELD_PAGES = PageNumberPaginator(
     items="items", next="next_page", page_size=("per_page", 100), max_pages=MAX_PAGES, items_required=False
 )
 USER_PAGE_FIELDS = "id,Name,CustomFields"
+# Users read in pages at most (200,000 users); past it, and at a page that does not advance, the caller reads the
+# users still missing one by one.
+MAX_USER_PAGES = 2000
+# RT's users, 100 to a page by id: asked a few pages at once, so the caller follows them itself (``source``), with
+# this paginator's parameters, item list and bound.
+USER_PAGES = PageNumberPaginator(
+    items="items", next="next_page", page_size=("per_page", PER_PAGE), max_pages=MAX_USER_PAGES
+)
 
 
 class RtRecordError(SyncError):
@@ -138,19 +146,14 @@ class RequestTrackerClient:
 
         RT 5.0.3 lists ``Disabled`` as ``""`` for every user in a collection, so disabled users are left out here
         (RT's default) and read one by one, where ``GET /user/{id}`` says ``"Disabled": "1"``."""
-        params = {
-            "per_page": str(PER_PAGE),
-            "page": str(page),
-            "orderby": "id",
-            "order": "ASC",
-            "fields": USER_PAGE_FIELDS,
-        }
+        params = USER_PAGES.params(page, {"orderby": "id", "order": "ASC", "fields": USER_PAGE_FIELDS})
         status, body = await self.api.request_json("GET", "users", params=params)
-        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("items"), list):
+        items = USER_PAGES.page_items(body) if status == 200 else None
+        if items is None:
             raise ApiError("RT", "GET", "users", f"HTTP {status}: {self.api.excerpt(body)}", status=status)
         users: dict[str, dict[str, Any]] = {}
         last_id: int | None = None
-        for item in body["items"]:
+        for item in items:
             if not isinstance(item, dict) or not str(item.get("id", "")).isdigit():
                 continue
             users[str(item["id"])] = {
@@ -161,7 +164,7 @@ class RequestTrackerClient:
         pages = body.get("pages")
         answered = body.get("page")
         page = answered if isinstance(answered, int) and not isinstance(answered, bool) else page
-        more = "next_page" in body or (pages is None and len(body["items"]) >= PER_PAGE)
+        more = USER_PAGES.next in body or (pages is None and len(items) >= PER_PAGE)
         return UsersPage(users, page, int(pages) if pages is not None else None, more, last_id)
 
     async def user_record(self, user_id: str, fields: list[str]) -> dict[str, Any]:
