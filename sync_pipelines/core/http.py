@@ -16,7 +16,8 @@
   errors, exponential backoff with full jitter, honouring ``Retry-After``, ``max_attempts`` in all); ``tenacity``
   runs the attempts; a 429 also pauses every request of the client until the server's ``Retry-After`` has
   passed, so an overloaded server is slowed down for rather than hammered.
-* Authentication is a strategy object (``sync_pipelines.core.auth``) the client owns, or one given per request
+* Authentication is a strategy object (``sync_pipelines.core.auth``, seen here only through
+  ``core.auth_client.Authenticator``) the client owns, or one given per request
   (a Bakaláři student's own token): its headers are sent, a 401 renews the credential once and the request is
   resent, and a second refusal raises the strategy's error. That loop exists here only, for every system.
 * ``send`` is the one way to read a 401/403 as an answer: no credential is sent, nothing is renewed, and the
@@ -68,7 +69,7 @@ from sync_pipelines.core.answers import (
     decode_json,
     describe_bytes,
 )
-from sync_pipelines.core.auth import Auth
+from sync_pipelines.core.auth_client import Authenticator
 from sync_pipelines.core.concurrency import (
     DROPPED,
     OVERLOAD,
@@ -87,6 +88,7 @@ from sync_pipelines.core.errors import (
     RunStoppedError,
     SystemRefusingError,
     TransientApiError,
+    UnauthorizedError,
     UnconfirmedError,
     UnreachableError,
 )
@@ -253,7 +255,7 @@ class ApiClient:
         secrets: Iterable[str | None] = (),
         headers: Mapping[str, str] | None = None,
         logger: logging.Logger | Any | None = None,
-        auth: Auth | None = None,
+        auth: Authenticator | None = None,
         url_variable: str | None = None,
     ) -> None:
         """``headers`` go with every request; ``auth`` authenticates ``request`` calls (default: no credential,
@@ -269,7 +271,7 @@ class ApiClient:
         self.credential_variables = credential_variables
         self.redact = Redactor(secrets)
         self.headers: dict[str, str] = dict(headers or {})
-        self.auth = auth if auth is not None else Auth()
+        self.auth = auth
         self.log = logger or logging.getLogger(f"sync_pipelines.http.{system}")
         self.requests_made = 0
         self.retries = 0
@@ -340,7 +342,7 @@ class ApiClient:
         json_body: Any = None,
         form: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        auth: Auth | None = None,
+        auth: Authenticator | None = None,
         timeout_seconds: float | None = None,
         resend_after_timeout: bool | None = None,
     ) -> httpx.Response:
@@ -354,12 +356,19 @@ class ApiClient:
         after it was sent may be sent again; if not, it raises ``UnconfirmedError``.
         """
         strategy = self.auth if auth is None else auth
+        resend = self.retry_policy.resends_after_timeout(method, resend_after_timeout)
+        call = _Call(method, path, params, json_body, form, headers, timeout_seconds, resend)
+        if strategy is None:  # no credential: nothing to send or renew, and a refusal is final
+            response = await self._send(call, {})
+            if response.status_code in AUTH_STATUSES:
+                raise UnauthorizedError(
+                    self.system, self.credential_variables, response.status_code, self.redact(path)
+                )
+            return response
         seen = strategy.generation
         if not strategy.ready:
             await strategy.renew(self, seen)
             seen = strategy.generation
-        resend = self.retry_policy.resends_after_timeout(method, resend_after_timeout)
-        call = _Call(method, path, params, json_body, form, headers, timeout_seconds, resend)
         response = await self._send(call, strategy.headers())
         if response.status_code not in AUTH_STATUSES:
             return response
