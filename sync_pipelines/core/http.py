@@ -402,33 +402,30 @@ class ApiClient:
         if credential:
             call = call._replace(headers={**credential, **(call.headers or {})})
         try:
-            # The common case pays for no retry machinery; tenacity takes over from the first failure on.
-            response = await self._attempt(call)
-        except UnconfirmedError as unconfirmed:
+            try:
+                # The common case pays for no retry machinery; tenacity takes over from the first failure on.
+                response = await self._attempt(call)
+            except TransientApiError as failure:
+                response = await self._retry(failure, call)
+        except UnconfirmedError as unconfirmed:  # never retried: the caller checks what the server holds
             self._count_outcome(unconfirmed)
             raise
-        except TransientApiError as failure:
-            try:
-                response = await self._retry(failure, call)
-            except UnconfirmedError as unconfirmed:
-                self._count_outcome(unconfirmed)
-                raise
-            except UnreachableError as unreachable:
-                where = redact_url_password(self.base_url)
-                check = f"; check {self.url_variable}" if self.url_variable else ""
-                reached = unreachable.problem not in ("connection refused", "host name not found")
-                verb = "did not answer" if reached else "could not be reached"
-                error = UnreachableError(
-                    self.system,
-                    unreachable.method,
-                    unreachable.path,
-                    f"{self.system} {verb} at {where} ({unreachable.problem}){check}",
-                )
-                self._count_outcome(error)
-                raise error from None
-            except TransientApiError as spent:
-                self._count_outcome(spent)
-                raise
+        except UnreachableError as unreachable:
+            where = redact_url_password(self.base_url)
+            check = f"; check {self.url_variable}" if self.url_variable else ""
+            reached = unreachable.problem not in ("connection refused", "host name not found")
+            verb = "did not answer" if reached else "could not be reached"
+            error = UnreachableError(
+                self.system,
+                unreachable.method,
+                unreachable.path,
+                f"{self.system} {verb} at {where} ({unreachable.problem}){check}",
+            )
+            self._count_outcome(error)
+            raise error from None
+        except TransientApiError as spent:
+            self._count_outcome(spent)
+            raise
         self._count_outcome(None)
         return response
 
