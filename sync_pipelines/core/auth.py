@@ -23,7 +23,8 @@ The loop itself ("on 401 renew once and resend; a second refusal is the strategy
   later point leaves a working token behind (Bakaláři students, whose tokens EduRPG keeps).
 
 Every token a strategy learns is registered with the client's redactor, so it never reaches a log line, metadata
-or an error message.
+or an error message. A strategy sees the client only through ``core.auth_client.AuthClient`` (its system, log
+and redactor): it never imports the HTTP layer.
 """
 
 from __future__ import annotations
@@ -31,23 +32,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sync_pipelines.core.errors import AuthenticationError
-
-if TYPE_CHECKING:
-    from sync_pipelines.core.http import ApiClient
+from sync_pipelines.core.auth_client import AuthClient
+from sync_pipelines.core.errors import UnauthorizedError
 
 RENEW_ON_401 = frozenset({401})
-
-
-class UnauthorizedError(AuthenticationError):
-    """401/403 from a system that renewing could not fix; carries the status and the (redacted) path."""
-
-    def __init__(self, system: str, variables: str, status: int, path: str) -> None:
-        self.status = status
-        self.path = path
-        super().__init__(system, variables, f"HTTP {status} on {path}")
 
 
 @dataclass(frozen=True)
@@ -115,17 +105,17 @@ class Auth:
         """The current credential as request headers."""
         return {}
 
-    async def _obtain(self, api: ApiClient) -> None:
+    async def _obtain(self, api: AuthClient) -> None:
         """Obtain a credential (the first, or a new one after a refusal); raises when that is impossible."""
         raise NotImplementedError
 
-    async def obtain(self, api: ApiClient) -> None:
+    async def obtain(self, api: AuthClient) -> None:
         """Obtain a credential now, whatever is held; not counted as a renewal after a refusal."""
         async with self._lock:
             await self._obtain(api)
             self.generation += 1
 
-    async def renew(self, api: ApiClient, seen_generation: int) -> bool:
+    async def renew(self, api: AuthClient, seen_generation: int) -> bool:
         """A new credential unless one was obtained since ``seen_generation``; False when none can be had.
 
         Runs under the strategy's lock: concurrent callers that saw the same credential refused wait for the
@@ -146,7 +136,7 @@ class Auth:
             self.generation += 1
             return True
 
-    def refused(self, api: ApiClient, method: str, path: str, status: int, renewed: bool) -> Exception:
+    def refused(self, api: AuthClient, method: str, path: str, status: int, renewed: bool) -> Exception:
         """The error for a refusal renewing did not fix."""
         return self._refused(
             Refusal(api.system, api.credential_variables, method, api.redact(path), status, renewed)
@@ -166,8 +156,8 @@ class StaticToken(Auth):
         return self._headers
 
 
-Login = Callable[["ApiClient"], Awaitable[Tokens]]
-Refresh = Callable[["ApiClient", str], Awaitable["Tokens | None"]]
+Login = Callable[[AuthClient], Awaitable[Tokens]]
+Refresh = Callable[[AuthClient, str], Awaitable["Tokens | None"]]
 
 
 class LoginAuth(Auth):
@@ -198,13 +188,13 @@ class LoginAuth(Auth):
     def headers(self) -> Mapping[str, str]:
         return {"Authorization": f"{self.scheme} {self.tokens.access_token}"} if self.tokens else {}
 
-    async def login(self, api: ApiClient) -> None:
+    async def login(self, api: AuthClient) -> None:
         """Log in now, whatever is held (at the start of a run, so refused credentials stop it at once)."""
         async with self._lock:
             await self._log_in(api)
             self.generation += 1
 
-    async def _obtain(self, api: ApiClient) -> None:
+    async def _obtain(self, api: AuthClient) -> None:
         held = self.tokens
         if held is not None and held.refresh_token and self._refresh is not None:
             renewed = await self._refresh(api, held.refresh_token)
@@ -217,14 +207,14 @@ class LoginAuth(Auth):
                 return
         await self._log_in(api)
 
-    async def _log_in(self, api: ApiClient) -> None:
+    async def _log_in(self, api: AuthClient) -> None:
         tokens = await self._login(api)
         _register(api, tokens)
         self.tokens = tokens
         self.logins += 1
 
 
-Grant = Callable[["ApiClient", str], Awaitable[Tokens]]
+Grant = Callable[[AuthClient, str], Awaitable[Tokens]]
 Store = Callable[[Tokens], Awaitable[None]]
 
 
@@ -265,7 +255,7 @@ class RotatingRefreshAuth(Auth):
     def headers(self) -> Mapping[str, str]:
         return {"Authorization": f"{self.scheme} {self.tokens.access_token}"} if self.tokens else {}
 
-    async def _obtain(self, api: ApiClient) -> None:
+    async def _obtain(self, api: AuthClient) -> None:
         if not self.refresh_token:
             raise self._missing()
         tokens = await self._grant(api, self.refresh_token)
@@ -278,6 +268,6 @@ class RotatingRefreshAuth(Auth):
         self.tokens = tokens
 
 
-def _register(api: ApiClient, tokens: Tokens) -> None:
+def _register(api: AuthClient, tokens: Tokens) -> None:
     api.add_secret(tokens.access_token)
     api.add_secret(tokens.refresh_token)

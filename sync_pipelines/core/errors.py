@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SyncError(Exception):
     """Base of the project's errors: the message is meant for an operator, not a developer."""
@@ -29,6 +31,15 @@ class AuthenticationError(StopsTheRun):
         super().__init__(f"{system} refused the credentials ({detail}); check {variables}")
 
 
+class UnauthorizedError(AuthenticationError):
+    """401/403 from a system that renewing could not fix; carries the status and the (redacted) path."""
+
+    def __init__(self, system: str, variables: str, status: int, path: str) -> None:
+        self.status = status
+        self.path = path
+        super().__init__(system, variables, f"HTTP {status} on {path}")
+
+
 class FailedRecordsError(SyncError):
     """Raised after every other record was processed, so that the run fails and the alert fires."""
 
@@ -51,3 +62,69 @@ class DatabaseTimeout(StopsTheRun):
     def __init__(self, setting: str, problem: str) -> None:
         self.setting = setting
         super().__init__(problem)
+
+
+# -- HTTP: a request that gave no usable answer ------------------------------------------------------------
+
+
+class ApiError(SyncError):
+    """A request that did not give a usable answer; the message never holds a secret."""
+
+    def __init__(self, system: str, method: str, path: str, message: str, status: int | None = None) -> None:
+        self.system = system
+        self.method = method
+        self.path = path
+        self.status = status
+        super().__init__(f"{system} {method} {path}: {message}")
+
+
+class TransientApiError(ApiError):
+    """429, 5xx or a transport failure: worth retrying; raised once the retries are spent."""
+
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(*args, **kwargs)
+
+
+class UnreachableError(TransientApiError):
+    """Every attempt failed before an answer came (refused, timed out, name not found): names the URL's setting."""
+
+    problem = "unreachable"
+
+
+class UnconfirmedError(ApiError):
+    """A request that is not safe to resend (a PUT, a POST) timed out or lost its connection after it was sent:
+    the server may or may not have acted on it. Not a ``TransientApiError``: no retry policy resends it; the caller
+    verifies what the server holds before sending it again (``ApiClient.wait_to_resend``)."""
+
+    problem = "no answer"
+
+
+class MalformedResponseError(ApiError):
+    """The server answered, but not with the JSON its API promises (e.g. an HTML error page)."""
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """An answer longer than ``max_answer_bytes`` (after decompression): not read further, not retried."""
+
+
+class RunStoppedError(StopsTheRun):
+    """The run must stop now, whatever record it was working on: no per-record handler catches it (it is not
+    an ``ApiError``). ``setting`` names what to change, when a setting is the remedy."""
+
+    def __init__(self, system: str, message: str, setting: str | None = None) -> None:
+        self.system = system
+        self.setting = setting
+        super().__init__(message)
+
+
+class DeadlineExceededError(RunStoppedError):
+    """The sync run passed its deadline: the client sends nothing more."""
+
+
+class SystemRefusingError(RunStoppedError):
+    """The circuit breaker: a system failed almost every request after its retries."""
+
+
+class PagingError(SyncError):
+    """An answer not shaped as a page, or more pages than the bound (the paginator's default error)."""

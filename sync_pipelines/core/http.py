@@ -12,10 +12,12 @@
   effect before sending it again (RT's PUT, after ``wait_to_resend``). The transport's own resend of a request
   whose kept-alive connection broke (aiohttp resends PUTs, which HTTP calls idempotent) is switched off: this
   layer alone decides what is sent twice. A 429 is always retried: the server refused it unread.
-* ``tenacity`` retries 429, 5xx and transport errors with exponential backoff and full jitter, honouring
-  ``Retry-After``; a 429 also pauses every request of the client until the server's ``Retry-After`` has
+* What is retried and how long to wait is the ``RetryPolicy``'s word (``core.retry``: 429, 5xx and transport
+  errors, exponential backoff with full jitter, honouring ``Retry-After``, ``max_attempts`` in all); ``tenacity``
+  runs the attempts; a 429 also pauses every request of the client until the server's ``Retry-After`` has
   passed, so an overloaded server is slowed down for rather than hammered.
-* Authentication is a strategy object (``sync_pipelines.core.auth``) the client owns, or one given per request
+* Authentication is a strategy object (``sync_pipelines.core.auth``, seen here only through
+  ``core.auth_client.Authenticator``) the client owns, or one given per request
   (a Bakaláři student's own token): its headers are sent, a 401 renews the credential once and the request is
   resent, and a second refusal raises the strategy's error. That loop exists here only, for every system.
 * ``send`` is the one way to read a 401/403 as an answer: no credential is sent, nothing is renewed, and the
@@ -30,6 +32,8 @@
   run at once when almost every request fails after its retries (429, 5xx, transport errors), naming the system
   and what it answered. Both raise a ``RunStoppedError``, which no per-record handler catches.
 * Whatever of a server's body goes into an error message goes through ``excerpt``: redacted, then cut short.
+* The errors raised here (``ApiError`` and its kinds, ``RunStoppedError``) live in ``core.errors``, under
+  ``SyncError``.
 """
 
 from __future__ import annotations
@@ -37,11 +41,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import email.utils
 import errno
 import logging
-import math
-import random
 import socket
 import time
 from collections import Counter, deque
@@ -54,8 +55,7 @@ from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
-    retry_if_not_exception_type,
+    retry_if_exception,
     stop_after_attempt,
 )
 
@@ -69,7 +69,7 @@ from sync_pipelines.core.answers import (
     decode_json,
     describe_bytes,
 )
-from sync_pipelines.core.auth import Auth
+from sync_pipelines.core.auth_client import Authenticator
 from sync_pipelines.core.concurrency import (
     DROPPED,
     OVERLOAD,
@@ -80,16 +80,24 @@ from sync_pipelines.core.concurrency import (
     ConcurrencyLimiter,
     request_kind,
 )
-from sync_pipelines.core.errors import StopsTheRun, SyncError
+from sync_pipelines.core.errors import (
+    ApiError,
+    DeadlineExceededError,
+    MalformedResponseError,
+    ResponseTooLargeError,
+    RunStoppedError,
+    SystemRefusingError,
+    TransientApiError,
+    UnauthorizedError,
+    UnconfirmedError,
+    UnreachableError,
+)
 from sync_pipelines.core.redaction import Redactor, redact_url_password
+from sync_pipelines.core.retry import RetryPolicy, parse_retry_after
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Methods resent after a timeout by default: a second copy changes nothing.
-RESENDABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Transport problems after which the request is known not to have reached the server.
 NOT_SENT_PROBLEMS = frozenset({"connection refused", "host name not found"})
 AUTH_STATUSES = frozenset({401, 403})
-MAX_RETRY_AFTER_SECONDS = 120.0
 DEFAULT_DEADLINE_SECONDS = 4 * 3600.0
 EXCERPT_CHARACTERS = 200
 RETRY_BODY_BYTES = 64 * 1024
@@ -147,31 +155,6 @@ class ApiLimits:
         return f"{own} (or SYNC_DEADLINE_SECONDS)" if self.settings_prefix else own
 
 
-class ApiError(SyncError):
-    """A request that did not give a usable answer; the message never holds a secret."""
-
-    def __init__(self, system: str, method: str, path: str, message: str, status: int | None = None) -> None:
-        self.system = system
-        self.method = method
-        self.path = path
-        self.status = status
-        super().__init__(f"{system} {method} {path}: {message}")
-
-
-class TransientApiError(ApiError):
-    """429, 5xx or a transport failure: worth retrying; raised once the retries are spent."""
-
-    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(*args, **kwargs)
-
-
-class UnreachableError(TransientApiError):
-    """Every attempt failed before an answer came (refused, timed out, name not found): names the URL's setting."""
-
-    problem = "unreachable"
-
-
 def error_causes(error: BaseException) -> list[BaseException]:
     """``error`` and what caused it, outermost first (at most 10, each once): the transport wraps its errors."""
     seen: list[BaseException] = []
@@ -202,62 +185,6 @@ def transport_problem(error: BaseException) -> str:
         if isinstance(cause, (ConnectionResetError, httpx.RemoteProtocolError)):
             return "connection closed by the server"
     return type(error).__name__
-
-
-class UnconfirmedError(UnreachableError):
-    """A request that is not safe to resend (a PUT, a POST) timed out or lost its connection after it was sent:
-    the server may or may not have acted on it. Not retried; the caller verifies before sending it again."""
-
-    problem = "no answer"
-
-
-class MalformedResponseError(ApiError):
-    """The server answered, but not with the JSON its API promises (e.g. an HTML error page)."""
-
-
-class ResponseTooLargeError(MalformedResponseError):
-    """An answer longer than ``max_answer_bytes`` (after decompression): not read further, not retried."""
-
-
-class RunStoppedError(StopsTheRun):
-    """The run must stop now, whatever record it was working on: no per-record handler catches it (it is not
-    an ``ApiError``). ``setting`` names what to change, when a setting is the remedy."""
-
-    def __init__(self, system: str, message: str, setting: str | None = None) -> None:
-        self.system = system
-        self.setting = setting
-        super().__init__(message)
-
-
-class DeadlineExceededError(RunStoppedError):
-    """The sync run passed its deadline: the client sends nothing more."""
-
-
-class SystemRefusingError(RunStoppedError):
-    """The circuit breaker: a system failed almost every request after its retries."""
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: either a number or an HTTP date; anything else (``nan``, ``inf``, garbage,
-    a date that cannot be read) is ignored."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when is None:
-            return None
-        try:
-            seconds = when.timestamp() - time.time()
-        except (OverflowError, ValueError, OSError):
-            return None
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _duration(seconds: float) -> str:
@@ -328,7 +255,7 @@ class ApiClient:
         secrets: Iterable[str | None] = (),
         headers: Mapping[str, str] | None = None,
         logger: logging.Logger | Any | None = None,
-        auth: Auth | None = None,
+        auth: Authenticator | None = None,
         url_variable: str | None = None,
     ) -> None:
         """``headers`` go with every request; ``auth`` authenticates ``request`` calls (default: no credential,
@@ -338,10 +265,13 @@ class ApiClient:
         self.url_variable = url_variable
         self.base_url = base_url.rstrip("/") + "/"
         self.limits = limits
+        self.retry_policy = RetryPolicy(
+            limits.max_attempts, limits.backoff_initial_seconds, limits.backoff_max_seconds
+        )
         self.credential_variables = credential_variables
         self.redact = Redactor(secrets)
         self.headers: dict[str, str] = dict(headers or {})
-        self.auth = auth if auth is not None else Auth()
+        self.auth = auth
         self.log = logger or logging.getLogger(f"sync_pipelines.http.{system}")
         self.requests_made = 0
         self.retries = 0
@@ -412,7 +342,7 @@ class ApiClient:
         json_body: Any = None,
         form: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        auth: Auth | None = None,
+        auth: Authenticator | None = None,
         timeout_seconds: float | None = None,
         resend_after_timeout: bool | None = None,
     ) -> httpx.Response:
@@ -426,14 +356,19 @@ class ApiClient:
         after it was sent may be sent again; if not, it raises ``UnconfirmedError``.
         """
         strategy = self.auth if auth is None else auth
+        resend = self.retry_policy.resends_after_timeout(method, resend_after_timeout)
+        call = _Call(method, path, params, json_body, form, headers, timeout_seconds, resend)
+        if strategy is None:  # no credential: nothing to send or renew, and a refusal is final
+            response = await self._send(call, {})
+            if response.status_code in AUTH_STATUSES:
+                raise UnauthorizedError(
+                    self.system, self.credential_variables, response.status_code, self.redact(path)
+                )
+            return response
         seen = strategy.generation
         if not strategy.ready:
             await strategy.renew(self, seen)
             seen = strategy.generation
-        resend = (
-            method.upper() in RESENDABLE_METHODS if resend_after_timeout is None else resend_after_timeout
-        )
-        call = _Call(method, path, params, json_body, form, headers, timeout_seconds, resend)
         response = await self._send(call, strategy.headers())
         if response.status_code not in AUTH_STATUSES:
             return response
@@ -467,30 +402,30 @@ class ApiClient:
         if credential:
             call = call._replace(headers={**credential, **(call.headers or {})})
         try:
-            # The common case pays for no retry machinery; tenacity takes over from the first failure on.
-            response = await self._attempt(call)
-        except TransientApiError as failure:
             try:
+                # The common case pays for no retry machinery; tenacity takes over from the first failure on.
+                response = await self._attempt(call)
+            except TransientApiError as failure:
                 response = await self._retry(failure, call)
-            except UnconfirmedError as unconfirmed:
-                self._count_outcome(unconfirmed)
-                raise
-            except UnreachableError as unreachable:
-                where = redact_url_password(self.base_url)
-                check = f"; check {self.url_variable}" if self.url_variable else ""
-                reached = unreachable.problem not in ("connection refused", "host name not found")
-                verb = "did not answer" if reached else "could not be reached"
-                error = UnreachableError(
-                    self.system,
-                    unreachable.method,
-                    unreachable.path,
-                    f"{self.system} {verb} at {where} ({unreachable.problem}){check}",
-                )
-                self._count_outcome(error)
-                raise error from None
-            except TransientApiError as spent:
-                self._count_outcome(spent)
-                raise
+        except UnconfirmedError as unconfirmed:  # never retried: the caller checks what the server holds
+            self._count_outcome(unconfirmed)
+            raise
+        except UnreachableError as unreachable:
+            where = redact_url_password(self.base_url)
+            check = f"; check {self.url_variable}" if self.url_variable else ""
+            reached = unreachable.problem not in ("connection refused", "host name not found")
+            verb = "did not answer" if reached else "could not be reached"
+            error = UnreachableError(
+                self.system,
+                unreachable.method,
+                unreachable.path,
+                f"{self.system} {verb} at {where} ({unreachable.problem}){check}",
+            )
+            self._count_outcome(error)
+            raise error from None
+        except TransientApiError as spent:
+            self._count_outcome(spent)
+            raise
         self._count_outcome(None)
         return response
 
@@ -520,7 +455,7 @@ class ApiClient:
             for status, count in self.statuses.most_common(5)
         )
 
-    def _count_outcome(self, failure: TransientApiError | None) -> None:
+    def _count_outcome(self, failure: ApiError | None) -> None:
         """Count one request's final outcome; trip the breaker when the system refuses almost everything."""
         limits = self.limits
         self._outcomes.append(failure is not None)
@@ -552,41 +487,32 @@ class ApiClient:
         self._check_running(seconds)
         await asyncio.sleep(seconds)
 
-    def backoff_seconds(self, failed_attempts: int, error: BaseException | None) -> float:
-        """Exponential backoff with full jitter, never shorter than the server's ``Retry-After``."""
-        ceiling = min(
-            self.limits.backoff_max_seconds, self.limits.backoff_initial_seconds * 2 ** (failed_attempts - 1)
-        )
-        backoff = random.uniform(0, ceiling)
-        if isinstance(error, TransientApiError) and error.retry_after is not None:
-            return max(error.retry_after, min(backoff, error.retry_after + 1.0))
-        return backoff
-
     async def wait_to_resend(self, attempt: int, failure: UnconfirmedError) -> bool:
         """After ``attempt`` sends of a request that raised ``UnconfirmedError``: False once ``max_attempts`` are
         spent; else True, having waited the backoff a retry would. The caller then reads what the server holds
         and resends only if it did not act, counting it in ``resends``."""
-        if attempt >= self.limits.max_attempts:
+        if not self.retry_policy.may_attempt_again(attempt):
             return False
-        wait = self.backoff_seconds(attempt, failure)
+        wait = self.retry_policy.backoff_seconds(attempt, failure)
         self._log_retry_line(failure, attempt, wait)
         await self._sleep_before_retry(wait)
         return True
 
     async def _retry(self, failure: TransientApiError, call: _Call) -> httpx.Response:
-        """Attempts 2..max_attempts after a first failure."""
-        if self.limits.max_attempts == 1 or isinstance(failure, UnconfirmedError):
+        """Attempts 2..max_attempts after a first failure, as the retry policy says."""
+        policy = self.retry_policy
+        if not policy.may_attempt_again(1):
             raise failure
-        first_wait = self.backoff_seconds(1, failure)
+        first_wait = policy.backoff_seconds(1, failure)
         self._log_retry_line(failure, 1, first_wait)
         await self._sleep_before_retry(first_wait)
         retrying = AsyncRetrying(
             sleep=self._sleep_before_retry,
-            stop=stop_after_attempt(self.limits.max_attempts - 1),
-            wait=lambda state: self.backoff_seconds(
+            stop=stop_after_attempt(policy.max_attempts - 1),
+            wait=lambda state: policy.backoff_seconds(
                 state.attempt_number + 1, state.outcome.exception() if state.outcome else None
             ),
-            retry=retry_if_exception_type(TransientApiError) & retry_if_not_exception_type(UnconfirmedError),
+            retry=retry_if_exception(policy.retries),
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -709,13 +635,13 @@ class ApiClient:
             status = response.status_code
             if status == 500:
                 slot.outcome = SERVER_ERROR
-            elif status in RETRY_STATUSES:
+            elif self.retry_policy.retries_status(status):
                 slot.outcome = OVERLOAD
             else:
                 slot.outcome = SUCCESS
         self.statuses[str(response.status_code)] += 1
         if (
-            response.status_code in RETRY_STATUSES
+            self.retry_policy.retries_status(response.status_code)
             and response.status_code != 429
             and not call.resend_after_timeout
         ):
@@ -728,7 +654,7 @@ class ApiClient:
             )
             unconfirmed.problem = f"HTTP {response.status_code}"
             raise unconfirmed
-        if response.status_code in RETRY_STATUSES:
+        if self.retry_policy.retries_status(response.status_code):
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             if response.status_code == 429 and retry_after:
                 self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
@@ -752,7 +678,7 @@ class ApiClient:
                 if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
             ]
         )
-        if streamed.status_code in RETRY_STATUSES:
+        if self.retry_policy.retries_status(streamed.status_code):
             # Not used, only read (a little of it) so the connection can serve the next request; a longer
             # body is left unread and its connection closed.
             with contextlib.suppress(AnswerError):

@@ -20,12 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sync_pipelines.core.errors import PagingError
+
 FetchPage = Callable[[dict[str, Any]], Awaitable[Any]]
 PageError = Callable[[str], Exception]
-
-
-class PagingError(Exception):
-    """An answer not shaped as a page, or more pages than the bound (the default error)."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 
 from devkit.sandbox.server import Knobs, SandboxApp, ThreadedSandbox
-from sync_pipelines.core.http import ApiClient, ApiLimits, UnconfirmedError, UnreachableError
+from sync_pipelines.core.errors import UnconfirmedError, UnreachableError
+from sync_pipelines.core.http import ApiClient, ApiLimits
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,8 @@ from sync_pipelines.core.answers import (
     json_depth,
 )
 from sync_pipelines.core.errors import ConfigurationError
-from sync_pipelines.core.http import DEFAULT_DEADLINE_SECONDS, ApiLimits, parse_retry_after
+from sync_pipelines.core.http import DEFAULT_DEADLINE_SECONDS, ApiLimits
+from sync_pipelines.core.retry import parse_retry_after
 from sync_pipelines.core.settings import api_limits
 
 pytestmark = pytest.mark.unit

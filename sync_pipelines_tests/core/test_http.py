@@ -11,14 +11,14 @@ import pytest
 from aiohttp import web
 
 from devkit.sandbox.server import Knobs, SandboxApp, ThreadedSandbox
-from sync_pipelines.core.errors import AuthenticationError
-from sync_pipelines.core.http import (
-    ApiClient,
-    ApiLimits,
+from sync_pipelines.core.errors import (
+    AuthenticationError,
     MalformedResponseError,
     TransientApiError,
-    parse_retry_after,
+    UnconfirmedError,
 )
+from sync_pipelines.core.http import ApiClient, ApiLimits
+from sync_pipelines.core.retry import parse_retry_after
 
 pytestmark = pytest.mark.integration
 
@@ -276,8 +276,6 @@ class DropsSecondRequestOfAConnection:
 def test_a_kept_alive_connection_the_server_closed_is_resent_at_once_only_when_safe() -> None:
     """aiohttp's own resend is off for every request (it would resend PUTs): a GET that met a connection the server
     had closed is sent again at once on a new one, not counted as a failed attempt; a PUT is not resent."""
-    from sync_pipelines.core.http import UnconfirmedError
-
     server = DropsSecondRequestOfAConnection()
 
     async def scenario() -> tuple[list[Any], ApiClient, BaseException | None]:

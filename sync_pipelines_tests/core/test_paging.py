@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from sync_pipelines.core.paging import PageNumberPaginator, PagingError, collect, iterate_pages
+from sync_pipelines.core.errors import PagingError
+from sync_pipelines.core.paging import PageNumberPaginator, collect, iterate_pages
 
 pytestmark = pytest.mark.unit
 

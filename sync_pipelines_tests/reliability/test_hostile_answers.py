@@ -22,15 +22,13 @@ import pytest
 from devkit.hostile import HostileServer
 from devkit.sandbox.server import ThreadedSandbox
 from sync_pipelines.core.auth import LoginAuth, Tokens
-from sync_pipelines.core.http import (
-    ApiClient,
-    ApiLimits,
+from sync_pipelines.core.errors import (
     DeadlineExceededError,
     ResponseTooLargeError,
     SystemRefusingError,
     TransientApiError,
-    run_started,
 )
+from sync_pipelines.core.http import ApiClient, ApiLimits, run_started
 from sync_pipelines.defs.bakalari.accounts import READ_FAILED, read_student
 from sync_pipelines.defs.bakalari.client import BakalariClient
 from sync_pipelines.defs.bakalari.edurpg import StudentAccount

@@ -46,8 +46,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sync_pipelines.core.auth import Auth, LoginAuth, Refusal, RotatingRefreshAuth, StaticToken, Tokens
 from sync_pipelines.core.env import env_number
-from sync_pipelines.core.errors import AuthenticationError, SyncError
-from sync_pipelines.core.http import AUTH_STATUSES, ApiClient, ApiError
+from sync_pipelines.core.errors import ApiError, AuthenticationError, SyncError
+from sync_pipelines.core.http import AUTH_STATUSES, ApiClient
 from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.defs.bakalari.answers import (
     MalformedAnswer,

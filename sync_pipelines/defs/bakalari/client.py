@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from sync_pipelines.core.auth import Auth, Tokens
-from sync_pipelines.core.http import AUTH_STATUSES, ApiClient, ApiError
+from sync_pipelines.core.errors import ApiError
+from sync_pipelines.core.http import AUTH_STATUSES, ApiClient
 
 CLIENT_ID = "ANDR"
 LOGIN_PATH = "api/login"

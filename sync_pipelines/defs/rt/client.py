@@ -21,7 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sync_pipelines.core.http import ApiClient, ApiError, UnconfirmedError
+from sync_pipelines.core.errors import ApiError, SyncError, UnconfirmedError
+from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.paging import PageNumberPaginator, collect
 from sync_pipelines.defs.rt.messages import Reply, read_reply
 
@@ -31,9 +32,17 @@ CUSTOM_FIELD_PAGES = PageNumberPaginator(
     items="items", next="next_page", page_size=("per_page", 100), max_pages=MAX_PAGES, items_required=False
 )
 USER_PAGE_FIELDS = "id,Name,CustomFields"
+# Users read in pages at most (200,000 users); past it, and at a page that does not advance, the caller reads the
+# users still missing one by one.
+MAX_USER_PAGES = 2000
+# RT's users, 100 to a page by id: asked a few pages at once, so the caller follows them itself (``source``), with
+# this paginator's parameters, item list and bound.
+USER_PAGES = PageNumberPaginator(
+    items="items", next="next_page", page_size=("per_page", PER_PAGE), max_pages=MAX_USER_PAGES
+)
 
 
-class RtRecordError(Exception):
+class RtRecordError(SyncError):
     """One user could not be read or written; the run goes on without it."""
 
 
@@ -92,7 +101,7 @@ class RequestTrackerClient:
             )
             if status != 200 or not isinstance(body, dict):
                 raise ApiError(
-                    "RT", "POST", "customfields", f"HTTP {status}: {str(body)[:200]}", status=status
+                    "RT", "POST", "customfields", f"HTTP {status}: {self.api.excerpt(body)}", status=status
                 )
             totals.append(body.get("total"))
             return body
@@ -121,7 +130,7 @@ class RequestTrackerClient:
             "GET", "users", params={"per_page": "1", "fields": "id,CustomFields"}
         )
         if status != 200 or not isinstance(body, dict):
-            raise ApiError("RT", "GET", "users", f"HTTP {status}: {str(body)[:200]}", status=status)
+            raise ApiError("RT", "GET", "users", f"HTTP {status}: {self.api.excerpt(body)}", status=status)
         items = body.get("items") or []
         if not items or not isinstance(items[0], dict):
             return None
@@ -137,19 +146,14 @@ class RequestTrackerClient:
 
         RT 5.0.3 lists ``Disabled`` as ``""`` for every user in a collection, so disabled users are left out here
         (RT's default) and read one by one, where ``GET /user/{id}`` says ``"Disabled": "1"``."""
-        params = {
-            "per_page": str(PER_PAGE),
-            "page": str(page),
-            "orderby": "id",
-            "order": "ASC",
-            "fields": USER_PAGE_FIELDS,
-        }
+        params = USER_PAGES.params(page, {"orderby": "id", "order": "ASC", "fields": USER_PAGE_FIELDS})
         status, body = await self.api.request_json("GET", "users", params=params)
-        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("items"), list):
-            raise ApiError("RT", "GET", "users", f"HTTP {status}: {str(body)[:200]}", status=status)
+        items = USER_PAGES.page_items(body) if status == 200 else None
+        if items is None:
+            raise ApiError("RT", "GET", "users", f"HTTP {status}: {self.api.excerpt(body)}", status=status)
         users: dict[str, dict[str, Any]] = {}
         last_id: int | None = None
-        for item in body["items"]:
+        for item in items:
             if not isinstance(item, dict) or not str(item.get("id", "")).isdigit():
                 continue
             users[str(item["id"])] = {
@@ -160,14 +164,14 @@ class RequestTrackerClient:
         pages = body.get("pages")
         answered = body.get("page")
         page = answered if isinstance(answered, int) and not isinstance(answered, bool) else page
-        more = "next_page" in body or (pages is None and len(body["items"]) >= PER_PAGE)
+        more = USER_PAGES.next in body or (pages is None and len(items) >= PER_PAGE)
         return UsersPage(users, page, int(pages) if pages is not None else None, more, last_id)
 
     async def user_record(self, user_id: str, fields: list[str]) -> dict[str, Any]:
         """``{"disabled": bool, "values": {field: value}}`` for one user."""
         status, body = await self.api.request_json("GET", f"user/{user_id}")
         if status == 404:
-            raise RtRecordError(f"RT has no user {user_id} (RT answered {_message(body)})")
+            raise RtRecordError(f"RT has no user {user_id} (RT answered {self._message(body)})")
         if status != 200 or not isinstance(body, dict):
             raise RtRecordError(f"RT answered HTTP {status} reading user {user_id}")
         return {
@@ -206,18 +210,20 @@ class RequestTrackerClient:
         if response.status_code == 404:
             raise RtRecordError(f"RT has no user {user_id}")
         if response.status_code != 200:
-            raise RtRecordError(f"RT answered HTTP {response.status_code}: {response.text[:200]}")
+            raise RtRecordError(f"RT answered HTTP {response.status_code}: {self.api.excerpt(response.text)}")
         messages = self.api.parse_json(response, "PUT", f"user/{user_id}")
         if not isinstance(messages, list):
-            raise RtRecordError(f"RT answered {json.dumps(messages)[:200]} instead of a message list")
+            raise RtRecordError(
+                f"RT answered {self.api.excerpt(json.dumps(messages))} instead of a message list"
+            )
         return read_reply(messages, fields)
+
+    def _message(self, body: Any) -> str:
+        """RT's ``message`` (or its whole answer), as ``excerpt`` makes any server text fit for an error."""
+        if isinstance(body, dict) and "message" in body:
+            return repr(self.api.excerpt(body["message"]))
+        return repr(self.api.excerpt(body, 100))
 
 
 def _held(held: Any, wanted: Any) -> bool:
     return (held in (None, "", [])) if wanted in (None, "") else str(held) == str(wanted)
-
-
-def _message(body: Any) -> str:
-    if isinstance(body, dict) and "message" in body:
-        return repr(body["message"])
-    return repr(str(body)[:100])

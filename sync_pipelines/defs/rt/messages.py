@@ -19,7 +19,7 @@ written only when a message confirms it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 _REFUSED_FIELD = re.compile(
@@ -94,12 +94,14 @@ class Reply:
     def written(self) -> bool:
         return not self.unconfirmed
 
-    def reason(self) -> str:
-        """Why the unconfirmed fields are not written, in RT's words where RT gave any."""
-        said = [text for name in (*self.unconfirmed, "") for text in self.refusals.get(name, ())]
+    def reason(self, excerpt: Callable[[str], str]) -> str:
+        """Why the unconfirmed fields are not written, in RT's words where RT gave any; each of RT's messages
+        goes through ``excerpt`` (``ApiClient.excerpt``: secrets masked, one line, cut short), as any server text
+        put into an error does."""
+        said = [excerpt(text) for name in (*self.unconfirmed, "") for text in self.refusals.get(name, ())]
         if said:
             return "RT refused: " + "; ".join(dict.fromkeys(said))
-        answered = "; ".join(self.messages) if self.messages else "no message"
+        answered = "; ".join(excerpt(text) for text in self.messages) if self.messages else "no message"
         return (
             f"RT did not confirm {', '.join(map(repr, self.unconfirmed))} (it answered: {answered}); "
             "RT ignores a field that is not applied to users, is disabled, or that the token's user may not "

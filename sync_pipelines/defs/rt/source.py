@@ -17,10 +17,15 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from sync_pipelines.core.errors import AuthenticationError, ConfigurationError
-from sync_pipelines.core.http import ApiError
+from sync_pipelines.core.errors import ApiError, AuthenticationError, ConfigurationError
 from sync_pipelines.core.paging import PageProgress
-from sync_pipelines.defs.rt.client import PER_PAGE, RequestTrackerClient, RtRecordError, UsersPage
+from sync_pipelines.defs.rt.client import (
+    PER_PAGE,
+    USER_PAGES,
+    RequestTrackerClient,
+    RtRecordError,
+    UsersPage,
+)
 from sync_pipelines.defs.rt.desired import desired_custom_fields, record_shard
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.sync.plan import PlannedRecord
@@ -32,9 +37,6 @@ READ_CHUNK = 1000
 # ~1.2 s against ~0.4 s): fewer users than this are read one by one.
 PAGE_COST = 3
 PAGE_WINDOW = 4  # pages asked for at once (the client's concurrency limit still applies)
-# Users read in pages at most (200,000 users); past it, and at a page that does not advance, the users still
-# missing are read one by one.
-MAX_USER_PAGES = 2000
 FIELD_SETTINGS = "RT_GRADE_FIELD / RT_STUDENT_ID_FIELD"
 RIGHTS = (
     "the RT user the token belongs to needs SeeCustomField to read the fields, and ModifyCustomField and "
@@ -125,9 +127,13 @@ async def _read_pages(
     rt: RequestTrackerClient, wanted: set[str], fields: list[str], current: dict, failures: dict
 ) -> None:
     """Read ``wanted`` users from RT's pages (ordered by id) into ``current``/``failures``, stopping where one-by-one
-    reads would cost less, at ``MAX_USER_PAGES``, or at a page that does not advance (the same users again, or
-    no higher id than the page before: a server whose next page is the same page); the caller reads the users
-    still missing one by one."""
+    reads would cost less, at the paginator's bound (``USER_PAGES.max_pages``), or at a page that does not
+    advance (``PageProgress``: the same users again, or no higher id than the page before: a server whose next
+    page is the same page); the caller reads the users still missing one by one.
+
+    Not ``paging.collect``: pages are asked ``PAGE_WINDOW`` at once, a page RT refuses is left to the one-by-one
+    reads rather than failing the run, and the reading stops early when the rest costs less one by one."""
+    max_pages = USER_PAGES.max_pages
     highest = max(int(key) for key in wanted)
     progress = PageProgress()
     log = rt.api.log
@@ -151,12 +157,12 @@ async def _read_pages(
         return
     last_id = first.last_id or 0
     page = 2
-    while page <= MAX_USER_PAGES:
+    while page <= max_pages:
         left = (first.pages - page + 1) if first.pages else None
         if left is not None and left * PAGE_COST > missing():
             return  # the rest one by one is cheaper
         end = page + PAGE_WINDOW if first.pages is None else min(page + PAGE_WINDOW, first.pages + 1)
-        numbers = range(page, min(end, MAX_USER_PAGES + 1))
+        numbers = range(page, min(end, max_pages + 1))
         if not numbers:
             return  # RT holds more pages than it said at first (users created meanwhile): the rest one by one
         results = await asyncio.gather(*(rt.users_page(n, fields) for n in numbers), return_exceptions=True)
@@ -182,7 +188,7 @@ async def _read_pages(
             return
         page = numbers[-1] + 1
     log.warning(
-        f"RT's users fill more than {MAX_USER_PAGES} pages of {PER_PAGE}; reading the users missing one by one"
+        f"RT's users fill more than {max_pages} pages of {PER_PAGE}; reading the users missing one by one"
     )
 
 
@@ -267,7 +273,7 @@ class RtSource(SyncSource):
                     values = (await rt.user_record(record.key, list(changed)))["values"]
                     if all(_same(values.get(name), value) for name, value in changed.items()):
                         return
-                failures[record.key] = reply.reason()
+                failures[record.key] = reply.reason(rt.api.excerpt)
             except AuthenticationError:
                 raise
             except (RtRecordError, ApiError) as error:

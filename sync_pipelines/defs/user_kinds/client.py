@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from sync_pipelines.core.auth import LoginAuth, Tokens
-from sync_pipelines.core.errors import AuthenticationError, ConfigurationError
-from sync_pipelines.core.http import ApiClient, ApiError
+from sync_pipelines.core.errors import ApiError, AuthenticationError, ConfigurationError
+from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.paging import PageNumberPaginator, collect
 
 SYSTEM = "Portail DF"

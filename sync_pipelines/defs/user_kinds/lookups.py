@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync_pipelines.core.http import ApiError
+from sync_pipelines.core.errors import ApiError
 from sync_pipelines.defs.user_kinds.client import PortailDfClient
 from sync_pipelines.defs.user_kinds.database import ZlvUser
 from sync_pipelines.defs.user_kinds.mapping import LookupOutcome, select_outcome
