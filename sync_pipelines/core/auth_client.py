@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
+
+import httpx
 
 
 class AuthClient(Protocol):
@@ -18,9 +20,28 @@ class AuthClient(Protocol):
     which must learn every token a strategy obtains so that no log line, metadata or error shows it."""
 
     system: str
+    base_url: str
     # The settings that hold the credential, named by the error for a refusal renewing did not fix.
     credential_variables: str
     log: logging.Logger
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_seconds: float | None = None,
+    ) -> httpx.Response:
+        """One request without the credential (a login or refresh grant); its answer, refusals included."""
+        ...
+
+    def parse_json(self, response: httpx.Response, method: str, path: str) -> Any:
+        """The answer's body as JSON, or the client's error for a malformed one."""
+        ...
 
     def redact(self, text: object) -> str:
         """``text`` with every secret the client knows masked."""

@@ -44,6 +44,7 @@ import contextvars
 import errno
 import logging
 import socket
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -195,15 +196,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def _deadline(seconds: float) -> contextlib.AbstractAsyncContextManager[None]:
+def _deadline(seconds: float) -> contextlib.AbstractAsyncContextManager[object]:
     """``asyncio.timeout`` where available (3.11+): unlike ``wait_for`` it creates no extra task per request."""
-    timeout = getattr(asyncio, "timeout", None)
-    if timeout is not None:
-        return timeout(seconds)
+    if sys.version_info >= (3, 11):
+        return asyncio.timeout(seconds)
     return _WaitForDeadline(seconds)
 
 
-class _WaitForDeadline(contextlib.AbstractAsyncContextManager):
+class _WaitForDeadline(contextlib.AbstractAsyncContextManager[None]):
     """Python 3.10 fallback: a timer that cancels the current task."""
 
     def __init__(self, seconds: float) -> None:
@@ -610,7 +610,7 @@ class ApiClient:
                 slot.outcome = TIMEOUT if problem == "timed out" else DROPPED
                 self.statuses[problem] += 1
                 detail = self.redact(str(error)) or type(error).__name__
-                kind = UnreachableError
+                kind: type[UnreachableError | UnconfirmedError] = UnreachableError
                 if problem not in NOT_SENT_PROBLEMS and not call.resend_after_timeout:
                     kind = UnconfirmedError
                     detail += "; not resent: the server may have acted on it"

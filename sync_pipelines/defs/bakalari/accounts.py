@@ -45,9 +45,10 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync_pipelines.core.auth import Auth, LoginAuth, Refusal, RotatingRefreshAuth, StaticToken, Tokens
+from sync_pipelines.core.auth_client import AuthClient
 from sync_pipelines.core.env import env_number
 from sync_pipelines.core.errors import ApiError, AuthenticationError, SyncError
-from sync_pipelines.core.http import AUTH_STATUSES, ApiClient
+from sync_pipelines.core.http import AUTH_STATUSES
 from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.defs.bakalari.answers import (
     MalformedAnswer,
@@ -249,7 +250,7 @@ class OperatorSession:
     async def get(self, path: str) -> Any:
         return await self.client.get(path, self.auth)
 
-    async def _password_grant(self, api: ApiClient) -> Tokens:
+    async def _password_grant(self, api: AuthClient) -> Tokens:
         try:
             return await self.client.login_with_password(self.username, self.password)
         except LoginRefused as error:
@@ -257,7 +258,7 @@ class OperatorSession:
                 "Bakaláři", OPERATOR_VARIABLES, f"operator login refused: {error}"
             ) from None
 
-    async def _refresh_grant(self, api: ApiClient, refresh_token: str) -> Tokens | None:
+    async def _refresh_grant(self, api: AuthClient, refresh_token: str) -> Tokens | None:
         try:
             return await self.client.login_with_refresh_token(refresh_token)
         except LoginRefused:
@@ -376,7 +377,7 @@ class StudentSession:
     async def get(self, path: str) -> Any:
         return await self.client.get(path, self.auth)
 
-    async def _grant(self, api: ApiClient, refresh_token: str) -> Tokens:
+    async def _grant(self, api: AuthClient, refresh_token: str) -> Tokens:
         # Never spend a refresh token while an earlier rotation waits to be stored (EduRPG unavailable).
         await self.store.may_rotate()
         try:

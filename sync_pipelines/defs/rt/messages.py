@@ -113,14 +113,17 @@ def read_reply(messages: Iterable[object], changed: Mapping[str, str | None]) ->
     """``changed`` is ``{field: value asked for}`` for the fields that differed; each needs a confirming message."""
     texts = tuple(str(message) for message in messages)
     parsed = [parse_message(text, changed) for text in texts]
-    confirmed, unconfirmed = [], []
+    confirmed: list[str] = []
+    unconfirmed: list[str] = []
     for name, value in changed.items():
         target = confirmed if any(_confirms(message, name, value) for message in parsed) else unconfirmed
         target.append(name)
     refusals: dict[str, list[str]] = {}
     for message in parsed:
         if message.kind == "refused":
-            refusals.setdefault(message.field if message.field in changed else "", []).append(message.text)
+            refusals.setdefault(
+                message.field if message.field and message.field in changed else "", []
+            ).append(message.text)
     return Reply(
         tuple(confirmed),
         tuple(unconfirmed),

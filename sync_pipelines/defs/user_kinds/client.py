@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync_pipelines.core.auth import LoginAuth, Tokens
+from sync_pipelines.core.auth_client import AuthClient
 from sync_pipelines.core.errors import ApiError, AuthenticationError, ConfigurationError
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.paging import PageNumberPaginator, collect
@@ -41,7 +42,7 @@ def portaildf_auth(auth_version: str, username: str, password: str) -> LoginAuth
     if auth_version not in AUTH_VERSIONS:
         raise ConfigurationError("PORTAILDF_AUTH_VERSION", f"must be 'v1' or 'v2', got {auth_version!r}")
 
-    async def login(api: ApiClient) -> Tokens:
+    async def login(api: AuthClient) -> Tokens:
         if not username or not password:
             raise ConfigurationError(CREDENTIAL_VARIABLES, "must both be set")
         path = LOGIN_PATHS[auth_version]
@@ -72,7 +73,7 @@ def portaildf_auth(auth_version: str, username: str, password: str) -> LoginAuth
             )
         return Tokens(body[wanted[0]], body.get("refresh") if auth_version == "v2" else None)
 
-    async def refresh(api: ApiClient, refresh_token: str) -> Tokens | None:
+    async def refresh(api: AuthClient, refresh_token: str) -> Tokens | None:
         """A new v2 access token; None when the refresh token no longer works (log in again)."""
         response = await api.send("POST", REFRESH_PATH, json_body={"refresh": refresh_token})
         if response.status_code != 200:
