@@ -27,13 +27,11 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
-from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -41,7 +39,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.database import create_database_engine, create_tables, pg_text_array, timeout_error
+from sync_pipelines.core.database import (
+    create_database_engine,
+    create_tables,
+    default_state_url,
+    pg_text_array,
+    timeout_error,
+)
 from sync_pipelines.core.errors import StopsTheRun
 from sync_pipelines.core.redaction import describe_error, redact
 from sync_pipelines.sync.plan import (
@@ -249,12 +253,6 @@ class SavedPlan:
     undo_of: str | None
     created_at: datetime
     records: list[PlannedRecord]
-
-
-def default_state_url() -> str:
-    home = os.environ.get("DAGSTER_HOME") or str(Path.cwd() / ".dagster_home")
-    Path(home).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{Path(home) / 'sync_state.sqlite'}"
 
 
 def _encode(value: Value) -> str | None:

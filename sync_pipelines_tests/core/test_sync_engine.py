@@ -8,10 +8,11 @@ import json
 import pytest
 
 from sync_pipelines.core.errors import AuthenticationError
+from sync_pipelines.defs.shared.run_report import plan_metadata
 from sync_pipelines.sync import Action, SyncStateStore, apply_plan, plan_changes
 from sync_pipelines.sync.config import SyncRunConfig
 from sync_pipelines.sync.plan import Skip, values_equal
-from sync_pipelines.sync.report import changes_table, plan_metadata
+from sync_pipelines.sync.report import changes_table
 from sync_pipelines.sync.run import execute
 from sync_pipelines.sync.shards import SHARD_KEYS
 from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
@@ -323,7 +324,7 @@ def test_each_record_is_counted_once_and_each_shard_carries_its_own_counts(state
     import dagster as dg
 
     from sync_pipelines.core.errors import FailedRecordsError
-    from sync_pipelines.sync.report import report
+    from sync_pipelines.defs.shared.run_report import report
     from sync_pipelines.sync.shards import shard_of
 
     desired = {str(n): {"a": n} for n in range(1, 41)}
