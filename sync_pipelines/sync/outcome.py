@@ -6,10 +6,11 @@ They sit in a module of their own so the run (``sync.run``), the replay strategy
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sync_pipelines.sync.apply import ApplyResult
-from sync_pipelines.sync.plan import Skip, SyncPlan, Value
+from sync_pipelines.sync.plan import PlannedRecord, Skip, SyncPlan, Value
 from sync_pipelines.sync.state import Settlement
 
 
@@ -50,3 +51,23 @@ class SyncOutcome:
     @property
     def failures(self) -> dict[str, str]:
         return self.result.failures if self.result is not None else {}
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class PlannedRun:
+    """What a planning strategy hands the run: the outcome so far (read and planned, nothing applied), and what
+    the run does with it. A sync plans from what the source system says; a reviewed plan or an undo
+    (``sync.replay``) from saved changes. Whichever planned it, one path saves a dry run's plan or applies it."""
+
+    outcome: SyncOutcome
+    # A dry run saves these records for review (``apply_plan_id``); ``None``: it saves nothing.
+    to_save: list[PlannedRecord] | None = None
+    undo_of: str | None = None  # the run an undo reverses, saved with its plan
+    # What a real run records before it applies the plan (settle what was left in flight, note conflicts).
+    before_apply: Callable[[], None] = _nothing
+    # Records that fail the run once everything else was written, with their reason.
+    failing: dict[str, str] = field(default_factory=dict)

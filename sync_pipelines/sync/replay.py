@@ -25,10 +25,8 @@ from datetime import datetime, timedelta, timezone
 
 from sync_pipelines.core.env import env_number
 from sync_pipelines.core.errors import SyncError
-from sync_pipelines.sync.apply import apply_plan
 from sync_pipelines.sync.in_flight import settle_in_flight
-from sync_pipelines.sync.lease import HeldLease
-from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
+from sync_pipelines.sync.outcome import Current, Desired, PlannedRun, SyncOutcome
 from sync_pipelines.sync.plan import CONFLICT, Action, Conflict, FieldChange, PlannedRecord, SyncPlan
 from sync_pipelines.sync.report import Count, Figure, Markdown, Text, log_plan, records_table
 from sync_pipelines.sync.source import READ_FAILED, RunScope, SyncSource, moved_fields
@@ -275,11 +273,9 @@ def plan_replay(
     return SyncPlan(target, planned), conflicts
 
 
-async def replay_run(
-    source: ReplaySource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None = None
-) -> SyncOutcome:
-    """The engine's run for a replay: read the target, judge each change, apply the rest conditionally;
-    ``lease`` (the run's, none for a dry run) is checked before each batch."""
+async def plan_replay_run(source: ReplaySource, state: SyncStateStore, scope: RunScope) -> PlannedRun:
+    """The planning strategy of a replay: settle what was left in flight, read the target, judge each change;
+    the run applies the rest conditionally (``source.write``), conflicts recorded first."""
     started = time.monotonic()
     target, log = source.target, scope.log
     # What interrupted runs left in flight is settled first, so an undo reads a log that matches the target.
@@ -301,28 +297,19 @@ async def replay_run(
         f"{len(source.conflicts)} record(s) changed since, left alone as conflicts"
     )
     log_plan(log, plan, scope.dry_run)
-    if scope.dry_run:
-        if source.undo_of:
-            state.save_plan(scope.run_id, target, source.records, plan.counts(), undo_of=source.undo_of)
-            outcome.plan_id = scope.run_id
-        outcome.seconds = time.monotonic() - started
-        return outcome
-    if source.conflicts:
-        state.record_conflicts(scope.run_id, target, source.conflicts)
-    outcome.result = await apply_plan(
-        plan,
-        source.write,
-        state=state,
-        run_id=scope.run_id,
-        batch_size=scope.config.effective_batch_size(source.default_batch_size),
-        batch_delay_seconds=scope.config.batch_delay_seconds,
-        remember_written=source.remembers_written,
-        log=log,
-        before_batch=lease.check if lease is not None else None,
+
+    def before_apply() -> None:
+        if source.conflicts:
+            state.record_conflicts(scope.run_id, target, source.conflicts)
+
+    return PlannedRun(
+        outcome,
+        # An undo's preview is saved like any dry run's plan; a reviewed plan is saved already.
+        to_save=source.records if source.undo_of else None,
+        undo_of=source.undo_of,
+        before_apply=before_apply,
+        failing=dict(current.failures),
     )
-    outcome.result.failures.update({key: reason for key, reason in current.failures.items()})
-    outcome.seconds = time.monotonic() - started
-    return outcome
 
 
 def reviewed_source(source: SyncSource, state: SyncStateStore, plan_id: str) -> ReplaySource:

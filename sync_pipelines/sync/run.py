@@ -24,9 +24,9 @@ from sync_pipelines.core.http import run_started
 from sync_pipelines.sync.apply import apply_plan
 from sync_pipelines.sync.in_flight import in_flight_changes
 from sync_pipelines.sync.lease import HeldLease, target_lease
-from sync_pipelines.sync.outcome import SyncOutcome
+from sync_pipelines.sync.outcome import PlannedRun, SyncOutcome
 from sync_pipelines.sync.plan import Action, Skip, plan_changes
-from sync_pipelines.sync.replay import ReplaySource, replay_run
+from sync_pipelines.sync.replay import ReplaySource, plan_replay_run
 from sync_pipelines.sync.report import log_plan
 from sync_pipelines.sync.source import READ_FAILED, RunScope, SyncSource
 from sync_pipelines.sync.state import Settlement, SyncStateStore
@@ -68,8 +68,43 @@ async def _execute(
 async def _run(
     source: SyncSource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None
 ) -> SyncOutcome:
-    if isinstance(source, ReplaySource):
-        return await replay_run(source, state, scope, lease)
+    """The one run: planned by the source's strategy, then saved (a dry run) or applied in batches."""
+    started = time.monotonic()
+    planned = (
+        await plan_replay_run(source, state, scope)
+        if isinstance(source, ReplaySource)
+        else await plan_sync(source, state, scope)
+    )
+    outcome = planned.outcome
+    if scope.dry_run:
+        if planned.to_save is not None:
+            # The one thing a dry run writes: its plan, for review and ``apply_plan_id`` (``sync_plans``).
+            state.save_plan(
+                scope.run_id, source.target, planned.to_save, outcome.plan.counts(), undo_of=planned.undo_of
+            )
+            outcome.plan_id = scope.run_id
+        outcome.seconds = time.monotonic() - started
+        return outcome
+    planned.before_apply()
+    outcome.result = await apply_plan(
+        outcome.plan,
+        source.write,
+        state=state,
+        run_id=scope.run_id,
+        batch_size=scope.config.effective_batch_size(source.default_batch_size),
+        batch_delay_seconds=scope.config.batch_delay_seconds,
+        remember_written=source.remembers_written,
+        log=scope.log,
+        before_batch=lease.check if lease is not None else None,
+    )
+    outcome.result.failures.update(planned.failing)
+    outcome.seconds = time.monotonic() - started
+    await source.applied(scope, outcome)
+    return outcome
+
+
+async def plan_sync(source: SyncSource, state: SyncStateStore, scope: RunScope) -> PlannedRun:
+    """Steps 1-3: what the source system says the target should hold, planned against what the target holds."""
     started = time.monotonic()
     config, target, log = scope.config, source.target, scope.log
     desired = await source.read_desired(scope)
@@ -113,36 +148,19 @@ async def _run(
         target, plan, desired, current, settlement, scope.dry_run, read_seconds=read_seconds
     )
     log_plan(log, plan, scope.dry_run, settlement)
-    if scope.dry_run:
-        # The one thing a dry run writes: its plan, for review and ``apply_plan_id`` (``sync_plans``).
-        state.save_plan(scope.run_id, target, plan.to_write, plan.counts())
-        outcome.plan_id = scope.run_id
-        outcome.seconds = time.monotonic() - started
-        return outcome
-    if settlement:
-        settled = state.settle(settlement, source.remembers_written)
-        log.warning(f"{target}: settled the changes an interrupted run left in flight: {settled}")
-    if source.remembers_written:
-        # Records read this run that already hold the desired values: later runs need not read them again.
-        verified = {
-            record.key: record.desired
-            for record in plan.records
-            if record.action is Action.UNCHANGED and record.key in current.values
-        }
-        state.remember(target, scope.run_id, verified)
-    outcome.result = await apply_plan(
-        plan,
-        source.write,
-        state=state,
-        run_id=scope.run_id,
-        batch_size=config.effective_batch_size(source.default_batch_size),
-        batch_delay_seconds=config.batch_delay_seconds,
-        remember_written=source.remembers_written,
-        log=log,
-        before_batch=lease.check if lease is not None else None,
-    )
-    outcome.result.failures.update(desired.failing)
-    outcome.result.failures.update({skip.key: skip.reason for skip in read_skips})
-    outcome.seconds = time.monotonic() - started
-    await source.applied(scope, outcome)
-    return outcome
+
+    def before_apply() -> None:
+        if settlement:
+            settled = state.settle(settlement, source.remembers_written)
+            log.warning(f"{target}: settled the changes an interrupted run left in flight: {settled}")
+        if source.remembers_written:
+            # Records read this run that already hold the desired values: later runs need not read them again.
+            verified = {
+                record.key: record.desired
+                for record in plan.records
+                if record.action is Action.UNCHANGED and record.key in current.values
+            }
+            state.remember(target, scope.run_id, verified)
+
+    failing = {**desired.failing, **{skip.key: skip.reason for skip in read_skips}}
+    return PlannedRun(outcome, to_save=plan.to_write, before_apply=before_apply, failing=failing)
