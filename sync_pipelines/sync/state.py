@@ -6,7 +6,7 @@ Write-ahead: before a batch is sent to its target, its changes are committed as 
 JSON document: a single row insert, however big the batch). Once the batch is applied, its outcome goes into
 ``sync_audit`` (one row per changed field: ``applied``, or ``failed`` with the reason) in the same transaction
 that deletes the batch row. A process killed in between leaves the batch row behind; the next run settles it
-against what the target really holds (``reconcile_pending``), so no committed write is ever missing from the
+against what the target really holds (``settlement``, then ``settle``), so no committed write is ever missing from the
 log. The audit log itself is only ever appended to, which is what keeps it cheap beside a bulk write.
 
 Record keys come from the systems synced (a Bakaláři id, an RT user id) and may be of any length: ``record_key``
@@ -633,12 +633,6 @@ class SyncStateStore:
         if stuck:
             counts["batches_left_in_flight"] = stuck
         return counts
-
-    def reconcile_pending(
-        self, target: str, current: Mapping[str, Mapping[str, Value] | None], remember_written: bool
-    ) -> dict[str, int]:
-        """``settlement`` and ``settle`` in one call; returns counts per outcome."""
-        return self.settle(self.settlement(target, current), remember_written)
 
     def audit_rows(self, target: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(audit_log).order_by(audit_log.c.id)
