@@ -6,10 +6,10 @@ The orchestrator's side (``defs.shared.run_report``) puts these tables into a ru
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sync_pipelines.sync.apply import ApplyResult
 from sync_pipelines.sync.disclosure import PLAIN, Disclosure
@@ -120,7 +120,9 @@ def changes_table(
     return "\n".join(lines)
 
 
-def log_plan(log: Any, plan: SyncPlan, dry_run: bool, settlement: Settlement | None = None) -> None:
+def log_plan(
+    log: logging.Logger, plan: SyncPlan, dry_run: bool, settlement: Settlement | None = None
+) -> None:
     counts = plan.counts()
     skipped = ", ".join(f"{name} {count}" for name, count in sorted(plan.skip_counts().items())) or "none"
     log.info(

@@ -9,6 +9,7 @@ run): ``started``, ``applied`` and ``stopped``, which is where Bakaláři's ``Sy
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,7 @@ class RunScope:
     run_id: str
     shards: frozenset[str]
     config: SyncRunConfig
-    log: Any
+    log: logging.Logger  # a Dagster run's log is one too
 
     @property
     def dry_run(self) -> bool:
