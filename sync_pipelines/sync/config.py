@@ -19,7 +19,6 @@ class SyncRunConfig:
     batch_size: int | None = None  # records per batch; unset: the source's default
     batch_delay_seconds: float = 0.0  # pause between batches
     full_refresh: bool = False  # ignore what earlier runs recorded; compare and write every record
-    apply_plan_id: str | None = None  # apply exactly the plan a dry run saved under this id
 
     def effective_batch_size(self, default: int) -> int:
         return self.batch_size or default

@@ -44,7 +44,6 @@ class SyncAssetConfig(dg.Config):
             batch_size=self.batch_size,
             batch_delay_seconds=self.batch_delay_seconds,
             full_refresh=self.full_refresh,
-            apply_plan_id=self.apply_plan_id,
         )
 
 
