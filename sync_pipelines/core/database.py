@@ -15,9 +15,11 @@ the URL itself gives.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -256,3 +258,11 @@ def pg_text_array(values: Iterable[str | None]) -> str:
         for value in items
     )
     return "{" + ",".join(quoted) + "}"
+
+
+def default_state_url() -> str:
+    """Where the sync state lives when ``SYNC_STATE_DATABASE_URL`` is unset: SQLite in the instance's home
+    (``DAGSTER_HOME``, else ``.dagster_home`` in the working directory), beside the runs it records."""
+    home = os.environ.get("DAGSTER_HOME") or str(Path.cwd() / ".dagster_home")
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(home) / 'sync_state.sqlite'}"

@@ -1,7 +1,7 @@
 """One writing run per target at a time, whoever starts it: a lease in the sync state database.
 
-Dagster keeps its own runs apart (the ``sync/target`` run-queue limit, the API pools), but the state database is
-shared by anything that runs a sync: the daemon's scheduled run, and an operator's ``dagster job execute`` in a
+The orchestrator keeps its own runs apart (the ``sync/target`` run-queue limit, the API pools), but the state
+database is shared by anything that runs a sync: the daemon's scheduled run, and an operator's job run from a
 shell whose ``DAGSTER_HOME`` is another instance. Two such runs of one target would both write, and each would
 take the other's live write-ahead rows for a killed run's and "settle" them. So every run that writes (a sync,
 an applied plan, an undo) holds its target's lease from before it settles anything to its end; while it holds

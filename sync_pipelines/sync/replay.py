@@ -17,35 +17,25 @@ to write only the fields whose old value still holds (``write_if_unchanged``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
-
-import dagster as dg
-from pydantic import Field
 
 from sync_pipelines.core.env import env_number
 from sync_pipelines.core.errors import SyncError
-from sync_pipelines.sync.apply import apply_plan
-from sync_pipelines.sync.config import SyncRunConfig
 from sync_pipelines.sync.in_flight import settle_in_flight
-from sync_pipelines.sync.lease import HeldLease
+from sync_pipelines.sync.outcome import Current, Desired, PlannedRun, SyncOutcome
 from sync_pipelines.sync.plan import CONFLICT, Action, Conflict, FieldChange, PlannedRecord, SyncPlan
-from sync_pipelines.sync.report import DRY_RUN_TAG, PREVIEW_ROWS, SyncEvent, _cell, log_plan, report
-from sync_pipelines.sync.shards import SHARD_KEYS
-from sync_pipelines.sync.source import READ_FAILED, Current, Desired, RunScope, SyncSource, moved_fields
+from sync_pipelines.sync.report import Count, Figure, Markdown, Text, log_plan, records_table
+from sync_pipelines.sync.source import READ_FAILED, RunScope, SyncSource, moved_fields
 from sync_pipelines.sync.state import APPLIED, SavedPlan, Settlement, SyncStateStore
 
 PLAN_AGE_SETTING = "SYNC_PLAN_MAX_AGE_HOURS"
 DEFAULT_PLAN_AGE_HOURS = 24.0
-PLAN_ID_TAG = "sync/plan_id"
 # How far in the future a saved plan may be dated (hosts' clocks differ a little) before it is refused.
 CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
-UNDO_OF_TAG = "sync/undo_of"
 
 
 class PlanRefused(SyncError):
@@ -204,40 +194,35 @@ class ReplaySource(SyncSource):
     def settles(self, scope: RunScope) -> bool:
         return False
 
-    def metadata(self, outcome: Any) -> dict[str, Any]:
-        metadata: dict[str, Any] = {}
+    def metadata(self, outcome: SyncOutcome) -> dict[str, Figure]:
+        """The plan's or the undo's ids, and the fields left alone as conflicts and the records kept, and why."""
+        metadata: dict[str, Figure] = {}
         if self.plan_id:
-            metadata["plan_id"] = dg.MetadataValue.text(self.plan_id)
+            metadata["plan_id"] = Text(self.plan_id)
         if self.undo_of:
-            metadata["undo_of"] = dg.MetadataValue.text(self.undo_of)
-        # One row per field left alone: at planning (``self.conflicts``) or by the writer (``result.conflicts``).
+            metadata["undo_of"] = Text(self.undo_of)
+        rows = self.conflict_rows(outcome)
+        metadata["conflicts"] = Count(len({key for key, _, _ in rows}))
+        if rows:
+            metadata["conflict_records"] = Markdown(
+                records_table(("record", "field", "left alone because"), rows, self.label)
+            )
+        if self.kept:
+            metadata["kept_for_a_person"] = Markdown(
+                records_table(("record", "kept because"), self.kept, self.label)
+            )
+        return metadata
+
+    def conflict_rows(self, outcome: SyncOutcome) -> list[tuple[str, str, str]]:
+        """One row per field left alone, (record, field, why): at planning (``self.conflicts``) or by the writer
+        (``result.conflicts``)."""
         rows = [(r.key, c.field, r.reason or "") for r in self.conflicts for c in r.changes]
         if outcome.result is not None and outcome.result.conflicts:
             planned = {record.key: record for record in outcome.plan.to_write}
             for key, reason in sorted(outcome.result.conflicts.items()):
                 left = reason.left_alone(planned[key]) if key in planned else set(reason.fields)
                 rows += [(key, name, str(reason)) for name in sorted(left)]
-        metadata["conflicts"] = dg.MetadataValue.int(len({key for key, _, _ in rows}))
-        if rows:
-            metadata["conflict_records"] = dg.MetadataValue.md(
-                _table(("record", "field", "left alone because"), rows, self.label)
-            )
-        if self.kept:
-            metadata["kept_for_a_person"] = dg.MetadataValue.md(
-                _table(("record", "kept because"), self.kept, self.label)
-            )
-        return metadata
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], label: Any) -> str:
-    """Markdown: the record (as ``label`` names it), then the other cells of each row."""
-    lines = [f"| {' | '.join(header)} |", f"|{' --- |' * len(header)}"]
-    lines += [
-        f"| {' | '.join([_cell(label(key)), *map(_cell, cells)])} |" for key, *cells in rows[:PREVIEW_ROWS]
-    ]
-    if len(rows) > PREVIEW_ROWS:
-        lines.append(f"| ... |{' |' * (len(header) - 2)} {len(rows) - PREVIEW_ROWS} more |")
-    return "\n".join(lines)
+        return rows
 
 
 def plan_replay(
@@ -288,13 +273,9 @@ def plan_replay(
     return SyncPlan(target, planned), conflicts
 
 
-async def replay_run(
-    source: ReplaySource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None = None
-) -> Any:
-    """The engine's run for a replay: read the target, judge each change, apply the rest conditionally;
-    ``lease`` (the run's, none for a dry run) is checked before each batch."""
-    from sync_pipelines.sync.run import SyncOutcome
-
+async def plan_replay_run(source: ReplaySource, state: SyncStateStore, scope: RunScope) -> PlannedRun:
+    """The planning strategy of a replay: settle what was left in flight, read the target, judge each change;
+    the run applies the rest conditionally (``source.write``), conflicts recorded first."""
     started = time.monotonic()
     target, log = source.target, scope.log
     # What interrupted runs left in flight is settled first, so an undo reads a log that matches the target.
@@ -316,67 +297,21 @@ async def replay_run(
         f"{len(source.conflicts)} record(s) changed since, left alone as conflicts"
     )
     log_plan(log, plan, scope.dry_run)
-    if scope.dry_run:
-        if source.undo_of:
-            state.save_plan(scope.run_id, target, source.records, plan.counts(), undo_of=source.undo_of)
-            outcome.plan_id = scope.run_id
-        outcome.seconds = time.monotonic() - started
-        return outcome
-    if source.conflicts:
-        state.record_conflicts(scope.run_id, target, source.conflicts)
-    outcome.result = await apply_plan(
-        plan,
-        source.write,
-        state=state,
-        run_id=scope.run_id,
-        batch_size=scope.config.effective_batch_size(source.default_batch_size),
-        batch_delay_seconds=scope.config.batch_delay_seconds,
-        remember_written=source.remembers_written,
-        log=log,
-        before_batch=lease.check if lease is not None else None,
+
+    def before_apply() -> None:
+        if source.conflicts:
+            state.record_conflicts(scope.run_id, target, source.conflicts)
+
+    return PlannedRun(
+        outcome,
+        # An undo's preview is saved like any dry run's plan; a reviewed plan is saved already.
+        to_save=source.records if source.undo_of else None,
+        undo_of=source.undo_of,
+        before_apply=before_apply,
+        failing=dict(current.failures),
     )
-    outcome.result.failures.update({key: reason for key, reason in current.failures.items()})
-    outcome.seconds = time.monotonic() - started
-    return outcome
 
 
 def reviewed_source(source: SyncSource, state: SyncStateStore, plan_id: str) -> ReplaySource:
     plan = reviewed_plan(state, plan_id, source.target)
     return ReplaySource(source, plan.records, plan_id=plan.plan_id, undo_of=plan.undo_of)
-
-
-# -- the undo jobs ------------------------------------------------------------------------------------------
-class UndoConfig(dg.Config):
-    """``ops: {<sync>_undo: {config: {run_id: ..., dry_run: false}}}``."""
-
-    run_id: str = Field(description="The run whose applied changes to reverse (its id in the Runs list).")
-    dry_run: bool = Field(
-        default=True,
-        description="Show (and save) the undo's plan only; false: apply it, conflicts left alone.",
-    )
-    batch_size: int | None = Field(default=None, ge=1, description="Records per batch.")
-    batch_delay_seconds: float = Field(default=0.0, ge=0, description="Pause between batches.")
-
-
-def run_undo(
-    context: dg.OpExecutionContext,
-    config: UndoConfig,
-    source: SyncSource,
-    state: SyncStateStore,
-    asset_key: dg.AssetKey,
-) -> Iterator[SyncEvent]:
-    """An undo job's body: the reverse of ``config.run_id`` as a run of the engine, reported on the asset's page."""
-    records, kept = undo_plan(source, state, config.run_id)
-    replay = ReplaySource(source, records, undo_of=config.run_id, kept=kept)
-    tags = {UNDO_OF_TAG: config.run_id}
-    if config.dry_run:
-        tags.update({DRY_RUN_TAG: "true", PLAN_ID_TAG: context.run_id})
-    context.instance.add_run_tags(context.run_id, tags)
-    run_config = SyncRunConfig(
-        dry_run=config.dry_run, batch_size=config.batch_size, batch_delay_seconds=config.batch_delay_seconds
-    )
-    scope = RunScope(context.run_id, frozenset(SHARD_KEYS), run_config, context.log)
-    from sync_pipelines.sync.run import execute
-
-    outcome = asyncio.run(execute(replay, state, scope))
-    yield from report(asset_key, scope, replay, outcome, materialize=False)

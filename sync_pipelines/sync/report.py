@@ -1,42 +1,69 @@
-"""How every sync reports: the plan and outcome as Dagster metadata and log lines, one path for all three.
+"""How every sync shows a plan and its outcome to a person: markdown tables and log lines, one path for all three.
 
-A dry run is one observation holding the whole plan. A real run is one materialization per healthy shard
-(each with its own counts), then a summary observation; a shard holding a failed record is not materialized,
-so the partition view shows exactly which shards need a re-run. After the healthy shards are recorded the
-step fails, listing the failed records, so the failure alert fires; the next run retries them.
+The orchestrator's side (``defs.shared.run_report``) puts these tables into a run's metadata and events.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-import dagster as dg
-
-from sync_pipelines.core.errors import FailedRecordsError
 from sync_pipelines.sync.apply import ApplyResult
 from sync_pipelines.sync.disclosure import PLAIN, Disclosure
 from sync_pipelines.sync.plan import Action, SyncPlan, Value
 from sync_pipelines.sync.state import Settlement
 
-if TYPE_CHECKING:
-    from sync_pipelines.sync.run import SyncOutcome
-    from sync_pipelines.sync.source import RunScope, SyncSource
-
-SyncEvent = dg.AssetMaterialization | dg.AssetObservation
-
 PREVIEW_ROWS = 50
-DRY_RUN_TAG = "sync/dry_run"
 
 
-def _cell(value: Value) -> str:
+@dataclass(frozen=True)
+class Count:
+    """A whole number among a run's figures."""
+
+    value: int
+
+
+@dataclass(frozen=True)
+class Text:
+    """An id or a short text among a run's figures."""
+
+    value: str
+
+
+@dataclass(frozen=True)
+class Markdown:
+    """A table among a run's figures, shown rendered."""
+
+    value: str
+
+
+# A run's figure as the engine states it; the orchestrator's side turns each into its own kind of metadata value.
+Figure = Count | Text | Markdown
+
+
+def cell(value: Value) -> str:
+    """A value as one cell of a markdown table: on one line, ``|`` escaped, at most 80 characters."""
     text = (
         "∅" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     )
     text = text.replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def records_table(
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], label: Callable[[str], str]
+) -> str:
+    """Markdown: the record (as ``label`` names it), then the other cells of each row; the first rows only."""
+    lines = [f"| {' | '.join(header)} |", f"|{' --- |' * len(header)}"]
+    lines += [
+        f"| {' | '.join([cell(label(key)), *map(cell, cells)])} |" for key, *cells in rows[:PREVIEW_ROWS]
+    ]
+    if len(rows) > PREVIEW_ROWS:
+        lines.append(f"| ... |{' |' * (len(header) - 2)} {len(rows) - PREVIEW_ROWS} more |")
+    return "\n".join(lines)
 
 
 def changes_table(
@@ -60,10 +87,10 @@ def changes_table(
             what = (
                 "changed (personal data, not shown)"
                 if values is None
-                else (f"{_cell(values[0])} -> {_cell(values[1])}")
+                else (f"{cell(values[0])} -> {cell(values[1])}")
             )
             lines.append(
-                f"| {_cell(label(record.key))} | {record.action.value} | {_cell(change.field)} | {what} |"
+                f"| {cell(label(record.key))} | {record.action.value} | {cell(change.field)} | {what} |"
             )
             shown += 1
     total = plan.field_changes()
@@ -74,7 +101,7 @@ def changes_table(
     skipped = plan.skipped
     if skipped:
         lines += ["", "| skipped record | category | reason |", "| --- | --- | --- |"]
-        lines += [f"| {_cell(label(r.key))} | {r.category} | {_cell(r.reason)} |" for r in skipped[:rows]]
+        lines += [f"| {cell(label(r.key))} | {r.category} | {cell(r.reason)} |" for r in skipped[:rows]]
         if len(skipped) > rows:
             lines.append(f"| ... | | {len(skipped) - rows} more |")
     if settlement:
@@ -82,7 +109,7 @@ def changes_table(
         lines += ["", "| left in flight by an interrupted run | field | new value | settled as |"]
         lines.append("| --- | --- | --- | --- |")
         lines += [
-            f"| {_cell(label(c.key))} | {_cell(c.field)} | {_cell(disclosure.value(c.key, c.field, c.new))} | "
+            f"| {cell(label(c.key))} | {cell(c.field)} | {cell(disclosure.value(c.key, c.field, c.new))} | "
             f"{c.status} |"
             for c in changes[:rows]
         ]
@@ -93,7 +120,9 @@ def changes_table(
     return "\n".join(lines)
 
 
-def log_plan(log: Any, plan: SyncPlan, dry_run: bool, settlement: Settlement | None = None) -> None:
+def log_plan(
+    log: logging.Logger, plan: SyncPlan, dry_run: bool, settlement: Settlement | None = None
+) -> None:
     counts = plan.counts()
     skipped = ", ".join(f"{name} {count}" for name, count in sorted(plan.skip_counts().items())) or "none"
     log.info(
@@ -105,65 +134,6 @@ def log_plan(log: Any, plan: SyncPlan, dry_run: bool, settlement: Settlement | N
             f"{plan.target} (dry run): the changes an interrupted run left in flight would be settled as "
             f"{settlement.counts()} (nothing is recorded in a dry run)"
         )
-
-
-def plan_metadata(
-    plan: SyncPlan,
-    dry_run: bool,
-    settlement: Settlement | None = None,
-    disclosure: Disclosure = PLAIN,
-) -> dict[str, Any]:
-    counts = plan.counts()
-    metadata: dict[str, Any] = {
-        "dry_run": dry_run,
-        "planned_creates": dg.MetadataValue.int(counts["create"]),
-        "planned_updates": dg.MetadataValue.int(counts["update"]),
-        "unchanged": dg.MetadataValue.int(counts["unchanged"]),
-        "skipped": dg.MetadataValue.int(counts["skip"]),
-        "planned_field_changes": dg.MetadataValue.int(plan.field_changes()),
-        "plan": dg.MetadataValue.md(changes_table(plan, settlement=settlement, disclosure=disclosure)),
-    }
-    for category, count in sorted(plan.skip_counts().items()):
-        metadata[f"skipped_{category}"] = dg.MetadataValue.int(count)
-    if settlement:
-        prefix = "would_settle" if dry_run else "settled"
-        for status, count in settlement.counts().items():
-            metadata[f"{prefix}_{status}"] = dg.MetadataValue.int(count)
-    return metadata
-
-
-def result_metadata(
-    plan: SyncPlan,
-    result: ApplyResult,
-    settlement: Settlement | None = None,
-    disclosure: Disclosure = PLAIN,
-) -> dict[str, Any]:
-    """The plan's metadata and what was written. Each record is counted once: a skipped record that fails the
-    run (it could not be read, say) is counted as failed, not as skipped too."""
-    metadata = plan_metadata(plan, dry_run=False, settlement=settlement, disclosure=disclosure)
-    skipped = Counter(
-        record.category or "skipped" for record in plan.skipped if record.key not in result.failures
-    )
-    metadata["skipped"] = dg.MetadataValue.int(sum(skipped.values()))
-    for category in plan.skip_counts():
-        metadata[f"skipped_{category}"] = dg.MetadataValue.int(skipped.get(category, 0))
-    metadata.update(
-        {
-            "created": dg.MetadataValue.int(result.created),
-            "updated": dg.MetadataValue.int(result.updated),
-            "failed": dg.MetadataValue.int(result.failed),
-            "field_changes_written": dg.MetadataValue.int(result.field_changes),
-            "apply_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-        }
-    )
-    if result.failures:
-        lines = ["| record | reason |", "| --- | --- |"]
-        lines += [
-            f"| {_cell(disclosure.label(key))} | {_cell(reason)} |"
-            for key, reason in result.failure_list()[:PREVIEW_ROWS]
-        ]
-        metadata["failures"] = dg.MetadataValue.md("\n".join(lines))
-    return metadata
 
 
 def shard_counts(
@@ -181,58 +151,3 @@ def shard_counts(
         else:
             counts[shard]["created" if record.action is Action.CREATE else "updated"] += 1
     return counts
-
-
-def report(
-    asset_key: dg.AssetKey,
-    scope: RunScope,
-    source: SyncSource,
-    outcome: SyncOutcome,
-    materialize: bool = True,
-) -> Iterator[SyncEvent]:
-    """The events of one run (see the module docstring), then ``FailedRecordsError`` if records failed. Without
-    ``materialize`` (an undo job, which is not the asset's run), the summary observation alone."""
-    plan, result, log = outcome.plan, outcome.result, scope.log
-    extra = {
-        "sync_seconds": dg.MetadataValue.float(round(outcome.seconds, 3)),
-        "read_seconds": dg.MetadataValue.float(round(outcome.read_seconds, 3)),
-        **source.metadata(outcome),
-    }
-    if outcome.plan_id:
-        extra["plan_id"] = dg.MetadataValue.text(outcome.plan_id)
-        log.info(f"plan of {plan.target} saved for review as {outcome.plan_id} (run config apply_plan_id)")
-    if result is not None and result.conflicts:
-        extra["conflicts_at_write"] = dg.MetadataValue.int(len(result.conflicts))
-    disclosure = source.disclosure()
-    if result is None:
-        table = changes_table(plan, settlement=outcome.settlement, disclosure=disclosure)
-        log.info(f"plan of {plan.target} (dry run, nothing written):\n{table}")
-        metadata = {**plan_metadata(plan, True, outcome.settlement, disclosure), **extra}
-        yield dg.AssetObservation(asset_key=asset_key, metadata=metadata, tags={DRY_RUN_TAG: "true"})
-        return
-    per_shard = shard_counts(plan, result, source.shard_of)
-    shard_extra = source.shard_metadata(outcome, scope.shards)
-    skip_names = sorted(
-        {name for counts in per_shard.values() for name in counts if name.startswith("skipped_")}
-    )
-    healthy = []
-    for shard in sorted(scope.shards) if materialize else ():
-        counts = per_shard.get(shard, Counter())
-        if counts["failed"]:
-            continue
-        healthy.append(shard)
-        metadata: dict[str, Any] = {
-            name: dg.MetadataValue.int(counts[name]) for name in (*source.count_names, *skip_names)
-        }
-        metadata.update(shard_extra.get(shard, {}))
-        yield dg.AssetMaterialization(asset_key=asset_key, partition=shard, metadata=metadata)
-    yield dg.AssetObservation(
-        asset_key=asset_key,
-        metadata={**result_metadata(plan, result, outcome.settlement, disclosure), **extra},
-    )
-    log.info(
-        f"{plan.target}: {result.created} created, {result.updated} updated, {result.failed} failed "
-        f"in {result.seconds:.1f} s; {len(healthy)}/{len(scope.shards)} shard(s) healthy"
-    )
-    if result.failures:
-        raise FailedRecordsError(plan.target, result.failure_list())

@@ -11,50 +11,25 @@ The sequence is the same for all three syncs, so it lives here once:
 5. a real run settles the interrupted changes, applies the plan in batches (write-ahead, write, audit), and
    reports; records that failed fail the run after everything else was written.
 
-``run_sync`` is the Dagster face of it (an asset's body is one line); ``execute`` runs without Dagster, which
-is what the benchmarks time. A reviewed plan or an undo runs through ``sync.replay`` instead of steps 1-3.
+``execute`` is the whole run, with no orchestrator: an asset's body (``defs.shared.sync_run``) calls it, and so do
+the benchmarks. A reviewed plan or an undo runs through ``sync.replay`` instead of steps 1-3.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-
-import dagster as dg
 
 from sync_pipelines.core.http import run_started
-from sync_pipelines.sync.apply import ApplyResult, apply_plan
-from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.apply import apply_plan
 from sync_pipelines.sync.in_flight import in_flight_changes
 from sync_pipelines.sync.lease import HeldLease, target_lease
-from sync_pipelines.sync.plan import Action, Skip, SyncPlan, plan_changes
-from sync_pipelines.sync.report import DRY_RUN_TAG, SyncEvent, log_plan, report
-from sync_pipelines.sync.shards import selected_shards
-from sync_pipelines.sync.source import READ_FAILED, Current, Desired, RunScope, SyncSource
+from sync_pipelines.sync.outcome import PlannedRun, SyncOutcome
+from sync_pipelines.sync.plan import Action, Skip, plan_changes
+from sync_pipelines.sync.replay import ReplaySource, plan_replay_run
+from sync_pipelines.sync.report import log_plan
+from sync_pipelines.sync.source import READ_FAILED, RunScope, SyncSource
 from sync_pipelines.sync.state import Settlement, SyncStateStore
-
-
-@dataclass
-class SyncOutcome:
-    """Everything a run found and did; ``result`` is ``None`` for a dry run."""
-
-    target: str
-    plan: SyncPlan
-    desired: Desired
-    current: Current
-    settlement: Settlement
-    dry_run: bool
-    result: ApplyResult | None = None
-    plan_id: str | None = None  # the id a dry run saved its plan under (``apply_plan_id``)
-    read_seconds: float = 0.0
-    seconds: float = 0.0
-
-    @property
-    def failures(self) -> dict[str, str]:
-        return self.result.failures if self.result is not None else {}
 
 
 async def execute(source: SyncSource, state: SyncStateStore, scope: RunScope) -> SyncOutcome:
@@ -93,10 +68,43 @@ async def _execute(
 async def _run(
     source: SyncSource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None
 ) -> SyncOutcome:
-    from sync_pipelines.sync.replay import ReplaySource, replay_run
+    """The one run: planned by the source's strategy, then saved (a dry run) or applied in batches."""
+    started = time.monotonic()
+    planned = (
+        await plan_replay_run(source, state, scope)
+        if isinstance(source, ReplaySource)
+        else await plan_sync(source, state, scope)
+    )
+    outcome = planned.outcome
+    if scope.dry_run:
+        if planned.to_save is not None:
+            # The one thing a dry run writes: its plan, for review and ``apply_plan_id`` (``sync_plans``).
+            state.save_plan(
+                scope.run_id, source.target, planned.to_save, outcome.plan.counts(), undo_of=planned.undo_of
+            )
+            outcome.plan_id = scope.run_id
+        outcome.seconds = time.monotonic() - started
+        return outcome
+    planned.before_apply()
+    outcome.result = await apply_plan(
+        outcome.plan,
+        source.write,
+        state=state,
+        run_id=scope.run_id,
+        batch_size=scope.config.effective_batch_size(source.default_batch_size),
+        batch_delay_seconds=scope.config.batch_delay_seconds,
+        remember_written=source.remembers_written,
+        log=scope.log,
+        before_batch=lease.check if lease is not None else None,
+    )
+    outcome.result.failures.update(planned.failing)
+    outcome.seconds = time.monotonic() - started
+    await source.applied(scope, outcome)
+    return outcome
 
-    if isinstance(source, ReplaySource):
-        return await replay_run(source, state, scope, lease)
+
+async def plan_sync(source: SyncSource, state: SyncStateStore, scope: RunScope) -> PlannedRun:
+    """Steps 1-3: what the source system says the target should hold, planned against what the target holds."""
     started = time.monotonic()
     config, target, log = scope.config, source.target, scope.log
     desired = await source.read_desired(scope)
@@ -140,66 +148,19 @@ async def _run(
         target, plan, desired, current, settlement, scope.dry_run, read_seconds=read_seconds
     )
     log_plan(log, plan, scope.dry_run, settlement)
-    if scope.dry_run:
-        # The one thing a dry run writes: its plan, for review and ``apply_plan_id`` (``sync_plans``).
-        state.save_plan(scope.run_id, target, plan.to_write, plan.counts())
-        outcome.plan_id = scope.run_id
-        outcome.seconds = time.monotonic() - started
-        return outcome
-    if settlement:
-        settled = state.settle(settlement, source.remembers_written)
-        log.warning(f"{target}: settled the changes an interrupted run left in flight: {settled}")
-    if source.remembers_written:
-        # Records read this run that already hold the desired values: later runs need not read them again.
-        verified = {
-            record.key: record.desired
-            for record in plan.records
-            if record.action is Action.UNCHANGED and record.key in current.values
-        }
-        state.remember(target, scope.run_id, verified)
-    outcome.result = await apply_plan(
-        plan,
-        source.write,
-        state=state,
-        run_id=scope.run_id,
-        batch_size=config.effective_batch_size(source.default_batch_size),
-        batch_delay_seconds=config.batch_delay_seconds,
-        remember_written=source.remembers_written,
-        log=log,
-        before_batch=lease.check if lease is not None else None,
-    )
-    outcome.result.failures.update(desired.failing)
-    outcome.result.failures.update({skip.key: skip.reason for skip in read_skips})
-    outcome.seconds = time.monotonic() - started
-    await source.applied(scope, outcome)
-    return outcome
 
+    def before_apply() -> None:
+        if settlement:
+            settled = state.settle(settlement, source.remembers_written)
+            log.warning(f"{target}: settled the changes an interrupted run left in flight: {settled}")
+        if source.remembers_written:
+            # Records read this run that already hold the desired values: later runs need not read them again.
+            verified = {
+                record.key: record.desired
+                for record in plan.records
+                if record.action is Action.UNCHANGED and record.key in current.values
+            }
+            state.remember(target, scope.run_id, verified)
 
-def run_scope(context: dg.AssetExecutionContext, config: SyncRunConfig) -> RunScope:
-    return RunScope(context.run_id, frozenset(selected_shards(context)), config, context.log)
-
-
-def run_sync(
-    context: dg.AssetExecutionContext, config: SyncRunConfig, source: SyncSource, state: SyncStateStore
-) -> Iterator[SyncEvent]:
-    """Run the sync and yield its events: a dry run's plan as an observation; a real run's healthy shards as
-    materializations and its summary as an observation, then ``FailedRecordsError`` if records failed."""
-    from sync_pipelines.sync.replay import PLAN_ID_TAG, UNDO_OF_TAG, reviewed_source
-
-    scope = run_scope(context, config)
-    tags = {}
-    if config.apply_plan_id:
-        # Exactly the reviewed plan: refused (before anything is read) if unknown, expired or another target's.
-        source = reviewed_source(source, state, config.apply_plan_id)
-        tags[PLAN_ID_TAG] = config.apply_plan_id
-        if source.undo_of:
-            tags[UNDO_OF_TAG] = source.undo_of
-    elif config.dry_run:
-        tags[PLAN_ID_TAG] = context.run_id
-    if config.dry_run:
-        # Dry runs stand out in the Runs list; a run started with the tag already (the CLI, a schedule) keeps it.
-        tags[DRY_RUN_TAG] = "true"
-    if tags:
-        context.instance.add_run_tags(context.run_id, tags)
-    outcome = asyncio.run(execute(source, state, scope))
-    yield from report(context.asset_key, scope, source, outcome)
+    failing = {**desired.failing, **{skip.key: skip.reason for skip in read_skips}}
+    return PlannedRun(outcome, to_save=plan.to_write, before_apply=before_apply, failing=failing)

@@ -9,15 +9,15 @@ run): ``started``, ``applied`` and ``stopped``, which is where Bakaláři's ``Sy
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import dagster as dg
 
 from sync_pipelines.sync.config import SyncRunConfig
 from sync_pipelines.sync.disclosure import Disclosure
-from sync_pipelines.sync.plan import Conflict, FieldChange, PlannedRecord, Skip, Value, values_equal
+from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
+from sync_pipelines.sync.plan import Conflict, FieldChange, PlannedRecord, Value, values_equal
 from sync_pipelines.sync.shards import SHARD_COUNT, shard_of
 
 READ_FAILED = "read_failed"
@@ -30,7 +30,7 @@ class RunScope:
     run_id: str
     shards: frozenset[str]
     config: SyncRunConfig
-    log: Any
+    log: logging.Logger  # a Dagster run's log is one too
 
     @property
     def dry_run(self) -> bool:
@@ -42,25 +42,6 @@ class RunScope:
         return len(self.shards) == SHARD_COUNT and self.config.limit is None
 
 
-@dataclass
-class Desired:
-    """What the target should hold: ``records`` by key; ``skips`` left alone, and why; ``failing``: the
-    skipped records that must fail the run (after everything else is written), with their reason."""
-
-    records: dict[str, dict[str, Value]]
-    skips: list[Skip] = field(default_factory=list)
-    failing: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Current:
-    """What the target holds for the records read: ``values[key]`` is ``None`` when the target has no such
-    record. A record that could not be read is in ``failures`` and in neither mapping's keys otherwise."""
-
-    values: dict[str, dict[str, Value] | None]
-    failures: dict[str, str] = field(default_factory=dict)
-
-
 class SyncSource:
     """Base of every domain's source; override what differs. One instance serves one run."""
 
@@ -70,30 +51,6 @@ class SyncSource:
     remembers_written: bool = False
     # The per-shard counts each shard's materialization carries.
     count_names: tuple[str, ...] = ("created", "updated", "unchanged", "failed")
-
-    # What the source's HTTP client did, recorded by ``record_api`` when the client closes.
-    requests: int = 0
-    retries: int = 0
-    resends: int = (
-        0  # writes sent again after reading that the target did not hold them (a lost answer, a 5xx)
-    )
-    in_flight: dict[str, Any] | None = None
-
-    def record_api(self, api: Any) -> None:
-        """Keep an ``ApiClient``'s request count, retries and how its requests in flight adapted."""
-        self.requests, self.retries, self.resends = api.requests_made, api.retries, api.resends
-        self.in_flight = api.concurrency_summary()
-
-    def api_metadata(self) -> dict[str, Any]:
-        """``record_api``'s figures as run metadata (the limit of requests in flight and what moved it)."""
-        metadata: dict[str, Any] = {
-            "requests_made": dg.MetadataValue.int(self.requests),
-            "retries": dg.MetadataValue.int(self.retries),
-            "writes_resent": dg.MetadataValue.int(self.resends),
-        }
-        if self.in_flight is not None:
-            metadata["requests_in_flight"] = dg.MetadataValue.json(self.in_flight)
-        return metadata
 
     def shard_of(self, key: str) -> str:
         return shard_of(key)
@@ -171,17 +128,18 @@ class SyncSource:
     async def started(self, scope: RunScope) -> None:
         """A real run begins (never called in a dry run)."""
 
-    async def applied(self, scope: RunScope, outcome: Any) -> None:
+    async def applied(self, scope: RunScope, outcome: SyncOutcome) -> None:
         """The plan was applied (never called in a dry run); ``outcome`` is the run's ``SyncOutcome``."""
 
     async def stopped(self, scope: RunScope, error: BaseException) -> None:
         """A real run failed with ``error`` (never called in a dry run)."""
 
-    def metadata(self, outcome: Any) -> dict[str, Any]:
-        """Whole-run figures of this domain, added to the run's summary."""
+    def metadata(self, outcome: SyncOutcome) -> Mapping[str, Any]:
+        """Whole-run figures of this domain, added to the run's summary : the engine's ``sync.report.Figure``s, or the
+        orchestrator's own metadata values, which the engine passes through without reading them."""
         return {}
 
-    def shard_metadata(self, outcome: Any, shards: frozenset[str]) -> dict[str, dict[str, Any]]:
+    def shard_metadata(self, outcome: SyncOutcome, shards: frozenset[str]) -> dict[str, dict[str, Any]]:
         """Figures of this domain per shard, added to each shard's materialization."""
         return {}
 

@@ -12,9 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.outcome import SyncOutcome
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord, Value
 from sync_pipelines.sync.replay import PlanRefused, ReplaySource, reviewed_source, undo_plan
-from sync_pipelines.sync.run import SyncOutcome, execute
+from sync_pipelines.sync.run import execute
 from sync_pipelines.sync.shards import SHARD_KEYS
 from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
 from sync_pipelines.sync.state import SyncStateStore, saved_plans

@@ -8,10 +8,11 @@ import json
 import pytest
 
 from sync_pipelines.core.errors import AuthenticationError
+from sync_pipelines.defs.shared.run_report import plan_metadata
 from sync_pipelines.sync import Action, SyncStateStore, apply_plan, plan_changes
 from sync_pipelines.sync.config import SyncRunConfig
 from sync_pipelines.sync.plan import Skip, values_equal
-from sync_pipelines.sync.report import changes_table, plan_metadata
+from sync_pipelines.sync.report import changes_table
 from sync_pipelines.sync.run import execute
 from sync_pipelines.sync.shards import SHARD_KEYS
 from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
@@ -188,7 +189,8 @@ def test_dry_run_after_a_killed_run_shows_the_settlement_and_writes_nothing(stat
 def test_settling_leaves_changes_of_records_not_read_in_flight(state: SyncStateStore) -> None:
     state.begin_batch("killed-run", "rt", plan_changes("rt", DESIRED, {}).to_write)
     # Record 2 could not be read: its changes are neither applied nor guessed not applied.
-    outcome = state.reconcile_pending("rt", {"1": dict(DESIRED["1"]), "3": None}, remember_written=True)
+    current = {"1": dict(DESIRED["1"]), "3": None}
+    outcome = state.settle(state.settlement("rt", current), remember_written=True)
     assert outcome == {"applied": 2, "not_applied": 2}
     assert state.pending("rt") == {"2": DESIRED["2"]}
     assert {r["record_key"] for r in state.audit_rows("rt")} == {"1", "3"}
@@ -258,7 +260,7 @@ def test_pending_rows_of_a_killed_run_are_settled_by_what_the_target_holds(state
     state.begin_batch("killed-run", "rt", plan.to_write)
     current = {"1": dict(DESIRED["1"]), "2": {"Grade": None}, "3": None}
     assert set(state.pending("rt")) == {"1", "2", "3"}
-    outcome = state.reconcile_pending("rt", current, remember_written=True)
+    outcome = state.settle(state.settlement("rt", current), remember_written=True)
     assert outcome == {"applied": 2, "not_applied": 4}
     statuses = {(r["record_key"], r["status"]) for r in state.audit_rows("rt")}
     assert ("1", "applied") in statuses and ("2", "not_applied") in statuses
@@ -323,7 +325,7 @@ def test_each_record_is_counted_once_and_each_shard_carries_its_own_counts(state
     import dagster as dg
 
     from sync_pipelines.core.errors import FailedRecordsError
-    from sync_pipelines.sync.report import report
+    from sync_pipelines.defs.shared.run_report import report
     from sync_pipelines.sync.shards import shard_of
 
     desired = {str(n): {"a": n} for n in range(1, 41)}

@@ -49,7 +49,7 @@ def test_any_key_is_written_audited_remembered_and_settled(state_url: str) -> No
     for run in ("run-2", "run-3"):
         state.begin_batch(run, TARGET, records)
         current = {key: {"name": f"n{index}"} for index, key in enumerate(KEYS)}
-        assert state.reconcile_pending(TARGET, current, True) == {APPLIED: len(KEYS), NOT_APPLIED: 0}
+        assert state.settle(state.settlement(TARGET, current), True) == {APPLIED: len(KEYS), NOT_APPLIED: 0}
         assert state.pending(TARGET) == {}
 
 
@@ -97,7 +97,7 @@ def test_a_batch_whose_audit_cannot_be_written_does_not_block_settling(pg_url: s
     state.begin_batch("killed", TARGET, [record("User:fine", "f")])
     current = {"User:poison": {"name": "p"}, "User:fine": {"name": "f"}}
     for _ in range(2):  # this run and the next: neither fails
-        counts = state.reconcile_pending(TARGET, current, True)
+        counts = state.settle(state.settlement(TARGET, current), True)
         assert counts == {APPLIED: 1 if _ == 0 else 0, NOT_APPLIED: 0, "batches_left_in_flight": 1}
         assert set(state.pending(TARGET)) == {"User:poison"}
     assert [row["record_key"] for row in state.audit_rows(TARGET)] == ["User:fine"]

@@ -40,10 +40,12 @@ from sync_pipelines.defs.bakalari.edurpg import REF_TYPES, EduRpgSnapshot, EduRp
 from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
 from sync_pipelines.defs.bakalari.stored_token import ACCESS
 from sync_pipelines.defs.bakalari.writer import EntityWriter
+from sync_pipelines.defs.shared.api_source import ApiSource
+from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord, Skip, Value
 from sync_pipelines.sync.report import PREVIEW_ROWS
 from sync_pipelines.sync.shards import SHARD_COUNT, shard_of
-from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
+from sync_pipelines.sync.source import RunScope
 
 TARGET = "bakalari_entities"
 DEFAULT_BATCH_SIZE = 500
@@ -80,7 +82,7 @@ def _shards_label(shards: frozenset[str]) -> str:
     return "all" if len(shards) == SHARD_COUNT else ",".join(sorted(shards))
 
 
-class BakalariSource(SyncSource):
+class BakalariSource(ApiSource):
     target = TARGET
     default_batch_size = DEFAULT_BATCH_SIZE
     remembers_written = False
@@ -220,7 +222,7 @@ class BakalariSource(SyncSource):
         undone = [change for change in changes if change not in new_refs]
         return undone, ("its ExternalRef row was created by the run and is kept" if new_refs else None)
 
-    async def applied(self, scope: RunScope, outcome: Any) -> None:
+    async def applied(self, scope: RunScope, outcome: SyncOutcome) -> None:
         assert self.store is not None
         self.vanished_reported = self.store.report_vanished(
             self.entities.vanished, scope.run_id, include_reported=scope.config.full_refresh
@@ -281,7 +283,7 @@ class BakalariSource(SyncSource):
     def rows_written(self) -> Counter[str]:
         return self.writer.rows_written if self.writer is not None else Counter()
 
-    def entity_counts(self, outcome: Any) -> dict[str, int]:
+    def entity_counts(self, outcome: SyncOutcome) -> dict[str, int]:
         """EduRPG's own result names: ``classesCreated``, ``classesUpdated``, ``usersCreated``, ..."""
         failures = outcome.failures
         counts = {f"{plural}{verb}": 0 for plural in PLURALS.values() for verb in ("Created", "Updated")}
@@ -294,7 +296,7 @@ class BakalariSource(SyncSource):
             counts[f"{PLURALS[kind_of(record.key)]}{verb}"] += 1
         return counts
 
-    def edurpg_result(self, outcome: Any, run_id: str, errors: list[str]) -> dict[str, Any]:
+    def edurpg_result(self, outcome: SyncOutcome, run_id: str, errors: list[str]) -> dict[str, Any]:
         """EduRPG's ``SyncResult`` (``app/lib/services/sync-bakalari.ts``), as its ``sync_ok`` carries it."""
         duration_ms = round(outcome.seconds * 1000)
         return {
@@ -307,7 +309,7 @@ class BakalariSource(SyncSource):
             "durationMs": duration_ms,
         }
 
-    def summary(self, outcome: Any) -> dict[str, Any]:
+    def summary(self, outcome: SyncOutcome) -> dict[str, Any]:
         """This sync's own figures, which ``sync_ok`` / ``sync_fail`` carry next to EduRPG's keys."""
         vanished = self.entities.vanished
         return {
@@ -323,7 +325,7 @@ class BakalariSource(SyncSource):
             "durationMs": round(outcome.seconds * 1000),
         }
 
-    def metadata(self, outcome: Any) -> dict[str, Any]:
+    def metadata(self, outcome: SyncOutcome) -> dict[str, Any]:
         numeric = {
             "students_read": sum(1 for reading in self.readings if reading.ok),
             "students_needing_login": len(self.needs_login),

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from sync_pipelines.core.auth import StaticToken
 from sync_pipelines.core.env import env_text
+from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.settings import api_limits
 from sync_pipelines.defs.rt.client import RequestTrackerClient
@@ -55,8 +56,6 @@ class RequestTrackerResource(dg.ConfigurableResource):
     def grade_mode(self) -> str:
         mode = self.grade_value or env_text("RT_GRADE_VALUE", "grade")
         if mode not in GRADE_VALUES:
-            from sync_pipelines.core.errors import ConfigurationError
-
             raise ConfigurationError("RT_GRADE_VALUE", f"must be 'grade' or 'graduation_year', got {mode!r}")
         return mode
 

@@ -28,8 +28,10 @@ from sync_pipelines.defs.rt.client import (
 )
 from sync_pipelines.defs.rt.desired import desired_custom_fields, record_shard
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
+from sync_pipelines.defs.shared.api_source import ApiSource
+from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
 from sync_pipelines.sync.plan import PlannedRecord
-from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
+from sync_pipelines.sync.source import RunScope
 
 TARGET = "rt_user_custom_fields"
 READ_CHUNK = 1000
@@ -192,7 +194,7 @@ async def _read_pages(
     )
 
 
-class RtSource(SyncSource):
+class RtSource(ApiSource):
     target = TARGET
     default_batch_size = 500
     remembers_written = True
@@ -282,7 +284,7 @@ class RtSource(SyncSource):
         await asyncio.gather(*(put(record) for record in batch))
         return failures
 
-    def metadata(self, outcome: Any) -> dict[str, Any]:
+    def metadata(self, outcome: SyncOutcome) -> dict[str, Any]:
         return {
             **self.api_metadata(),
             "invalid_students": dg.MetadataValue.int(self.invalid_students),

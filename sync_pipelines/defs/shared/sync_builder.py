@@ -20,8 +20,10 @@ import dagster as dg
 
 from sync_pipelines.core.env import env_number, env_text
 from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.defs.shared.run_config import SyncAssetConfig
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_asset import sync_asset
+from sync_pipelines.defs.shared.sync_run import run_sync
 from sync_pipelines.defs.shared.sync_spec import SourceInputs, SyncSpec
 from sync_pipelines.defs.shared.undo_job import undo_job
 from sync_pipelines.defs.systems import (
@@ -32,8 +34,6 @@ from sync_pipelines.defs.systems import (
     schedule_status,
     schedule_timezone,
 )
-from sync_pipelines.sync import SyncRunConfig
-from sync_pipelines.sync.run import run_sync
 from sync_pipelines.sync.source import SyncSource
 
 # Run monitoring's per-run limit (deploy/dagster.yaml's max_runtime_seconds is the instance-wide backstop).
@@ -129,7 +129,7 @@ def sync_asset_of(spec: SyncSpec, run_upstream: bool = True) -> dg.AssetsDefinit
         },
         required_resource_keys={*spec.resources, "sync_state"},
     )
-    def body(context: dg.AssetExecutionContext, config: SyncRunConfig, **upstream: Any):
+    def body(context: dg.AssetExecutionContext, config: SyncAssetConfig, **upstream: Any):
         state: SyncStateResource = context.resources.sync_state
         source = spec.source(SourceInputs(context.resources, upstream, context.instance))
         yield from run_sync(context, config, source, state.store())

@@ -10,8 +10,9 @@ from collections.abc import Callable, Mapping
 import dagster as dg
 
 from sync_pipelines.core.failures import reported_as_failures
+from sync_pipelines.defs.shared.run_config import UndoConfig
+from sync_pipelines.defs.shared.sync_run import run_undo
 from sync_pipelines.defs.shared.sync_spec import SourceInputs
-from sync_pipelines.sync.replay import UndoConfig, run_undo
 from sync_pipelines.sync.source import SyncSource
 
 

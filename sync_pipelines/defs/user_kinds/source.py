@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from sync_pipelines.defs.shared.api_source import ApiSource
 from sync_pipelines.defs.user_kinds.database import ZlvUser, ZlvUsers
 from sync_pipelines.defs.user_kinds.lookups import LookupResults, look_up_users
 from sync_pipelines.defs.user_kinds.mapping import (
@@ -25,9 +26,10 @@ from sync_pipelines.defs.user_kinds.mapping import (
 )
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
 from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
 from sync_pipelines.sync.plan import PlannedRecord, Skip, Value
 from sync_pipelines.sync.shards import shard_of
-from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
+from sync_pipelines.sync.source import RunScope
 
 TARGET = "user_kinds"
 DEFAULT_BATCH_SIZE = 1000
@@ -77,7 +79,7 @@ def desired_kinds(
     return Desired(desired, skips, failing), current
 
 
-class UserKindsSource(SyncSource):
+class UserKindsSource(ApiSource):
     target = TARGET
     default_batch_size = DEFAULT_BATCH_SIZE
     remembers_written = False
@@ -154,7 +156,7 @@ class UserKindsSource(SyncSource):
         """Kinds Portail DF gave for the users processed (the seed's "Kind distribution")."""
         return Counter(o.kind for o in self.lookups.outcomes.values() if o.kind is not None)
 
-    def metadata(self, outcome: Any) -> dict[str, Any]:
+    def metadata(self, outcome: SyncOutcome) -> dict[str, Any]:
         """Numeric run totals (plotted over time) and the phase timings."""
         plan = outcome.plan
         skips = plan.skip_counts()
@@ -186,7 +188,7 @@ class UserKindsSource(SyncSource):
             )
         return metadata
 
-    def shard_metadata(self, outcome: Any, shards: frozenset[str]) -> dict[str, dict[str, Any]]:
+    def shard_metadata(self, outcome: SyncOutcome, shards: frozenset[str]) -> dict[str, dict[str, Any]]:
         """Per shard: users processed, not found, ambiguous, and the kind distribution."""
         per_shard: dict[str, Counter[str]] = defaultdict(Counter)
         for record in outcome.plan.records:

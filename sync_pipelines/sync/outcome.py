@@ -1,0 +1,73 @@
+"""What one run reads and what it ends with: the values the engine, the sources and the reports all pass around.
+
+They sit in a module of their own so the run (``sync.run``), the replay strategy (``sync.replay``), the sources
+(``sync.source``) and the reports can all name them without importing one another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sync_pipelines.sync.apply import ApplyResult
+from sync_pipelines.sync.plan import PlannedRecord, Skip, SyncPlan, Value
+from sync_pipelines.sync.state import Settlement
+
+
+@dataclass
+class Desired:
+    """What the target should hold: ``records`` by key; ``skips`` left alone, and why; ``failing``: the
+    skipped records that must fail the run (after everything else is written), with their reason."""
+
+    records: dict[str, dict[str, Value]]
+    skips: list[Skip] = field(default_factory=list)
+    failing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Current:
+    """What the target holds for the records read: ``values[key]`` is ``None`` when the target has no such
+    record. A record that could not be read is in ``failures`` and in neither mapping's keys otherwise."""
+
+    values: dict[str, dict[str, Value] | None]
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SyncOutcome:
+    """Everything a run found and did; ``result`` is ``None`` for a dry run."""
+
+    target: str
+    plan: SyncPlan
+    desired: Desired
+    current: Current
+    settlement: Settlement
+    dry_run: bool
+    result: ApplyResult | None = None
+    plan_id: str | None = None  # the id a dry run saved its plan under (``apply_plan_id``)
+    read_seconds: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return self.result.failures if self.result is not None else {}
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class PlannedRun:
+    """What a planning strategy hands the run: the outcome so far (read and planned, nothing applied), and what
+    the run does with it. A sync plans from what the source system says; a reviewed plan or an undo
+    (``sync.replay``) from saved changes. Whichever planned it, one path saves a dry run's plan or applies it."""
+
+    outcome: SyncOutcome
+    # A dry run saves these records for review (``apply_plan_id``); ``None``: it saves nothing.
+    to_save: list[PlannedRecord] | None = None
+    undo_of: str | None = None  # the run an undo reverses, saved with its plan
+    # What a real run records before it applies the plan (settle what was left in flight, note conflicts).
+    before_apply: Callable[[], None] = _nothing
+    # Records that fail the run once everything else was written, with their reason.
+    failing: dict[str, str] = field(default_factory=dict)
