@@ -32,7 +32,7 @@ class ApplyResult:
     field_changes: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     # Records a conditional writer left alone: the target no longer held the expected old value.
-    conflicts: dict[str, str] = field(default_factory=dict)
+    conflicts: dict[str, Conflict] = field(default_factory=dict)
     batches: int = 0
     seconds: float = 0.0
 
@@ -167,7 +167,10 @@ async def apply_plan(
             )
             result.batches += 1
             for key, reason in failures.items():
-                (result.conflicts if isinstance(reason, Conflict) else result.failures)[key] = reason
+                if isinstance(reason, Conflict):
+                    result.conflicts[key] = reason
+                else:
+                    result.failures[key] = reason
             for record in batch:
                 written = written_changes(record, failures.get(record.key))
                 if not written:

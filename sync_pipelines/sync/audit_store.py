@@ -43,6 +43,9 @@ from sync_pipelines.sync.state_schema import (
     written_row,
 )
 
+# One audit row before its run, batch, target and time: (record key, field, old, new, status, reason).
+AuditEntry = tuple[str, str, str | None, str | None, str, str | None]
+
 
 class WriteAheadStore:
     """The write-ahead rows, the audit log and the last written values of every target."""
@@ -107,7 +110,7 @@ class WriteAheadStore:
                 )
             return
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        for chunk in chunks(rows):
+        for rows_chunk in chunks(rows):
             statement = insert(last_written)
             statement = statement.on_conflict_do_update(
                 index_elements=[last_written.c.target, last_written.c.record_key, last_written.c.field],
@@ -117,7 +120,7 @@ class WriteAheadStore:
                     "written_at": statement.excluded.written_at,
                 },
             )
-            connection.execute(statement, chunk)
+            connection.execute(statement, rows_chunk)
 
     # -- audit --------------------------------------------------------------------------------------------
     @property
@@ -177,7 +180,7 @@ class WriteAheadStore:
         next batch is written ahead in the same transaction; returns its batch id."""
         now = utc_now()
         reasons = {key: redact(reason)[:2000] for key, reason in failures.items()} if failures else {}
-        entries = []
+        entries: list[AuditEntry] = []
         written: list[dict[str, Any]] = []
         for record in records:
             reason = failures.get(record.key)
@@ -227,7 +230,7 @@ class WriteAheadStore:
     def _append_audit(
         connection: sa.Connection,
         batch: tuple[str, str, str, datetime],
-        entries: list[tuple[str, str, str | None, str | None, str, str | None]],
+        entries: list[AuditEntry],
     ) -> None:
         """Append the audit rows of one batch (``run_id, batch_id, target, recorded_at``): one entry per change,
         ``(record_key, field, old_value, new_value, status, error)``. On PostgreSQL one ``COPY``, its text

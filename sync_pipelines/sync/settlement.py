@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync_pipelines.core.redaction import describe_error
-from sync_pipelines.sync.audit_store import WriteAheadStore
+from sync_pipelines.sync.audit_store import AuditEntry, WriteAheadStore
 from sync_pipelines.sync.plan import (
     Value,
     values_equal,
@@ -133,7 +133,7 @@ class SettlementStore(WriteAheadStore):
         with self.engine.begin() as connection:
             written: list[dict[str, Any]] = []
             for batch in settlement.batches:
-                entries = [
+                entries: list[AuditEntry] = [
                     (c.key, c.field, encode_value(c.old), encode_value(c.new), c.status, INTERRUPTED)
                     for c in batch.settled
                 ]

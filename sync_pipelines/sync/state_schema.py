@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -60,7 +60,7 @@ batches_in_flight = sa.Table(
 sa.event.listen(
     batches_in_flight,
     "after_create",
-    sa.DDL("ALTER TABLE sync_batches ALTER COLUMN changes SET STORAGE EXTERNAL").execute_if(
+    sa.DDL("ALTER TABLE sync_batches ALTER COLUMN changes SET STORAGE EXTERNAL").execute_if(  # type: ignore[no-untyped-call]
         dialect="postgresql"
     ),
 )

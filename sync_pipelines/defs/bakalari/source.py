@@ -227,6 +227,7 @@ class BakalariSource(ApiSource):
         self.vanished_reported = self.store.report_vanished(
             self.entities.vanished, scope.run_id, include_reported=scope.config.full_refresh
         )
+        assert outcome.result is not None  # called after a write
         failures = outcome.result.failure_list()
         errors = [f"{key}: {reason[:300]}" for key, reason in failures[:50]]
         result = self.edurpg_result(outcome, scope.run_id, errors)

@@ -9,7 +9,7 @@ step fails, listing the failed records, so the failure alert fires; the next run
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -90,7 +90,11 @@ def result_metadata(
 def dagster_metadata(figures: Mapping[str, Any]) -> dict[str, Any]:
     """A source's figures as Dagster metadata: the engine's ``Count``, ``Text`` and ``Markdown`` turned into
     Dagster's values, the rest (a domain's own ``MetadataValue``s) kept as they are."""
-    kinds = {Count: dg.MetadataValue.int, Text: dg.MetadataValue.text, Markdown: dg.MetadataValue.md}
+    kinds: dict[type, Callable[[Any], Any]] = {
+        Count: dg.MetadataValue.int,
+        Text: dg.MetadataValue.text,
+        Markdown: dg.MetadataValue.md,
+    }
     return {
         name: kinds[type(value)](value.value) if type(value) in kinds else value
         for name, value in figures.items()
@@ -135,11 +139,11 @@ def report(
         if counts["failed"]:
             continue
         healthy.append(shard)
-        metadata: dict[str, Any] = {
+        shard_metadata: dict[str, Any] = {
             name: dg.MetadataValue.int(counts[name]) for name in (*source.count_names, *skip_names)
         }
-        metadata.update(shard_extra.get(shard, {}))
-        yield dg.AssetMaterialization(asset_key=asset_key, partition=shard, metadata=metadata)
+        shard_metadata.update(shard_extra.get(shard, {}))
+        yield dg.AssetMaterialization(asset_key=asset_key, partition=shard, metadata=shard_metadata)
     yield dg.AssetObservation(
         asset_key=asset_key,
         metadata={**result_metadata(plan, result, outcome.settlement, disclosure), **extra},
