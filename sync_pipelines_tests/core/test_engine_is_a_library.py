@@ -1,5 +1,5 @@
-"""The engine (``sync_pipelines/sync/``) is a library: importing it loads no Dagster, and its modules import one
-another one way only, at the top of each module."""
+"""The engine (``sync_pipelines/sync/``) is a library: importing it loads no Dagster; and the code location's
+modules import one another one way only, at the top of each module."""
 
 import ast
 import subprocess
@@ -27,25 +27,41 @@ def test_importing_every_engine_module_loads_no_dagster() -> None:
     assert loaded.stdout.strip() == "[]"
 
 
-def _engine_imports() -> dict[str, tuple[set[str], set[str]]]:
-    """Per engine module, the engine modules it imports at its top, and those it imports anywhere else."""
-    modules = {path.stem for path in ENGINE.glob("*.py") if path.stem != "__init__"}
+PACKAGE = ENGINE.parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_imports() -> dict[str, tuple[set[str], set[str]]]:
+    """Per module of the code location, the project modules it imports at its top, and those it imports
+    anywhere else (inside a function or a class), imports of names from a package's ``__init__`` included."""
+    paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
     found: dict[str, tuple[set[str], set[str]]] = {}
-    for name in modules:
-        tree = ast.parse((ENGINE / f"{name}.py").read_text())
+    for name, path in paths.items():
+        tree = ast.parse(path.read_text())
         top = {id(node) for node in tree.body}
-        at_top, inside = set(), set()
+        at_top: set[str] = set()
+        inside: set[str] = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sync_pipelines.sync."):
-                imported = node.module.split(".")[2]
-                (at_top if id(node) in top else inside).add(imported)
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sync_pipelines"):
+                module = node.module or ""
+                for alias in node.names:
+                    submodule = f"{module}.{alias.name}"
+                    targets.append(submodule if submodule in paths else module)
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names if alias.name.startswith("sync_pipelines")]
+            (at_top if id(node) in top else inside).update(t for t in targets if t in paths and t != name)
         found[name] = (at_top, inside)
     return found
 
 
 @pytest.mark.unit
-def test_engine_modules_import_each_other_at_the_top_without_a_cycle() -> None:
-    imports = _engine_imports()
+def test_the_code_locations_modules_import_each_other_at_the_top_without_a_cycle() -> None:
+    imports = _project_imports()
     assert {name: inside for name, (_, inside) in imports.items() if inside} == {}
     visiting: list[str] = []
     done: set[str] = set()
@@ -55,10 +71,10 @@ def test_engine_modules_import_each_other_at_the_top_without_a_cycle() -> None:
         if name in done:
             return
         visiting.append(name)
-        for imported in imports[name][0]:
+        for imported in sorted(imports[name][0]):
             visit(imported)
         visiting.pop()
         done.add(name)
 
-    for name in imports:
+    for name in sorted(imports):
         visit(name)
