@@ -49,6 +49,13 @@ def test_reviewed_plan_conflict_undo_and_undo_of_undo(world_v2: ZlvWorld) -> Non
     shown = summary(applied)
     assert shown["skipped_conflict"] == 1 and shown["conflicts"] == 1
     assert shown["plan_id"] == plan_id
+    # The asset's Overview (its latest materialization) shows the run as a whole, not the last shard alone.
+    materializations = applied.asset_materializations_for_node("user_kinds")
+    last = {name: value.value for name, value in materializations[-1].metadata.items()}
+    assert last["run_updated"] == shown["updated"] == len(changing) - 1
+    assert last["run_conflicts"] == 1 and last["run_plan_id"] == plan_id and "run_plan" in last
+    assert sum(m.metadata["updated"].value for m in materializations) == shown["updated"]
+    assert all("run_updated" not in m.metadata for m in materializations[:-1])
     after = world.kinds()
     assert after[moved] == "manual"
     assert {key: after[key] for key in changing[1:]} == {
@@ -81,3 +88,5 @@ def test_expired_plan_is_refused_with_one_line(world_v2: ZlvWorld, monkeypatch: 
     assert not refused.success
     message = refused.failure_data_for_node("user_kinds").error.message  # type: ignore[union-attr]
     assert f"'{dry.run_id}' expired" in message and "SYNC_PLAN_MAX_AGE_HOURS" in message
+    # Filtering the runs by the plan finds the refused attempt too.
+    assert refused.dagster_run.tags.get("sync/plan_id") == dry.run_id

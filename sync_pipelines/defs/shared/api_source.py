@@ -35,5 +35,16 @@ class ApiSource(SyncSource):
             "writes_resent": dg.MetadataValue.int(self.resends),
         }
         if self.in_flight is not None:
-            metadata["requests_in_flight"] = dg.MetadataValue.json(self.in_flight)
+            metadata["requests_in_flight"] = dg.MetadataValue.text(in_flight_line(self.in_flight))
         return metadata
+
+
+def in_flight_line(summary: dict[str, Any]) -> str:
+    """How the limit of requests in flight moved, in one line: a diagnostic, so a short entry among the run's
+    figures rather than a JSON document filling the asset's page."""
+    signals = ", ".join(f"{name} {count}" for name, count in summary.get("signals", {}).items()) or "none"
+    return (
+        f"{summary['mode']}: ended at {summary['limit']} of {summary['ceiling']} "
+        f"(lowest {summary['lowest']}, highest {summary['highest']}) over {summary['answers']} answers; "
+        f"slowing signals: {signals}"
+    )

@@ -101,6 +101,29 @@ def dagster_metadata(figures: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# The run's figures carried by its last materialization, under ``run_`` names beside the shard's own.
+RUN_TOTALS = (
+    "created",
+    "updated",
+    "failed",
+    "unchanged",
+    "skipped",
+    "conflicts",
+    "conflicts_at_write",
+    "field_changes_written",
+    "plan_id",
+)
+RUN_TABLES = ("plan", "conflict_records", "failures")
+
+
+def run_totals(summary: dict[str, Any], healthy: list[str], shards: frozenset[str]) -> dict[str, Any]:
+    """What a run did as a whole, for the asset's Overview (see ``report``)."""
+    totals = {f"run_{name}": summary[name] for name in RUN_TOTALS if name in summary}
+    totals["run_shards"] = dg.MetadataValue.text(f"{len(healthy)} of {len(shards)} shard(s) materialized")
+    totals.update({f"run_{name}": summary[name] for name in RUN_TABLES if name in summary})
+    return totals
+
+
 def report(
     asset_key: dg.AssetKey,
     scope: RunScope,
@@ -133,24 +156,29 @@ def report(
     skip_names = sorted(
         {name for counts in per_shard.values() for name in counts if name.startswith("skipped_")}
     )
-    healthy = []
+    summary = {**result_metadata(plan, result, outcome.settlement, disclosure), **extra}
+    healthy: list[str] = []
     for shard in sorted(scope.shards) if materialize else ():
         counts = per_shard.get(shard, Counter())
         if counts["failed"]:
             continue
         healthy.append(shard)
+    for shard in healthy:
+        counts = per_shard.get(shard, Counter())
         shard_metadata: dict[str, Any] = {
             name: dg.MetadataValue.int(counts[name]) for name in (*source.count_names, *skip_names)
         }
         shard_metadata.update(shard_extra.get(shard, {}))
+        if shard == healthy[-1]:
+            # The asset's Overview shows its latest materialization: the run's last one also carries what the
+            # run did as a whole (totals, plan, conflicts), so the page does not show one shard's figures alone.
+            shard_metadata.update(run_totals(summary, healthy, scope.shards))
         yield dg.AssetMaterialization(asset_key=asset_key, partition=shard, metadata=shard_metadata)
-    yield dg.AssetObservation(
-        asset_key=asset_key,
-        metadata={**result_metadata(plan, result, outcome.settlement, disclosure), **extra},
-    )
+    yield dg.AssetObservation(asset_key=asset_key, metadata=summary)
+    shards = f"; {len(healthy)}/{len(scope.shards)} shard(s) healthy" if materialize else ""
     log.info(
         f"{plan.target}: {result.created} created, {result.updated} updated, {result.failed} failed "
-        f"in {result.seconds:.1f} s; {len(healthy)}/{len(scope.shards)} shard(s) healthy"
+        f"in {result.seconds:.1f} s{shards}"
     )
     if result.failures:
         raise FailedRecordsError(plan.target, result.failure_list())

@@ -32,11 +32,12 @@ def run_sync(
     """Run the sync and yield its events: a dry run's plan as an observation; a real run's healthy shards as
     materializations and its summary as an observation, then ``FailedRecordsError`` if records failed."""
     scope = run_scope(context, config)
-    tags = {}
+    tags: dict[str, str] = {}
     if config.apply_plan_id:
+        # Tagged first, so that filtering the runs by the plan also finds an apply that was refused.
+        context.instance.add_run_tags(context.run_id, {PLAN_ID_TAG: config.apply_plan_id})
         # Exactly the reviewed plan: refused (before anything is read) if unknown, expired or another target's.
         source = reviewed_source(source, state, config.apply_plan_id)
-        tags[PLAN_ID_TAG] = config.apply_plan_id
         if source.undo_of:
             tags[UNDO_OF_TAG] = source.undo_of
     elif config.dry_run:
@@ -58,12 +59,13 @@ def run_undo(
     asset_key: dg.AssetKey,
 ) -> Iterator[SyncEvent]:
     """An undo job's body: the reverse of ``config.run_id`` as a run of the engine, reported on the asset's page."""
-    records, kept = undo_plan(source, state, config.run_id)
-    replay = ReplaySource(source, records, undo_of=config.run_id, kept=kept)
+    # Tagged first, so that an undo that is refused is found by the run it was asked to reverse too.
     tags = {UNDO_OF_TAG: config.run_id}
     if config.dry_run:
         tags.update({DRY_RUN_TAG: "true", PLAN_ID_TAG: context.run_id})
     context.instance.add_run_tags(context.run_id, tags)
+    records, kept = undo_plan(source, state, config.run_id)
+    replay = ReplaySource(source, records, undo_of=config.run_id, kept=kept)
     scope = RunScope(context.run_id, frozenset(SHARD_KEYS), config.run_config(), context.log)
     outcome = asyncio.run(execute(replay, state, scope))
     yield from report(asset_key, scope, replay, outcome, materialize=False)
