@@ -191,9 +191,9 @@ def test_snapshot_replaced_by_runs_at_once(urls: tuple[str, str]) -> None:
     _, state_url = urls
     manager = SyncStateTableIOManager(state=SyncStateResource(database_url=state_url))
     frames = [
-        pd.DataFrame({"student_id": [f"S{n}-{i}" for i in range(50)], "grade": ["5"] * 50}) for n in range(4)
+        pd.DataFrame({"student_id": [f"S{n}-{i}" for i in range(50)], "grade": ["5"] * 50}) for n in range(6)
     ]
-    rounds = 8
+    rounds = 12
     start_together = threading.Barrier(len(frames), timeout=60)
 
     def store(frame: pd.DataFrame) -> None:
@@ -203,8 +203,12 @@ def test_snapshot_replaced_by_runs_at_once(urls: tuple[str, str]) -> None:
             manager.handle_output(context, frame)
 
     with concurrent.futures.ThreadPoolExecutor(len(frames)) as pool:
-        for future in [pool.submit(store, frame) for frame in frames]:
-            future.result(timeout=300)
+        futures = [pool.submit(store, frame) for frame in frames]
+        concurrent.futures.wait(futures, timeout=300)
+    # The writer's own error, not the barrier the other writers then found broken.
+    errors = [future.exception() for future in futures]
+    assert [e for e in errors if e and not isinstance(e, threading.BrokenBarrierError)] == []
+    assert errors == [None] * len(frames)
     engine = create_database_engine(state_url, "state")
     for round_number in range(rounds):
         stored = pd.read_sql_table(f"asset_students_{round_number}", engine)

@@ -6,6 +6,7 @@ another machine, unlike pickles on a local disk.
 
 import os
 import re
+import time
 from typing import Optional
 
 import dagster as dg
@@ -38,6 +39,20 @@ def _table_name(context: dg.InputContext | dg.OutputContext) -> str:
     return "asset_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
 
 
+# How many times a snapshot replaced at the same moment by another run on SQLite is written again.
+SNAPSHOT_ATTEMPTS = 5
+
+
+def _replace_table(engine: sa.Engine, table: str, frame: pd.DataFrame) -> None:
+    """``frame`` as ``table``, in one transaction, serialized per table on PostgreSQL: two runs replacing the
+    snapshot at once (an operator's run beside a scheduled one) would otherwise race on the DROP and CREATE and
+    fail on the catalog's unique index; readers see the old table or the new, never none."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:table))"), {"table": table})
+        frame.to_sql(table, connection, if_exists="replace", index=False, chunksize=10_000)
+
+
 class SyncStateTableIOManager(dg.ConfigurableIOManager):
     """Stores DataFrame asset values as tables of the sync state database (replaced on each materialization)."""
 
@@ -46,20 +61,19 @@ class SyncStateTableIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         engine = self.state.store().engine
         table = _table_name(context)
-        try:
-            # One transaction, serialized per table on PostgreSQL: two runs replacing the snapshot at once
-            # (an operator's run beside a scheduled one) would otherwise race on the DROP and CREATE and
-            # fail on the catalog's unique index; readers see the old table or the new, never none.
-            with engine.begin() as connection:
-                if engine.dialect.name == "postgresql":
-                    connection.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(hashtext(:table))"), {"table": table}
-                    )
-                obj.to_sql(table, connection, if_exists="replace", index=False, chunksize=10_000)
-        except (SQLAlchemyError, pd.errors.DatabaseError) as error:
-            # Its full text would carry every row of the chunk ([parameters: ...]): names and grades.
-            cause = error if isinstance(error, SQLAlchemyError) else (error.__cause__ or error)
-            raise as_failure(cause) from None
+        for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
+            try:
+                _replace_table(engine, table, obj)
+                break
+            except (SQLAlchemyError, pd.errors.DatabaseError) as error:
+                # Its full text would carry every row of the chunk ([parameters: ...]): names and grades.
+                cause = error if isinstance(error, SQLAlchemyError) else (error.__cause__ or error)
+                # SQLite: another run replaced the same table between pandas' check and its DROP or CREATE
+                # ("no such table", "already exists", "locked"); the replacement is whole or not at all, so
+                # it is made again, a bounded number of times.
+                if engine.dialect.name != "sqlite" or attempt == SNAPSHOT_ATTEMPTS:
+                    raise as_failure(cause) from None
+                time.sleep(0.1 * attempt)
         context.add_output_metadata({"stored_in_table": table, "stored_rows": len(obj)})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
