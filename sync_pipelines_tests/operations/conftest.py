@@ -1,14 +1,18 @@
-"""Fixtures of the end-to-end operations tests: databases that live as long as a module's deployment, and the
-webserver/daemon logs printed under any failing test."""
+"""Fixtures of the end-to-end operations tests: databases that live as long as a module's deployment, every sync
+job's world under one webserver+daemon deployment (the web UI tests), and the webserver/daemon logs printed under
+any failing test."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from devkit.postgres import PostgresServer
-from sync_pipelines_tests.operations.dagster_processes import ACTIVE
+from sync_pipelines_tests.operations.dagster_processes import ACTIVE, DagsterProcesses, running_deployment
+from sync_pipelines_tests.operations.sync_worlds import WORLDS, SyncWorld
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +28,24 @@ def new_database(postgres_server: PostgresServer) -> Iterator[Callable[[], str]]
     yield make
     for name in created:
         postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def worlds(new_database: Callable[[], str]) -> Iterator[dict[str, SyncWorld]]:
+    with contextlib.ExitStack() as stack:
+        yield {job: make(new_database, stack) for job, make in WORLDS.items()}
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    worlds: dict[str, SyncWorld], new_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DagsterProcesses]:
+    env = {"SYNC_STATE_DATABASE_URL": new_database()}
+    for world in worlds.values():
+        env.update(world.env)
+    home = Path(tmp_path_factory.mktemp("web_ui")) / "dagster_home"
+    with running_deployment(home, new_database(), env) as processes:
+        yield processes
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -4,15 +4,12 @@ recorded read back through the same API."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
-from sync_pipelines_tests.operations.dagster_processes import DagsterProcesses, running_deployment
+from sync_pipelines_tests.operations.dagster_processes import DagsterProcesses
 from sync_pipelines_tests.operations.graphql_api import tag_map
 from sync_pipelines_tests.operations.sync_worlds import WORLDS, SyncWorld
 
@@ -32,24 +29,6 @@ SCHEDULES = {
 }
 SENSORS = {"students_changed": "STANDARD", "sync_failure_alert": "RUN_STATUS"}
 TARGET_TAGS = {"rt_user_sync": "rt", "bakalari_sync": "edurpg", "user_kind_sync": "zlv"}
-
-
-@pytest.fixture(scope="module")
-def worlds(new_database: Callable[[], str]) -> Iterator[dict[str, SyncWorld]]:
-    with contextlib.ExitStack() as stack:
-        yield {job: make(new_database, stack) for job, make in WORLDS.items()}
-
-
-@pytest.fixture(scope="module")
-def deployment(
-    worlds: dict[str, SyncWorld], new_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DagsterProcesses]:
-    env = {"SYNC_STATE_DATABASE_URL": new_database()}
-    for world in worlds.values():
-        env.update(world.env)
-    home = Path(tmp_path_factory.mktemp("web_ui")) / "dagster_home"
-    with running_deployment(home, new_database(), env) as processes:
-        yield processes
 
 
 def written(materializations: list[dict], world: SyncWorld) -> int:
