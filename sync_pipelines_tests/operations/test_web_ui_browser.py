@@ -86,6 +86,11 @@ def test_the_asset_page_shows_the_asset_and_its_latest_materialization(
     # The undo materialized every shard last; the Overview names the latest one's partition and metadata.
     assert "shard-15" in lines
     assert {"updated", "unchanged", "failed"} <= set(lines)
+    # ... and what the latest run that materialized (the apply) did as a whole, not that one shard's figures.
+    assert "run_updated" in lines, "the Overview shows no run totals"
+    row = lines[lines.index("run_updated") : lines.index("run_updated") + 3]
+    assert str(runs["apply"].summary["updated"]) in row[1:], row
+    assert {"run_shards", "run_plan"} <= set(lines)
 
 
 def observed(shown: RenderedPage, name: str) -> str:
@@ -121,6 +126,14 @@ def test_each_run_page_shows_its_job_status_and_summary(
         expected = str(recorded).lower() if isinstance(recorded, bool) else str(recorded)
         assert observed(shown, entry) == expected, entry
     assert run.summary["planned_updates"] > 0
+    # The run's closing line words its shards as they are: an undo materializes none, so it counts none.
+    if name == "apply":
+        assert "16/16 shard(s) healthy" in shown.text
+    if name == "undo":
+        assert "shard(s) healthy" not in shown.text
+    # How the requests in flight moved is one short entry, not a JSON document.
+    if "requests_in_flight" in run.summary:
+        assert observed(shown, "requests_in_flight").startswith(("adaptive: ended at", "fixed: ended at"))
 
 
 def test_the_run_pages_link_the_plan_and_the_undone_run(runs: dict[str, ShownRun]) -> None:
