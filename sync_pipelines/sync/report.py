@@ -44,13 +44,15 @@ class Markdown:
 Figure = Count | Text | Markdown
 
 
-def cell(value: Value) -> str:
-    """A value as one cell of a markdown table: on one line, ``|`` escaped, at most 80 characters."""
+def cell(value: Value, width: int | None = 80) -> str:
+    """A value as one cell of a markdown table: on one line, ``|`` escaped, at most ``width`` characters (a
+    target's value may be long). A reason is given ``width=None``: the project's own sentence, whole, since a
+    reason cut mid-sentence cannot be acted on."""
     text = (
         "∅" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     )
     text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if width is None or len(text) <= width else text[: width - 3] + "..."
 
 
 def records_table(
@@ -59,7 +61,8 @@ def records_table(
     """Markdown: the record (as ``label`` names it), then the other cells of each row; the first rows only."""
     lines = [f"| {' | '.join(header)} |", f"|{' --- |' * len(header)}"]
     lines += [
-        f"| {' | '.join([cell(label(key)), *map(cell, cells)])} |" for key, *cells in rows[:PREVIEW_ROWS]
+        f"| {' | '.join([cell(label(key)), *(cell(text, None) for text in cells)])} |"
+        for key, *cells in rows[:PREVIEW_ROWS]
     ]
     if len(rows) > PREVIEW_ROWS:
         lines.append(f"| ... |{' |' * (len(header) - 2)} {len(rows) - PREVIEW_ROWS} more |")
@@ -101,7 +104,7 @@ def changes_table(
     skipped = plan.skipped
     if skipped:
         lines += ["", "| skipped record | category | reason |", "| --- | --- | --- |"]
-        lines += [f"| {cell(label(r.key))} | {r.category} | {cell(r.reason)} |" for r in skipped[:rows]]
+        lines += [f"| {cell(label(r.key))} | {r.category} | {cell(r.reason, None)} |" for r in skipped[:rows]]
         if len(skipped) > rows:
             lines.append(f"| ... | | {len(skipped) - rows} more |")
     if settlement:

@@ -61,6 +61,15 @@ def test_plan_metadata_shows_the_exact_changes() -> None:
     assert metadata["planned_updates"].value == 1 and metadata["planned_creates"].value == 2
 
 
+def test_a_skip_reason_is_shown_whole_in_the_plan_table() -> None:
+    reason = (
+        "the Portail DF account's email matches 3 ZLV users (2 record(s) for other emails containing it); "
+        "check ZLV_EMAIL_COLUMN"
+    )
+    plan = plan_changes("rt", {}, {}, skips=[Skip("7", "ambiguous", reason)])
+    assert f"| 7 | ambiguous | {reason} |" in changes_table(plan)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def state(request: pytest.FixtureRequest, tmp_path) -> SyncStateStore:
     if request.param == "sqlite":

@@ -80,7 +80,7 @@ def result_metadata(
     if result.failures:
         lines = ["| record | reason |", "| --- | --- |"]
         lines += [
-            f"| {cell(disclosure.label(key))} | {cell(reason)} |"
+            f"| {cell(disclosure.label(key))} | {cell(reason, None)} |"
             for key, reason in result.failure_list()[:PREVIEW_ROWS]
         ]
         metadata["failures"] = dg.MetadataValue.md("\n".join(lines))
