@@ -17,9 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 def undo(resources: dict[str, Any], run_id: str, **config: Any) -> dg.ExecuteInProcessResult:
-    defs = dg.Definitions(jobs=[bakalari_sync_undo], resources=resources)
-    return defs.resolve_job_def("bakalari_sync_undo").execute_in_process(
+    return bakalari_sync_undo.execute_in_process(
         run_config={"ops": {"bakalari_entities_undo": {"config": {"run_id": run_id, **config}}}},
+        resources=resources,
         raise_on_error=False,
     )
 

@@ -23,9 +23,9 @@ def summary(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
 
 
 def undo(world: ZlvWorld, run_id: str, **config: Any) -> dg.ExecuteInProcessResult:
-    defs = dg.Definitions(jobs=[user_kind_sync_undo], resources=world.resources())
-    return defs.resolve_job_def("user_kind_sync_undo").execute_in_process(
+    return user_kind_sync_undo.execute_in_process(
         run_config={"ops": {"user_kinds_undo": {"config": {"run_id": run_id, **config}}}},
+        resources=world.resources(),
         raise_on_error=False,
     )
 

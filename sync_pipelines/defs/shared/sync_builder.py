@@ -95,7 +95,7 @@ def build_sync(spec: SyncSpec) -> BuiltSync:
         name=spec.undo_job,
         asset=spec.target,
         tags=run_tags_of(spec),
-        resources=set(spec.resources),
+        resources=spec.resources,
         source=spec.undo_source or spec.source,
         description=spec.undo_description,
     )

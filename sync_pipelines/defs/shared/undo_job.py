@@ -2,14 +2,17 @@
 
 Each sync's spec says which resources its source needs and how to build the source from them; the op, its
 one-line failures, the job's tags (the sync's own, so an undo queues behind a sync of the same target) and the
-in-process executor are the same for all three.
+in-process executor are the same for all three. The job carries its resources itself (the system's own and the
+state store), so its launchpad lists only those instead of every resource of the code location.
 """
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import dagster as dg
 
 from sync_pipelines.core.failures import reported_as_failures
+from sync_pipelines.defs.shared.definitions import sync_state
 from sync_pipelines.defs.shared.run_config import UndoConfig
 from sync_pipelines.defs.shared.sync_run import run_undo
 from sync_pipelines.defs.shared.sync_spec import SourceInputs
@@ -21,7 +24,7 @@ def undo_job(
     name: str,
     asset: str,
     tags: Mapping[str, str],
-    resources: set[str],
+    resources: Mapping[str, Any],
     source: Callable[[SourceInputs], SyncSource],
     description: str,
 ) -> dg.JobDefinition:
@@ -40,7 +43,13 @@ def undo_job(
         inputs = SourceInputs(context.resources, {}, context.instance)
         yield from run_undo(context, config, source(inputs), state, dg.AssetKey(asset))
 
-    @dg.job(name=name, tags=dict(tags), executor_def=dg.in_process_executor, description=description)
+    @dg.job(
+        name=name,
+        tags=dict(tags),
+        executor_def=dg.in_process_executor,
+        description=description,
+        resource_defs={**resources, "sync_state": sync_state},
+    )
     def job():
         undo()
 
