@@ -1,5 +1,6 @@
-"""The engine (``sync_pipelines/sync/``) is a library: importing it loads no Dagster; and the code location's
-modules import one another one way only, at the top of each module."""
+"""The engine (``sync_pipelines/sync/``) and the machinery under it (``sync_pipelines/core/``) are a library:
+importing them loads no Dagster; and the code location's modules import one another one way only, at the top of
+each module."""
 
 import ast
 import subprocess
@@ -14,11 +15,12 @@ ENGINE = Path(sync_pipelines.sync.__file__).parent
 
 
 @pytest.mark.unit
-def test_importing_every_engine_module_loads_no_dagster() -> None:
+def test_importing_every_engine_and_core_module_loads_no_dagster() -> None:
     script = (
-        "import importlib, pkgutil, sys, sync_pipelines.sync as engine\n"
-        "for module in pkgutil.iter_modules(engine.__path__):\n"
-        "    importlib.import_module(f'sync_pipelines.sync.{module.name}')\n"
+        "import importlib, pkgutil, sys, sync_pipelines.sync, sync_pipelines.core\n"
+        "for package in (sync_pipelines.sync, sync_pipelines.core):\n"
+        "    for module in pkgutil.iter_modules(package.__path__):\n"
+        "        importlib.import_module(f'{package.__name__}.{module.name}')\n"
         "print(sorted(name for name in sys.modules if name.split('.')[0] == 'dagster'))\n"
     )
     loaded = subprocess.run(

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.core.failures import as_failure
 from sync_pipelines.core.redaction import describe_error
+from sync_pipelines.defs.shared.failures import as_failure
 from sync_pipelines.defs.shared.state_resource import SyncStateResource, SyncStateTableIOManager
 from sync_pipelines.defs.students.validation import validate_students
 from sync_pipelines_tests.students.test_students_asset import materialize_students

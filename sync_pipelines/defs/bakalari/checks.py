@@ -7,10 +7,10 @@ must log in again comes from what the sync recorded per shard (``skipped_needs_l
 import dagster as dg
 import sqlalchemy as sa
 
-from sync_pipelines.core.failures import reported_as_failures
 from sync_pipelines.defs.bakalari.edurpg import ENTITY_TABLES, REF_TYPES, external_ref, user
 from sync_pipelines.defs.bakalari.resources import EduRpgDatabase
 from sync_pipelines.defs.bakalari.source import TARGET
+from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.sync.shards import SHARD_KEYS
 
 EXAMPLES = 20

@@ -7,10 +7,10 @@ import dagster as dg
 import pandas as pd
 
 from sync_pipelines.core.errors import ConfigurationError
-from sync_pipelines.core.failures import reported_as_failures
 from sync_pipelines.defs.rt.desired import desired_custom_fields
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.defs.rt.source import TARGET, read_current, require_user_fields
+from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.students.assets import students
 from sync_pipelines.sync.plan import plan_changes
 from sync_pipelines.sync.shards import SHARD_KEYS

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.failures import as_failure
+from sync_pipelines.defs.shared.failures import as_failure
 from sync_pipelines.sync.state import SyncStateStore
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from sync_pipelines.core.failures import reported_as_failures
+from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.shared.partitions import SHARDS
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import dagster as dg
 
-from sync_pipelines.core.failures import reported_as_failures
 from sync_pipelines.defs.shared.definitions import sync_state
+from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.shared.run_config import UndoConfig
 from sync_pipelines.defs.shared.sync_run import run_undo
 from sync_pipelines.defs.shared.sync_spec import SourceInputs

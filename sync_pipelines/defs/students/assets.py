@@ -9,7 +9,7 @@ from collections import Counter
 import dagster as dg
 import pandas as pd
 
-from sync_pipelines.core.failures import reported_as_failures
+from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.students.resources import StudentsDatabase
 from sync_pipelines.defs.students.validation import GRADE_LABELS, InvalidRow, StudentRow, validate_students
 

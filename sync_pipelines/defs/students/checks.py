@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from sync_pipelines.core.failures import reported_as_failures
+from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.students.assets import active_students, students
 
 

@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from sync_pipelines.core.failures import reported_as_failures
+from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.user_kinds.mapping import KINDS
 from sync_pipelines.defs.user_kinds.resources import ZlvDatabase
 from sync_pipelines.defs.user_kinds.source import TARGET
