@@ -9,6 +9,8 @@ import pytest
 import setuptools
 import tomllib
 
+from sync_pipelines_tests.harness.python_source import parse_file
+
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +20,7 @@ DEVELOPMENT_PACKAGES = ("devkit", "sync_pipelines_tests", "bench")
 
 def imported_modules(path: Path) -> list[str]:
     names = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(parse_file(path)):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -52,7 +54,7 @@ def test_the_product_names_no_development_module_in_strings() -> None:
     """``python -m devkit.sandbox`` in a command line is a dependency too, even without an import."""
     offending = []
     for path in sorted(PRODUCT.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse_file(path)):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 for name in (
                     "devkit",

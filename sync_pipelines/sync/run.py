@@ -4,7 +4,8 @@ The sequence is the same for all three syncs, so it lives here once:
 
 1. read what the target should hold (``read_desired``);
 2. read what it holds, for the records not remembered from earlier runs and for those an interrupted run left
-   in flight (``read_current``);
+   in flight (``read_current``); then the remembered records whose desired values moved since they were last
+   written, so that every write's old value is what the target holds;
 3. plan, field by field; work out how the interrupted run's changes would be settled;
 4. a dry run stops here: the plan and the settlement are shown, and the plan is saved for review (``sync_plans``,
    applied later with ``apply_plan_id``); nothing else is written anywhere;
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 
 from sync_pipelines.core.http import run_started
 from sync_pipelines.sync.apply import apply_plan
 from sync_pipelines.sync.in_flight import in_flight_changes
 from sync_pipelines.sync.lease import HeldLease, target_lease
-from sync_pipelines.sync.outcome import PlannedRun, SyncOutcome
-from sync_pipelines.sync.plan import Action, Skip, plan_changes
+from sync_pipelines.sync.outcome import Current, PlannedRun, SyncOutcome
+from sync_pipelines.sync.plan import Action, Skip, Value, plan_changes
 from sync_pipelines.sync.replay import ReplaySource, plan_replay_run
 from sync_pipelines.sync.report import log_plan
 from sync_pipelines.sync.source import READ_FAILED, RunScope, SyncSource
@@ -129,6 +131,7 @@ async def plan_sync(source: SyncSource, state: SyncStateStore, scope: RunScope) 
     if settling:
         to_read.update(pending)
     current = await source.read_current(sorted(to_read))
+    rechecked = await _recheck_remembered(source, target, desired.records, remembered, current)
     read_seconds = time.monotonic() - started
     settlement = (
         state.settlement(target, {key: current.values[key] for key in pending if key in current.values})
@@ -141,7 +144,7 @@ async def plan_sync(source: SyncSource, state: SyncStateStore, scope: RunScope) 
     plan = plan_changes(
         target,
         {key: values for key, values in desired.records.items() if key not in current.failures},
-        {**remembered, **current.values},
+        {**remembered, **rechecked, **current.values},
         [*read_skips, *desired.skips],
     )
     outcome = SyncOutcome(
@@ -158,9 +161,43 @@ async def plan_sync(source: SyncSource, state: SyncStateStore, scope: RunScope) 
             verified = {
                 record.key: record.desired
                 for record in plan.records
-                if record.action is Action.UNCHANGED and record.key in current.values
+                if record.action is Action.UNCHANGED
+                and (record.key in current.values or record.key in rechecked)
             }
             state.remember(target, scope.run_id, verified)
 
     failing = {**desired.failing, **{skip.key: skip.reason for skip in read_skips}}
     return PlannedRun(outcome, to_save=plan.to_write, before_apply=before_apply, failing=failing)
+
+
+async def _recheck_remembered(
+    source: SyncSource,
+    target: str,
+    desired: Mapping[str, Mapping[str, Value]],
+    remembered: Mapping[str, Mapping[str, Value]],
+    current: Current,
+) -> dict[str, dict[str, Value] | None]:
+    """The remembered records a plan against memory would write, read from the target: the values to plan them
+    with. Memory picks the fields a run writes (those whose desired value moved since the project last wrote them:
+    a hand edit of another field stays, as only ``full_refresh`` repairs drift); the target gives each such
+    field's old value, which the audit records and an undo restores, and a field someone already set as desired
+    is not written. Records that cannot be read join ``current.failures``."""
+    known = {
+        key: desired[key]
+        for key in remembered
+        if key in desired and key not in current.values and key not in current.failures
+    }
+    moved = {
+        record.key: {change.field for change in record.changes}
+        for record in plan_changes(target, known, remembered).records
+        if record.writes
+    }
+    if not moved:
+        return {}
+    fresh = await source.read_current(sorted(moved))
+    current.failures.update(fresh.failures)
+    return {
+        key: None if held is None else {**desired[key], **{name: held.get(name) for name in moved[key]}}
+        for key, held in fresh.values.items()
+        if key in moved
+    }

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import sync_pipelines.sync
+from sync_pipelines_tests.harness.python_source import parse_file
 
 ENGINE = Path(sync_pipelines.sync.__file__).parent
 
@@ -43,7 +44,7 @@ def _project_imports() -> dict[str, tuple[set[str], set[str]]]:
     paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
     found: dict[str, tuple[set[str], set[str]]] = {}
     for name, path in paths.items():
-        tree = ast.parse(path.read_text())
+        tree = parse_file(path)
         top = {id(node) for node in tree.body}
         at_top: set[str] = set()
         inside: set[str] = set()

@@ -20,6 +20,7 @@ from sync_pipelines.core.errors import (
 )
 from sync_pipelines.core.retry import RetryPolicy
 from sync_pipelines.defs.rt.client import RtRecordError
+from sync_pipelines_tests.harness.python_source import parse_file
 
 pytestmark = pytest.mark.unit
 
@@ -70,7 +71,7 @@ def test_backoff_grows_is_bounded_and_honours_retry_after() -> None:
 
 def _imported(module: str) -> set[str]:
     """The ``sync_pipelines`` modules ``core/<module>.py`` imports, wherever in the file (functions included)."""
-    tree = ast.parse((CORE / f"{module}.py").read_text())
+    tree = parse_file(CORE / f"{module}.py")
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:

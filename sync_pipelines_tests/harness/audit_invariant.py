@@ -9,6 +9,7 @@ write. A record the run created counts as written in every field it audited.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,7 +106,12 @@ class SyncUnderTest:
     edits: st.SearchStrategy[Callable[[], None]]
     source_changes: st.SearchStrategy[Callable[[], None]]
     ignored: tuple[str, ...] = ()
-    steps: list[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)  # the kind of every run checked, in order
+
+    def tally(self) -> str:
+        """The runs checked, by kind (``9 runs checked: dry run 4, run 2, apply 2, undo 1``)."""
+        kinds = Counter(self.steps).most_common()
+        return f"{len(self.steps)} runs checked: " + ", ".join(f"{kind} {count}" for kind, count in kinds)
 
 
 def check_every_run(sync: SyncUnderTest, *, examples: int, steps: int) -> None:
@@ -117,11 +123,12 @@ def check_every_run(sync: SyncUnderTest, *, examples: int, steps: int) -> None:
         plans = Bundle("plans")
         runs = Bundle("runs")
 
-        def _checked(self, what: str, start: Callable[[], dg.ExecuteInProcessResult]) -> str:
+        def _checked(self, what: str, start: Callable[[], dg.ExecuteInProcessResult], about: str = "") -> str:
             before = sync.snapshot()
             result = start()
             after = sync.snapshot()
-            sync.steps.append(f"{what}: {result.run_id}")
+            sync.steps.append(what)
+            what = f"{what} {about}".strip()
             assert result.success, f"{what} failed: {_failure(result)}"
             assert_audit_matches(before, after, sync.audit(result.run_id), sync.ignored)
             return result.run_id
@@ -149,19 +156,19 @@ def check_every_run(sync: SyncUnderTest, *, examples: int, steps: int) -> None:
 
         @rule(target=runs, plan=plans)
         def apply_plan(self, plan: str) -> str:
-            return self._checked(f"apply {plan}", lambda: sync.run({"apply_plan_id": plan}))
+            return self._checked("apply", lambda: sync.run({"apply_plan_id": plan}), plan)
 
         @rule(target=runs, run=runs)
         def undo(self, run: str) -> Any:
             if not [row for row in sync.audit(run) if row["status"] == APPLIED]:
                 return multiple()  # nothing to undo: the undo job refuses such a run
-            return self._checked(f"undo {run}", lambda: sync.undo(run, False))
+            return self._checked("undo", lambda: sync.undo(run, False), run)
 
         @rule(target=plans, run=runs)
         def undo_preview(self, run: str) -> Any:
             if not [row for row in sync.audit(run) if row["status"] == APPLIED]:
                 return multiple()
-            return self._checked(f"undo preview {run}", lambda: sync.undo(run, True))
+            return self._checked("undo preview", lambda: sync.undo(run, True), run)
 
     run_state_machine_as_test(
         Interleavings,

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 import dagster as dg
 import pytest
+from hypothesis import strategies as st
 
 from devkit.request_tracker import RequestTracker5, RequestTrackerMissing, UserField
 from devkit.sandbox.databases import seed_students
@@ -23,7 +25,12 @@ from devkit.sandbox.sample_data import SampleStudent, generate_students
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.rt.desired import graduation_year
 from sync_pipelines.sync.state import SyncStateStore
-from sync_pipelines_tests.harness.audit_invariant import assert_audit_matches
+from sync_pipelines_tests.harness.audit_invariant import (
+    Snapshot,
+    SyncUnderTest,
+    assert_audit_matches,
+    check_every_run,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +42,8 @@ FIELDS = (
     UserField("Checked Grade", pattern=r"^([1-9]|1[0-2])$", description="refuses K"),
 )
 SIZE = 40
+# The audit invariant's property test against real RT: interleavings tried, and steps in each.
+REAL_RT_EXAMPLES, REAL_RT_STEPS = 8, 6
 
 
 @dataclass
@@ -83,6 +92,21 @@ class World:
         job = defs.resolve_job_def("rt_user_sync")
         run_config = {"ops": {"rt_user_custom_fields": {"config": config}}} if config else None
         return job.execute_in_process(run_config=run_config, instance=self.instance, raise_on_error=False)
+
+    def undo(self, run_id: str, dry_run: bool) -> dg.ExecuteInProcessResult:
+        job = defs.resolve_job_def("rt_user_sync_undo")
+        run_config = {
+            "ops": {"rt_user_custom_fields_undo": {"config": {"run_id": run_id, "dry_run": dry_run}}}
+        }
+        return job.execute_in_process(run_config=run_config, instance=self.instance, raise_on_error=False)
+
+    def audit(self, run_id: str) -> list[dict[str, Any]]:
+        state = SyncStateStore.from_url(os.environ["SYNC_STATE_DATABASE_URL"])
+        return state.audit_rows("rt_user_custom_fields", run_id=run_id)
+
+    def snapshot(self) -> Snapshot:
+        """Every custom field RT holds for the students' users, keyed as the audit keys them."""
+        return {str(key): fields for key, fields in self.values().items()}
 
     def requests(self) -> list[tuple[str, str, int]]:
         """What RT answered since the last run began: (method, path, status)."""
@@ -334,25 +358,57 @@ def test_a_reviewed_plan_leaves_a_hand_edit_of_another_field_alone(world: World)
     assert plan["planned_field_changes"] == 1
     world.set_value(user, "Student ID", "HAND-EDIT")
 
-    before = {str(k): v for k, v in world.values().items()}
+    before = world.snapshot()
     applied = world.run({"apply_plan_id": plan["plan_id"]})
     assert applied.success, failure_text(applied)
-    after = {str(k): v for k, v in world.values().items()}
+    after = world.snapshot()
     assert (after[key]["Grade"], after[key]["Student ID"]) == ("12", "HAND-EDIT")
-    state = SyncStateStore.from_url(os.environ["SYNC_STATE_DATABASE_URL"])
-    rows = state.audit_rows("rt_user_custom_fields", run_id=applied.run_id)
+    rows = world.audit(applied.run_id)
     assert [(r["record_key"], r["field"], r["old_value"], r["new_value"], r["status"]) for r in rows] == [
         (key, "Grade", "2", "12", "applied")
     ]
     assert_audit_matches(before, after, rows)
 
-    undone = defs.resolve_job_def("rt_user_sync_undo").execute_in_process(
-        run_config={
-            "ops": {"rt_user_custom_fields_undo": {"config": {"run_id": applied.run_id, "dry_run": False}}}
-        },
-        instance=world.instance,
-        raise_on_error=False,
-    )
+    undone = world.undo(applied.run_id, dry_run=False)
     assert undone.success
     held = world.values()[user]
     assert (held["Grade"], held["Student ID"]) == ("2", "HAND-EDIT")
+
+
+def test_every_change_real_rt_holds_is_an_audited_applied_row(world: World) -> None:
+    """The audit invariant's property test, against a real RT 5: random interleavings of dry runs, hand edits in
+    RT (the sync's fields and another), changed grades, plain runs, applied plans, undos and undos of undos; after
+    every run, the fields RT changed are exactly the run's audited ``applied`` rows."""
+    users = world.ids[:2]  # few users, so that edits, changed students and plans often meet on one user
+
+    def edit(user: int, field: str, value: str) -> Callable[[], None]:
+        return lambda: world.set_value(user, field, value)
+
+    def move(user: int, grade: str) -> Callable[[], None]:
+        return lambda: world.reseed(
+            [replace(s, grade=grade) if s.rt_user_id == user else s for s in world.students]
+        )
+
+    sync = SyncUnderTest(
+        run=world.run,
+        undo=world.undo,
+        snapshot=world.snapshot,
+        audit=world.audit,
+        edits=st.one_of(
+            st.builds(
+                edit,
+                st.sampled_from(users),
+                st.sampled_from(["Grade", "Student ID"]),
+                st.sampled_from(["2", "11", "12", "HAND-EDIT"]),
+            ),
+            # A field the sync does not write (its pattern refuses all but 1-12).
+            st.builds(
+                edit, st.sampled_from(users), st.just("Checked Grade"), st.sampled_from(["2", "11", "12"])
+            ),
+        ),
+        source_changes=st.builds(move, st.sampled_from(users), st.sampled_from(["K", "2", "11", "12"])),
+    )
+    started = time.monotonic()
+    check_every_run(sync, examples=REAL_RT_EXAMPLES, steps=REAL_RT_STEPS)
+    print(f"{REAL_RT_EXAMPLES} interleavings, {sync.tally()}, in {time.monotonic() - started:.0f} s")
+    assert sync.steps
