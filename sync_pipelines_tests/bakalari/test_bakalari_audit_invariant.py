@@ -5,7 +5,6 @@ and, for random interleavings of runs and edits, the fields EduRPG changed are e
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -154,7 +153,5 @@ def test_every_change_edurpg_holds_is_an_audited_applied_row(
         ),
         ignored=BOOKKEEPING,
     )
-    started = time.monotonic()
     check_every_run(sync, examples=EXAMPLES, steps=STEPS)
-    print(f"{EXAMPLES} interleavings, {sync.tally()}, in {time.monotonic() - started:.0f} s")
     assert sync.steps

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
@@ -408,7 +407,5 @@ def test_every_change_real_rt_holds_is_an_audited_applied_row(world: World) -> N
         ),
         source_changes=st.builds(move, st.sampled_from(users), st.sampled_from(["K", "2", "11", "12"])),
     )
-    started = time.monotonic()
     check_every_run(sync, examples=REAL_RT_EXAMPLES, steps=REAL_RT_STEPS)
-    print(f"{REAL_RT_EXAMPLES} interleavings, {sync.tally()}, in {time.monotonic() - started:.0f} s")
     assert sync.steps

@@ -4,7 +4,6 @@ ZLV changed are exactly each run's audited ``applied`` rows (``updated_at``, sta
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -109,7 +108,5 @@ def test_every_change_zlv_holds_is_an_audited_applied_row(world: ZlvWorld) -> No
         source_changes=st.builds(flags, st.sampled_from(found), st.booleans(), st.booleans()),
         ignored=BOOKKEEPING,
     )
-    started = time.monotonic()
     check_every_run(sync, examples=EXAMPLES, steps=STEPS)
-    print(f"{EXAMPLES} interleavings, {sync.tally()}, in {time.monotonic() - started:.0f} s")
     assert sync.steps
