@@ -78,12 +78,14 @@ def page(deployment: DagsterProcesses, path: str, *wait_for: str) -> RenderedPag
 def test_the_asset_page_shows_the_asset_and_its_latest_materialization(
     deployment: DagsterProcesses, runs: dict[str, ShownRun]
 ) -> None:
-    shown = page(deployment, f"/assets/{ASSET}", "Latest materialization")
+    # The Overview's headings render before the materialization they describe: wait for its partition too.
+    shown = page(deployment, f"/assets/{ASSET}", "Latest materialization", "shard-15", "run_updated")
     lines = shown.text.splitlines()
     assert ASSET in lines
     assert {"Latest materialization", "Description", "Metadata", "Jobs", JOB} <= set(lines)
     assert "users.kind in the Zéro Logement Vacant database" in shown.text
-    # The undo materialized every shard last; the Overview names the latest one's partition and metadata.
+    # The apply materialized every shard last (an undo observes the asset); the Overview names the latest
+    # materialization's partition and metadata.
     assert "shard-15" in lines
     assert {"updated", "unchanged", "failed"} <= set(lines)
     # ... and what the latest run that materialized (the apply) did as a whole, not that one shard's figures.
