@@ -49,6 +49,9 @@ from sync_pipelines.core.errors import StopsTheRun
 LEASE_WAIT_SETTING = "SYNC_LEASE_WAIT_SECONDS"
 STATE_DATABASE_SETTING = "SYNC_STATE_DATABASE_URL"
 POLL_SECONDS = 0.5
+# A run records itself as the holder just after taking the lease, in a transaction of its own: a run turned away in
+# between reads the record again for up to this long, so that its refusal names the holder.
+HOLDER_RECORDED_WITHIN_SECONDS = 3.0
 # Server and client side: a peer that stops answering is given up after idle + interval * count seconds.
 KEEPALIVE = {"idle": 10, "interval": 5, "count": 3}
 
@@ -250,6 +253,15 @@ def _holder(engine: Engine, target: str) -> Holder | None:
     return None if row is None else Holder(row.run_id, row.host, row.pid, row.since)
 
 
+def _recorded_holder(engine: Engine, target: str) -> Holder | None:
+    """The holder of ``target``'s lease, known to be taken: read again while the run that took it has not recorded
+    itself yet, up to ``HOLDER_RECORDED_WITHIN_SECONDS``."""
+    deadline = time.monotonic() + HOLDER_RECORDED_WITHIN_SECONDS
+    while (holder := _holder(engine, target)) is None and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS / 5)
+    return holder
+
+
 def _record_holder(engine: Engine, target: str, run_id: str) -> None:
     with engine.begin() as connection:
         connection.execute(sa.delete(lease_holders).where(lease_holders.c.target == target))
@@ -302,7 +314,7 @@ def target_lease(
     deadline = time.monotonic() + wait
     while not lock.try_take():
         if time.monotonic() >= deadline:
-            holder = _holder(engine, target)
+            holder = _recorded_holder(engine, target)
             who = holder.describe() if holder is not None else "another run (not recorded yet)"
             waited = f"waited {wait:g} s; " if wait else ""
             raise TargetBusy(
@@ -327,4 +339,6 @@ def live_holder(engine: Engine, target: str) -> Holder | None:
     if lock.try_take():
         lock.release()
         return None
-    return _holder(engine, target) or Holder("(not recorded yet)", "?", 0, datetime.now(timezone.utc))
+    return _recorded_holder(engine, target) or Holder(
+        "(not recorded yet)", "?", 0, datetime.now(timezone.utc)
+    )

@@ -36,6 +36,24 @@ with target_lease(engine, "fake", "holder-run"):
 """
 
 
+# The same holder, slow to record itself: it has taken the lease when it says "taken", and records itself a second
+# later (the gap every run has, a transaction long, between taking the lease and recording itself).
+HOLD_RECORDING_LATE = """
+import sys, time
+from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.sync import lease
+record = lease._record_holder
+def record_late(*args):
+    print("taken", flush=True)
+    time.sleep(1)
+    record(*args)
+lease._record_holder = record_late
+engine = create_database_engine(sys.argv[1], "SYNC_STATE_DATABASE_URL")
+with lease.target_lease(engine, "fake", "holder-run"):
+    time.sleep(600)
+"""
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> SyncStateStore:
     if request.param == "sqlite":
@@ -43,13 +61,13 @@ def state(request: pytest.FixtureRequest, tmp_path: Path) -> SyncStateStore:
     return SyncStateStore.from_url(request.getfixturevalue("make_pg_url")())
 
 
-def holder_process(state: SyncStateStore) -> subprocess.Popen[str]:
+def holder_process(state: SyncStateStore, script: str = HOLD, says: str = "held") -> subprocess.Popen[str]:
     """Another process holding the lease of target ``fake``, as a run of another Dagster instance would."""
     url = state.engine.url.render_as_string(hide_password=False)
     process = subprocess.Popen(
-        [sys.executable, "-c", HOLD, url], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2]
+        [sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2]
     )
-    assert process.stdout is not None and process.stdout.readline().strip() == "held"
+    assert process.stdout is not None and process.stdout.readline().strip() == says
     return process
 
 
@@ -78,6 +96,20 @@ def test_a_sync_an_undo_and_an_applied_plan_are_refused_naming_the_holder(state:
         assert held == WANTED and state.audit_rows() == audit
         # A dry run is not refused.
         assert run(source, state, "dry-3", dry_run=True).plan.counts()["update"] == 3
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_turned_away_while_the_holder_records_itself_still_names_it(state: SyncStateStore) -> None:
+    holder = holder_process(state, HOLD_RECORDING_LATE, says="taken")
+    try:
+        with (
+            pytest.raises(TargetBusy) as refused,
+            target_lease(state.engine, "fake", "second-run", wait_seconds=0),
+        ):
+            pass
+        assert f"run holder-run on {socket.gethostname()} (pid {holder.pid})" in str(refused.value)
     finally:
         holder.kill()
         holder.wait()
