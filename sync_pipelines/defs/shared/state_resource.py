@@ -44,12 +44,17 @@ SNAPSHOT_ATTEMPTS = 5
 
 
 def _replace_table(engine: sa.Engine, table: str, frame: pd.DataFrame) -> None:
-    """``frame`` as ``table``, in one transaction, serialized per table on PostgreSQL: two runs replacing the
-    snapshot at once (an operator's run beside a scheduled one) would otherwise race on the DROP and CREATE and
-    fail on the catalog's unique index; readers see the old table or the new, never none."""
+    """``frame`` as ``table``, in one transaction, serialized per table: two runs replacing the snapshot at once
+    (an operator's run beside a scheduled one) would otherwise race on the DROP and CREATE (PostgreSQL: fail on
+    the catalog's unique index; SQLite: both insert into one table, a mix of two snapshots); readers see the old
+    table or the new, never none."""
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:table))"), {"table": table})
+        elif engine.dialect.name == "sqlite":
+            # The sqlite3 driver opens a transaction only before an INSERT, so pandas' DROP and CREATE would run
+            # outside it; BEGIN IMMEDIATE takes the database's write lock first (others wait, up to its timeout).
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         frame.to_sql(table, connection, if_exists="replace", index=False, chunksize=10_000)
 
 
@@ -68,9 +73,8 @@ class SyncStateTableIOManager(dg.ConfigurableIOManager):
             except (SQLAlchemyError, pd.errors.DatabaseError) as error:
                 # Its full text would carry every row of the chunk ([parameters: ...]): names and grades.
                 cause = error if isinstance(error, SQLAlchemyError) else (error.__cause__ or error)
-                # SQLite: another run replaced the same table between pandas' check and its DROP or CREATE
-                # ("no such table", "already exists", "locked"); the replacement is whole or not at all, so
-                # it is made again, a bounded number of times.
+                # SQLite: the write lock was not had within its timeout ("locked"); the replacement is whole
+                # or not at all, so it is made again, a bounded number of times.
                 if engine.dialect.name != "sqlite" or attempt == SNAPSHOT_ATTEMPTS:
                     raise as_failure(cause) from None
                 time.sleep(0.1 * attempt)
