@@ -156,12 +156,25 @@ def fresh_definitions() -> Iterator[dg.Definitions]:
                 setattr(sys.modules[package], attribute, value)
 
 
+# The tests read what ``dagster job execute`` prints. With the default compute log manager a step's lines reach
+# the terminal through a ``tail -F`` of its log file that is stopped when the step ends, so on a busy machine its
+# last lines (a STEP_FAILURE, an asset check's result) can be missing (dagster-io/dagster#23336). The
+# world's instance keeps no step log files, so a step prints to the terminal directly and every line is there.
+WORLD_INSTANCE = """\
+telemetry:
+  enabled: false
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
+"""
+
+
 def start_world(stack: ExitStack, size: int = 60, postgres: PostgresServer | None = None) -> SyncWorld:
     """Start (and register for stopping on ``stack``) PostgreSQL and the sandboxes, seeded with known data."""
     if postgres is None:
         postgres = stack.enter_context(PostgresServer())
     home = Path(tempfile.mkdtemp(prefix="sync-world-"))
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(WORLD_INSTANCE)
     world = SyncWorld(postgres, size, home)
     databases = {
         name: postgres.url(postgres.create_database()) for name in ("students", "edurpg", "zlv", "state")
