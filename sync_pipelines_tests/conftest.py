@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from devkit.postgres import PostgresServer
@@ -88,3 +89,11 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.delenv("SYNC_STATE_DATABASE_URL", raising=False)
     return home
+
+
+@pytest.fixture
+def ephemeral_instance() -> Iterator[dg.DagsterInstance]:
+    """An in-memory Dagster instance for several runs of one test, disposed at its end (its storage holds a SQLite
+    connection that would otherwise be closed only at the interpreter's exit)."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance

@@ -198,7 +198,7 @@ class ConcurrencyLimiter:
     def __init__(
         self,
         limit: AdaptiveLimit,
-        logger: logging.Logger | Any | None = None,
+        logger: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit

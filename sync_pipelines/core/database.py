@@ -200,27 +200,32 @@ def create_database_engine(url: str, setting: str, check: bool = True) -> Engine
     return engine
 
 
-# Any fixed number: the advisory lock under which a PostgreSQL database's tables are created (``create_tables``).
-_CREATE_TABLES_LOCK = 0x5953_4E43_5441_424C
+@contextlib.contextmanager
+def serialized_transaction(engine: Engine, name: str) -> Iterator[sa.Connection]:
+    """A transaction that runs alone among those of the same ``name`` on one database, for work that looks at
+    the schema and then changes it (create a table unless it exists, replace a table): checking and changing
+    in two sessions at once fails on PostgreSQL's catalog indexes, or on SQLite writes into one table twice.
+    PostgreSQL takes a transaction-scoped advisory lock keyed by ``hashtext(name)`` (freed at commit or
+    rollback, a killed session's too); SQLite takes the database's write lock first with ``BEGIN IMMEDIATE``,
+    as the sqlite3 driver would otherwise open its transaction only before an INSERT and leave DDL outside it.
+    The others wait, up to the lock timeout (``SYNC_LOCK_TIMEOUT_SECONDS``; SQLite's 30 s)."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+        elif engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
 
 
 def create_tables(engine: Engine, metadata: sa.MetaData) -> None:
     """``metadata.create_all``, safe when several processes open a fresh database at once (two runs started
-    together): on PostgreSQL under a transaction-scoped advisory lock, since concurrent ``CREATE TABLE``s of
-    one name fail on the catalog's unique index; on SQLite, retried when another connection created a table
-    between the check and the ``CREATE``."""
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_TABLES_LOCK})
-            metadata.create_all(connection)
+    together): the check for each table and its ``CREATE`` in one serialized transaction. A database that has
+    them all is only read, so opening it neither waits for another run's writes (SQLite's write lock) nor
+    fails when it is read-only."""
+    if set(metadata.tables) <= set(sa.inspect(engine).get_table_names()):
         return
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine)
-            return
-        except sa.exc.OperationalError as error:
-            if "already exists" not in str(error) or attempt == 2:
-                raise
+    with serialized_transaction(engine, "sync_pipelines tables") as connection:
+        metadata.create_all(connection)
 
 
 def require_table(engine: Engine, table: str, setting: str, columns: list[str] | None = None) -> sa.Table:

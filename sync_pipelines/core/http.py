@@ -254,7 +254,7 @@ class ApiClient:
         credential_variables: str,
         secrets: Iterable[str | None] = (),
         headers: Mapping[str, str] | None = None,
-        logger: logging.Logger | Any | None = None,
+        logger: logging.Logger | None = None,
         auth: Authenticator | None = None,
         url_variable: str | None = None,
     ) -> None:

@@ -101,7 +101,7 @@ async def apply_plan(
     batch_size: int,
     batch_delay_seconds: float = 0.0,
     remember_written: bool = False,
-    log: logging.Logger | Any | None = None,
+    log: logging.Logger | None = None,
     before_batch: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Write ``plan.to_write`` batch by batch.
@@ -204,7 +204,7 @@ async def _wind_down(
     writes: _StateWriter,
     settling: asyncio.Future[Any] | None,
     ahead: dict[int, str],
-    log: logging.Logger | Any,
+    log: logging.Logger,
 ) -> None:
     """Leaving on an error: the outcome being recorded is still recorded, and the write-ahead rows of batches
     never sent are removed (they would otherwise be settled as ``not_applied`` by the next run)."""

@@ -168,11 +168,11 @@ def test_sync_events_carry_the_run_id(bakalari: ThreadedSandbox, edurpg_url: str
 
 
 def test_revoked_token_skips_the_student_and_deletes_nothing(
-    bakalari: ThreadedSandbox, edurpg_url: str, school: SampleSchool
+    bakalari: ThreadedSandbox, edurpg_url: str, school: SampleSchool, ephemeral_instance: dg.DagsterInstance
 ) -> None:
     engine = engine_for(edurpg_url)
     resources = sync_resources(bakalari.url, edurpg_url)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = ephemeral_instance
     assert run_sync(resources, instance=instance).success
     gone = school.students[4]
     bakalari.change_state({"action": "revoke_refresh_token", "user_id": gone.user_id})
@@ -457,10 +457,10 @@ def test_rows_from_edurpg_logins_are_adopted_not_duplicated(
 
 
 def test_secrets_stay_out_of_events_and_logs(
-    bakalari: ThreadedSandbox, edurpg_url: str, school: SampleSchool
+    bakalari: ThreadedSandbox, edurpg_url: str, school: SampleSchool, ephemeral_instance: dg.DagsterInstance
 ) -> None:
     engine = engine_for(edurpg_url)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = ephemeral_instance
     result = run_sync(sync_resources(bakalari.url, edurpg_url), instance=instance)
     assert result.success
     recorded = "\n".join(str(entry) for entry in instance.all_logs(result.run_id))

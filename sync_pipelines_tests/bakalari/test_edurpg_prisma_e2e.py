@@ -211,7 +211,11 @@ def test_created_rows_have_equal_utc_timestamps_on_a_non_utc_server(
 
 # -- the tokens EduRPG's login stores: one-hour access tokens ---------------------------------------------------
 def test_students_with_stored_access_tokens_are_synced_until_they_expire(
-    app: BakalariSandbox, served: ThreadedSandbox, pg_url: str, school: SampleSchool
+    app: BakalariSandbox,
+    served: ThreadedSandbox,
+    pg_url: str,
+    school: SampleSchool,
+    ephemeral_instance: dg.DagsterInstance,
 ) -> None:
     students = school.students
     expired = {s.user_id for s in students[:3]}  # logged in two hours ago: EduRPG's token is dead
@@ -227,7 +231,7 @@ def test_students_with_stored_access_tokens_are_synced_until_they_expire(
             stored[student.user_id] = app.login_access_token(student.user_id, age_seconds=600)
     app.apply_state_change({"action": "expire_access_tokens", "user_id": revoked})
     engine = seed_edurpg(pg_url, school, tokens=stored)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = ephemeral_instance
 
     result = run_sync(sync_resources(served.url, pg_url), instance=instance)
     assert result.success, failure_message(result)  # students needing a login are not an error

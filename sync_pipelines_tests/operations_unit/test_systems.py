@@ -193,6 +193,8 @@ def test_an_unconfigured_systems_undo_and_check_fail_in_the_one_line(
             failure.step_failure_data.error.message.strip()
             == f"dagster._core.definitions.events.Failure: {line}"
         )
-    check = dg.build_asset_check_context(resources={"request_tracker": resources["request_tracker"]})
-    with pytest.raises(dg.Failure, match=f"^{re.escape(line)}$"):
-        rt_custom_fields_exist(check)
+        check = dg.build_asset_check_context(
+            resources={"request_tracker": resources["request_tracker"]}, instance=instance
+        )
+        with pytest.raises(dg.Failure, match=f"^{re.escape(line)}$"):
+            rt_custom_fields_exist(check)

@@ -126,7 +126,12 @@ class TokenStore:
     token is spent; see the module's doc."""
 
     def __init__(
-        self, store: EduRpgStore, workers: int, *, patience: float | None = None, log: Any = None
+        self,
+        store: EduRpgStore,
+        workers: int,
+        *,
+        patience: float | None = None,
+        log: logging.Logger | None = None,
     ) -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edurpg-token")

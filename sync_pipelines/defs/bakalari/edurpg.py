@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.database import describe_connection_error, is_postgresql
+from sync_pipelines.core.database import describe_connection_error, is_postgresql, serialized_transaction
 from sync_pipelines.core.errors import ConfigurationError
 
 SETTING = "EDURPG_DATABASE_URL"
@@ -300,9 +300,8 @@ class EduRpgStore:
         """Create ``"ExternalRef"`` as EduRPG's schema defines it, in one transaction (PostgreSQL: Prisma's exact
         DDL; SQLite, the demo: from the table object). A concurrent creator wins harmlessly."""
         try:
-            with self.engine.begin() as connection:
+            with serialized_transaction(self.engine, "EduRPG ExternalRef") as connection:
                 if is_postgresql(self.engine):
-                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('EduRPG ExternalRef'))")
                     exists = connection.exec_driver_sql(
                         "SELECT to_regclass('\"ExternalRef\"') IS NOT NULL"
                     ).scalar_one()

@@ -1,8 +1,8 @@
 """Bakaláři and EduRPG's database as resources: where they are, the credentials, how hard to drive the API."""
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -47,7 +47,7 @@ class BakalariResource(dg.ConfigurableResource):
         )
 
     @contextlib.asynccontextmanager
-    async def client(self, log: Any = None) -> AsyncIterator[BakalariClient]:
+    async def client(self, log: logging.Logger | None = None) -> AsyncIterator[BakalariClient]:
         api = ApiClient(
             "Bakaláři",
             self.url,

@@ -1,8 +1,8 @@
 """Request Tracker as a resource: where it is, how to authenticate, which fields, and how hard to drive it."""
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -60,7 +60,7 @@ class RequestTrackerResource(dg.ConfigurableResource):
         return mode
 
     @contextlib.asynccontextmanager
-    async def client(self, log: Any = None) -> AsyncIterator[RequestTrackerClient]:
+    async def client(self, log: logging.Logger | None = None) -> AsyncIterator[RequestTrackerClient]:
         limits = api_limits(
             "RT",
             self.max_concurrency,

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync_pipelines.core.database import serialized_transaction
 from sync_pipelines.defs.shared.failures import as_failure
 from sync_pipelines.sync.state import SyncStateStore
 
@@ -48,13 +49,7 @@ def _replace_table(engine: sa.Engine, table: str, frame: pd.DataFrame) -> None:
     (an operator's run beside a scheduled one) would otherwise race on the DROP and CREATE (PostgreSQL: fail on
     the catalog's unique index; SQLite: both insert into one table, a mix of two snapshots); readers see the old
     table or the new, never none."""
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:table))"), {"table": table})
-        elif engine.dialect.name == "sqlite":
-            # The sqlite3 driver opens a transaction only before an INSERT, so pandas' DROP and CREATE would run
-            # outside it; BEGIN IMMEDIATE takes the database's write lock first (others wait, up to its timeout).
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    with serialized_transaction(engine, table) as connection:
         frame.to_sql(table, connection, if_exists="replace", index=False, chunksize=10_000)
 
 

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from sync_pipelines.core.errors import ApiError
 from sync_pipelines.defs.user_kinds.client import PortailDfClient
@@ -38,7 +37,7 @@ class LookupResults:
 
 
 class _Progress:
-    def __init__(self, total: int, log: Any, every_seconds: float) -> None:
+    def __init__(self, total: int, log: logging.Logger, every_seconds: float) -> None:
         self.total = total
         self.log = log
         self.every_seconds = every_seconds
@@ -65,7 +64,7 @@ class _Progress:
 async def look_up_users(
     portaildf: PortailDfClient,
     users: Sequence[ZlvUser],
-    log: logging.Logger | Any | None = None,
+    log: logging.Logger | None = None,
     progress_every_seconds: float = PROGRESS_EVERY_SECONDS,
 ) -> LookupResults:
     """Look every user up; a user whose lookup fails (HTML page, retries spent) is a failure, not the run's end.

@@ -1,8 +1,8 @@
 """Portail DF and the ZLV database as resources: where they are, how to log in, how hard to drive the API."""
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -56,7 +56,7 @@ class PortailDfResource(dg.ConfigurableResource):
         return version
 
     @contextlib.asynccontextmanager
-    async def client(self, log: Any = None) -> AsyncIterator[PortailDfClient]:
+    async def client(self, log: logging.Logger | None = None) -> AsyncIterator[PortailDfClient]:
         """A logged-in client; wrong credentials raise ``AuthenticationError`` before any lookup."""
         if not self.api_url or not self.api_url.strip():
             raise ConfigurationError("PORTAILDF_API_URL", "is not set")
