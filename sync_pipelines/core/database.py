@@ -210,7 +210,7 @@ def serialized_transaction(engine: Engine, name: str) -> Iterator[sa.Connection]
     as the sqlite3 driver would otherwise open its transaction only before an INSERT and leave DDL outside it.
     The others wait, up to the lock timeout (``SYNC_LOCK_TIMEOUT_SECONDS``; SQLite's 30 s)."""
     with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
+        if is_postgresql(engine):
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
         elif engine.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")

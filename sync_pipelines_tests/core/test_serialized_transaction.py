@@ -76,7 +76,7 @@ def _metadata(*names: str) -> sa.MetaData:
     return metadata
 
 
-def test_processes_creating_the_tables_of_a_fresh_database_at_once_all_succeed(url: str) -> None:
+def test_runs_creating_the_tables_of_a_fresh_database_at_once_all_succeed(url: str) -> None:
     engine = create_database_engine(url, "TEST_DATABASE_URL")
     metadata = _metadata("audit", "plans", "leases")
     start = threading.Barrier(6)
