@@ -79,9 +79,11 @@ def kind_of_record(record: Mapping[str, Any]) -> LookupOutcome:
             problems.append(f"'{flag}' is {_describe(record[flag])}, not a boolean")
     id_user = record.get("id_user")
     if problems:
+        # Named by its id_user when it has one (the ZLV user is named by the row's key already).
+        named = "Portail DF's record (without id_user)" if id_user is None else f"Portail DF record {id_user}"
         return LookupOutcome(
             category=INVALID_ANSWER,
-            reason=f"Portail DF record {id_user}: {'; '.join(problems)}",
+            reason=f"{named}: {'; '.join(problems)}",
             id_user=id_user,
         )
     return LookupOutcome(kind=kind_for(record["exterieur"], record["gestionnaire"]), id_user=id_user)
