@@ -40,19 +40,15 @@ class UnauthorizedError(AuthenticationError):
         super().__init__(system, variables, f"HTTP {status} on {path}")
 
 
-class FailedRecordsError(SyncError):
-    """Raised after every other record was processed, so that the run fails and the alert fires."""
+class TooManyRecordErrors(SyncError):
+    """More row errors than ``SYNC_MAX_RECORD_ERRORS_PERCENT`` allows, raised after every other record was
+    processed and reported (``sync.record_errors``): the run fails, so the alert fires; the next run retries
+    them. ``failures`` lists ``(record, what went wrong: reason)``."""
 
-    def __init__(self, target: str, failures: list[tuple[str, str]], shown: int = 20) -> None:
+    def __init__(self, target: str, failures: list[tuple[str, str]], message: str) -> None:
         self.target = target
         self.failures = failures
-        # One line, whatever the keys and reasons hold (a server's answer may carry line breaks).
-        listed = "; ".join(" ".join(f"{key}: {reason}".splitlines()) for key, reason in failures[:shown])
-        more = f" (and {len(failures) - shown} more)" if len(failures) > shown else ""
-        super().__init__(
-            f"{len(failures)} record(s) could not be written to {target}; the next run retries them: "
-            f"{listed}{more}"
-        )
+        super().__init__(message)
 
 
 class DatabaseTimeout(StopsTheRun):

@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 
 from sync_pipelines.sync.apply import ApplyResult
 from sync_pipelines.sync.plan import PlannedRecord, Skip, SyncPlan, Value
+from sync_pipelines.sync.record_errors import RecordErrors
 from sync_pipelines.sync.state import Settlement
 
 
 @dataclass
 class Desired:
     """What the target should hold: ``records`` by key; ``skips`` left alone, and why; ``failing``: the
-    skipped records that must fail the run (after everything else is written), with their reason."""
+    skipped records whose source answer cannot be used, with their reason: row errors (``sync.record_errors``),
+    reported and retried by the next run, where a plain skip (no RT user, not found) is not an error."""
 
     records: dict[str, dict[str, Value]]
     skips: list[Skip] = field(default_factory=list)
@@ -35,7 +37,8 @@ class Current:
 
 @dataclass
 class SyncOutcome:
-    """Everything a run found and did; ``result`` is ``None`` for a dry run."""
+    """Everything a run found and did; ``result`` is ``None`` for a dry run. ``errors``: its row errors by
+    origin (a dry run's: those found reading); ``result.failures`` holds them all, whatever their origin."""
 
     target: str
     plan: SyncPlan
@@ -47,6 +50,7 @@ class SyncOutcome:
     plan_id: str | None = None  # the id a dry run saved its plan under (``apply_plan_id``)
     read_seconds: float = 0.0
     seconds: float = 0.0
+    errors: RecordErrors | None = None
 
     @property
     def failures(self) -> dict[str, str]:
@@ -69,5 +73,7 @@ class PlannedRun:
     undo_of: str | None = None  # the run an undo reverses, saved with its plan
     # What a real run records before it applies the plan (settle what was left in flight, note conflicts).
     before_apply: Callable[[], None] = _nothing
-    # Records that fail the run once everything else was written, with their reason.
-    failing: dict[str, str] = field(default_factory=dict)
+    # Row errors found while planning, with their reason: records whose source answer cannot be used, and
+    # records the target would not give.
+    unusable: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)

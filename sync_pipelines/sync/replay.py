@@ -156,6 +156,7 @@ class ReplaySource(SyncSource):
         self.undo_of = undo_of
         self.kept = kept or []
         self.target = inner.target
+        self.source_name = inner.source_name
         self.default_batch_size = inner.default_batch_size
         self.remembers_written = inner.remembers_written
         self.count_names = inner.count_names
@@ -201,6 +202,8 @@ class ReplaySource(SyncSource):
             metadata["plan_id"] = Text(self.plan_id)
         if self.undo_of:
             metadata["undo_of"] = Text(self.undo_of)
+            if outcome.result is not None:
+                metadata["fields_restored"] = Count(outcome.result.field_changes)
         rows = self.conflict_rows(outcome)
         metadata["conflicts"] = Count(len({key for key, _, _ in rows}))
         if rows:
@@ -308,7 +311,7 @@ async def plan_replay_run(source: ReplaySource, state: SyncStateStore, scope: Ru
         to_save=source.records if source.undo_of else None,
         undo_of=source.undo_of,
         before_apply=before_apply,
-        failing=dict(current.failures),
+        unreadable=dict(current.failures),
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sync_pipelines.sync.apply import ApplyResult
 from sync_pipelines.sync.disclosure import PLAIN, Disclosure
-from sync_pipelines.sync.plan import Action, SyncPlan, Value
+from sync_pipelines.sync.plan import Action, SyncPlan, Value, written_changes
 from sync_pipelines.sync.state import Settlement
 
 PREVIEW_ROWS = 50
@@ -154,3 +154,11 @@ def shard_counts(
         else:
             counts[shard]["created" if record.action is Action.CREATE else "updated"] += 1
     return counts
+
+
+def changed_shards(plan: SyncPlan, result: ApplyResult, shard_of: Callable[[str], str]) -> set[str]:
+    """The shards holding a record the run wrote at least one field of: those an undo materializes."""
+    answers = {**result.failures, **result.conflicts}
+    return {
+        shard_of(record.key) for record in plan.to_write if written_changes(record, answers.get(record.key))
+    }

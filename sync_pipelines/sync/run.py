@@ -10,7 +10,8 @@ The sequence is the same for all three syncs, so it lives here once:
 4. a dry run stops here: the plan and the settlement are shown, and the plan is saved for review (``sync_plans``,
    applied later with ``apply_plan_id``); nothing else is written anywhere;
 5. a real run settles the interrupted changes, applies the plan in batches (write-ahead, write, audit), and
-   reports; records that failed fail the run after everything else was written.
+   reports; records that failed are row errors (``sync.record_errors``): reported, retried by the next run, and
+   failing the run only past ``SYNC_MAX_RECORD_ERRORS_PERCENT``.
 
 ``execute`` is the whole run, with no orchestrator: an asset's body (``defs.shared.sync_run``) calls it, and so do
 the benchmarks. A reviewed plan or an undo runs through ``sync.replay`` instead of steps 1-3.
@@ -28,6 +29,7 @@ from sync_pipelines.sync.in_flight import in_flight_changes
 from sync_pipelines.sync.lease import HeldLease, target_lease
 from sync_pipelines.sync.outcome import Current, PlannedRun, SyncOutcome
 from sync_pipelines.sync.plan import Action, Skip, Value, plan_changes
+from sync_pipelines.sync.record_errors import RecordErrors, max_record_errors_percent
 from sync_pipelines.sync.replay import ReplaySource, plan_replay_run
 from sync_pipelines.sync.report import log_plan
 from sync_pipelines.sync.source import READ_FAILED, RunScope, SyncSource
@@ -38,7 +40,9 @@ async def execute(source: SyncSource, state: SyncStateStore, scope: RunScope) ->
     """The whole run; the source's ``started``/``applied``/``stopped`` hooks bracket a real run only.
 
     The run's start is where every API client's deadline counts from (``<SYSTEM>_DEADLINE_SECONDS``, or
-    ``SYNC_DEADLINE_SECONDS``): past it, the client sends nothing more and the run fails naming the setting."""
+    ``SYNC_DEADLINE_SECONDS``): past it, the client sends nothing more and the run fails naming the setting.
+    ``SYNC_MAX_RECORD_ERRORS_PERCENT`` is read first, so that a bad value stops the run before anything is read."""
+    max_percent = max_record_errors_percent()
     clock = run_started.set(time.monotonic())
     # A run that writes holds its target's lease throughout: no other run, from any instance, writes it or
     # settles its write-ahead rows meanwhile (``sync.lease``), and checks before each batch that it still does.
@@ -48,19 +52,19 @@ async def execute(source: SyncSource, state: SyncStateStore, scope: RunScope) ->
     )
     try:
         with lease as held:
-            return await _execute(source, state, scope, held)
+            return await _execute(source, state, scope, held, max_percent)
     finally:
         run_started.reset(clock)
 
 
 async def _execute(
-    source: SyncSource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None
+    source: SyncSource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None, max_percent: float
 ) -> SyncOutcome:
     async with source.session(scope):
         if not scope.dry_run:
             await source.started(scope)
         try:
-            return await _run(source, state, scope, lease)
+            return await _run(source, state, scope, lease, max_percent)
         except BaseException as error:
             if not scope.dry_run:
                 await source.stopped(scope, error)
@@ -68,7 +72,7 @@ async def _execute(
 
 
 async def _run(
-    source: SyncSource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None
+    source: SyncSource, state: SyncStateStore, scope: RunScope, lease: HeldLease | None, max_percent: float
 ) -> SyncOutcome:
     """The one run: planned by the source's strategy, then saved (a dry run) or applied in batches."""
     started = time.monotonic()
@@ -78,6 +82,14 @@ async def _run(
         else await plan_sync(source, state, scope)
     )
     outcome = planned.outcome
+    outcome.errors = errors = RecordErrors(
+        source.target,
+        source.source_name,
+        len(outcome.plan.records),
+        max_percent,
+        unusable=dict(planned.unusable),
+        unreadable=dict(planned.unreadable),
+    )
     if scope.dry_run:
         if planned.to_save is not None:
             # The one thing a dry run writes: its plan, for review and ``apply_plan_id`` (``sync_plans``).
@@ -99,7 +111,10 @@ async def _run(
         log=scope.log,
         before_batch=lease.check if lease is not None else None,
     )
-    outcome.result.failures.update(planned.failing)
+    errors.refused = dict(outcome.result.failures)
+    # Every row error, whatever its origin, is a failed record of the run: not remembered, its shard not
+    # materialized, retried by the next run.
+    outcome.result.failures.update({**errors.unusable, **errors.unreadable})
     outcome.seconds = time.monotonic() - started
     await source.applied(scope, outcome)
     return outcome
@@ -166,8 +181,13 @@ async def plan_sync(source: SyncSource, state: SyncStateStore, scope: RunScope) 
             }
             state.remember(target, scope.run_id, verified)
 
-    failing = {**desired.failing, **{skip.key: skip.reason for skip in read_skips}}
-    return PlannedRun(outcome, to_save=plan.to_write, before_apply=before_apply, failing=failing)
+    return PlannedRun(
+        outcome,
+        to_save=plan.to_write,
+        before_apply=before_apply,
+        unusable=dict(desired.failing),
+        unreadable={skip.key: skip.reason for skip in read_skips},
+    )
 
 
 async def _recheck_remembered(

@@ -46,6 +46,8 @@ class SyncSource:
     """Base of every domain's source; override what differs. One instance serves one run."""
 
     target: str = ""
+    # The system whose answers give the desired state, as row errors name it ("unusable in Portail DF's answer").
+    source_name: str = "the source"
     default_batch_size: int = 500
     # Whether the engine keeps what it wrote, so a later run need not read unchanged records again.
     remembers_written: bool = False

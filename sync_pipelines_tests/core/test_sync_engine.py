@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sync_pipelines.core.errors import AuthenticationError
+from sync_pipelines.core.errors import AuthenticationError, ConfigurationError
 from sync_pipelines.defs.shared.run_report import plan_metadata
 from sync_pipelines.sync import Action, SyncStateStore, apply_plan, plan_changes
 from sync_pipelines.sync.config import SyncRunConfig
@@ -333,8 +333,7 @@ def test_limit_holds_for_skipped_records_too(state: SyncStateStore) -> None:
 def test_each_record_is_counted_once_and_each_shard_carries_its_own_counts(state: SyncStateStore) -> None:
     import dagster as dg
 
-    from sync_pipelines.core.errors import FailedRecordsError
-    from sync_pipelines.defs.shared.run_report import report
+    from sync_pipelines.defs.shared.run_report import RECORDS_CHECK, RUN_TOTALS, report
     from sync_pipelines.sync.shards import shard_of
 
     desired = {str(n): {"a": n} for n in range(1, 41)}
@@ -343,31 +342,80 @@ def test_each_record_is_counted_once_and_each_shard_carries_its_own_counts(state
     )
     run_scope = scope_with()
     outcome = asyncio.run(execute(source, state, run_scope))
-    events = []
-    with pytest.raises(FailedRecordsError, match="1 record"):
-        for event in report(dg.AssetKey("t"), run_scope, source, outcome):
-            events.append(event)
-    *shards, summary = events
+    # One row error in 41 records: reported, and the run goes on (it is under SYNC_MAX_RECORD_ERRORS_PERCENT).
+    *shards, summary, check = report(
+        dg.AssetKey("t"), run_scope, source, outcome, run_scope.shards, check=True
+    )
     assert {e.partition for e in shards} == set(SHARD_KEYS) - {shard_of("7")}
+    # Only the run's last materialization, which the asset's Overview shows, carries the run's totals: first, under
+    # the plain names, then that shard's own figures under names of their own.
+    last = list(shards[-1].metadata)
+    assert last[:5] == ["created", "updated", "failed", "unchanged", "skipped"]
+    assert not any(name in RUN_TOTALS for event in shards[:-1] for name in event.metadata)
+    assert shards[-1].metadata["failed"].value == 1
+    assert shards[-1].metadata["created"].value == summary.metadata["created"].value
     totals: dict[str, int] = {}
-    # Only the run's last materialization, which the asset's Overview shows, also carries the run's totals.
-    assert not any(name.startswith("run_") for event in shards[:-1] for name in event.metadata)
-    run_totals = {name: value.value for name, value in shards[-1].metadata.items() if name.startswith("run_")}
-    assert run_totals["run_failed"] == 1 and run_totals["run_created"] == summary.metadata["created"].value
     for event in shards:
         for name, value in event.metadata.items():
-            if not name.startswith("run_"):
+            if name.endswith("_in_shard"):
                 totals[name] = totals.get(name, 0) + value.value
     # Every record of a healthy shard once; record 7 (unreadable) only as failed, and its shard not materialized.
     failed_shard = shard_of("7")
     created = sum(1 for key in desired if shard_of(key) != failed_shard)
     skipped = int(shard_of("S1") != failed_shard)
     assert totals == {
-        "created": created,
-        "updated": 0,
-        "unchanged": 0,
-        "failed": 0,
-        "skipped_no_rt_user": skipped,
+        "created_in_shard": created,
+        "updated_in_shard": 0,
+        "unchanged_in_shard": 0,
+        "failed_in_shard": 0,
+        "skipped_no_rt_user_in_shard": skipped,
     }
     assert summary.metadata["failed"].value == 1
     assert summary.metadata["skipped"].value == 1 and summary.metadata["skipped_read_failed"].value == 0
+    # The warning check names the record by id, and says the target would not give it.
+    assert isinstance(check, dg.AssetCheckResult) and check.check_name == RECORDS_CHECK
+    assert not check.passed and check.severity is dg.AssetCheckSeverity.WARN
+    assert "| 7 | could not be read from rt |" in check.metadata["errors"].value
+    assert (
+        check.description
+        == "1 record error(s): 1 record(s) could not be read from rt; the next run retries them"
+    )
+
+
+def test_row_errors_past_the_threshold_fail_the_run_in_one_line(
+    state: SyncStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from sync_pipelines.core.errors import TooManyRecordErrors
+    from sync_pipelines.defs.shared.run_report import report
+
+    desired = {str(n): {"a": n} for n in range(1, 11)}
+    monkeypatch.setenv("SYNC_MAX_RECORD_ERRORS_PERCENT", "15")
+    source = DictSource(desired, FakeTarget(), unreadable={"3", "7"})
+    run_scope = scope_with()
+    outcome = asyncio.run(execute(source, state, run_scope))
+    events = []
+    with pytest.raises(TooManyRecordErrors) as raised:
+        for event in report(dg.AssetKey("t"), run_scope, source, outcome, run_scope.shards, check=True):
+            events.append(event)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "rt: 2 record error(s) in 10 record(s) (20 %), more than SYNC_MAX_RECORD_ERRORS_PERCENT=15 allows: "
+        "2 record(s) could not be read from rt; the next run retries them: 3: "
+    )
+    # Everything was recorded first: the healthy shards, the summary and the check.
+    assert isinstance(events[-1], dg.AssetCheckResult) and not events[-1].passed
+    assert sum(isinstance(event, dg.AssetMaterialization) for event in events) >= 8
+
+
+@pytest.mark.parametrize("value", ["ten", "nan", "-1", "101"])
+def test_a_bad_threshold_is_refused_naming_it_before_anything_is_read(
+    value: str, state: SyncStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNC_MAX_RECORD_ERRORS_PERCENT", value)
+    target = FakeTarget()
+    with pytest.raises(ConfigurationError, match=r"^SYNC_MAX_RECORD_ERRORS_PERCENT: must be "):
+        asyncio.run(execute(DictSource(DESIRED, target), state, scope_with()))
+    assert target.batches == []

@@ -93,7 +93,11 @@ def test_an_unusable_database_url_names_the_setting_without_the_password(world: 
     assert "s3cret" not in result.output
 
 
-def test_failed_records_fail_the_run_naming_them(world: SyncWorld) -> None:
+def test_a_failed_record_is_a_row_error_and_past_the_threshold_fails_the_run_naming_it(
+    world: SyncWorld,
+) -> None:
+    """A student whose RT user RT does not have: the run succeeds, its summary line saying so; with
+    SYNC_MAX_RECORD_ERRORS_PERCENT below that one record's share, the same run fails in one line naming it."""
     students = create_database_engine(world.url("STUDENTS_DATABASE_URL"), "STUDENTS_DATABASE_URL")
     table = sa.Table("students", sa.MetaData(), autoload_with=students)
     with students.begin() as connection:
@@ -101,13 +105,22 @@ def test_failed_records_fail_the_run_naming_them(world: SyncWorld) -> None:
             sa.insert(table), student_rows([SampleStudent("S-NO-RT-USER", "A", "B", "5", 99999)], "django")
         )
     try:
-        result = run_with(world, "rt_user_sync")
+        green = world.run_job("rt_user_sync", env=world.env)
+        red = run_with(world, "rt_user_sync", SYNC_MAX_RECORD_ERRORS_PERCENT="1")
     finally:
         with students.begin() as connection:
             connection.execute(sa.text("DELETE FROM students WHERE student_id = 'S-NO-RT-USER'"))
-    assert first_error(result).startswith(
-        "1 record(s) could not be written to rt_user_custom_fields; the next run retries them: 99999: "
+    assert green.succeeded, green.output[-3000:]
+    assert (
+        "with 1 record error(s) (1 record(s) could not be read from rt_user_custom_fields; the next run retries "
+        "them)" in green.output
     )
+    assert re.match(
+        r"rt_user_custom_fields: 1 record error\(s\) in \d+ record\(s\) \(\d+ %\), more than "
+        r"SYNC_MAX_RECORD_ERRORS_PERCENT=1 allows: 1 record\(s\) could not be read from rt_user_custom_fields; "
+        r"the next run retries them: 99999: ",
+        first_error(red),
+    ), first_error(red)
 
 
 def test_a_listed_system_without_its_token_fails_at_once_and_the_other_system_runs(world: SyncWorld) -> None:

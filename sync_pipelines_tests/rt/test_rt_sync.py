@@ -29,6 +29,7 @@ from sync_pipelines.definitions import defs
 from sync_pipelines.defs.rt.desired import graduation_year
 from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
 from sync_pipelines.sync.state import SyncStateStore
+from sync_pipelines_tests.harness.row_errors import errors_table, records_check, summary_line
 
 SIZE = 120
 PUT = "PUT /REST/2.0/user/{id}"
@@ -110,14 +111,16 @@ def world(make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
 
 
 def run_checks(world: RtWorld) -> dg.ExecuteInProcessResult:
-    """The RT checks as the ``sync_checks`` job runs them (the other systems' checks need their servers)."""
-    from sync_pipelines.defs.rt.checks import rt_custom_fields_exist, rt_matches_students
+    """The RT checks as the ``sync_checks`` job runs them (the other systems' checks need their servers): the RT
+    asset's prerequisite without the sync, and the drift check."""
+    from sync_pipelines.defs.rt.checks import rt_matches_students
     from sync_pipelines.defs.rt.definitions import rt_user_custom_fields
     from sync_pipelines.defs.students.assets import students
 
+    prerequisite = dg.AssetCheckKey(dg.AssetKey("rt_user_custom_fields"), "rt_custom_fields_exist")
     return dg.materialize(
-        [students, rt_user_custom_fields, rt_custom_fields_exist, rt_matches_students],
-        selection=dg.AssetSelection.checks(rt_custom_fields_exist, rt_matches_students),
+        [students, rt_user_custom_fields, rt_matches_students],
+        selection=dg.AssetSelection.checks(prerequisite, rt_matches_students),
         resources=dict(defs.resources),
         instance=world.instance,
         raise_on_error=False,
@@ -150,7 +153,7 @@ def test_first_run_writes_exactly_the_differing_users_and_the_second_none(world:
     # One materialization per shard, each with its own counts.
     materializations = first.asset_materializations_for_node("rt_user_custom_fields")
     assert sorted(m.partition for m in materializations) == SHARD_KEYS
-    assert sum(m.metadata["updated"].value for m in materializations) == len(differing)
+    assert sum(m.metadata["updated_in_shard"].value for m in materializations) == len(differing)
     # Every write is audited.
     audit = SyncStateStore.from_url(world.state_url).audit_rows("rt_user_custom_fields")
     assert {row["record_key"] for row in audit} == {str(key) for key in differing}
@@ -275,7 +278,10 @@ def test_missing_custom_field_fails_before_any_write(world: RtWorld) -> None:
 
 
 @pytest.mark.integration
-def test_unknown_user_and_refused_value_fail_their_records_only(world: RtWorld) -> None:
+def test_unknown_user_and_refused_value_are_row_errors_of_a_green_run(world: RtWorld) -> None:
+    """A user RT no longer has and values RT refuses fail those records only: the run succeeds (they are fewer
+    than SYNC_MAX_RECORD_ERRORS_PERCENT), names them in its records_synced warning, and the next run retries
+    them."""
     targets = sorted(world.differing())
     gone, refused = targets[0], targets[1]
     refused_grade = world.expected()[refused][0][0]
@@ -289,11 +295,16 @@ def test_unknown_user_and_refused_value_fail_their_records_only(world: RtWorld) 
         }
     )
     result = world.run({"full_refresh": True})
-    assert not result.success
-    failure = result.failure_data_for_node("rt_user_custom_fields")
-    message = failure.error.cause.message if failure.error.cause else failure.error.message
-    assert f"{gone}: RT has no user {gone}" in message
-    assert f"{refused}: RT refused" in message
+    assert result.success
+    table = errors_table(result, "rt_user_custom_fields")
+    assert re.search(
+        rf"\| \S+ \(RT user {gone}\) \| could not be read from rt_user_custom_fields \| RT has no user", table
+    )
+    assert re.search(
+        rf"\| \S+ \(RT user {refused}\) \| could not be written to rt_user_custom_fields \| RT refused", table
+    )
+    assert "with " in summary_line(result, "rt_user_custom_fields")
+    assert records_check(result, "rt_user_custom_fields").severity is dg.AssetCheckSeverity.WARN
     # The healthy shards are materialized; shards holding a failed record are not.
     materialized = {m.partition for m in result.asset_materializations_for_node("rt_user_custom_fields")}
     assert shard_of(str(gone)) not in materialized
@@ -305,7 +316,10 @@ def test_unknown_user_and_refused_value_fail_their_records_only(world: RtWorld) 
     world.rt.change_state({"action": "set_pattern", "field": "Grade", "pattern": "^.*$"})
     world.rt.reset_counters()
     retry = world.run()
-    assert not retry.success  # the deleted user still fails
+    assert retry.success
+    assert f"(RT user {gone}) | could not be read" in errors_table(
+        retry, "rt_user_custom_fields"
+    )  # still gone
     assert refused not in world.differing()
 
 

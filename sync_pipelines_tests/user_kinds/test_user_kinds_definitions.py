@@ -66,7 +66,11 @@ def test_definitions_name_the_job_schedule_and_checks() -> None:
         for key in defs.resolve_asset_graph().asset_check_keys
         if key.asset_key.path == ["user_kinds"]
     }
-    assert checks == {"user_kinds_valid_values", "user_kinds_coverage"}
+    # Two checks of its own (sync_checks runs them) and the warning the sync run reports itself.
+    assert checks == {"user_kinds_valid_values", "user_kinds_coverage", "records_synced"}
+    assert set(job.asset_layer.asset_graph.asset_check_keys) == {
+        dg.AssetCheckKey(dg.AssetKey("user_kinds"), "records_synced")
+    }
     policy = spec.specs_by_key[dg.AssetKey("user_kinds")].freshness_policy
     assert policy is not None and policy.fail_window.to_timedelta() == timedelta(days=1)
 

@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Iterator
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -20,6 +21,7 @@ from sync_pipelines.sync import SyncRunConfig, SyncStateStore
 from sync_pipelines.sync.run import execute
 from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
 from sync_pipelines.sync.source import RunScope
+from sync_pipelines_tests.harness.row_errors import errors_table, records_check, summary_line
 from sync_pipelines_tests.user_kinds.conftest import LOOKUP, ZlvWorld, make_world
 from sync_pipelines_tests.user_kinds.test_user_kinds_sync import failure_text, observation
 
@@ -38,7 +40,10 @@ def email_of(world: ZlvWorld, user_id: str) -> str:
     return email
 
 
-def test_bad_answers_are_reported_per_user_and_fail_the_run_after_the_others(world: ZlvWorld) -> None:
+def test_bad_answers_are_row_errors_reported_per_user_and_retried_by_the_next_run(world: ZlvWorld) -> None:
+    """Four users of the world's whole run whose answers cannot be used: the scheduled run stays green, says so in
+    its summary line and in the records_synced warning, names each by id with its reason, and writes everyone
+    else; the next run, with the answers fixed, writes them."""
     missing, not_boolean, html_page, bad_gateway = found_users(world, 4)
     world.handle.change_state(
         {"action": "set_record_fields", "email": email_of(world, missing), "drop": ["exterieur"]}
@@ -56,15 +61,26 @@ def test_bad_answers_are_reported_per_user_and_fail_the_run_after_the_others(wor
     )
     before = world.kinds()
     result = world.run()
-    assert not result.success
-    message = failure_text(result)
-    assert "4 record(s) could not be written to user_kinds" in message
-    assert re.search(rf"{missing}: Portail DF record \d+: 'exterieur' is missing", message)
+    assert result.success, failure_text(result)
+    line = summary_line(result, "user_kinds")
+    assert line.endswith(
+        "with 4 record error(s) (4 record(s) unusable in Portail DF's answer; the next run retries them)"
+    ), line
+    assert "could not be written" not in line
+    check = records_check(result, "user_kinds")
+    assert not check.passed and check.severity is dg.AssetCheckSeverity.WARN
+    table = errors_table(result, "user_kinds")
+    unusable = "unusable in Portail DF's answer"
     assert re.search(
-        rf"{not_boolean}: Portail DF record \d+: 'gestionnaire' is 'true' \(str\), not a boolean", message
+        rf"\| {missing} \| {unusable} \| Portail DF record \d+: 'exterieur' is missing \|", table
     )
-    assert re.search(rf"{html_page}: lookup failed: .*text/html, not JSON", message)
-    assert re.search(rf"{bad_gateway}: lookup failed: .*HTTP 502", message)
+    assert re.search(
+        rf"\| {not_boolean} \| {unusable} \| Portail DF record \d+: 'gestionnaire' is 'true' \(str\), not a "
+        "boolean",
+        table,
+    )
+    assert re.search(rf"\| {html_page} \| {unusable} \| lookup failed: .*text/html, not JSON", table)
+    assert re.search(rf"\| {bad_gateway} \| {unusable} \| lookup failed: .*HTTP 502", table)
     after = world.kinds()
     broken = {missing, not_boolean, html_page, bad_gateway}
     assert all(after[u] == before[u] for u in broken)
@@ -78,6 +94,43 @@ def test_bad_answers_are_reported_per_user_and_fail_the_run_after_the_others(wor
     # Shards holding a failed user are not materialized; the others are.
     materialized = {m.partition for m in result.asset_materializations_for_node("user_kinds")}
     assert materialized == set(SHARD_KEYS) - {shard_of(u) for u in broken}
+
+    # The next run retries them: the users whose answers are fixed meanwhile are written, the others reported again.
+    world.handle.change_state({"action": "clear_html_for_email"})
+    retry = world.run()
+    assert retry.success, failure_text(retry)
+    after, expected = world.kinds(), world.expected_kinds()
+    assert after[html_page] == expected[html_page] != before[html_page]
+    assert after[bad_gateway] == expected[bad_gateway] != before[bad_gateway]
+    table = errors_table(retry, "user_kinds")
+    assert f"| {missing} |" in table and f"| {not_boolean} |" in table
+    assert html_page not in table and bad_gateway not in table
+
+
+def test_row_errors_past_the_threshold_fail_the_run_in_one_line(
+    world: ZlvWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More unusable answers than SYNC_MAX_RECORD_ERRORS_PERCENT allows: the others are still written and
+    reported, then the run fails in one line saying what happened."""
+    broken = found_users(world, 3)
+    for user_id in broken:
+        world.handle.change_state({"action": "html_for_email", "email": email_of(world, user_id)})
+    monkeypatch.setenv("SYNC_MAX_RECORD_ERRORS_PERCENT", "1")
+    result = world.run()
+    assert not result.success
+    message = failure_text(result)
+    assert len(message.splitlines()) == 1, message
+    assert re.search(
+        r"Failure: user_kinds: 3 record error\(s\) in \d+ record\(s\) \(\d+ %\), more than "
+        r"SYNC_MAX_RECORD_ERRORS_PERCENT=1 allows: 3 record\(s\) unusable in Portail DF's answer; the next run "
+        r"retries them: ",
+        message,
+    ), message
+    assert not records_check(result, "user_kinds").passed
+    after = world.kinds()
+    assert {u: k for u, k in after.items() if u not in broken} == {
+        u: k for u, k in world.expected_kinds().items() if u not in broken
+    }
 
 
 def test_timeouts_after_retries_fail_those_users_only(world_v2: ZlvWorld) -> None:

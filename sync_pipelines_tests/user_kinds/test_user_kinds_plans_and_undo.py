@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.defs.user_kinds.definitions import user_kind_sync_undo
+from sync_pipelines.sync.shards import shard_of
 from sync_pipelines.sync.state import SyncStateStore, default_state_url
 from sync_pipelines_tests.user_kinds.conftest import ZlvWorld
 
@@ -52,10 +53,11 @@ def test_reviewed_plan_conflict_undo_and_undo_of_undo(world_v2: ZlvWorld) -> Non
     # The asset's Overview (its latest materialization) shows the run as a whole, not the last shard alone.
     materializations = applied.asset_materializations_for_node("user_kinds")
     last = {name: value.value for name, value in materializations[-1].metadata.items()}
-    assert last["run_updated"] == shown["updated"] == len(changing) - 1
-    assert last["run_conflicts"] == 1 and last["run_plan_id"] == plan_id and "run_plan" in last
-    assert sum(m.metadata["updated"].value for m in materializations) == shown["updated"]
-    assert all("run_updated" not in m.metadata for m in materializations[:-1])
+    assert list(last)[:3] == ["created", "updated", "failed"]  # the run's totals first, under the plain names
+    assert last["updated"] == shown["updated"] == len(changing) - 1
+    assert last["conflicts"] == 1 and last["plan_id"] == plan_id and "plan" in last
+    assert sum(m.metadata["updated_in_shard"].value for m in materializations) == shown["updated"]
+    assert all("updated" not in m.metadata for m in materializations[:-1])
     after = world.kinds()
     assert after[moved] == "manual"
     assert {key: after[key] for key in changing[1:]} == {
@@ -69,10 +71,21 @@ def test_reviewed_plan_conflict_undo_and_undo_of_undo(world_v2: ZlvWorld) -> Non
     assert preview.success, preview.all_events
     assert world.kinds() == after
     assert summary(preview)["planned_updates"] == len(changing) - 1
+    assert preview.asset_materializations_for_node("user_kinds_undo") == []  # a preview changes nothing
 
     undone = undo(world, applied.run_id, dry_run=False)
     assert undone.success, undone.all_events
     assert world.kinds() == {**initial, moved: "manual"}
+    # An applied undo changed ZLV: it materializes the shards it changed, saying what it was.
+    restored = undone.asset_materializations_for_node("user_kinds_undo")
+    assert {m.partition for m in restored} == {shard_of(key) for key in changing[1:]}
+    assert {m.description for m in restored} == {
+        f"undo of run {applied.run_id}: {len(changing) - 1} field(s) restored, 0 conflict(s) left"
+    }
+    totals = {name: value.value for name, value in restored[-1].metadata.items()}
+    assert list(totals)[:3] == ["created", "updated", "failed"]
+    assert totals["updated"] == totals["fields_restored"] == len(changing) - 1
+    assert totals["undo_of"] == applied.run_id and totals["conflicts"] == 0
     runs = {r["run_id"] for r in state.audit_rows("user_kinds") if r["status"] == "applied"}
     assert runs == {applied.run_id, undone.run_id}
 

@@ -84,10 +84,11 @@ def test_full_sync_writes_exactly_what_portaildf_says(world: ZlvWorld) -> None:
     # A materialization per shard, with numeric counts that add up to the run's.
     materializations = result.asset_materializations_for_node("user_kinds")
     assert sorted(m.partition for m in materializations) == SHARD_KEYS
-    assert sum(m.metadata["updated"].value for m in materializations) == len(changes)
-    assert sum(m.metadata["processed"].value for m in materializations) == summary["processed"]
-    assert sum(m.metadata["kind_gestionnaire"].value for m in materializations) == outcomes["gestionnaire"]
-    assert all(isinstance(m.metadata["not_found"], dg.IntMetadataValue) for m in materializations)
+    assert sum(m.metadata["updated_in_shard"].value for m in materializations) == len(changes)
+    assert sum(m.metadata["processed_in_shard"].value for m in materializations) == summary["processed"]
+    gestionnaires = sum(m.metadata["kind_gestionnaire_in_shard"].value for m in materializations)
+    assert gestionnaires == outcomes["gestionnaire"]
+    assert all(isinstance(m.metadata["not_found_in_shard"], dg.IntMetadataValue) for m in materializations)
 
 
 def test_awkward_emails_are_found(world_v2: ZlvWorld) -> None:

@@ -84,6 +84,7 @@ def _shards_label(shards: frozenset[str]) -> str:
 
 class BakalariSource(ApiSource):
     target = TARGET
+    source_name = "Bakaláři"
     default_batch_size = DEFAULT_BATCH_SIZE
     remembers_written = False
     # A person's name and e-mail go to EduRPG, and to the state database for review and undo, not to reports.

@@ -1,6 +1,8 @@
-"""Checks against live RT: the fields the sync writes exist, and RT still matches the students table."""
+"""Checks against live RT: the fields the sync writes exist (a prerequisite the RT asset evaluates itself, before
+it reads or writes anything), and RT still matches the students table."""
 
 import asyncio
+import logging
 from datetime import date
 
 import dagster as dg
@@ -11,21 +13,13 @@ from sync_pipelines.defs.rt.desired import desired_custom_fields
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.defs.rt.source import TARGET, read_current, require_user_fields
 from sync_pipelines.defs.shared.failures import reported_as_failures
-from sync_pipelines.defs.students.assets import students
+from sync_pipelines.defs.shared.sync_spec import Prerequisite
 from sync_pipelines.sync.plan import plan_changes
 from sync_pipelines.sync.shards import SHARD_KEYS
 
 
-@dg.asset_check(
-    asset=students,
-    blocking=True,
-    pool="rt_api",
-    description="RT has the user custom fields the sync writes (RT_GRADE_FIELD, RT_STUDENT_ID_FIELD). Blocking: "
-    "rt_user_custom_fields does not run, and writes nothing, until it passes.",
-)
-@reported_as_failures
 def rt_custom_fields_exist(
-    context: dg.AssetCheckExecutionContext, request_tracker: RequestTrackerResource
+    request_tracker: RequestTrackerResource, log: logging.Logger
 ) -> dg.AssetCheckResult:
     fields = request_tracker.fields()
 
@@ -37,12 +31,21 @@ def rt_custom_fields_exist(
         available = asyncio.run(check())
     except ConfigurationError as error:
         # The run fails on this blocking check; its log line is the cause a person reads first.
-        context.log.error(str(error))
+        log.error(str(error))
         return dg.AssetCheckResult(passed=False, description=str(error), metadata={"fields": list(fields)})
     return dg.AssetCheckResult(
         passed=True,
         metadata={"fields": list(fields), "rt_user_custom_fields": dg.MetadataValue.json(available)},
     )
+
+
+RT_CUSTOM_FIELDS_EXIST = Prerequisite(
+    name="rt_custom_fields_exist",
+    description="RT has the user custom fields the sync writes (RT_GRADE_FIELD, RT_STUDENT_ID_FIELD), enabled and "
+    "applied to users. Blocking: rt_user_custom_fields evaluates it first and reads and writes nothing until it "
+    "passes.",
+    evaluate=lambda resources, log: rt_custom_fields_exist(resources.request_tracker, log),
+)
 
 
 @dg.asset_check(

@@ -196,6 +196,7 @@ async def _read_pages(
 
 class RtSource(ApiSource):
     target = TARGET
+    source_name = "the students table"
     default_batch_size = 500
     remembers_written = True
     count_names = ("updated", "unchanged", "failed")

@@ -5,7 +5,7 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
-from sync_pipelines.defs.rt.checks import rt_custom_fields_exist, rt_matches_students
+from sync_pipelines.defs.rt.checks import RT_CUSTOM_FIELDS_EXIST, rt_matches_students
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.defs.rt.source import TARGET, RtSource
 from sync_pipelines.defs.shared.sync_spec import ScheduleSpec, SourceInputs, SyncSpec
@@ -45,7 +45,8 @@ RT_SYNC = SyncSpec(
     undo_source=rt_undo_source,
     upstream=("students",),
     # rt_matches_students reads every user back from RT: it belongs to sync_checks, not to every sync run.
-    checks=(rt_custom_fields_exist, rt_matches_students),
+    checks=(rt_matches_students,),
+    prerequisites=(RT_CUSTOM_FIELDS_EXIST,),
     schedule=ScheduleSpec(
         name="rt_user_sync_daily",
         default_cron="0 1 * * *",

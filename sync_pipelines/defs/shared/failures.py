@@ -20,7 +20,7 @@ import dagster as dg
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync_pipelines.core.database import timeout_error
-from sync_pipelines.core.errors import FailedRecordsError, SyncError
+from sync_pipelines.core.errors import SyncError, TooManyRecordErrors
 from sync_pipelines.core.redaction import describe_error, redact
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,8 +44,8 @@ def as_failure(error: BaseException) -> dg.Failure:
     setting = getattr(error, "setting", None) or getattr(error, "variables", None)
     if setting:
         metadata["setting_to_check"] = setting
-    if isinstance(error, FailedRecordsError):
-        lines = ["| record | reason |", "| --- | --- |"]
+    if isinstance(error, TooManyRecordErrors):
+        lines = ["| record | error |", "| --- | --- |"]
         lines += [
             f"| {key} | {redact(reason).replace('|', '/')} |"
             for key, reason in error.failures[:SHOWN_FAILURES]

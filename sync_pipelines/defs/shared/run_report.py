@@ -1,31 +1,66 @@
 """How every sync reports to Dagster: the plan and outcome as metadata and events, one path for all three.
 
-A dry run is one observation holding the whole plan. A real run is one materialization per healthy shard
-(each with its own counts), then a summary observation; a shard holding a failed record is not materialized,
-so the partition view shows exactly which shards need a re-run. After the healthy shards are recorded the
-step fails, listing the failed records, so the failure alert fires; the next run retries them.
+Every change to a target is a materialization; anything that changed nothing is an observation. A dry run (and
+an undo's preview) is one observation holding the whole plan: it never counts as the target's latest state. A
+real run is one materialization per healthy shard (a sync: every shard of the run; an undo: the shards it
+changed), then a summary observation for the run page; a shard holding a failed record is not materialized, so
+the partition view shows exactly which shards need a re-run. The run's last materialization, the one the asset's
+Overview shows, carries the run's totals first, under the plain names (``updated``, ``created``, ...), so a plot
+of them has one point per run; each shard's own figures follow under ``<name>_in_shard``.
+
+Records that failed are row errors (``sync.record_errors``): listed by id in the run's ``failures`` table and in
+the sync asset's ``records_synced`` check (a warning), retried by the next run; the step fails, in one line and
+after everything is recorded, only past ``SYNC_MAX_RECORD_ERRORS_PERCENT``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 
-from sync_pipelines.core.errors import FailedRecordsError
 from sync_pipelines.sync.apply import ApplyResult
 from sync_pipelines.sync.disclosure import PLAIN, Disclosure
 from sync_pipelines.sync.outcome import SyncOutcome
 from sync_pipelines.sync.plan import SyncPlan
-from sync_pipelines.sync.report import PREVIEW_ROWS, Count, Markdown, Text, cell, changes_table, shard_counts
+from sync_pipelines.sync.record_errors import RecordErrors
+from sync_pipelines.sync.report import (
+    Count,
+    Markdown,
+    Text,
+    changes_table,
+    records_table,
+    shard_counts,
+)
 from sync_pipelines.sync.source import RunScope, SyncSource
 from sync_pipelines.sync.state import Settlement
 
-SyncEvent = dg.AssetMaterialization | dg.AssetObservation
+SyncEvent = dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckResult
 
 DRY_RUN_TAG = "sync/dry_run"
+# The warning check every sync asset carries: the records its latest run could not sync, by id and why.
+RECORDS_CHECK = "records_synced"
+RECORDS_CHECK_DESCRIPTION = (
+    "Every record of the asset's latest run went through: none unusable in the source's answer, none the target "
+    "would not give or refused to write. A warning: such records are listed by id with their reason and retried "
+    "by the next run; the run fails only past SYNC_MAX_RECORD_ERRORS_PERCENT."
+)
+# The run's totals, first among its metadata under these plain names (those it has, in this order).
+RUN_TOTALS = (
+    "created",
+    "updated",
+    "failed",
+    "unchanged",
+    "skipped",
+    "conflicts",
+    "fields_restored",
+    "field_changes_written",
+    "undo_of",
+    "plan_id",
+)
+SHARD_SUFFIX = "_in_shard"
 
 
 def plan_metadata(
@@ -53,14 +88,20 @@ def plan_metadata(
     return metadata
 
 
+def errors_table(errors: RecordErrors, label: Callable[[str], str]) -> str:
+    """Markdown: each row error's record (as a person knows it, by its ids), what went wrong and why."""
+    return records_table(("record", "error", "reason"), errors.rows(), label)
+
+
 def result_metadata(
     plan: SyncPlan,
     result: ApplyResult,
     settlement: Settlement | None = None,
     disclosure: Disclosure = PLAIN,
+    errors: RecordErrors | None = None,
 ) -> dict[str, Any]:
-    """The plan's metadata and what was written. Each record is counted once: a skipped record that fails the
-    run (it could not be read, say) is counted as failed, not as skipped too."""
+    """The plan's metadata and what was written. Each record is counted once: a skipped record that is a row
+    error (it could not be read, say) is counted as failed, not as skipped too."""
     metadata = plan_metadata(plan, dry_run=False, settlement=settlement, disclosure=disclosure)
     skipped = Counter(
         record.category or "skipped" for record in plan.skipped if record.key not in result.failures
@@ -77,13 +118,8 @@ def result_metadata(
             "apply_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
         }
     )
-    if result.failures:
-        lines = ["| record | reason |", "| --- | --- |"]
-        lines += [
-            f"| {cell(disclosure.label(key))} | {cell(reason, None)} |"
-            for key, reason in result.failure_list()[:PREVIEW_ROWS]
-        ]
-        metadata["failures"] = dg.MetadataValue.md("\n".join(lines))
+    if errors:
+        metadata["failures"] = dg.MetadataValue.md(errors_table(errors, disclosure.label))
     return metadata
 
 
@@ -101,27 +137,50 @@ def dagster_metadata(figures: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# The run's figures carried by its last materialization, under ``run_`` names beside the shard's own.
-RUN_TOTALS = (
-    "created",
-    "updated",
-    "failed",
-    "unchanged",
-    "skipped",
-    "conflicts",
-    "conflicts_at_write",
-    "field_changes_written",
-    "plan_id",
-)
-RUN_TABLES = ("plan", "conflict_records", "failures")
+def totals_first(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` in the order a person reads it: the run's totals (``RUN_TOTALS``), the other figures, then the
+    tables. The asset's Overview lists metadata in this order."""
+    totals = {name: metadata[name] for name in RUN_TOTALS if name in metadata}
+    tables = {
+        name: value
+        for name, value in metadata.items()
+        if name not in totals and isinstance(value, dg.MarkdownMetadataValue)
+    }
+    rest = {name: value for name, value in metadata.items() if name not in totals and name not in tables}
+    return {**totals, **rest, **tables}
 
 
-def run_totals(summary: dict[str, Any], healthy: list[str], shards: frozenset[str]) -> dict[str, Any]:
-    """What a run did as a whole, for the asset's Overview (see ``report``)."""
-    totals = {f"run_{name}": summary[name] for name in RUN_TOTALS if name in summary}
-    totals["run_shards"] = dg.MetadataValue.text(f"{len(healthy)} of {len(shards)} shard(s) materialized")
-    totals.update({f"run_{name}": summary[name] for name in RUN_TABLES if name in summary})
-    return totals
+def shard_figures(
+    counts: Mapping[str, int], names: Collection[str], extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One shard's own figures, under ``<name>_in_shard``: after the run's totals, and never plotted with them."""
+    figures: dict[str, Any] = {name: dg.MetadataValue.int(counts.get(name, 0)) for name in names}
+    figures.update(extra)
+    return {f"{name}{SHARD_SUFFIX}": value for name, value in figures.items()}
+
+
+def records_check(
+    asset_key: dg.AssetKey, errors: RecordErrors, label: Callable[[str], str]
+) -> dg.AssetCheckResult:
+    """The ``records_synced`` warning: passed when every record went through, else the row errors by id."""
+    metadata: dict[str, Any] = {
+        "record_errors": dg.MetadataValue.int(len(errors)),
+        "records": dg.MetadataValue.int(errors.records),
+    }
+    if errors:
+        metadata["errors"] = dg.MetadataValue.md(errors_table(errors, label))
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=RECORDS_CHECK,
+        passed=not errors,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(errors)} record error(s): {errors.counts()}; the next run retries them"
+            if errors
+            else f"all {errors.records} record(s) went through"
+        ),
+        metadata=metadata,
+    )
 
 
 def report(
@@ -129,10 +188,15 @@ def report(
     scope: RunScope,
     source: SyncSource,
     outcome: SyncOutcome,
-    materialize: bool = True,
+    shards: Collection[str],
+    check: bool = False,
+    description: str | None = None,
+    changed_only: bool = False,
 ) -> Iterator[SyncEvent]:
-    """The events of one run (see the module docstring), then ``FailedRecordsError`` if records failed. Without
-    ``materialize`` (an undo job, which is not the asset's run), the summary observation alone."""
+    """The events of one run (see the module docstring): the healthy ones of ``shards`` materialized, each with
+    ``description`` (``changed_only``: ``shards`` are those the run changed, an undo's); with ``check``, the
+    ``records_synced`` check's result. Raises ``TooManyRecordErrors`` last, once everything is recorded, when
+    the run's row errors are past the threshold."""
     plan, result, log = outcome.plan, outcome.result, scope.log
     extra = {
         "sync_seconds": dg.MetadataValue.float(round(outcome.seconds, 3)),
@@ -145,40 +209,61 @@ def report(
     if result is not None and result.conflicts:
         extra["conflicts_at_write"] = dg.MetadataValue.int(len(result.conflicts))
     disclosure = source.disclosure()
+    errors = outcome.errors or RecordErrors(plan.target, source.source_name, len(plan.records))
     if result is None:
         table = changes_table(plan, settlement=outcome.settlement, disclosure=disclosure)
         log.info(f"plan of {plan.target} (dry run, nothing written):\n{table}")
         metadata = {**plan_metadata(plan, True, outcome.settlement, disclosure), **extra}
-        yield dg.AssetObservation(asset_key=asset_key, metadata=metadata, tags={DRY_RUN_TAG: "true"})
+        if errors:
+            metadata["record_errors"] = dg.MetadataValue.int(len(errors))
+            metadata["failures"] = dg.MetadataValue.md(errors_table(errors, disclosure.label))
+        yield dg.AssetObservation(
+            asset_key=asset_key,
+            metadata=metadata,
+            tags={DRY_RUN_TAG: "true"},
+            description=f"dry run of {plan.target}: the plan, nothing written",
+        )
         return
     per_shard = shard_counts(plan, result, source.shard_of)
-    shard_extra = source.shard_metadata(outcome, scope.shards)
-    skip_names = sorted(
-        {name for counts in per_shard.values() for name in counts if name.startswith("skipped_")}
-    )
-    summary = {**result_metadata(plan, result, outcome.settlement, disclosure), **extra}
-    healthy: list[str] = []
-    for shard in sorted(scope.shards) if materialize else ():
-        counts = per_shard.get(shard, Counter())
-        if counts["failed"]:
-            continue
-        healthy.append(shard)
+    shard_extra = source.shard_metadata(outcome, frozenset(shards))
+    names = [
+        *source.count_names,
+        *sorted({name for counts in per_shard.values() for name in counts if name.startswith("skipped_")}),
+    ]
+    summary = totals_first({**result_metadata(plan, result, outcome.settlement, disclosure, errors), **extra})
+    healthy = [shard for shard in sorted(shards) if not per_shard.get(shard, Counter())["failed"]]
     for shard in healthy:
-        counts = per_shard.get(shard, Counter())
-        shard_metadata: dict[str, Any] = {
-            name: dg.MetadataValue.int(counts[name]) for name in (*source.count_names, *skip_names)
-        }
-        shard_metadata.update(shard_extra.get(shard, {}))
+        metadata = shard_figures(per_shard.get(shard, Counter()), names, shard_extra.get(shard, {}))
         if shard == healthy[-1]:
-            # The asset's Overview shows its latest materialization: the run's last one also carries what the
-            # run did as a whole (totals, plan, conflicts), so the page does not show one shard's figures alone.
-            shard_metadata.update(run_totals(summary, healthy, scope.shards))
-        yield dg.AssetMaterialization(asset_key=asset_key, partition=shard, metadata=shard_metadata)
-    yield dg.AssetObservation(asset_key=asset_key, metadata=summary)
-    shards = f"; {len(healthy)}/{len(scope.shards)} shard(s) healthy" if materialize else ""
-    log.info(
-        f"{plan.target}: {result.created} created, {result.updated} updated, {result.failed} failed "
-        f"in {result.seconds:.1f} s{shards}"
+            # The asset's Overview shows its latest materialization: the run's last one carries what the run did
+            # as a whole, first, then this shard's own figures.
+            shown = (
+                f"{len(healthy)} shard(s) it changed materialized"
+                if changed_only
+                else f"{len(healthy)} of {len(scope.shards)} shard(s) materialized"
+            )
+            metadata = {
+                **{name: value for name, value in summary.items() if name in RUN_TOTALS},
+                "shards": dg.MetadataValue.text(shown),
+                **metadata,
+                **{name: value for name, value in summary.items() if name not in RUN_TOTALS},
+            }
+        yield dg.AssetMaterialization(
+            asset_key=asset_key, partition=shard, metadata=metadata, description=description
+        )
+    materialized = (
+        f"; {len(healthy)} changed shard(s) materialized"
+        if changed_only
+        else f"; {len(healthy)}/{len(scope.shards)} shard(s) healthy"
     )
-    if result.failures:
-        raise FailedRecordsError(plan.target, result.failure_list())
+    closing = f", {errors.summary()}" if errors else ""
+    # The run's summary line: logged, and the description of its summary observation (the run page shows it).
+    line = (
+        f"{plan.target}: {result.created} created, {result.updated} updated, {result.failed} failed "
+        f"in {result.seconds:.1f} s{materialized}{closing}"
+    )
+    yield dg.AssetObservation(asset_key=asset_key, metadata=summary, description=line)
+    if check:
+        yield records_check(asset_key, errors, disclosure.label)
+    log.info(line)
+    errors.raise_if_too_many()

@@ -1,10 +1,13 @@
 """Every sync's Dagster definitions, built from its ``SyncSpec``: the asset, the job, the undo job, the schedule.
 
-The asset holds a slot of the system's pool, reads its upstream assets' values, builds the source and runs the
-engine; the job materializes the upstream assets and the target, leaving the target's own checks to
-``sync_checks`` (the asset reports per-shard materializations rather than an output, so checks in the same run
-would only be skipped); the schedule's cron comes from ``<JOB>_CRON`` when set (``off``: the schedule starts
-stopped), else the spec's default, and it starts RUNNING only for an enabled system (``SYNC_SYSTEMS``).
+The asset holds a slot of the system's pool, evaluates its prerequisites (blocking checks on the asset itself,
+e.g. ``rt_custom_fields_exist``), reads its upstream assets' values, builds the source and runs the engine, and
+reports its ``records_synced`` check (a warning naming the records that did not go through). The job
+materializes the upstream assets and the target with those checks of the asset's own, leaving the checks defined
+apart to ``sync_checks`` (the asset reports per-shard materializations rather than an output, so checks in other
+steps of the same run would only be skipped). The schedule's cron
+comes from ``<JOB>_CRON`` when set (``off``: the schedule starts stopped), else the spec's default, and it
+starts RUNNING only for an enabled system (``SYNC_SYSTEMS``).
 
 A system whose variables are missing (``defs.systems``) is still defined, so the code location loads and the
 other systems run: its asset's and jobs' descriptions name the problem, its resources are stand-ins that read no
@@ -13,6 +16,7 @@ runs the target alone and the asset's and the undo's first act is to fail in one
 A bad cron leaves the schedule out; a bad ``<JOB>_MAX_RUNTIME_SECONDS`` falls back to the spec's limit.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
@@ -21,6 +25,7 @@ import dagster as dg
 from sync_pipelines.core.env import env_number, env_text
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.shared.run_config import SyncAssetConfig
+from sync_pipelines.defs.shared.run_report import RECORDS_CHECK, RECORDS_CHECK_DESCRIPTION
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_asset import sync_asset
 from sync_pipelines.defs.shared.sync_run import run_sync
@@ -110,11 +115,48 @@ def build_sync(spec: SyncSpec) -> BuiltSync:
     return BuiltSync(asset, job, undo, schedule, definitions)
 
 
+def own_check_keys(spec: SyncSpec) -> list[dg.AssetCheckKey]:
+    """The checks the sync asset evaluates itself: its prerequisites, then ``records_synced``."""
+    names = [prerequisite.name for prerequisite in spec.prerequisites] + [RECORDS_CHECK]
+    return [dg.AssetCheckKey(dg.AssetKey(spec.target), name) for name in names]
+
+
+def own_check_specs(spec: SyncSpec) -> list[dg.AssetCheckSpec]:
+    return [
+        *(
+            dg.AssetCheckSpec(p.name, asset=spec.target, description=p.description, blocking=True)
+            for p in spec.prerequisites
+        ),
+        dg.AssetCheckSpec(RECORDS_CHECK, asset=spec.target, description=RECORDS_CHECK_DESCRIPTION),
+    ]
+
+
+def evaluate_prerequisites(
+    spec: SyncSpec, context: dg.AssetExecutionContext
+) -> Iterator[dg.AssetCheckResult]:
+    """The prerequisites this run selected, each evaluated and yielded; the first that fails stops the run in one
+    line, before anything is read or written."""
+    selected = context.selected_asset_check_keys
+    for prerequisite in spec.prerequisites:
+        key = dg.AssetCheckKey(dg.AssetKey(spec.target), prerequisite.name)
+        if key not in selected:
+            continue
+        result = prerequisite.evaluate(context.resources, context.log)
+        yield result._replace(asset_key=key.asset_key, check_name=key.name)
+        if not result.passed:
+            raise dg.Failure(
+                description=result.description or f"{prerequisite.name} failed",
+                metadata={"check": prerequisite.name},
+                allow_retries=False,
+            )
+
+
 def sync_asset_of(spec: SyncSpec, run_upstream: bool = True) -> dg.AssetsDefinition:
     """The target asset: the spec's source, built from the run's resources and upstream values, run by the engine.
 
     Without ``run_upstream`` (an unconfigured system) the upstream assets stay in the lineage as dependencies
-    whose values are not loaded, so the body, failing first, is the run's first step."""
+    whose values are not loaded, so the body, failing first, is the run's first step. A run that selected the
+    asset's checks alone (``sync_checks``) evaluates its prerequisites and does not sync."""
 
     @sync_asset(
         name=spec.target,
@@ -123,13 +165,15 @@ def sync_asset_of(spec: SyncSpec, run_upstream: bool = True) -> dg.AssetsDefinit
         fresh_within=spec.fresh_within,
         kinds=set(spec.kinds),
         description=spec.description,
-        ins={
-            name: dg.AssetIn(name) if run_upstream else dg.AssetIn(name, dagster_type=dg.Nothing)
-            for name in spec.upstream
-        },
+        ins={name: dg.AssetIn(name) for name in spec.upstream} if run_upstream else {},
+        deps=() if run_upstream else spec.upstream,
         required_resource_keys={*spec.resources, "sync_state"},
+        check_specs=own_check_specs(spec),
     )
     def body(context: dg.AssetExecutionContext, config: SyncAssetConfig, **upstream: Any):
+        yield from evaluate_prerequisites(spec, context)
+        if dg.AssetKey(spec.target) not in context.selected_asset_keys:
+            return
         state: SyncStateResource = context.resources.sync_state
         source = spec.source(SourceInputs(context.resources, upstream, context.instance))
         yield from run_sync(context, config, source, state.store())
@@ -141,8 +185,11 @@ def sync_job_of(spec: SyncSpec, run_upstream: bool = True) -> Any:
     upstream = spec.upstream if run_upstream else ()
     return dg.define_asset_job(
         name=spec.job,
-        selection=dg.AssetSelection.assets(*upstream, spec.target)
-        - dg.AssetSelection.checks_for_assets(spec.target),
+        selection=(
+            dg.AssetSelection.assets(*upstream, spec.target)
+            - dg.AssetSelection.checks_for_assets(spec.target)
+        )
+        | dg.AssetSelection.checks(*own_check_keys(spec)),
         tags=run_tags_of(spec),
         executor_def=dg.in_process_executor,
         description=spec.job_description,

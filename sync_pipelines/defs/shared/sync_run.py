@@ -1,7 +1,9 @@
 """The Dagster face of a run of the engine: an asset's body and an undo job's body, each one call.
 
 Both tag the run (a dry run, the plan it saved or applies, the run an undo reverses), run ``sync.run.execute``
-and yield the run's events (``defs.shared.run_report``).
+and yield the run's events (``defs.shared.run_report``). An applied undo changes the target as a sync does, so it
+materializes the asset too (the shards it changed): the asset's Overview, freshness and lineage show what the
+target holds after it, not the run it reversed.
 """
 
 import asyncio
@@ -11,8 +13,9 @@ import dagster as dg
 
 from sync_pipelines.defs.shared.partitions import selected_shards
 from sync_pipelines.defs.shared.run_config import SyncAssetConfig, UndoConfig
-from sync_pipelines.defs.shared.run_report import DRY_RUN_TAG, SyncEvent, report
+from sync_pipelines.defs.shared.run_report import DRY_RUN_TAG, RECORDS_CHECK, SyncEvent, report
 from sync_pipelines.sync.replay import ReplaySource, reviewed_source, undo_plan
+from sync_pipelines.sync.report import changed_shards
 from sync_pipelines.sync.run import execute
 from sync_pipelines.sync.shards import SHARD_KEYS
 from sync_pipelines.sync.source import RunScope, SyncSource
@@ -30,7 +33,8 @@ def run_sync(
     context: dg.AssetExecutionContext, config: SyncAssetConfig, source: SyncSource, state: SyncStateStore
 ) -> Iterator[SyncEvent]:
     """Run the sync and yield its events: a dry run's plan as an observation; a real run's healthy shards as
-    materializations and its summary as an observation, then ``FailedRecordsError`` if records failed."""
+    materializations, its summary as an observation and its ``records_synced`` check (when the run selected it),
+    then ``TooManyRecordErrors`` if its row errors are past the threshold."""
     scope = run_scope(context, config)
     tags: dict[str, str] = {}
     if config.apply_plan_id:
@@ -48,7 +52,8 @@ def run_sync(
     if tags:
         context.instance.add_run_tags(context.run_id, tags)
     outcome = asyncio.run(execute(source, state, scope))
-    yield from report(context.asset_key, scope, source, outcome)
+    check = dg.AssetCheckKey(context.asset_key, RECORDS_CHECK) in context.selected_asset_check_keys
+    yield from report(context.asset_key, scope, source, outcome, scope.shards, check=check)
 
 
 def run_undo(
@@ -58,7 +63,8 @@ def run_undo(
     state: SyncStateStore,
     asset_key: dg.AssetKey,
 ) -> Iterator[SyncEvent]:
-    """An undo job's body: the reverse of ``config.run_id`` as a run of the engine, reported on the asset's page."""
+    """An undo job's body: the reverse of ``config.run_id`` as a run of the engine, reported on the asset's page: a
+    preview as an observation, an applied undo as materializations of the shards it changed."""
     # Tagged first, so that an undo that is refused is found by the run it was asked to reverse too.
     tags = {UNDO_OF_TAG: config.run_id}
     if config.dry_run:
@@ -68,4 +74,17 @@ def run_undo(
     replay = ReplaySource(source, records, undo_of=config.run_id, kept=kept)
     scope = RunScope(context.run_id, frozenset(SHARD_KEYS), config.run_config(), context.log)
     outcome = asyncio.run(execute(replay, state, scope))
-    yield from report(asset_key, scope, replay, outcome, materialize=False)
+    if outcome.result is None:
+        yield from report(asset_key, scope, replay, outcome, ())
+        return
+    restored = outcome.result.field_changes
+    conflicts = len({key for key, _, _ in replay.conflict_rows(outcome)})
+    yield from report(
+        asset_key,
+        scope,
+        replay,
+        outcome,
+        changed_shards(outcome.plan, outcome.result, replay.shard_of),
+        description=f"undo of run {config.run_id}: {restored} field(s) restored, {conflicts} conflict(s) left",
+        changed_only=True,
+    )

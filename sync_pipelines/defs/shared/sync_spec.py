@@ -8,6 +8,7 @@ is one declaration rather than the same wiring written again in five modules.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,6 +27,18 @@ class SourceInputs:
     resources: Any
     upstream: Mapping[str, Any]
     instance: dg.DagsterInstance
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """What the target system must offer before a sync may read or write it (RT: the custom fields it writes), as
+    a blocking check on the sync asset itself: the asset evaluates it first, shows its result on its Checks tab,
+    and stops in one line (the result's description) when it fails. In ``sync_checks`` it runs alone, without
+    the sync. ``evaluate`` gets the run's resources and log."""
+
+    name: str
+    description: str
+    evaluate: Callable[[Any, logging.Logger], dg.AssetCheckResult]
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,10 @@ class SyncSpec:
     undo_source: Callable[[SourceInputs], SyncSource] | None = None
     # Assets the sync job materializes first and whose values the source reads (RT: ``students``).
     upstream: tuple[str, ...] = ()
+    # Checks of their own, run by ``sync_checks`` (not by the sync job: they would wait for an output the asset
+    # does not return).
     checks: Sequence[dg.AssetChecksDefinition] = field(default_factory=tuple)
+    prerequisites: Sequence[Prerequisite] = field(default_factory=tuple)
 
     @property
     def undo_job(self) -> str:
@@ -81,6 +97,7 @@ class SyncSpec:
         return f"{self.job.upper()}_MAX_RUNTIME_SECONDS"
 
     def checked_assets(self) -> tuple[str, ...]:
-        """The assets whose checks ``sync_checks`` runs for this system: the target and those its checks watch."""
+        """The assets whose checks ``sync_checks`` runs for this system: the target, the assets it reads and
+        those its checks watch."""
         watched = {key.asset_key.to_user_string() for check in self.checks for key in check.check_keys}
-        return tuple(sorted(watched | {self.target}))
+        return tuple(sorted(watched | set(self.upstream) | {self.target}))

@@ -81,6 +81,7 @@ def desired_kinds(
 
 class UserKindsSource(ApiSource):
     target = TARGET
+    source_name = "Portail DF"
     default_batch_size = DEFAULT_BATCH_SIZE
     remembers_written = False
     count_names = ("updated", "unchanged", "failed")
