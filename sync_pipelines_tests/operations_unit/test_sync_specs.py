@@ -141,3 +141,31 @@ def test_the_code_location_loads_the_schedule_the_variables_set() -> None:
     assert schedules["bakalari_sync_every_15_minutes"].endswith(" 0,15,30,45 7-17 * * 1-5")
     assert schedules["rt_user_sync_daily"] == "STOPPED 0 1 * * *"
     assert schedules["user_kind_sync_daily"].endswith(" 0 3 * * *")
+
+
+# Each sync job's own resources: its system's, the state store, and the IO managers of the assets it runs.
+OWN_RESOURCES = {
+    "rt_user_sync": {
+        "request_tracker",
+        "students_database",
+        "state_table_io_manager",
+        "sync_state",
+        "io_manager",
+    },
+    "bakalari_sync": {"bakalari", "edurpg_database", "sync_state", "io_manager"},
+    "user_kind_sync": {"portaildf", "zlv_database", "sync_state", "io_manager"},
+}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("job", sorted(OWN_RESOURCES))
+def test_a_sync_jobs_launchpad_lists_only_its_own_resources(job: str) -> None:
+    from sync_pipelines.definitions import defs
+
+    resolved = defs.resolve_job_def(job)
+    assert set(resolved.resource_defs) == OWN_RESOURCES[job]
+    # The launchpad's config editor offers what the job's config schema holds.
+    schema = resolved.run_config_schema.config_type.fields["resources"].config_type.fields
+    assert set(schema) == OWN_RESOURCES[job]
+    # sync_checks checks every system: it keeps them all.
+    assert set(defs.resolve_job_def("sync_checks").resource_defs) >= set().union(*OWN_RESOURCES.values())

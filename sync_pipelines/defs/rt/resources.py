@@ -25,8 +25,9 @@ class RequestTrackerResource(dg.ConfigurableResource):
     environment (``RT_MAX_CONCURRENCY``, ``RT_REQUESTS_PER_SECOND``, ``RT_GRADE_FIELD``, ...).
 
     RT checks the token with bcrypt on every request (~0.2-0.4 s of its CPU) and closes the connection after each
-    answer, so requests beyond its workers queue inside RT: 4 in flight and a 60 s timeout keep a busy RT from
-    timing out requests it is still working on (and from doing them twice when they are resent).
+    answer, so requests beyond its workers queue inside RT: at most 8 in flight (``RT_MAX_CONCURRENCY``), fewer
+    as soon as RT's answers slow down, and a 60 s timeout keep a busy RT from timing out requests it is still
+    working on (and from doing them twice when they are resent).
     """
 
     url: str = Field(description="RT base URL, e.g. https://rt.example.org")

@@ -5,7 +5,7 @@ e.g. ``rt_custom_fields_exist``), reads its upstream assets' values, builds the 
 reports its ``records_synced`` check (a warning naming the records that did not go through). The job
 materializes the upstream assets and the target with those checks of the asset's own, leaving the checks defined
 apart to ``sync_checks`` (the asset reports per-shard materializations rather than an output, so checks in other
-steps of the same run would only be skipped). The schedule's cron
+steps of the same run would only be skipped), and carries only its own assets' resources. The schedule's cron
 comes from ``<JOB>_CRON`` when set (``off``: the schedule starts stopped), else the spec's default, and it
 starts RUNNING only for an enabled system (``SYNC_SYSTEMS``).
 
@@ -24,6 +24,7 @@ import dagster as dg
 
 from sync_pipelines.core.env import env_number, env_text
 from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.defs.shared.own_resources_job import own_resources_asset_job
 from sync_pipelines.defs.shared.run_config import SyncAssetConfig
 from sync_pipelines.defs.shared.run_report import RECORDS_CHECK, RECORDS_CHECK_DESCRIPTION
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
@@ -183,7 +184,7 @@ def sync_asset_of(spec: SyncSpec, run_upstream: bool = True) -> dg.AssetsDefinit
 
 def sync_job_of(spec: SyncSpec, run_upstream: bool = True) -> Any:
     upstream = spec.upstream if run_upstream else ()
-    return dg.define_asset_job(
+    return own_resources_asset_job(
         name=spec.job,
         selection=(
             dg.AssetSelection.assets(*upstream, spec.target)
