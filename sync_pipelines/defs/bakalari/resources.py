@@ -15,6 +15,7 @@ from sync_pipelines.core.settings import api_limits
 from sync_pipelines.defs.bakalari.accounts import OPERATOR_VARIABLES
 from sync_pipelines.defs.bakalari.client import BakalariClient
 from sync_pipelines.defs.bakalari.edurpg import CREATE_EXTERNAL_REF_SETTING, SETTING, EduRpgStore
+from sync_pipelines.defs.shared.setting_origin import setting_origin
 
 
 class BakalariResource(dg.ConfigurableResource):
@@ -54,7 +55,7 @@ class BakalariResource(dg.ConfigurableResource):
             self.limits(),
             credential_variables=OPERATOR_VARIABLES,
             secrets=[self.password],
-            url_variable="BAKALARI_URL",
+            url_variable=setting_origin("BAKALARI_URL", self.url, "bakalari", "url"),
             logger=log,
         )
         async with api:

@@ -13,6 +13,7 @@ from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.settings import api_limits
 from sync_pipelines.defs.rt.client import RequestTrackerClient
+from sync_pipelines.defs.shared.setting_origin import setting_origin
 
 GRADE_VALUES = ("grade", "graduation_year")
 DEFAULT_CONCURRENCY = 8  # a ceiling: below it the number in flight follows RT's answers
@@ -77,7 +78,7 @@ class RequestTrackerResource(dg.ConfigurableResource):
             credential_variables="RT_TOKEN (and RT_URL)",
             secrets=[self.token],
             headers={"Content-Type": "application/json"},
-            url_variable="RT_URL",
+            url_variable=setting_origin("RT_URL", self.url, "request_tracker", "url"),
             logger=log,
             auth=StaticToken(self.token, scheme="token"),
         )

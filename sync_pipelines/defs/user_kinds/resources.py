@@ -11,6 +11,7 @@ from sync_pipelines.core.env import env_flag, env_text
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.settings import api_limits
+from sync_pipelines.defs.shared.setting_origin import setting_origin
 from sync_pipelines.defs.user_kinds.client import (
     AUTH_VERSIONS,
     CREDENTIAL_VARIABLES,
@@ -75,7 +76,7 @@ class PortailDfResource(dg.ConfigurableResource):
             credential_variables=CREDENTIAL_VARIABLES,
             secrets=[self.password],
             headers={"Accept": "application/json"},
-            url_variable="PORTAILDF_API_URL",
+            url_variable=setting_origin("PORTAILDF_API_URL", self.api_url, "portaildf", "api_url"),
             logger=log,
             auth=auth,
         )
