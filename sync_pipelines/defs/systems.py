@@ -26,6 +26,7 @@ from sync_pipelines.core.env import env_number, env_text, env_timezone
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.shared.sync_spec import SyncSpec
 from sync_pipelines.defs.syncs import SYNCS
+from sync_pipelines.sync.record_errors import max_record_errors_percent
 
 SETTING = "SYNC_SYSTEMS"
 SCHEDULE_OFF = "off"
@@ -156,6 +157,7 @@ def configuration_problems(environ: Mapping[str, str] | None = None) -> tuple[Co
             )
         )
     problems.append(_setting_problem(None, env_timezone, f"the schedules run in {FALLBACK_TIMEZONE}"))
+    problems.append(_setting_problem(None, max_record_errors_percent, "every sync run fails until it is"))
     problems += [problem for spec in SYNCS for problem in system_problems(spec, environ)]
     return tuple(problem for problem in problems if problem is not None)
 
