@@ -102,7 +102,8 @@ def edit_behind_the_syncs(world: SyncWorld) -> None:
 
 
 def failing_runs(world: SyncWorld) -> list[JobResult]:
-    """One failing run per sync: an RT user that does not exist (a failed record), refused credentials."""
+    """One failing run per sync: an RT user that does not exist (a row error, made to fail the run by a threshold
+    of 0 so that its failure line is printed too), refused credentials."""
     students = create_database_engine(world.url("STUDENTS_DATABASE_URL"), "STUDENTS_DATABASE_URL")
     with students.begin() as connection:
         connection.execute(
@@ -112,7 +113,7 @@ def failing_runs(world: SyncWorld) -> list[JobResult]:
             )
         )
     return [
-        run(world, "rt_user_sync"),
+        run(world, "rt_user_sync", SYNC_MAX_RECORD_ERRORS_PERCENT="0"),
         run(world, "bakalari_sync", BAKALARI_PASSWORD="not-the-password"),
         run(world, "user_kind_sync", PORTAILDF_PASSWORD="not-the-password"),
     ]
