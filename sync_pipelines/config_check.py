@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sys
 
+from sync_pipelines.core.secret_files import load_secret_files
 from sync_pipelines.defs.systems import configuration_problems, enabled_systems
 
 
 def main() -> int:
-    problems = configuration_problems()
+    # The package read the secret files already; reading them again names their problems here too.
+    problems = [*load_secret_files(), *configuration_problems()]
     for problem in problems:
         print(problem)
     if problems:

@@ -10,6 +10,7 @@ variables it lacks.
 
 import dagster as dg
 
+from sync_pipelines.defs.operations.run_workers import run_worker_executor
 from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.defs.systems import enabled_systems
 
@@ -28,6 +29,6 @@ def checks_selection() -> dg.AssetSelection:
 sync_checks = dg.define_asset_job(
     name="sync_checks",
     selection=checks_selection(),
-    executor_def=dg.in_process_executor,
+    executor_def=run_worker_executor,
     description="The enabled systems' asset checks against the live systems; writes nothing to RT, EduRPG or ZLV.",
 )

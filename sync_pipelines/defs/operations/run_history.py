@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from sync_pipelines.core.env import env_number
+from sync_pipelines.defs.operations.run_workers import run_worker_executor
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.systems import schedule_timezone
 from sync_pipelines.sync.replay import PLAN_AGE_SETTING, plan_max_age
@@ -103,7 +104,7 @@ def prune_sync_state(context: dg.OpExecutionContext, config: PruneSyncStateConfi
 
 @dg.job(
     name="prune_run_history",
-    executor_def=dg.in_process_executor,
+    executor_def=run_worker_executor,
     tags={"sync/maintenance": "true"},
     description="Delete finished runs older than SYNC_RUN_RETENTION_DAYS (default 90) and the sync state's audit "
     "rows, saved plans and stale write-ahead rows older than their retention settings; dry_run: true only counts.",

@@ -20,6 +20,7 @@ import dagster as dg
 
 from sync_pipelines.core.env import env_number, env_text
 from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.defs.operations.run_workers import run_worker_executor
 from sync_pipelines.defs.shared.run_config import SyncAssetConfig
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_asset import sync_asset
@@ -144,7 +145,7 @@ def sync_job_of(spec: SyncSpec, run_upstream: bool = True) -> Any:
         selection=dg.AssetSelection.assets(*upstream, spec.target)
         - dg.AssetSelection.checks_for_assets(spec.target),
         tags=run_tags_of(spec),
-        executor_def=dg.in_process_executor,
+        executor_def=run_worker_executor,
         description=spec.job_description,
     )
 
