@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import time
@@ -246,9 +245,8 @@ def test_restarting_the_units_keeps_the_run_and_a_run_cut_off_is_retried_and_set
             timeout=240,
         )
         assert launched.returncode == 0, launched.stdout + launched.stderr
-        run_id = re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", launched.stdout)[
-            -1
-        ]
+        with host.instance() as instance:
+            (run_id,) = [run.run_id for run in instance.get_runs()]
 
         def written() -> int:
             return len(state.audit_rows("user_kinds", run_id=run_id))
