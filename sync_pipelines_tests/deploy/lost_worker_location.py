@@ -9,7 +9,7 @@ import time
 
 import dagster as dg
 
-from sync_pipelines.defs.operations.run_workers import run_worker_watchdog
+from sync_pipelines.defs.operations.run_workers import run_worker_executor, run_worker_watchdog
 
 # Tags and pool of the RT sync: the run limits of deploy/dagster.yaml hold one such run at a time.
 RT_SYNC_TAGS = {"sync/target": "rt", "sync/api": "rt"}
@@ -20,7 +20,7 @@ def wait_until_killed() -> None:
     time.sleep(900)
 
 
-@dg.job(name="rt_sync_that_waits", tags=RT_SYNC_TAGS, executor_def=dg.in_process_executor)
+@dg.job(name="rt_sync_that_waits", tags=RT_SYNC_TAGS, executor_def=run_worker_executor)
 def rt_sync_that_waits() -> None:
     wait_until_killed()
 
@@ -34,7 +34,7 @@ def wait_a_little() -> None:
     time.sleep(SHORT_RUN_SECONDS)
 
 
-@dg.job(name="rt_sync_that_ends", tags=RT_SYNC_TAGS, executor_def=dg.in_process_executor)
+@dg.job(name="rt_sync_that_ends", tags=RT_SYNC_TAGS, executor_def=run_worker_executor)
 def rt_sync_that_ends() -> None:
     wait_a_little()
 
