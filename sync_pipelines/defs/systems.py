@@ -24,6 +24,7 @@ import dagster as dg
 
 from sync_pipelines.core.env import env_number, env_text, env_timezone
 from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.defs.operations.run_workers import DEFAULT_CHECK_INTERVAL_SECONDS, check_interval_seconds
 from sync_pipelines.defs.shared.sync_spec import SyncSpec
 from sync_pipelines.defs.syncs import SYNCS
 
@@ -156,6 +157,13 @@ def configuration_problems(environ: Mapping[str, str] | None = None) -> tuple[Co
             )
         )
     problems.append(_setting_problem(None, env_timezone, f"the schedules run in {FALLBACK_TIMEZONE}"))
+    problems.append(
+        _setting_problem(
+            None,
+            check_interval_seconds,
+            f"run_worker_watchdog checks every {DEFAULT_CHECK_INTERVAL_SECONDS} s",
+        )
+    )
     problems += [problem for spec in SYNCS for problem in system_problems(spec, environ)]
     return tuple(problem for problem in problems if problem is not None)
 

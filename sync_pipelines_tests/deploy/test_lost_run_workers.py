@@ -26,10 +26,12 @@ import dagster as dg
 import psutil
 import pytest
 import yaml
+from dagster._core.errors import DagsterUserCodeUnreachableError
+from dagster._grpc.client import DagsterGrpcClient
 
 from devkit.sandbox.server import free_port
 from sync_pipelines.defs.operations.run_workers import (
-    CHECK_INTERVAL_SECONDS,
+    CHECK_INTERVAL_SETTING,
     IDENTITY_MESSAGE,
     WorkerIdentity,
     fail_runs_with_lost_workers,
@@ -52,8 +54,21 @@ pytestmark = pytest.mark.timeout(900)
 LOCATION_MODULE = "sync_pipelines_tests.deploy.lost_worker_location"
 LOCATION = "lost_worker_location"
 JOB = "rt_sync_that_waits"
+# The watchdog checks every 5 s here (60 s by default), so that the test does not wait for its interval.
+WATCHDOG_CHECK_SECONDS = 5
 # After the code server is back: the watchdog's interval, plus loading the code and a daemon loop or two.
-RECOVERY_BOUND_SECONDS = CHECK_INTERVAL_SECONDS + 120
+RECOVERY_BOUND_SECONDS = WATCHDOG_CHECK_SECONDS + 120
+# What the daemon's run queue logs on each pass over the queued runs.
+DEQUEUE_PASS = "Priority sorting"
+
+
+def code_server_serving(port: int) -> bool:
+    """Whether a code server answers on ``port`` (a gRPC ping from this process: no Dagster CLI to start)."""
+    try:
+        DagsterGrpcClient(port=port, host="127.0.0.1").ping("")
+    except DagsterUserCodeUnreachableError:
+        return False
+    return True
 
 
 def native(command: list[str]) -> list[str]:
@@ -83,7 +98,12 @@ class LostWorkerDeployment:
 
     def __init__(self, home: Path, postgres_url: str, path: str) -> None:
         self.path = path
-        self.processes = DagsterProcesses(home, postgres_url, {}, instance_config=PRODUCTION_INSTANCE)
+        self.processes = DagsterProcesses(
+            home,
+            postgres_url,
+            {CHECK_INTERVAL_SETTING: str(WATCHDOG_CHECK_SECONDS)},
+            instance_config=PRODUCTION_INSTANCE,
+        )
         self.processes.prepare_instance()
         self.workspace = home / "workspace.yaml"
         self.grpc_port = free_port()
@@ -113,16 +133,15 @@ class LostWorkerDeployment:
             )
         )
 
-        def healthy() -> bool:
+        def serving() -> bool:
             self.processes._require_alive("user_code")
-            return (
-                subprocess.run(
-                    healthcheck, env=self.processes.env, capture_output=True, timeout=60
-                ).returncode
-                == 0
-            )
+            return code_server_serving(self.grpc_port)
 
-        self.wait_for("the user_code healthcheck", healthy, 180)
+        self.wait_for("the code server serving", serving, 180)
+        checked = subprocess.run(
+            healthcheck, env=self.processes.env, capture_output=True, text=True, timeout=60
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
 
     def start(self) -> None:
         self.start_user_code()
@@ -161,12 +180,17 @@ class LostWorkerDeployment:
             (run_id,) = {run.run_id for run in instance.get_runs()} - before
         return run_id
 
+    def dequeue_passes(self) -> int:
+        """How many passes the daemon's run queue has made over queued runs (it logs one line each)."""
+        log = self.processes.logs["daemon"]
+        return log.read_text(errors="replace").count(DEQUEUE_PASS) if log.exists() else 0
+
     def log_tails(self, lines: int = 40) -> str:
         """The processes' last log lines, without the run queue's once-a-second line."""
         parts = []
         for name, path in self.processes.logs.items():
             text = path.read_text(errors="replace").splitlines() if path.exists() else []
-            kept = [line for line in text if "Priority sorting" not in line]
+            kept = [line for line in text if DEQUEUE_PASS not in line]
             parts.append(f"----- {name} ({path}) -----\n" + "\n".join(kept[-lines:]))
         return "\n".join(parts)
 
@@ -198,7 +222,7 @@ class LostWorkerDeployment:
         while not condition():
             if time.monotonic() - started > timeout:
                 raise AssertionError(f"{what}: not within {timeout} s\n{self.log_tails()}")
-            time.sleep(2)
+            time.sleep(1)
         return time.monotonic() - started
 
 
@@ -227,8 +251,12 @@ def test_a_run_whose_worker_died_is_failed_within_minutes_and_frees_its_slots(
                 lambda: instance.event_log_storage.get_concurrency_info("rt_api").active_run_ids == {lost},
                 60,
             )
+        passes = deployment.dequeue_passes()
         waiting = deployment.launch()
-        time.sleep(5)  # a dequeue loop or more: the tag limits keep it queued behind the first run
+        # Two passes of the run queue after it was queued: the tag limits keep it behind the first run.
+        deployment.wait_for(
+            "two passes of the run queue", lambda: deployment.dequeue_passes() >= passes + 2, 60
+        )
         assert deployment.status(waiting) == dg.DagsterRunStatus.QUEUED
 
         killed = deployment.kill_code_server()
@@ -352,3 +380,35 @@ def test_a_worker_identity_reads_proc_as_the_kernel_writes_it(tmp_path: Path) ->
     boot.write_text("another boot\n")
     assert not runs_as(WorkerIdentity("b00t", 42, 987654), tmp_path / "proc", boot)
     assert WorkerIdentity.of(43, tmp_path / "proc", boot) is None
+
+
+@pytest.mark.unit
+def test_the_watchdogs_interval_is_a_setting_whose_mistake_is_reported_and_leaves_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sync_pipelines.defs.operations.run_workers import (
+        CHECK_INTERVAL_SETTING,
+        DEFAULT_CHECK_INTERVAL_SECONDS,
+        _check_interval_or_default,
+        check_interval_seconds,
+    )
+    from sync_pipelines.defs.systems import configuration_problems
+
+    def problems() -> list[str]:
+        return [
+            str(problem)
+            for problem in configuration_problems({})
+            if problem.setting == CHECK_INTERVAL_SETTING
+        ]
+
+    monkeypatch.delenv(CHECK_INTERVAL_SETTING, raising=False)
+    assert check_interval_seconds() == DEFAULT_CHECK_INTERVAL_SECONDS == 60 and problems() == []
+    monkeypatch.setenv(CHECK_INTERVAL_SETTING, "5")
+    assert check_interval_seconds() == _check_interval_or_default() == 5 and problems() == []
+    for wrong in ("0", "2.5", "soon"):
+        monkeypatch.setenv(CHECK_INTERVAL_SETTING, wrong)
+        assert _check_interval_or_default() == DEFAULT_CHECK_INTERVAL_SECONDS
+        (problem,) = problems()
+        assert problem.startswith(f"{CHECK_INTERVAL_SETTING}: must be") and problem.endswith(
+            "; run_worker_watchdog checks every 60 s"
+        ), problem

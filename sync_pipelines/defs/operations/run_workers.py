@@ -44,9 +44,13 @@ from typing import Any
 import dagster as dg
 from dagster._core.storage.tags import GRPC_INFO_TAG  # set by the DefaultRunLauncher on every run it starts
 
-# How often the workers are checked: a lost run is failed within about this long after the code server
-# is back (the sensor's first evaluation after a restart comes at once if the last is older than this).
-CHECK_INTERVAL_SECONDS = 60
+from sync_pipelines.core.env import env_number
+from sync_pipelines.core.errors import ConfigurationError
+
+# How often the workers are checked: a lost run is failed within about this long after the code server is back
+# (the sensor's first evaluation after a restart comes at once if the last is older than this).
+CHECK_INTERVAL_SETTING = "SYNC_RUN_WORKER_CHECK_SECONDS"
+DEFAULT_CHECK_INTERVAL_SECONDS = 60
 # The worker logs its pid, and records its identity, in its first engine events; only those are read.
 FIRST_ENGINE_EVENTS = 20
 # How long a worker that still carries its identity gets to exit after SIGTERM, then after SIGKILL.
@@ -202,6 +206,22 @@ def run_worker_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
 # --- the watchdog --------------------------------------------------------------------------------------------
 
 
+def check_interval_seconds() -> int:
+    """``SYNC_RUN_WORKER_CHECK_SECONDS`` (default 60, at least 1); ``ConfigurationError`` if it is not such a
+    whole number (``defs.systems`` reports it, and the sensor keeps the default)."""
+    interval = env_number(
+        CHECK_INTERVAL_SETTING, DEFAULT_CHECK_INTERVAL_SECONDS, kind=int, minimum=1, unit="seconds"
+    )
+    return int(interval or DEFAULT_CHECK_INTERVAL_SECONDS)
+
+
+def _check_interval_or_default() -> int:
+    try:
+        return check_interval_seconds()
+    except ConfigurationError:
+        return DEFAULT_CHECK_INTERVAL_SECONDS
+
+
 def worker_is_gone(instance: dg.DagsterInstance, run_id: str) -> tuple[bool, str] | None:
     """(gone, how the worker was told) for a run of the DefaultRunLauncher; ``None`` while no pid is logged."""
     identity = run_worker_identity(instance, run_id)
@@ -254,7 +274,7 @@ def fail_runs_with_lost_workers(instance: dg.DagsterInstance) -> tuple[list[str]
 
 @dg.sensor(
     name="run_worker_watchdog",
-    minimum_interval_seconds=CHECK_INTERVAL_SECONDS,
+    minimum_interval_seconds=_check_interval_or_default(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Fails runs whose worker process died with its code server (compose, systemd), so that their "
