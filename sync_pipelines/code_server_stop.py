@@ -39,6 +39,8 @@ from sync_pipelines.defs.operations.run_workers import run_worker_process
 
 GRACE_VARIABLE = "SYNC_CODE_SERVER_STOP_GRACE_SECONDS"
 DEFAULT_GRACE_SECONDS = 240
+# How often the run workers are looked for (in /proc) during the grace period.
+WORKER_POLL_SECONDS = 0.5
 # After SIGKILL to the run workers left, before the code server itself is stopped.
 KILL_WAIT_SECONDS = 10
 # After SIGTERM to the code server itself, before SIGKILL.
@@ -115,7 +117,7 @@ def stop(code_server: subprocess.Popen[bytes], port: int, grace: float) -> None:
             code_server.wait(grace)  # it exits by itself once its runs are done
         workers = {}
     while workers and time.monotonic() - started < grace:
-        time.sleep(2)
+        time.sleep(WORKER_POLL_SECONDS)
         workers = {pid: run for pid, run in workers.items() if _alive(pid)}
     with contextlib.suppress(psutil.Error):
         family += [child for child in process.children(recursive=True) if child not in family]
@@ -123,10 +125,15 @@ def stop(code_server: subprocess.Popen[bytes], port: int, grace: float) -> None:
         with contextlib.suppress(Exception):  # stopping the workers matters more than its log line
             record_stop(workers, time.monotonic() - started)
         # The code server first: it would report a worker it saw die as a failed run at once, while it is going
-        # away, and the retry would be lost. Then the workers, their runs left STARTED for the watchdog.
-        servers = [member for member in family if member.pid not in workers]
-        _kill(servers)
-        _kill([member for member in family if member.pid in workers])
+        # away, and the retry would be lost. Then the workers with their own subprocesses (their step log
+        # capture: killed before their worker, they would stay its unreaped zombies), their runs left STARTED
+        # for the watchdog.
+        of_workers = set(workers)
+        for pid in workers:
+            with contextlib.suppress(psutil.Error):
+                of_workers |= {child.pid for child in psutil.Process(pid).children(recursive=True)}
+        _kill([member for member in family if member.pid not in of_workers])
+        _kill([member for member in family if member.pid in of_workers])
     for member in family:
         with contextlib.suppress(psutil.Error):
             member.terminate()

@@ -26,7 +26,7 @@ def rt_sync_that_waits() -> None:
 
 
 # A run that ends on its own within the code server's stop grace period.
-SHORT_RUN_SECONDS = 15
+SHORT_RUN_SECONDS = 6
 
 
 @dg.op(pool="rt_api")
