@@ -32,11 +32,10 @@ import dagster as dg
 import psutil
 from dagster._grpc.client import DagsterGrpcClient
 
-from sync_pipelines.core.env import env_number
+from sync_pipelines.core.settings import CODE_SERVER_STOP_GRACE
 from sync_pipelines.defs.operations.run_workers import run_worker_process
 
-GRACE_VARIABLE = "SYNC_CODE_SERVER_STOP_GRACE_SECONDS"
-DEFAULT_GRACE_SECONDS = 240
+GRACE_VARIABLE = CODE_SERVER_STOP_GRACE.name
 # After the interrupt: time for the run to record its failure and its worker to exit.
 INTERRUPT_WAIT_SECONDS = 30
 # After SIGTERM to the code server itself, before SIGKILL.
@@ -44,7 +43,7 @@ TERMINATE_WAIT_SECONDS = 10
 
 
 def grace_seconds() -> float:
-    return env_number(GRACE_VARIABLE, DEFAULT_GRACE_SECONDS, unit="seconds") or 0.0
+    return CODE_SERVER_STOP_GRACE.number()
 
 
 def grpc_port(command: list[str]) -> int:

@@ -46,7 +46,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sync_pipelines.core.auth import Auth, LoginAuth, Refusal, RotatingRefreshAuth, StaticToken, Tokens
 from sync_pipelines.core.auth_client import AuthClient
-from sync_pipelines.core.env import env_number
+from sync_pipelines.core.env import NumberSetting
 from sync_pipelines.core.errors import ApiError, AuthenticationError, SyncError
 from sync_pipelines.core.http import AUTH_STATUSES
 from sync_pipelines.core.redaction import describe_error
@@ -67,8 +67,10 @@ from sync_pipelines.defs.bakalari.edurpg import EduRpgStore, StudentAccount
 from sync_pipelines.defs.bakalari.stored_token import ACCESS, REFRESH, StoredToken, classify
 
 OPERATOR_VARIABLES = "BAKALARI_USERNAME / BAKALARI_PASSWORD (and BAKALARI_URL)"
-PATIENCE_SETTING = "BAKALARI_TOKEN_SAVE_PATIENCE_SECONDS"
-DEFAULT_PATIENCE_SECONDS = 60.0
+SAVE_PATIENCE = NumberSetting(
+    "BAKALARI_TOKEN_SAVE_PATIENCE_SECONDS", 60.0, minimum=0, maximum=3600, unit="seconds"
+)
+PATIENCE_SETTING = SAVE_PATIENCE.name
 MAX_BACKOFF_SECONDS = 2.0
 logger = logging.getLogger("sync_pipelines.bakalari")
 
@@ -116,7 +118,7 @@ class TokensAtRisk(SyncError):
 
 
 def save_patience() -> float:
-    return float(env_number(PATIENCE_SETTING, DEFAULT_PATIENCE_SECONDS, minimum=0, unit="seconds"))  # type: ignore[arg-type]
+    return SAVE_PATIENCE.number()
 
 
 class TokenStore:
