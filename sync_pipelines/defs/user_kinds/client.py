@@ -114,10 +114,13 @@ class PortailDfClient:
     async def lookup(self, email: str) -> list[dict[str, Any]]:
         """Every record ``GET utilisateurs?email=`` returns for ``email``, following the pages.
 
-        The email is sent as ZLV stores it (URL-encoded), as ZLV's own app and the seed send it: were Portail
-        DF's filter exact, a lower-cased copy would miss every address stored with a capital. The records are
+        The email is sent trimmed of surrounding spaces, its case kept as ZLV stores it (URL-encoded), as ZLV's
+        own app and the seed send it: were Portail DF's filter exact, a lower-cased copy would miss every address
+        stored with a capital, and an address stored with a trailing space would match nothing. The records are
         then matched to the user trimmed and case-insensitively (see mapping): a record whose email merely
-        contains this one is returned by the filter too, and is not taken."""
+        contains this one is returned by the filter too, and is not taken. Pages are asked for by number, so
+        a ``next`` link that comes back as ``http://`` (or broken by a redirect) is only read as "there is
+        more"; a page of ``results`` alone, without ``count`` or ``next``, is the last one."""
 
         async def page(params: dict[str, Any]) -> Any:
             response = await self.api.request("GET", LOOKUP_PATH, params=params, auth=self.auth)
@@ -131,6 +134,6 @@ class PortailDfClient:
         return await collect(
             PAGES,
             page,
-            {"email": email},
+            {"email": email.strip()},
             error=lambda message: PortailDfAnswerError(SYSTEM, "GET", LOOKUP_PATH, message),
         )
