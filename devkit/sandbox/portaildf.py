@@ -701,7 +701,7 @@ class PortailDfSandbox(SandboxApp):
     # -- authentication ------------------------------------------------------------------------------------
     async def _credentials(self, request: web.Request) -> dict[str, Any] | web.Response:
         """The login body as DRF parses it: JSON, urlencoded or multipart."""
-        if not request.can_read_body:
+        if not request.body_exists:  # read already (by a fault knob) or not, the body is there
             return {}
         content_type = request.content_type
         if content_type == "application/json":

@@ -124,12 +124,11 @@ class PortailDfClient:
 
         async def page(params: dict[str, Any]) -> Any:
             response = await self.api.request("GET", LOOKUP_PATH, params=params, auth=self.auth)
-            body = self.api.parse_json(response, "GET", LOOKUP_PATH)
             if response.status_code != 200:
                 raise PortailDfAnswerError(
-                    SYSTEM, "GET", LOOKUP_PATH, f"HTTP {response.status_code}: {self.api.excerpt(body)}"
+                    SYSTEM, "GET", LOOKUP_PATH, self.api.error_message(response), status=response.status_code
                 )
-            return body
+            return self.api.parse_json(response, "GET", LOOKUP_PATH)
 
         return await collect(
             PAGES,
