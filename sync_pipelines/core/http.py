@@ -31,9 +31,9 @@
   the start of the sync run) stops sending and fails the run naming its setting, and a circuit breaker fails the
   run at once when almost every request fails after its retries (429, 5xx, transport errors), naming the system
   and what it answered. Both raise a ``RunStoppedError``, which no per-record handler catches.
-* An error answer's body (any status from 400) is masked as it is read, before any caller sees it
-  (``mask_error_answer``): every e-mail address, and every value the request sent (the e-mail a lookup asked
-  about, a name), whatever its case. A server that repeats what it was sent, as many do in a 400, cannot put
+* An error answer's body (any status from 400; its first ``ERROR_BODY_BYTES``) is masked as it is read, before
+  any caller sees it (``mask_error_answer``): every e-mail address, and every value the request sent (the e-mail
+  a lookup asked about, a name), whatever its case. A server that repeats what it was sent, as many do in a 400, cannot put
   personal data into an error message, so no client has to remember to mask it.
 * Whatever of a server's body goes into an error message goes through ``excerpt``: secrets and e-mail addresses
   masked, on one line, cut short.
@@ -112,6 +112,9 @@ EXCERPT_CHARACTERS = 200
 # ASP.NET): the first that holds text is the message shown.
 MESSAGE_FIELDS = ("message", "detail", "error_description", "Message", "error")
 RETRY_BODY_BYTES = 64 * 1024
+# An error answer (400 and up) is kept to this many bytes: it is read for its message, and masking it
+# (``mask_error_answer``) costs time in proportion to its length.
+ERROR_BODY_BYTES = 64 * 1024
 
 # When the current sync run started (``time.monotonic()``), set by the engine around a run: a client's deadline
 # counts from there, whenever the client was opened. Unset (a client used on its own): from the client's opening.
@@ -712,7 +715,7 @@ class ApiClient:
         else:
             content = await self._read_body(streamed, self.limits.max_answer_bytes)
             if streamed.status_code >= 400:
-                content = mask_error_answer(content, request)
+                content = mask_error_answer(content[:ERROR_BODY_BYTES], request)
         return httpx.Response(
             streamed.status_code,
             headers=headers,
