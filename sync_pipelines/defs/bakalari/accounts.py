@@ -1,8 +1,9 @@
 """Reading Bakaláři account by account: the operator's password login and each student's stored token.
 
-Bakaláři has no bulk endpoint: the school's classes, subjects and teachers come from the operator (teacher)
-account; each student's class and subjects from that student's own account, opened with the token EduRPG keeps
-in ``"User"."bakalariToken"``. That token is used as what it is (``stored_token``):
+Bakaláři has no bulk endpoint, and every answer is what the logged-in account sees: the operator account gives
+the classes, subjects and teachers of its timetable (a school administrator's covers the school, a teacher's only
+that teacher's lessons); each student's class, subjects and teachers come from that student's own account, opened
+with the token EduRPG keeps in ``"User"."bakalariToken"``. That token is used as what it is (``stored_token``):
 
 * an access token (a JWT: what EduRPG's login stores today) is sent as it is while its ``exp`` is ahead; once it
   has expired, or Bakaláři refuses it, the student is ``needs_login`` (an access token cannot be renewed, and
@@ -236,8 +237,8 @@ class TokenStore:
 
 # -- the operator ------------------------------------------------------------------------------------------------
 class OperatorSession:
-    """The operator (teacher) account: password grant; a 401 refreshes (or logs in anew) once, a second one ends
-    the run."""
+    """The operator account (a school administrator's or a teacher's): password grant; a 401 refreshes (or logs in
+    anew) once, a second one ends the run."""
 
     def __init__(self, client: BakalariClient, username: str, password: str) -> None:
         self.client = client
@@ -281,7 +282,8 @@ def _operator_refused(refusal: Refusal) -> Exception:
 
 @dataclass
 class SchoolReading:
-    """The operator's view: the timetable's lookup tables and every (subject, teacher) pair with e-mails."""
+    """The operator's view: its timetable's lookup tables and the (subject, teacher) pairs, with e-mails, of its
+    ``/api/3/subjects``; a teacher's account sees that teacher's lessons only."""
 
     lookups: SchoolLookups
     subject_rows: list[SubjectRow]
