@@ -34,11 +34,10 @@ import dagster as dg
 import psutil
 from dagster._grpc.client import DagsterGrpcClient
 
-from sync_pipelines.core.env import env_number
+from sync_pipelines.core.settings import CODE_SERVER_STOP_GRACE
 from sync_pipelines.defs.operations.run_workers import run_worker_process
 
-GRACE_VARIABLE = "SYNC_CODE_SERVER_STOP_GRACE_SECONDS"
-DEFAULT_GRACE_SECONDS = 240
+GRACE_VARIABLE = CODE_SERVER_STOP_GRACE.name
 # How often the run workers are looked for (in /proc) during the grace period.
 WORKER_POLL_SECONDS = 0.5
 # After SIGKILL to the run workers left, before the code server itself is stopped.
@@ -48,7 +47,7 @@ TERMINATE_WAIT_SECONDS = 10
 
 
 def grace_seconds() -> float:
-    return env_number(GRACE_VARIABLE, DEFAULT_GRACE_SECONDS, unit="seconds") or 0.0
+    return CODE_SERVER_STOP_GRACE.number()
 
 
 def grpc_port(command: list[str]) -> int:

@@ -3,7 +3,8 @@ before the daemon starts.
 
 The code location loads whatever its settings hold (a wrong setting is reported, not fatal to the other systems),
 so loading it says nothing about them: this command does, and exits 1 while any problem is left, 0 with one ok
-line otherwise. It reads the same environment the daemon and the code server will.
+line otherwise. It reads the same environment the daemon and the code server will, and checks every numeric
+setting (the shared ones, retention included, and each enabled system's) by the rule the runs read them by.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ import yaml
 from devkit.sandbox.server import free_port
 from sync_pipelines.code_server_stop import GRACE_VARIABLE
 from sync_pipelines.defs.operations.run_workers import (
-    CHECK_INTERVAL_SETTING,
+    CHECK_INTERVAL,
     run_worker_identity,
     runs_as,
 )
@@ -285,7 +285,7 @@ def test_restarting_the_units_keeps_the_run_and_a_run_cut_off_is_retried_and_set
         **world.env,
         "SYNC_STATE_DATABASE_URL": state_url,
         GRACE_VARIABLE: str(GRACE_SECONDS),
-        CHECK_INTERVAL_SETTING: str(WATCHDOG_CHECK_SECONDS),
+        CHECK_INTERVAL.name: str(WATCHDOG_CHECK_SECONDS),
     }
     host = SystemdHost(tmp_path / "var_lib_sync_pipelines", make_pg_url(), sync_env)
     state = SyncStateStore.from_url(state_url)

@@ -100,6 +100,40 @@ def test_prune_job_uses_the_retention_setting(monkeypatch: pytest.MonkeyPatch) -
         assert prune_runs(instance, future) == 2
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "line"),
+    [
+        ("SYNC_RUN_RETENTION_DAYS", "0", "SYNC_RUN_RETENTION_DAYS: must be at least 1 day, got '0'"),
+        (
+            "SYNC_RUN_RETENTION_DAYS",
+            "ninety",
+            "SYNC_RUN_RETENTION_DAYS: must be a whole number of days, got 'ninety'",
+        ),
+        (
+            "SYNC_AUDIT_RETENTION_DAYS",
+            "nan",
+            "SYNC_AUDIT_RETENTION_DAYS: must be a whole number of days, got 'nan'",
+        ),
+    ],
+)
+def test_a_wrong_retention_fails_the_prune_in_one_line_and_deletes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, name: str, value: str, line: str
+) -> None:
+    """Not taken as the default (which would delete what a longer retention keeps): the prune fails naming it."""
+    monkeypatch.setenv("SYNC_STATE_DATABASE_URL", f"sqlite:///{tmp_path / 's.sqlite'}")
+    monkeypatch.setenv(name, value)
+    with dg.instance_for_test() as instance:
+        small_job.execute_in_process(instance=instance)
+        result = prune_run_history.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        [failure] = [event for event in result.all_events if event.is_step_failure]
+        assert (
+            failure.step_failure_data.error.message.strip()
+            == f"dagster._core.definitions.events.Failure: {line}"
+        )
+        assert len(instance.get_run_ids()) == 2
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_prune_deletes_state_rows_older_than_their_retention(
     backend: str, tmp_path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch

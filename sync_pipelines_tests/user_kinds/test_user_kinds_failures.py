@@ -59,9 +59,13 @@ def test_bad_answers_are_reported_per_user_and_fail_the_run_after_the_others(wor
     assert not result.success
     message = failure_text(result)
     assert "4 record(s) could not be written to user_kinds" in message
-    assert re.search(rf"{missing}: Portail DF record \d+: 'exterieur' is missing", message)
     assert re.search(
-        rf"{not_boolean}: Portail DF record \d+: 'gestionnaire' is 'true' \(str\), not a boolean", message
+        rf"{missing}: unusable in Portail DF's answer: record \d+: 'exterieur' is missing", message
+    )
+    assert re.search(
+        rf"{not_boolean}: unusable in Portail DF's answer: record \d+: 'gestionnaire' is 'true' \(str\), "
+        "not a boolean",
+        message,
     )
     assert re.search(rf"{html_page}: lookup failed: .*text/html, not JSON", message)
     assert re.search(rf"{bad_gateway}: lookup failed: .*HTTP 502", message)

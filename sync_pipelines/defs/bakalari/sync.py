@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import dagster as dg
 
+from sync_pipelines.core.settings import api_settings
+from sync_pipelines.defs.bakalari.accounts import SAVE_PATIENCE
 from sync_pipelines.defs.bakalari.checks import (
     bakalari_students_needing_login,
     edurpg_external_refs_resolve,
@@ -26,6 +28,7 @@ BAKALARI_SYNC = SyncSpec(
     pool="bakalari_api",
     tags={"sync/target": "edurpg", "sync/api": "bakalari"},
     required_variables=("BAKALARI_URL", "BAKALARI_USERNAME", "BAKALARI_PASSWORD", "EDURPG_DATABASE_URL"),
+    settings=(*api_settings("BAKALARI"), SAVE_PATIENCE),
     resources={
         "bakalari": BakalariResource(
             url=dg.EnvVar("BAKALARI_URL"),

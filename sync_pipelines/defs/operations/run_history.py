@@ -3,31 +3,38 @@ and the sync state's audit rows, saved plans and stale write-ahead rows older th
 hold old values of the targets' fields (names, emails, grades), which must not outlive the organisation's policy.
 """
 
-import os
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 from pydantic import Field
 
-from sync_pipelines.core.env import env_number
+from sync_pipelines.core.env import NumberSetting
+from sync_pipelines.core.settings import (
+    AUDIT_RETENTION,
+    PLAN_RETENTION,
+    RUN_RETENTION,
+    WRITE_AHEAD_RETENTION,
+)
 from sync_pipelines.defs.operations.run_workers import run_worker_executor
+from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.systems import schedule_timezone
 from sync_pipelines.sync.replay import PLAN_AGE_SETTING, plan_max_age
 
-# What the sync state keeps, the setting of its retention in days, and the default.
-STATE_RETENTION = {
-    "audit": ("SYNC_AUDIT_RETENTION_DAYS", 365),
-    "plans": ("SYNC_PLAN_RETENTION_DAYS", 30),
-    "write_ahead": ("SYNC_WRITE_AHEAD_RETENTION_DAYS", 30),
+# What the sync state keeps, and the setting of its retention in days.
+STATE_RETENTION: dict[str, NumberSetting] = {
+    "audit": AUDIT_RETENTION,
+    "plans": PLAN_RETENTION,
+    "write_ahead": WRITE_AHEAD_RETENTION,
 }
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
 def default_retention_days() -> int:
-    raw = os.environ.get("SYNC_RUN_RETENTION_DAYS", "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else 90
+    """``SYNC_RUN_RETENTION_DAYS`` (90): a value that is not a whole number of days from 1 to 36500 is refused in
+    one line naming it, never replaced by the default."""
+    return int(RUN_RETENTION.number())
 
 
 class PruneRunHistoryConfig(dg.Config):
@@ -53,6 +60,7 @@ def prune_runs(instance: dg.DagsterInstance, older_than: datetime, dry_run: bool
 
 
 @dg.op(description="Deletes finished runs, and their events, older than the retention period.")
+@reported_as_failures
 def prune_old_runs(context: dg.OpExecutionContext, config: PruneRunHistoryConfig) -> dg.Output[int]:
     days = config.older_than_days or default_retention_days()
     cutoff = datetime.now(timezone.utc) - timedelta(days=days)
@@ -71,19 +79,17 @@ class PruneSyncStateConfig(dg.Config):
 def state_retention() -> dict[str, timedelta]:
     """Each kind of state row's retention from its setting; saved plans are kept at least as long as one may
     be applied (``SYNC_PLAN_MAX_AGE_HOURS``), so pruning never takes a plan still under review."""
-    retention = {
-        name: timedelta(days=float(env_number(setting, default, minimum=1, unit="days")))  # type: ignore[arg-type]
-        for name, (setting, default) in STATE_RETENTION.items()
-    }
+    retention = {name: timedelta(days=setting.number()) for name, setting in STATE_RETENTION.items()}
     retention["plans"] = max(retention["plans"], plan_max_age())
     return retention
 
 
 @dg.op(
     description="Deletes the sync state's audit rows, saved plans and stale write-ahead rows older than their "
-    f"retention ({', '.join(setting for setting, _ in STATE_RETENTION.values())}; plans at least "
+    f"retention ({', '.join(setting.name for setting in STATE_RETENTION.values())}; plans at least "
     f"{PLAN_AGE_SETTING})."
 )
+@reported_as_failures
 def prune_sync_state(context: dg.OpExecutionContext, config: PruneSyncStateConfig) -> dg.Output[dict]:
     now = datetime.now(timezone.utc)
     retention = state_retention()

@@ -44,13 +44,14 @@ from typing import Any
 import dagster as dg
 from dagster._core.storage.tags import GRPC_INFO_TAG  # set by the DefaultRunLauncher on every run it starts
 
-from sync_pipelines.core.env import env_number
+from sync_pipelines.core.env import NumberSetting
 from sync_pipelines.core.errors import ConfigurationError
 
 # How often the workers are checked: a lost run is failed within about this long after the code server is back
 # (the sensor's first evaluation after a restart comes at once if the last is older than this).
-CHECK_INTERVAL_SETTING = "SYNC_RUN_WORKER_CHECK_SECONDS"
-DEFAULT_CHECK_INTERVAL_SECONDS = 60
+CHECK_INTERVAL = NumberSetting(
+    "SYNC_RUN_WORKER_CHECK_SECONDS", 60, kind=int, minimum=1, maximum=3600, unit="seconds"
+)
 # The worker logs its pid, and records its identity, in its first engine events; only those are read.
 FIRST_ENGINE_EVENTS = 20
 # How long a worker that still carries its identity gets to exit after SIGTERM, then after SIGKILL.
@@ -207,19 +208,17 @@ def run_worker_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
 
 
 def check_interval_seconds() -> int:
-    """``SYNC_RUN_WORKER_CHECK_SECONDS`` (default 60, at least 1); ``ConfigurationError`` if it is not such a
-    whole number (``defs.systems`` reports it, and the sensor keeps the default)."""
-    interval = env_number(
-        CHECK_INTERVAL_SETTING, DEFAULT_CHECK_INTERVAL_SECONDS, kind=int, minimum=1, unit="seconds"
-    )
-    return int(interval or DEFAULT_CHECK_INTERVAL_SECONDS)
+    """``SYNC_RUN_WORKER_CHECK_SECONDS``; ``ConfigurationError`` naming it if it is wrong."""
+    return int(CHECK_INTERVAL.number())
 
 
 def _check_interval_or_default() -> int:
+    """The interval the sensor is defined with: a wrong setting keeps the default (``defs.systems`` reports it),
+    so that it never stops the code location's load."""
     try:
         return check_interval_seconds()
     except ConfigurationError:
-        return DEFAULT_CHECK_INTERVAL_SECONDS
+        return int(CHECK_INTERVAL.default or 60)
 
 
 def worker_is_gone(instance: dg.DagsterInstance, run_id: str) -> tuple[bool, str] | None:

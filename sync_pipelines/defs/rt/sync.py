@@ -5,6 +5,7 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
+from sync_pipelines.core.settings import api_settings
 from sync_pipelines.defs.rt.checks import rt_custom_fields_exist, rt_matches_students
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.defs.rt.source import TARGET, RtSource
@@ -38,6 +39,7 @@ RT_SYNC = SyncSpec(
     pool="rt_api",
     tags={"sync/target": "rt", "sync/api": "rt"},
     required_variables=("STUDENTS_DATABASE_URL", "RT_URL", "RT_TOKEN"),
+    settings=api_settings("RT"),
     resources={
         "request_tracker": RequestTrackerResource(url=dg.EnvVar("RT_URL"), token=dg.EnvVar("RT_TOKEN"))
     },

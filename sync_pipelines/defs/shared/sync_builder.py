@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import dagster as dg
 
-from sync_pipelines.core.env import env_number, env_text
+from sync_pipelines.core.env import env_text
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.operations.run_workers import run_worker_executor
 from sync_pipelines.defs.shared.run_config import SyncAssetConfig
@@ -154,12 +154,10 @@ def run_tags_of(spec: SyncSpec) -> dict[str, str]:
     """The spec's tags and its ``dagster/max_runtime``, in seconds (``<JOB>_MAX_RUNTIME_SECONDS`` when set and
     valid; a bad value is reported by ``defs.systems`` and the spec's limit kept)."""
     try:
-        seconds = env_number(
-            spec.max_runtime_variable, spec.max_runtime.total_seconds(), kind=int, above=0, unit="seconds"
-        )
+        seconds = spec.max_runtime_setting.number()
     except ConfigurationError:
         seconds = spec.max_runtime.total_seconds()
-    return {**spec.tags, MAX_RUNTIME_TAG: str(int(seconds or 0))}
+    return {**spec.tags, MAX_RUNTIME_TAG: str(int(seconds))}
 
 
 def sync_schedule_of(spec: SyncSpec, job: Any) -> dg.ScheduleDefinition | None:

@@ -15,7 +15,10 @@ from typing import Any
 
 import dagster as dg
 
+from sync_pipelines.core.env import NumberSetting
 from sync_pipelines.sync.source import SyncSource
+
+MAX_RUNTIME_LIMIT = 7 * 86_400  # seconds; a run going on for a week is hung, whatever the job
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class SyncSpec:
     # Assets the sync job materializes first and whose values the source reads (RT: ``students``).
     upstream: tuple[str, ...] = ()
     checks: Sequence[dg.AssetChecksDefinition] = field(default_factory=tuple)
+    # The numeric settings its runs read (``core.settings.api_settings`` and its own): while one is wrong, its runs
+    # fail at once naming it, and the configuration check reports it.
+    settings: tuple[NumberSetting, ...] = ()
 
     @property
     def undo_job(self) -> str:
@@ -79,6 +85,18 @@ class SyncSpec:
     def max_runtime_variable(self) -> str:
         """The environment variable that replaces ``max_runtime``, e.g. ``RT_USER_SYNC_MAX_RUNTIME_SECONDS``."""
         return f"{self.job.upper()}_MAX_RUNTIME_SECONDS"
+
+    @property
+    def max_runtime_setting(self) -> NumberSetting:
+        """``max_runtime_variable`` with the spec's limit as its default: whole seconds, up to 7 days."""
+        return NumberSetting(
+            self.max_runtime_variable,
+            int(self.max_runtime.total_seconds()),
+            kind=int,
+            above=0,
+            maximum=MAX_RUNTIME_LIMIT,
+            unit="seconds",
+        )
 
     def checked_assets(self) -> tuple[str, ...]:
         """The assets whose checks ``sync_checks`` runs for this system: the target and those its checks watch."""

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from sync_pipelines.core.settings import api_settings
 from sync_pipelines.defs.shared.sync_spec import ScheduleSpec, SourceInputs, SyncSpec
 from sync_pipelines.defs.user_kinds.checks import user_kinds_coverage, user_kinds_valid_values
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
@@ -22,6 +23,7 @@ USER_KINDS_SYNC = SyncSpec(
     pool="portaildf_api",
     tags={"sync/target": "zlv", "sync/api": "portaildf"},
     required_variables=("PORTAILDF_API_URL", "PORTAILDF_USERNAME", "PORTAILDF_PASSWORD", "ZLV_DATABASE_URL"),
+    settings=api_settings("PORTAILDF"),
     resources={
         "portaildf": PortailDfResource(
             api_url=dg.EnvVar("PORTAILDF_API_URL"),
