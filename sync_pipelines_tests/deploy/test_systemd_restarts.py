@@ -52,11 +52,10 @@ from sync_pipelines_tests.deploy.test_deploy_files import (
     PRODUCTION_INSTANCE,
     REPO,
     SYSTEMD,
-    VENV_BIN,
     systemd_environment,
     systemd_unit,
 )
-from sync_pipelines_tests.deploy.test_lost_run_workers import code_server_serving
+from sync_pipelines_tests.deploy.test_lost_run_workers import code_server_serving, native
 from sync_pipelines_tests.harness.audit_invariant import audit_mismatches
 from sync_pipelines_tests.operations.dagster_processes import DagsterProcesses, environment
 from sync_pipelines_tests.operations.graphql_api import DagsterUi, GraphQLClient
@@ -172,9 +171,8 @@ class SystemdHost:
         with environment(self.processes.env):
             self.instance = dg.DagsterInstance.from_config(str(home))
 
-    def _path(self, word: str) -> str:
-        if word.startswith(INSTALLED + ".venv/bin/"):
-            return str(VENV_BIN / Path(word).name)
+    def _workspace(self, word: str) -> str:
+        """An installed workspace file as a copy under the instance's home, its code server on this host's port."""
         if word.startswith(INSTALLED) and word.endswith(".yaml"):
             workspace = yaml.safe_load((REPO / word.removeprefix(INSTALLED)).read_text())
             for entry in workspace["load_from"]:
@@ -187,7 +185,7 @@ class SystemdHost:
 
     def _unit(self, path: Path) -> EmulatedUnit:
         service = systemd_unit(path)["Service"]
-        command = [self._path(word) for word in service["ExecStart"].split()]
+        command = [self._workspace(word) for word in native(service["ExecStart"].split())]
         port = self.web_port if "dagster-webserver" in command[0] else self.grpc_port
         if "-p" in command:
             command[command.index("-p") + 1] = str(port)
