@@ -40,6 +40,7 @@ from sync_pipelines.defs.operations.run_workers import (
 )
 from sync_pipelines_tests.deploy.test_deploy_files import (
     CODE_SERVER_UNIT,
+    DEPLOY,
     PRODUCTION_INSTANCE,
     REPO,
     SYSTEMD,
@@ -289,6 +290,17 @@ def test_a_run_whose_worker_died_is_failed_within_minutes_and_frees_its_slots(
             60,
         )
         print(f"{path}: lost run retried {took + retried:.0f} s after the code server restarted")
+        if path == "compose":
+            # The daemon service's healthcheck, through the image's entrypoint, against this running daemon.
+            check = [
+                str(DEPLOY / "compose_env.py") if word == "/opt/dagster/compose_env.py" else word
+                for word in compose()["services"]["daemon"]["healthcheck"]["test"][1:]
+            ]
+            check = [str(VENV_BIN / word) if (VENV_BIN / word).is_file() else word for word in check]
+            shown = subprocess.run(
+                check, env=deployment.processes.env, capture_output=True, text=True, timeout=120
+            )
+            assert shown.returncode == 0, shown.stdout + shown.stderr
     finally:
         deployment.processes.stop()
 
