@@ -1,6 +1,6 @@
 """A user custom field as RT defines it, and how RT takes and compares its values (pure).
 
-RT 5 (5.0.3, measured with the contract tests in ``sync_pipelines_tests/rt_real/test_rt_contract.py``):
+RT 5 (5.0.3, measured by the suite's contract tests against a real RT 5):
 
 - A ``Select`` checks a value against its list ignoring case, and stores and quotes its list's spelling: ``k`` sent
   to a list holding ``K`` is stored as ``K`` and answered ``Level K added``.
