@@ -107,7 +107,7 @@ def test_a_written_kind_shows_its_change_and_the_undo_command_and_an_email_is_ne
 
     # The record_history job shows the same answer as its step's metadata, each run a link to its page.
     result = record_history.execute_in_process(
-        run_config={"ops": {"record_history": {"config": {"system": "user_kinds", "record": changed.email}}}},
+        run_config={"ops": {"record_lookup": {"config": {"system": "user_kinds", "record": changed.email}}}},
         raise_on_error=False,
     )
     assert result.success, [str(e.event_specific_data) for e in result.all_events if e.is_failure]
@@ -134,7 +134,7 @@ def test_an_email_no_user_has_is_one_line_without_the_email(world: ZlvWorld) -> 
     result = record_history.execute_in_process(
         run_config={
             "ops": {
-                "record_history": {"config": {"system": "user_kinds", "record": "Nobody@Nowhere.example"}}
+                "record_lookup": {"config": {"system": "user_kinds", "record": "Nobody@Nowhere.example"}}
             }
         },
         raise_on_error=False,

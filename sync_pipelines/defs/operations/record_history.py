@@ -91,7 +91,7 @@ def run_link(run_id: str) -> str:
 
 
 @dg.op(
-    name="record_history",
+    name="record_lookup",
     out={"history": dg.Out(dg.Nothing, description="The answer, as this step's metadata.")},
     required_resource_keys={"sync_state"},
     description="One record's history: every run that planned, wrote, skipped, refused, conflicted on or undid "
