@@ -3,8 +3,9 @@
 ``python -m bench`` (``./dev bench``) runs, on this machine and in this order: the RT sync (2,000 students,
 30 ms, 8 slots), the Bakaláři sync (300 accounts, 50 ms, 8 slots), the user-kind sync (5,000 users, 50 ms,
 16 slots, and its write phase on 100,000 users), the shared HTTP layer alone, and the scale run of the
-database-bound phases (100,000 students and 100,000 ZLV users). Each pipeline gets a first run, a delta run
-with 1 % of its source changed, and the seed script's way as the baseline.
+database-bound phases (100,000 students and 100,000 ZLV users), and one record's history among 1,000,000 audit
+rows on PostgreSQL and SQLite (its own section). Each pipeline gets a first run, a delta run with 1 % of its source
+changed, and the seed script's way as the baseline.
 
 A complete run rewrites docs/benchmarks.md, keeping the sections it does not write itself (those measured by the
 separate commands they name); ``--only`` and ``--quick`` runs only print, unless ``--doc`` says where to write.

@@ -133,9 +133,7 @@ def test_a_written_kind_shows_its_change_and_the_undo_command_and_an_email_is_ne
 def test_an_email_no_user_has_is_one_line_without_the_email(world: ZlvWorld) -> None:
     result = record_history.execute_in_process(
         run_config={
-            "ops": {
-                "record_lookup": {"config": {"system": "user_kinds", "record": "Nobody@Nowhere.example"}}
-            }
+            "ops": {"record_lookup": {"config": {"system": "user_kinds", "record": "Nobody@Nowhere.example"}}}
         },
         raise_on_error=False,
     )
