@@ -86,8 +86,10 @@ class RecordHistoryConfig(dg.Config):
 
 
 def run_link(run_id: str) -> str:
-    """A run's cell on a run page: its id, linking to its page."""
-    return f"[{run_id[:8]}](/runs/{run_id})"
+    """A run's cell on a run page: its id, linking to its page (under ``DAGSTER_WEBSERVER_URL`` when set, as the
+    alerts' links are: a UI served under a path prefix)."""
+    base = os.environ.get("DAGSTER_WEBSERVER_URL", "").strip().rstrip("/")
+    return f"[{run_id[:8]}]({base}/runs/{run_id})"
 
 
 @dg.op(

@@ -103,7 +103,7 @@ class UserKindHistory:
         label = "ZLV user " + ", ".join(keys)
         now = {key: RecordNow(note=f"ZLV has no user {key} (deleted from the table?)") for key in keys}
         now.update(await self.read_now(rows))
-        return Subject(label, keys, now)
+        return Subject(label, keys, now, {key: f"ZLV user {key}" for key in keys})
 
     async def read_now(self, rows: list[ZlvRow]) -> dict[str, RecordNow]:
         """ZLV's kind and the kind Portail DF's answer gives, by the sync's rules, for each of ``rows``."""
