@@ -58,7 +58,7 @@ def test_the_record_history_run_page_shows_the_table_with_the_run_linked(
         lines = table.text.splitlines()
         # One row: when, the run (a link to its page), its kind, the record, the field, old -> new, the outcome.
         assert {"when (UTC)", "run", "kind", "record", "field", "old -> new", "outcome"} <= set(lines)
-        assert {synced[:8], "sync", user, "kind", "applied"} <= set(lines)
+        assert {synced[:8], "sync", f"ZLV user {user}", "kind", "applied"} <= set(lines)
         assert f'href="/runs/{synced}"' in table.dom
         assert any(line.endswith(f"-> {kind_of(world, user)}") for line in lines)
 
