@@ -67,6 +67,7 @@ class PlannedRun:
     # A dry run saves these records for review (``apply_plan_id``); ``None``: it saves nothing.
     to_save: list[PlannedRecord] | None = None
     undo_of: str | None = None  # the run an undo reverses, saved with its plan
+    plan_id: str | None = None  # the saved plan a replay applies (record history names the run by it)
     # What a real run records before it applies the plan (settle what was left in flight, note conflicts).
     before_apply: Callable[[], None] = _nothing
     # Records that fail the run once everything else was written, with their reason.

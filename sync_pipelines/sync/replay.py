@@ -305,6 +305,7 @@ async def plan_replay_run(source: ReplaySource, state: SyncStateStore, scope: Ru
         # An undo's preview is saved like any dry run's plan; a reviewed plan is saved already.
         to_save=source.records if source.undo_of else None,
         undo_of=source.undo_of,
+        plan_id=source.plan_id,
         before_apply=before_apply,
         failing=dict(current.failures),
     )

@@ -138,10 +138,12 @@ def test_a_wrong_retention_fails_the_prune_in_one_line_and_deletes_nothing(
 def test_prune_deletes_state_rows_older_than_their_retention(
     backend: str, tmp_path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Audit rows, saved plans and stale write-ahead rows, dated, each against its own setting; a plan is kept
-    at least as long as it may be applied."""
+    """Audit rows, record history (runs and outcomes, with the audit's retention), saved plans and stale
+    write-ahead rows, dated, each against its own setting; a plan is kept at least as long as it may be applied."""
+    from sync_pipelines.sync.outcome_store import RecordOutcome, RunRecord
     from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
     from sync_pipelines.sync.state import audit_log, batches_in_flight, saved_plans
+    from sync_pipelines.sync.state_schema import SKIPPED, record_outcomes, runs
 
     url = (
         request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 's.sqlite'}"
@@ -162,8 +164,15 @@ def test_prune_deletes_state_rows_older_than_their_retention(
         store.finish_batch(run_id, "t", [record], {}, False, batch)
         store.save_plan(run_id, "t", [record], {"update": 1})
         store.begin_batch(run_id, "t", [record])  # left in flight by a killed run
+        store.record_run(
+            RunRecord(run_id, "t", False), [RecordOutcome("User:2", SKIPPED, "malformed", reason="x")]
+        )
         with store.engine.begin() as connection:
             moment = now - timedelta(days=age_days)
+            for table in (runs, record_outcomes):
+                connection.execute(
+                    sa.update(table).where(table.c.run_id == run_id).values(recorded_at=moment)
+                )
             connection.execute(
                 sa.update(audit_log).where(audit_log.c.run_id == run_id).values(recorded_at=moment)
             )
@@ -186,10 +195,15 @@ def test_prune_deletes_state_rows_older_than_their_retention(
         preview = prune_run_history.execute_in_process(
             instance=instance, run_config={"ops": {"prune_sync_state": {"config": {"dry_run": True}}}}
         )
-        assert preview.output_for_node("prune_sync_state") == {"audit": 1, "plans": 2, "write_ahead": 1}
+        counts = {"audit": 1, "outcomes": 1, "runs": 1, "plans": 2, "write_ahead": 1}
+        assert preview.output_for_node("prune_sync_state") == counts
         assert len(store.audit_rows("t")) == 2
         result = prune_run_history.execute_in_process(instance=instance)
-    assert result.output_for_node("prune_sync_state") == {"audit": 1, "plans": 2, "write_ahead": 1}
+    assert result.output_for_node("prune_sync_state") == counts
+    assert [row.run_id for row in store.history_rows("t", ["User:1", "User:2"]) if row.kept == "outcome"] == [
+        "run-5"
+    ]
+    assert set(store.run_records(["run-5", "run-150"])) == {"run-5"}
     assert {row["run_id"] for row in store.audit_rows("t")} == {"run-5"}
     assert store.load_plan("run-5") is None and store.load_plan("run-150") is None
     assert store.load_plan("run-2") is not None

@@ -11,9 +11,10 @@ from sync_pipelines.defs.bakalari.checks import (
     edurpg_external_refs_resolve,
     edurpg_unique_bakalari_ids,
 )
+from sync_pipelines.defs.bakalari.history import bakalari_history
 from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
 from sync_pipelines.defs.bakalari.source import TARGET, BakalariSource
-from sync_pipelines.defs.shared.sync_spec import ScheduleSpec, SourceInputs, SyncSpec
+from sync_pipelines.defs.shared.sync_spec import HistorySpec, ScheduleSpec, SourceInputs, SyncSpec
 
 
 def bakalari_source(run: SourceInputs) -> BakalariSource:
@@ -39,6 +40,7 @@ BAKALARI_SYNC = SyncSpec(
     },
     source=bakalari_source,
     checks=(edurpg_external_refs_resolve, edurpg_unique_bakalari_ids, bakalari_students_needing_login),
+    record_history=HistorySpec("a Bakaláři id or an EduRPG user id", bakalari_history),
     # The old cron's school-hours variant: BAKALARI_SYNC_CRON="0,15,30,45 7-17 * * 1-5".
     schedule=ScheduleSpec(
         name="bakalari_sync_every_15_minutes",

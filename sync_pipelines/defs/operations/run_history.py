@@ -1,6 +1,7 @@
 """Run history upkeep: Dagster never prunes old runs, so a weekly job deletes finished runs older than N days,
-and the sync state's audit rows, saved plans and stale write-ahead rows older than their own retention: they
-hold old values of the targets' fields (names, emails, grades), which must not outlive the organisation's policy.
+and the sync state's audit rows, record history (runs and their per-record outcomes), saved plans and stale
+write-ahead rows older than their own retention: they hold old values of the targets' fields (names, emails,
+grades) and what each run did to each person's record, which must not outlive the organisation's policy.
 """
 
 from datetime import datetime, timedelta, timezone
@@ -21,9 +22,12 @@ from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.systems import schedule_timezone
 from sync_pipelines.sync.replay import PLAN_AGE_SETTING, plan_max_age
 
-# What the sync state keeps, and the setting of its retention in days.
+# What the sync state keeps, and the setting of its retention in days. Record history's runs and outcomes go
+# with the audit rows they explain.
 STATE_RETENTION: dict[str, NumberSetting] = {
     "audit": AUDIT_RETENTION,
+    "outcomes": AUDIT_RETENTION,
+    "runs": AUDIT_RETENTION,
     "plans": PLAN_RETENTION,
     "write_ahead": WRITE_AHEAD_RETENTION,
 }
@@ -85,9 +89,9 @@ def state_retention() -> dict[str, timedelta]:
 
 
 @dg.op(
-    description="Deletes the sync state's audit rows, saved plans and stale write-ahead rows older than their "
-    f"retention ({', '.join(setting.name for setting in STATE_RETENTION.values())}; plans at least "
-    f"{PLAN_AGE_SETTING})."
+    description="Deletes the sync state's audit rows, record history, saved plans and stale write-ahead rows "
+    f"older than their retention ({', '.join(dict.fromkeys(setting.name for setting in STATE_RETENTION.values()))}; "
+    f"plans at least {PLAN_AGE_SETTING})."
 )
 @reported_as_failures
 def prune_sync_state(context: dg.OpExecutionContext, config: PruneSyncStateConfig) -> dg.Output[dict]:
@@ -113,7 +117,8 @@ def prune_sync_state(context: dg.OpExecutionContext, config: PruneSyncStateConfi
     executor_def=run_worker_executor,
     tags={"sync/maintenance": "true"},
     description="Delete finished runs older than SYNC_RUN_RETENTION_DAYS (default 90) and the sync state's audit "
-    "rows, saved plans and stale write-ahead rows older than their retention settings; dry_run: true only counts.",
+    "rows, record history, saved plans and stale write-ahead rows older than their retention settings; dry_run: "
+    "true only counts.",
 )
 def prune_run_history() -> None:
     prune_old_runs()
@@ -127,5 +132,5 @@ prune_run_history_weekly = dg.ScheduleDefinition(
     execution_timezone=schedule_timezone(),
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Sundays at 04:00: delete finished runs older than SYNC_RUN_RETENTION_DAYS (default 90), and the "
-    "sync state's audit rows, saved plans and stale write-ahead rows older than their retention.",
+    "sync state's audit rows, record history, saved plans and stale write-ahead rows older than their retention.",
 )

@@ -7,9 +7,11 @@ import pandas as pd
 
 from sync_pipelines.core.settings import api_settings
 from sync_pipelines.defs.rt.checks import rt_custom_fields_exist, rt_matches_students
+from sync_pipelines.defs.rt.history import rt_history
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.defs.rt.source import TARGET, RtSource
-from sync_pipelines.defs.shared.sync_spec import ScheduleSpec, SourceInputs, SyncSpec
+from sync_pipelines.defs.shared.sync_spec import HistorySpec, ScheduleSpec, SourceInputs, SyncSpec
+from sync_pipelines.defs.students.resources import students_database
 
 
 def invalid_students(instance: dg.DagsterInstance) -> int:
@@ -48,6 +50,11 @@ RT_SYNC = SyncSpec(
     upstream=("students",),
     # rt_matches_students reads every user back from RT: it belongs to sync_checks, not to every sync run.
     checks=(rt_custom_fields_exist, rt_matches_students),
+    record_history=HistorySpec(
+        "an RT user id or a student id (student:<id> or rt:<id> where one could be taken for the other)",
+        rt_history,
+        resources={"students_database": students_database()},
+    ),
     schedule=ScheduleSpec(
         name="rt_user_sync_daily",
         default_cron="0 1 * * *",

@@ -123,7 +123,7 @@ def sync_asset_of(spec: SyncSpec, run_upstream: bool = True) -> dg.AssetsDefinit
         pool=spec.pool,
         fresh_within=spec.fresh_within,
         kinds=set(spec.kinds),
-        description=spec.description,
+        description=spec.asset_description,
         ins={
             name: dg.AssetIn(name) if run_upstream else dg.AssetIn(name, dagster_type=dg.Nothing)
             for name in spec.upstream

@@ -8,6 +8,7 @@ is one declaration rather than the same wiring written again in five modules.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from sync_pipelines.core.env import NumberSetting
+from sync_pipelines.sync.record_history import RecordLookup
 from sync_pipelines.sync.source import SyncSource
 
 MAX_RUNTIME_LIMIT = 7 * 86_400  # seconds; a run going on for a week is hung, whatever the job
@@ -38,6 +40,24 @@ class ScheduleSpec:
     name: str
     default_cron: str
     description: str
+
+
+@dataclass(frozen=True)
+class HistorySpec:
+    """A sync's record history: how a person names one of its records (``names``, for the descriptions) and the
+    domain's ``RecordLookup``, built from the system's resources and a logger."""
+
+    names: str
+    lookup: Callable[[Any, logging.Logger], RecordLookup]
+    # Resources the lookup reads besides the sync's own (RT: the students table, which the sync reads upstream).
+    resources: Mapping[str, Any] = field(default_factory=dict)
+
+    def how_to_ask(self, system: str) -> str:
+        """One sentence for the sync asset's description: how to ask why a record holds its value."""
+        return (
+            f"Why does a record hold its value? Run `python -m sync_pipelines.history {system} <record>`, or the "
+            f"record_history job (config system: {system}, record: ...); a record is {self.names}."
+        )
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,15 @@ class SyncSpec:
     # The numeric settings its runs read (``core.settings.api_settings`` and its own): while one is wrong, its runs
     # fail at once naming it, and the configuration check reports it.
     settings: tuple[NumberSetting, ...] = ()
+    # ``python -m sync_pipelines.history <system> <record>`` and the ``record_history`` job.
+    record_history: HistorySpec | None = None
+
+    @property
+    def asset_description(self) -> str:
+        """The asset's description, with how to ask why one of its records holds its value."""
+        if self.record_history is None:
+            return self.description
+        return f"{self.description} {self.record_history.how_to_ask(self.system)}"
 
     @property
     def undo_job(self) -> str:
