@@ -66,16 +66,17 @@ def test_a_kind_never_written_says_why(world: ZlvWorld) -> None:
     assert answer.last_change is None and "Nothing to undo" in answer.markdown()
 
     answer = history(several)
-    # Several records for one e-mail: ``ambiguous`` (or, where their flags disagree, ``structures_disagree``).
-    [category] = {event.category for event in answer.events}
-    assert category in ("ambiguous", "structures_disagree")
-    assert now_row(answer, several).why.startswith(f"skipped: {category}: ")
+    # Several records for one e-mail whose flags disagree: the kind is left alone, ``structures_disagree``.
+    assert {event.category for event in answer.events} == {"structures_disagree"}
+    assert now_row(answer, several).why.startswith("skipped: structures_disagree: ")
 
     answer = history(broken.id)
     assert {event.status for event in answer.events} == {"row_error"}
-    assert "row error (invalid_answer): Portail DF record" in answer.events_table()
+    assert "row error (invalid_answer): unusable in Portail DF's answer: record" in answer.events_table()
     why = now_row(answer, broken.id).why
-    assert why.startswith("row error: the source's answer cannot be used now: Portail DF record")
+    assert why.startswith(
+        "row error: the source's answer cannot be used now: unusable in Portail DF's answer"
+    )
     assert "'exterieur' is missing" in why
 
 
