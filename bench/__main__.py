@@ -3,8 +3,9 @@
 ``python -m bench`` (``./dev bench``) runs, on this machine and in this order: the RT sync (2,000 students,
 30 ms, 8 slots), the Bakaláři sync (300 accounts, 50 ms, 8 slots), the user-kind sync (5,000 users, 50 ms,
 16 slots, and its write phase on 100,000 users), the shared HTTP layer alone, and the scale run of the
-database-bound phases (100,000 students and 100,000 ZLV users). Each pipeline gets a first run, a delta run
-with 1 % of its source changed, and the seed script's way as the baseline.
+database-bound phases (100,000 students and 100,000 ZLV users), and one record's history among 1,000,000 audit
+rows on PostgreSQL and SQLite (its own section). Each pipeline gets a first run, a delta run with 1 % of its source
+changed, and the seed script's way as the baseline.
 
 A complete run rewrites docs/benchmarks.md, keeping the sections it does not write itself (those measured by the
 separate commands they name); ``--only`` and ``--quick`` runs only print, unless ``--doc`` says where to write.
@@ -27,7 +28,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import adaptive, bakalari, http_layer, rt, rt_concurrency, scale, startup, user_kinds
+from bench import (
+    adaptive,
+    bakalari,
+    http_layer,
+    record_history,
+    rt,
+    rt_concurrency,
+    scale,
+    startup,
+    user_kinds,
+)
 from bench.common import COLUMNS, physical_limit, ratio, result_row, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +50,9 @@ class Benchmark:
     title: str
     run: Callable[[bool], list[dict[str, Any]]]  # quick -> rows
     scale_table: bool = False  # rows in the scale table's shape rather than the combined table's
+    # A section of its own, made from the rows (its heading, table and how to read it), and its table's columns.
+    section: Callable[[list[dict[str, Any]]], str] | None = None
+    columns: list[str] | None = None
 
 
 def http_layer_rows(quick: bool) -> list[dict[str, Any]]:
@@ -121,6 +135,12 @@ BENCHMARKS = {
         "Scale run: 100,000 students and 100,000 ZLV users, database-bound phases",
         lambda quick: scale.run(10_000, 10_000) if quick else scale.run(),
         scale_table=True,
+    ),
+    "record_history": Benchmark(
+        "Record history: one record's history among 1,000,000 audit rows, on PostgreSQL and SQLite",
+        record_history.run,
+        section=record_history.section,
+        columns=record_history.COLUMNS,
     ),
 }
 
@@ -207,6 +227,7 @@ def markdown(
     durations: dict[str, float],
     rows: list[dict[str, Any]],
     scale_rows: list[dict[str, Any]],
+    own_sections: list[str] | None = None,
 ) -> str:
     total = sum(durations.values())
     lines = [
@@ -241,6 +262,7 @@ def markdown(
             "everything, Portail DF's answers are given. See `bench/scale.py`.",
             "",
         ]
+    lines += [section.rstrip("\n") + "\n" for section in own_sections or []]
     lines += ["## Targets", "", *targets(rows + scale_rows), "", "## Setup", "", SETUP, ""]
     return "\n".join(lines)
 
@@ -292,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     rows: list[dict[str, Any]] = []
     scale_rows: list[dict[str, Any]] = []
+    own_sections: list[str] = []
     durations: dict[str, float] = {}
     failed = []
     for name in names:
@@ -307,11 +330,17 @@ def main(argv: list[str] | None = None) -> int:
             if benchmark.scale_table:
                 produced = [{"pipeline": name, "phase": produced[0]["run"]}]
         durations[name] = time.perf_counter() - started
-        print(table(produced, scale.COLUMNS if benchmark.scale_table else COLUMNS), flush=True)
+        columns = benchmark.columns or (scale.COLUMNS if benchmark.scale_table else COLUMNS)
+        print(table(produced, columns), flush=True)
         print(f"({name}: {durations[name]:.0f} s)", flush=True)
-        (scale_rows if benchmark.scale_table else rows).extend(produced)
+        if benchmark.section is not None:
+            if name in failed:
+                produced = [dict.fromkeys(columns, "") | {columns[0]: produced[0]["run"]}]
+            own_sections.append(benchmark.section(produced))
+        else:
+            (scale_rows if benchmark.scale_table else rows).extend(produced)
     load_after = load_average()
-    report = markdown(argv, started_at, load_before, load_after, durations, rows, scale_rows)
+    report = markdown(argv, started_at, load_before, load_after, durations, rows, scale_rows, own_sections)
     print("\n" + report)
     doc = args.doc or (DOC if not (args.only or args.quick or args.no_doc) else None)
     if doc and not args.no_doc:

@@ -184,8 +184,9 @@ class HostileServer(SandboxApp):
 
     async def _echo_headers(self, request: web.Request) -> web.StreamResponse:
         # The credential first, as a proxy's debug page may show it: a cut excerpt would still hold it whole.
-        echoed = {"authorization": request.headers.get("Authorization"), "headers": dict(request.headers)}
-        return web.json_response({"message": "bad request", **echoed}, status=400)
+        authorization = request.headers.get("Authorization")
+        echoed = {"authorization": authorization, "headers": dict(request.headers)}
+        return web.json_response({"message": f"bad request with {authorization}", **echoed}, status=400)
 
 
 def _record(email: str) -> dict[str, Any]:

@@ -9,9 +9,9 @@ at once (pytest-xdist). Mail is never sent: ``$MailCommand`` is a Perl sub that 
 
 Setup goes through RT's own Perl API (``RT::LoadConfig(); RT::Init();`` in one long-lived ``perl`` subprocess per RT,
 JSON requests in on stdin, answers out on stdout), so the data is exactly what RT itself would have written: user custom
-fields (``create_user_fields``), users with custom field values (``create_users``), rights and auth tokens
-(``create_token``). ``user_fields`` reads values back from RT's database; ``access_log_requests`` counts what the
-server answered.
+fields of any type (``create_user_fields``; ``change_user_field`` retypes one as an admin would), users with custom
+field values (``create_users``), rights and auth tokens (``create_token``). ``user_fields`` reads values back from RT's
+database; ``access_log_requests`` counts what the server answered.
 
 Runs as root as well (RT's standalone server does not switch users). ``stop()`` kills the server's process group
 and removes the directory.
@@ -77,7 +77,9 @@ def find_binaries() -> Binaries:
 
 @dataclass(frozen=True)
 class UserField:
-    """A user custom field to create: single free-form value, applied to all users unless ``applied=False``."""
+    """A user custom field to create: one free-form value unless ``type``/``max_values`` say otherwise (``Select``
+    with its ``values`` listed, ``Combobox``, ...; ``max_values`` 0 is unlimited), applied to all users unless
+    ``applied=False``."""
 
     name: str
     applied: bool = True
@@ -85,6 +87,9 @@ class UserField:
     # A Perl regular expression RT validates values against (e.g. ``^\\d+$``); RT refuses values that do not match.
     pattern: str = ""
     description: str = ""
+    type: str = "Freeform"
+    max_values: int = 1
+    values: tuple[str, ...] = ()  # a Select's (or Combobox's) list, in this order
 
 
 class AccessLogEntry(NamedTuple):
@@ -135,12 +140,18 @@ for my $spec (@{ $input->{fields} }) {
     my $cf = RT::CustomField->new(RT->SystemUser);
     my ($id, $msg) = $cf->Create(
         Name        => $spec->{name},
-        Type        => 'FreeformSingle',
+        Type        => $spec->{type},
+        MaxValues   => $spec->{max_values},
         LookupType  => 'RT::User',
         Pattern     => $spec->{pattern},
         Description => $spec->{description},
     );
     fail("custom field $spec->{name}: $msg") unless $id;
+    my $order = 0;
+    for my $value (@{ $spec->{values} }) {
+        my ($ok, $why) = $cf->AddValue(Name => $value, SortOrder => $order++);
+        fail("value '$value' of $spec->{name}: $why") unless $ok;
+    }
     if ($spec->{applied}) {
         # Object id 0: applied globally, to every user.
         my ($ok, $why) = $cf->AddToObject(RT::User->new(RT->SystemUser));
@@ -152,6 +163,28 @@ for my $spec (@{ $input->{fields} }) {
     }
     $result->{ $spec->{name} } = $id;
 }
+"""
+
+# An admin's change of a field's type (Admin > Custom Fields > the field): the values users hold stay as they are,
+# whether the new type would accept them or not.
+_PERL_CHANGE_USER_FIELD = r"""
+my $cf = RT::CustomField->new(RT->SystemUser);
+$cf->LoadByName(Name => $input->{name}, LookupType => 'RT::User');
+fail("no user custom field named '$input->{name}'") unless $cf->id;
+if (defined $input->{type} && $cf->Type ne $input->{type}) {
+    my ($ok, $why) = $cf->SetType($input->{type});
+    fail("type of $input->{name}: $why") unless $ok;
+}
+if (defined $input->{max_values} && $cf->MaxValues != $input->{max_values}) {
+    my ($ok, $why) = $cf->SetMaxValues($input->{max_values});
+    fail("MaxValues of $input->{name}: $why") unless $ok;
+}
+my $order = 0;
+for my $value (@{ $input->{values} }) {
+    my ($ok, $why) = $cf->AddValue(Name => $value, SortOrder => $order++);
+    fail("value '$value' of $input->{name}: $why") unless $ok;
+}
+$result = { type => $cf->Type, max_values => $cf->MaxValues };
 """
 
 _PERL_CREATE_USERS = r"""
@@ -491,11 +524,27 @@ $RT::VarPath = {perl(self.root / "var")};
                     "disabled": spec.disabled,
                     "pattern": spec.pattern,
                     "description": spec.description,
+                    "type": spec.type,
+                    "max_values": spec.max_values,
+                    "values": list(spec.values),
                 }
                 for spec in specs
             ]
         }
         return self.perl(_PERL_CREATE_USER_FIELDS, payload)
+
+    def change_user_field(
+        self,
+        name: str,
+        type: str | None = None,
+        max_values: int | None = None,
+        values: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Changes a user custom field as an admin would: its type, its MaxValues, ``values`` added to its list.
+        What users hold stays (a Freeform value a Select would not list included). Returns the new type and
+        MaxValues."""
+        payload = {"name": name, "type": type, "max_values": max_values, "values": list(values)}
+        return self.perl(_PERL_CHANGE_USER_FIELD, payload)
 
     def create_users(
         self,

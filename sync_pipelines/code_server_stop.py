@@ -1,18 +1,20 @@
 """Runs a code server (``dagster code-server start ...``) and stops it without killing its runs mid-step.
 
-With the ``DefaultRunLauncher`` (docker compose) every run is a subprocess of the code server, and the code
-server has no SIGTERM handling: ``docker compose stop`` (or ``up -d --build``) would end it, and its runs with
-it, after docker's grace period, leaving the runs STARTED until the watchdog notices. Under this entrypoint a
-SIGTERM (or SIGINT):
+With the ``DefaultRunLauncher`` (docker compose's ``user_code``, systemd's ``dagster-code-server`` unit) every run
+is a subprocess of the code server. Under this entrypoint a SIGTERM (or SIGINT) to it alone, as docker (through
+its init) and systemd (``KillMode=mixed``) send it:
 
-1. asks the code server over gRPC to shut down once its runs are done (it takes no new run from then on);
+1. asks the code server over gRPC to take no new run and to exit once its runs are done;
 2. waits up to ``SYNC_CODE_SERVER_STOP_GRACE_SECONDS`` (default 240) for its run workers to end;
-3. interrupts the run workers still going (SIGINT, after an engine event on the run that says why): Dagster
-   fails the run as "interrupted", frees its slots, and ``run_retries`` starts it again once a code server is
-   back; then waits ``INTERRUPT_WAIT_SECONDS`` more;
+3. stops the run workers still going (SIGKILL, after an engine event on the run that says why), as a crash would:
+   the run stays STARTED until ``run_worker_watchdog`` of the next code server fails it (within about a
+   minute), freeing its slots, and ``run_retries`` starts it again, which settles what the killed run left in
+   flight. (An interrupt would fail the run at once, while this code server is going away: Dagster's run
+   retries, which need the code location to create the retry, then give up on it for good.)
 4. terminates what is left of the code server, then kills it.
 
-Compose's ``stop_grace_period`` must exceed the sum, so docker's own SIGKILL never comes first.
+The service manager's own timeout (compose's ``stop_grace_period``, systemd's ``TimeoutStopSec``) must exceed
+the sum, so its SIGKILL never comes first.
 
 Usage: ``python -m sync_pipelines.code_server_stop dagster code-server start -p 4000 -m ...``
 """
@@ -32,19 +34,20 @@ import dagster as dg
 import psutil
 from dagster._grpc.client import DagsterGrpcClient
 
-from sync_pipelines.core.env import env_number
+from sync_pipelines.core.settings import CODE_SERVER_STOP_GRACE
 from sync_pipelines.defs.operations.run_workers import run_worker_process
 
-GRACE_VARIABLE = "SYNC_CODE_SERVER_STOP_GRACE_SECONDS"
-DEFAULT_GRACE_SECONDS = 240
-# After the interrupt: time for the run to record its failure and its worker to exit.
-INTERRUPT_WAIT_SECONDS = 30
+GRACE_VARIABLE = CODE_SERVER_STOP_GRACE.name
+# How often the run workers are looked for (in /proc) during the grace period.
+WORKER_POLL_SECONDS = 0.5
+# After SIGKILL to the run workers left, before the code server itself is stopped.
+KILL_WAIT_SECONDS = 10
 # After SIGTERM to the code server itself, before SIGKILL.
 TERMINATE_WAIT_SECONDS = 10
 
 
 def grace_seconds() -> float:
-    return env_number(GRACE_VARIABLE, DEFAULT_GRACE_SECONDS, unit="seconds") or 0.0
+    return CODE_SERVER_STOP_GRACE.number()
 
 
 def grpc_port(command: list[str]) -> int:
@@ -66,22 +69,23 @@ def run_workers(code_server: psutil.Process) -> dict[int, str]:
     workers: dict[int, str] = {}
     with dg.DagsterInstance.get() as instance:
         for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-            worker = run_worker_process(instance, run.run_id)
-            if worker is not None and worker[0] in descendants:
-                workers[worker[0]] = run.run_id
+            pid = run_worker_process(instance, run.run_id)
+            if pid is not None and pid in descendants:
+                workers[pid] = run.run_id
     return workers
 
 
-def interrupt_runs(workers: dict[int, str], waited: float) -> None:
-    """Records on each run why its worker is about to be interrupted."""
+def record_stop(workers: dict[int, str], waited: float) -> None:
+    """Records on each run why its worker is about to be stopped, and what happens next."""
     with dg.DagsterInstance.get() as instance:
         for pid, run_id in workers.items():
             run = instance.get_run_by_id(run_id)
             if run is None or run.is_finished:
                 continue
             instance.report_engine_event(
-                f"Code server stopping: run still going after {waited:.0f} s ({GRACE_VARIABLE}), "
-                f"interrupting its worker (pid {pid})",
+                f"Code server stopping: run still going after {waited:.0f} s ({GRACE_VARIABLE}), stopping its "
+                f"worker (pid {pid}); run_worker_watchdog fails the run once a code server is back, and "
+                "run_retries starts it again",
                 run,
             )
 
@@ -112,27 +116,35 @@ def stop(code_server: subprocess.Popen[bytes], port: int, grace: float) -> None:
             code_server.wait(grace)  # it exits by itself once its runs are done
         workers = {}
     while workers and time.monotonic() - started < grace:
-        time.sleep(2)
+        time.sleep(WORKER_POLL_SECONDS)
         workers = {pid: run for pid, run in workers.items() if _alive(pid)}
-    if workers:
-        with contextlib.suppress(Exception):  # the interrupt below matters more than its log line
-            interrupt_runs(workers, time.monotonic() - started)
-        for pid in workers:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).send_signal(signal.SIGINT)
-        psutil.wait_procs(
-            [psutil.Process(pid) for pid in workers if _alive(pid)], timeout=INTERRUPT_WAIT_SECONDS
-        )
     with contextlib.suppress(psutil.Error):
         family += [child for child in process.children(recursive=True) if child not in family]
+    if workers:
+        with contextlib.suppress(Exception):  # stopping the workers matters more than its log line
+            record_stop(workers, time.monotonic() - started)
+        # The code server first: it would report a worker it saw die as a failed run at once, while it is going
+        # away, and the retry would be lost. Then the workers with their own subprocesses (their step log
+        # capture: killed before their worker, they would stay its unreaped zombies), their runs left STARTED
+        # for the watchdog.
+        of_workers = set(workers)
+        for pid in workers:
+            with contextlib.suppress(psutil.Error):
+                of_workers |= {child.pid for child in psutil.Process(pid).children(recursive=True)}
+        _kill([member for member in family if member.pid not in of_workers])
+        _kill([member for member in family if member.pid in of_workers])
     for member in family:
         with contextlib.suppress(psutil.Error):
             member.terminate()
     _, left = psutil.wait_procs(family, timeout=TERMINATE_WAIT_SECONDS)
-    for member in left:
+    _kill(left)
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    for member in processes:
         with contextlib.suppress(psutil.Error):
             member.kill()
-    psutil.wait_procs(left, timeout=TERMINATE_WAIT_SECONDS)
+    psutil.wait_procs(processes, timeout=KILL_WAIT_SECONDS)
 
 
 def _alive(pid: int) -> bool:
@@ -151,8 +163,10 @@ def main(command: list[str]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     # The program of this Python environment first (a virtual environment need not be on PATH).
-    beside = Path(sys.executable).with_name(command[0])
-    code_server = subprocess.Popen([str(beside) if beside.is_file() else command[0], *command[1:]])
+    program = command[0]
+    if os.sep not in program and (beside := Path(sys.executable).with_name(program)).is_file():
+        program = str(beside)
+    code_server = subprocess.Popen([program, *command[1:]])
     while code_server.poll() is None and not stopping.wait(1):
         pass
     if code_server.poll() is None:

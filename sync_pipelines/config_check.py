@@ -3,18 +3,21 @@ before the daemon starts.
 
 The code location loads whatever its settings hold (a wrong setting is reported, not fatal to the other systems),
 so loading it says nothing about them: this command does, and exits 1 while any problem is left, 0 with one ok
-line otherwise. It reads the same environment the daemon and the code server will.
+line otherwise. It reads the same environment the daemon and the code server will, and checks every numeric
+setting (the shared ones, retention included, and each enabled system's) by the rule the runs read them by.
 """
 
 from __future__ import annotations
 
 import sys
 
+from sync_pipelines.core.secret_files import load_secret_files
 from sync_pipelines.defs.systems import configuration_problems, enabled_systems
 
 
 def main() -> int:
-    problems = configuration_problems()
+    # The package read the secret files already; reading them again names their problems here too.
+    problems = [*load_secret_files(), *configuration_problems()]
     for problem in problems:
         print(problem)
     if problems:

@@ -1,7 +1,9 @@
 """Bakaláři API v3 sandbox: one school in memory behind the real login, user, subjects, timetable and marks endpoints.
 
-Bakaláři has no bulk endpoint, so a sync has to log in as the operator (a teacher account whose timetable lookups
-list the whole school) and as every student (refresh grant, then ``/api/3/user`` and ``/api/3/subjects``). Refresh
+Bakaláři has no bulk endpoint, so a sync has to log in as the operator and as every student (refresh grant, then
+``/api/3/user`` and ``/api/3/subjects``). The operator account sees, as ``operator_view`` says, the whole school
+(``"school"``: its timetable lookups list every class, subject and teacher) or, as a real teacher account does,
+that teacher's own lessons only (``"teacher"``: two classes, one teacher, in the shape real answers have). Refresh
 tokens rotate on every use, exactly as on a real server, so tests can check that a sync keeps the newest one.
 Access tokens are JWTs (HS256, signed with a per-sandbox key) whose ``exp`` says when they stop working, as a real
 server's do; ``BakalariSandbox.login_access_token`` logs a student in the way EduRPG's login does and hands back
@@ -42,6 +44,8 @@ SCOPE = "openid profile offline_access bakalari_api"
 DENIED = {"Message": "Authorization has been denied for this request."}
 OPERATOR_USERNAME = "operator"
 OPERATOR_PASSWORD = "operator-password"
+OPERATOR_VIEWS = ("school", "teacher")
+TEACHER_VIEW_CLASSES = 2  # how many classes a teacher-shaped operator account sees
 SCHOOL_NAME = "Střední průmyslová škola, Ústí nad Labem, Resslova 5, příspěvková organizace"
 
 try:
@@ -502,9 +506,13 @@ def make_jwt(claims: dict[str, Any], key: bytes) -> str:
 class BakalariSandbox(SandboxApp):
     """A school's Bakaláři server: ``POST /api/login`` (password and rotating refresh grants) and ``/api/3/*``.
 
-    The operator's ``/api/3/subjects`` lists every (subject, teacher) pair taught in the school, one row each, so
-    that a sync can learn every teacher's e-mail; a student's lists their own subjects. The operator's timetable
-    holds every class's lessons and the whole school in its lookup tables; a student's holds their class's.
+    With ``operator_view="school"`` the operator's ``/api/3/subjects`` lists every (subject, teacher) pair taught
+    in the school, one row each, so that a sync can learn every teacher's e-mail, and the operator's timetable holds
+    every class's lessons and the whole school in its lookup tables. With ``operator_view="teacher"`` the operator
+    is one teacher of the school (``teacher_view()``) and sees what a real teacher account does: the lessons that
+    teacher gives in two classes, with the lookup tables of those lessons only, shaped as recorded answers are
+    (``"Students": []``, classes named ``""``, each group listed once per lesson and named ``" 4.A"``, subject ids
+    padded with a space, keys the sync does not read). A student's answers hold their own class and subjects.
     """
 
     system = "bakalari"
@@ -520,9 +528,13 @@ class BakalariSandbox(SandboxApp):
         refresh_token_ttl_seconds: float = 30 * 24 * 3600,
         user_uid_prefix: str | None = None,
         full_name_with_class: bool = False,
+        operator_view: str = "school",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if operator_view not in OPERATOR_VIEWS:
+            raise ValueError(f"operator_view must be one of {OPERATOR_VIEWS}, not {operator_view!r}")
         super().__init__(knobs)
+        self.operator_view = operator_view
         self.school = copy.deepcopy(school)
         if operator_username is not None:
             self.school.operator.username = operator_username
@@ -794,10 +806,13 @@ class BakalariSandbox(SandboxApp):
             if user_id is None:
                 return self._denied()
             if user_id == self.school.operator.user_id:
-                key: tuple[Any, ...] = ("subjects", "operator")
+                key: tuple[Any, ...] = ("subjects", "operator", self.operator_view)
                 if key not in self._cache:
                     pairs: dict[tuple[str, str], None] = {}
-                    for lesson in self.school.lessons:
+                    taught = (
+                        self._teacher_lessons() if self.operator_view == "teacher" else self.school.lessons
+                    )
+                    for lesson in taught:
                         pairs.setdefault((lesson.subject_id, lesson.teacher_id), None)
                     rows = [self._subject_row(subject, teacher) for subject, teacher in pairs]
                     rows.sort(key=lambda row: (row["SubjectName"], row["TeacherName"]))
@@ -877,8 +892,58 @@ class BakalariSandbox(SandboxApp):
                 self._cache[key] = body
             return self._cached(body)
 
+    def teacher_view(self) -> tuple[BakalariTeacher, list[str]]:
+        """The teacher a teacher-shaped operator account is, and the ids of the classes it sees: the first teacher
+        who teaches in at least ``TEACHER_VIEW_CLASSES`` classes, and the first of those classes."""
+        for teacher in self.school.teachers:
+            taught = list(
+                dict.fromkeys(
+                    lesson.class_id for lesson in self.school.lessons if lesson.teacher_id == teacher.id
+                )
+            )
+            if len(taught) >= TEACHER_VIEW_CLASSES:
+                return teacher, taught[:TEACHER_VIEW_CLASSES]
+        raise ValueError("no teacher of this school teaches in two classes")
+
+    def _teacher_lessons(self) -> list[BakalariLesson]:
+        teacher, class_ids = self.teacher_view()
+        return [
+            lesson
+            for lesson in self.school.lessons
+            if lesson.teacher_id == teacher.id and lesson.class_id in class_ids
+        ]
+
+    def _build_teacher_timetable(self, monday: date, permanent: bool) -> dict[str, Any]:
+        """A teacher's own timetable, as real teacher accounts answer it (see the class's doc)."""
+        teacher, class_ids = self.teacher_view()
+        lessons = self._teacher_lessons()
+        body = self._timetable_body(lessons, monday, permanent, pad_subject_ids=True)
+        body["Classes"] = [
+            {"Id": class_id, "Abbrev": self._classes[class_id].abbrev, "Name": ""} for class_id in class_ids
+        ]
+        body["Groups"] = [
+            {
+                "ClassId": self._groups[lesson.group_id].class_id,
+                "Id": lesson.group_id,
+                "Abbrev": " " + self._groups[lesson.group_id].abbrev,
+                "Name": " " + self._groups[lesson.group_id].abbrev,
+            }
+            for lesson in lessons
+            for _ in lesson.slots
+        ]
+        subject_ids = dict.fromkeys(lesson.subject_id for lesson in lessons)
+        body["Subjects"] = [
+            {"Id": " " + s, "Abbrev": self._subjects[s].abbrev, "Name": self._subjects[s].name}
+            for s in subject_ids
+        ]
+        body["Teachers"] = [{"Id": teacher.id, "Abbrev": teacher.abbrev, "Name": teacher.name}]
+        body["Students"] = []
+        return body
+
     def _build_timetable(self, user_id: str, monday: date, permanent: bool) -> dict[str, Any]:
         school = self.school
+        if user_id == school.operator.user_id and self.operator_view == "teacher":
+            return self._build_teacher_timetable(monday, permanent)
         if user_id == school.operator.user_id:
             lessons = school.lessons
             classes = [self._class_json(cls) for cls in school.classes]
@@ -894,19 +959,35 @@ class BakalariSandbox(SandboxApp):
             class_json = self._class_json(self._classes[student.class_id], user_id)
             classes = [class_json] if class_json is not None else []
             groups = [group for group in school.groups if group.class_id == student.class_id]
+        body = self._timetable_body(lessons, monday, permanent)
+        if user_id == school.operator.user_id:
+            subjects = school.subjects
+            teachers = school.teachers
+            body["Rooms"] = [{"Id": r.id, "Abbrev": r.abbrev, "Name": r.name} for r in school.rooms]
+        else:
+            subjects = [self._subjects[s] for s in dict.fromkeys(lesson.subject_id for lesson in lessons)]
+            teachers = [self._teachers[t] for t in dict.fromkeys(lesson.teacher_id for lesson in lessons)]
+        body["Classes"] = [cls for cls in classes if cls is not None]
+        body["Groups"] = [
+            {"ClassId": group.class_id, "Id": group.id, "Abbrev": group.abbrev, "Name": group.name}
+            for group in groups
+        ]
+        body["Subjects"] = [{"Id": s.id, "Abbrev": s.abbrev, "Name": s.name} for s in subjects]
+        body["Teachers"] = [{"Id": t.id, "Abbrev": t.abbrev, "Name": t.name} for t in teachers]
+        return body
+
+    def _timetable_body(
+        self, lessons: list[BakalariLesson], monday: date, permanent: bool, pad_subject_ids: bool = False
+    ) -> dict[str, Any]:
+        """The week of ``lessons`` (``Hours``, ``Days``, ``Rooms``, ``Cycles``); the caller adds the lookup tables.
+        ``pad_subject_ids``: subject ids as some servers give them, with a leading space."""
         atoms_by_day: dict[int, list[tuple[int, dict[str, Any]]]] = {day: [] for day in range(1, 6)}
-        subject_ids: dict[str, None] = {}
-        teacher_ids: dict[str, None] = {}
-        room_ids: dict[str, None] = {}
         for lesson in lessons:
-            subject_ids.setdefault(lesson.subject_id, None)
-            teacher_ids.setdefault(lesson.teacher_id, None)
-            room_ids.setdefault(lesson.room_id, None)
             for day, hour in lesson.slots:
                 atom = {
                     "HourId": hour,
                     "GroupIds": [lesson.group_id],
-                    "SubjectId": lesson.subject_id,
+                    "SubjectId": (" " if pad_subject_ids else "") + lesson.subject_id,
                     "TeacherId": lesson.teacher_id,
                     "RoomId": lesson.room_id,
                     "CycleIds": ["1", "2"] if permanent else [],
@@ -914,6 +995,8 @@ class BakalariSandbox(SandboxApp):
                     "HomeworkIds": [],
                     "Theme": "",
                 }
+                if pad_subject_ids:  # a key real teacher timetables carry
+                    atom["AssistanceAtoms"] = []
                 atoms_by_day[day].append((hour, atom))
         days = []
         for day in range(1, 6):
@@ -927,24 +1010,10 @@ class BakalariSandbox(SandboxApp):
                     "DayType": "WorkDay",
                 }
             )
-        if user_id == school.operator.user_id:
-            subjects = school.subjects
-            teachers = school.teachers
-            rooms = school.rooms
-        else:
-            subjects = [self._subjects[s] for s in subject_ids]
-            teachers = [self._teachers[t] for t in teacher_ids]
-            rooms = [self._rooms[r] for r in room_ids]
+        rooms = [self._rooms[r] for r in dict.fromkeys(lesson.room_id for lesson in lessons)]
         return {
             "Hours": HOURS,
             "Days": days,
-            "Classes": [cls for cls in classes if cls is not None],
-            "Groups": [
-                {"ClassId": group.class_id, "Id": group.id, "Abbrev": group.abbrev, "Name": group.name}
-                for group in groups
-            ],
-            "Subjects": [{"Id": s.id, "Abbrev": s.abbrev, "Name": s.name} for s in subjects],
-            "Teachers": [{"Id": t.id, "Abbrev": t.abbrev, "Name": t.name} for t in teachers],
             "Rooms": [{"Id": r.id, "Abbrev": r.abbrev, "Name": r.name} for r in rooms],
             "Cycles": CYCLES if permanent else [],
         }

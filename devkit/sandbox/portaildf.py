@@ -37,9 +37,9 @@ from aiohttp import web
 from devkit.sandbox.sample_data import FIRST_NAMES, LAST_NAMES
 from devkit.sandbox.server import Knobs, SandboxApp, dumps
 from sync_pipelines.defs.user_kinds.mapping import (  # the product's mapping: the stand-in never restates it
-    AMBIGUOUS,
     KINDS,
     NOT_FOUND,
+    STRUCTURES_DISAGREE,
     kind_for,
     normalise_email,
 )
@@ -50,11 +50,15 @@ PAGE_SIZE = 50
 AUTH_VERSIONS = ("v1", "v2", "both")
 
 # Expected outcomes that are not a kind: the sync must leave ``users.kind`` unchanged for these. NOT_FOUND
-# (no record has exactly this email, other records may contain it) and AMBIGUOUS (two or more records have
-# exactly this email, case-insensitively) are the product's own names, imported above.
+# (no record has exactly this email, other records may contain it) and STRUCTURES_DISAGREE (two or more records,
+# one per structure, have exactly this email, case-insensitively, and their flags give different kinds) are the
+# product's own names, imported above.
 NO_EMAIL = "no_email"  # the ZLV email is NULL or blank: nothing to look up
-INVALID = "invalid"  # the one matching record has a missing or non-boolean flag (only after a fault hook)
-OUTCOMES = (NOT_FOUND, AMBIGUOUS, NO_EMAIL, INVALID)
+INVALID = "invalid"  # a matching record has a missing or non-boolean flag (only after a fault hook)
+OUTCOMES = (NOT_FOUND, STRUCTURES_DISAGREE, NO_EMAIL, INVALID)
+# The shapes of one page of a lookup: Django REST framework's (``count``, ``next``, ``previous``, ``results``),
+# or ``results`` alone, as some deployments answer.
+PAGE_SHAPES = ("drf", "results_only")
 
 # The flags behind each kind: the inverse of the product's mapping (``kind_for``), not a second copy of it.
 FLAGS_BY_KIND: dict[str, tuple[bool, bool]] = {
@@ -105,15 +109,16 @@ class SamplePortailDf:
     """ZLV users, the Portail DF accounts behind them, and what a correct sync makes of each user.
 
     ``expected[user_id]`` is one of ``KINDS`` (the value the sync must write) or one of ``OUTCOMES``
-    (``NOT_FOUND``, ``AMBIGUOUS``, ``NO_EMAIL``: leave ``kind`` unchanged and count the user as skipped).
-    It follows one rule, ``expected_outcomes``: keep the lookup's records whose email equals the ZLV email
-    trimmed and case-insensitively; none is NOT_FOUND, one gives its kind, several are AMBIGUOUS (the sample's
-    duplicates always disagree on the flags, so "several that agree" never arises). ``deleted_at`` plays no part:
-    whether deleted users are synced is the sync's policy (the seed syncs them).
+    (``NOT_FOUND``, ``STRUCTURES_DISAGREE``, ``NO_EMAIL``: leave ``kind`` unchanged and count the user as
+    skipped). It follows one rule, ``expected_outcomes``: keep the lookup's records whose email equals the ZLV
+    email trimmed and case-insensitively; none is NOT_FOUND, one or several whose flags agree give their kind,
+    several that disagree are STRUCTURES_DISAGREE, and one with a missing flag makes the answer INVALID.
+    ``deleted_at`` plays no part: whether deleted users are synced is the sync's policy (the seed syncs them).
 
     ``cases`` names the user ids built for each situation: ``found``, ``not_found``, ``near_miss`` (one
     record returned, but for a longer email), ``contained`` (two records returned, one exact; the other is
-    listed first), ``duplicate`` (two records with the same email), ``no_email``, ``deleted``,
+    listed first), ``several_structures`` (two or three records with the same email, one per structure, whose
+    flags agree), ``duplicate`` (two records with the same email whose flags disagree), ``no_email``, ``deleted``,
     ``already_right``, ``stale`` and ``unset`` (current kind vs expected kind), and one per flag combination:
     ``prestataire``, ``gestionnaire``, ``prestataire, gestionnaire``, ``aucun``.
     """
@@ -220,20 +225,35 @@ def generate_zlv_users(count: int, seed: int = 7) -> list[SampleZlvUser]:
     return users
 
 
+PARIS_WINTER = timezone(timedelta(hours=1))
+
+
 def _account(rng: random.Random, email: str, flags: tuple[bool, bool]) -> dict[str, Any]:
+    """One record in the shapes real answers have: ``structure`` as an id or as an object (``{id_structure}``
+    or ``{id}``), dates in UTC or with a ``+01:00`` offset, and now and then a key the sync does not read."""
     attached = SAMPLE_EPOCH - timedelta(minutes=_between(rng, 0, 2_000_000))
     expires = attached + timedelta(days=_between(rng, 365, 1500)) if rng.random() < 0.3 else None
-    return {
+    number = _between(rng, 1, 2000)
+    shape = rng.random()
+    structure: Any = number if shape < 0.6 else {"id_structure": number} if shape < 0.85 else {"id": number}
+
+    def moment(value: datetime) -> str:
+        return value.astimezone(PARIS_WINTER).isoformat() if shape >= 0.6 else _iso(value)
+
+    record = {
         "id_user": 0,  # assigned once every record exists
         "email": email,
-        "structure": _between(rng, 1, 2000),
+        "structure": structure,
         "gestionnaire": flags[1],
         "exterieur": flags[0],
-        "cgu_valide": _iso(attached + timedelta(days=_between(rng, 0, 30))) if rng.random() < 0.9 else None,
-        "date_rattachement": _iso(attached),
-        "date_expiration": _iso(expires) if expires else None,
+        "cgu_valide": moment(attached + timedelta(days=_between(rng, 0, 30))) if rng.random() < 0.9 else None,
+        "date_rattachement": moment(attached),
+        "date_expiration": moment(expires) if expires else None,
         "groupe": _pick(rng, [None, 173, 174, 201, 350]),
     }
+    if shape >= 0.6:
+        record["str_mandataire"] = _pick(rng, [None, "", "DDT 59"])
+    return record
 
 
 def _other_flags(rng: random.Random, flags: tuple[bool, bool]) -> tuple[bool, bool]:
@@ -255,8 +275,16 @@ def _build_accounts(
         ("duplicate", None),
         ("contained", None),
         ("near_miss", None),
+        ("several_structures", None),
     ]
-    weights = {"found": 0.85, "not_found": 0.10, "duplicate": 0.015, "contained": 0.015, "near_miss": 0.02}
+    weights = {
+        "found": 0.83,
+        "not_found": 0.10,
+        "several_structures": 0.02,
+        "duplicate": 0.015,
+        "contained": 0.015,
+        "near_miss": 0.02,
+    }
     accounts: list[dict[str, Any]] = []
     contained_pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     cases: dict[str, list[str]] = {name: [] for name in weights}
@@ -275,6 +303,8 @@ def _build_accounts(
         cases[case].append(user.id)
         if case == "found":
             accounts.append(_account(rng, email, flags))
+        elif case == "several_structures":
+            accounts += [_account(rng, email, flags) for _ in range(_between(rng, 2, 4))]
         elif case == "duplicate":
             accounts.append(_account(rng, email, flags))
             accounts.append(_account(rng, email, _other_flags(rng, flags)))
@@ -307,9 +337,11 @@ def generate_portaildf_accounts(users: list[SampleZlvUser], seed: int = 7) -> li
     (exterieur, gestionnaire) combinations present; about 10% have none; about 2% are near misses (no record of
     their own, but one whose email contains theirs, e.g. ``joanna…`` for ``anna…``, so the lookup returns one
     wrong record); about 1.5% are ``contained`` (their record plus a longer email containing it, listed first, with
-    other flags: count 2, exactly one exact match); about 1.5% are ``duplicate`` (two records with their very email
-    and different flags: count 2, AMBIGUOUS). Another ``len(users) // 10`` accounts belong to nobody in ZLV. With
-    eight or more users with an email, every one of these situations occurs at least once.
+    other flags: count 2, exactly one exact match); about 2% are ``several_structures`` (two or three records with
+    their very email, one per structure, with the same flags: their kind); about 1.5% are ``duplicate`` (two
+    records with their very email and different flags: count 2, STRUCTURES_DISAGREE). Another
+    ``len(users) // 10`` accounts belong to nobody in ZLV. With nine or more users with an email, every one of
+    these situations occurs at least once.
     """
     return _build_accounts(users, seed)[0]
 
@@ -330,12 +362,15 @@ def expected_outcomes(users: Iterable[SampleZlvUser], accounts: Iterable[dict[st
             outcomes[user.id] = NO_EMAIL
             continue
         matches = by_email.get(normalise_email(user.email), [])
+        kinds = {record_kind(match) for match in matches}
         if not matches:
             outcomes[user.id] = NOT_FOUND
-        elif len(matches) > 1:
-            outcomes[user.id] = AMBIGUOUS
+        elif INVALID in kinds:
+            outcomes[user.id] = INVALID
+        elif len(kinds) > 1:
+            outcomes[user.id] = STRUCTURES_DISAGREE
         else:
-            outcomes[user.id] = record_kind(matches[0])
+            outcomes[user.id] = kinds.pop()
     return outcomes
 
 
@@ -505,9 +540,12 @@ class PortailDfSandbox(SandboxApp):
         auth_version: str = "v2",
         access_ttl_seconds: float = 300.0,
         refresh_ttl_seconds: float = 86_400.0,
+        page_shape: str = "drf",
         knobs: Knobs | None = None,
     ) -> None:
         self._check_auth_version(auth_version)
+        self._check_page_shape(page_shape)
+        self.page_shape = page_shape
         self.username = username
         self.password = password
         self.auth_version = auth_version
@@ -547,6 +585,11 @@ class PortailDfSandbox(SandboxApp):
         if auth_version not in AUTH_VERSIONS:
             raise ValueError(f"auth_version must be one of {AUTH_VERSIONS}, not {auth_version!r}")
 
+    @staticmethod
+    def _check_page_shape(page_shape: str) -> None:
+        if page_shape not in PAGE_SHAPES:
+            raise ValueError(f"page_shape must be one of {PAGE_SHAPES}, not {page_shape!r}")
+
     @property
     def v1_enabled(self) -> bool:
         return self.auth_version in ("v1", "both")
@@ -572,6 +615,7 @@ class PortailDfSandbox(SandboxApp):
         return {
             "system": self.system,
             "auth_version": self.auth_version,
+            "page_shape": self.page_shape,
             "accounts": [dict(record) for record in self._index.ordered],
             "account_count": len(self._index.ordered),
             "auth_calls": {name: self.auth_calls[name] for name in ("token_v1", "token_v2", "refresh")},
@@ -585,7 +629,8 @@ class PortailDfSandbox(SandboxApp):
         ``endless_pages_for_email`` (``email``: its lookup's every page is the first, with a ``next`` link),
         ``add_account`` (record fields, directly or under ``account``), ``remove_account`` (``email``),
         ``expire_access_tokens``, ``expire_refresh_tokens``, ``revoke_tokens`` (every token, v1 included),
-        ``set_password`` (``password``), ``set_auth_version`` (``auth_version``)."""
+        ``set_password`` (``password``), ``set_auth_version`` (``auth_version``), ``set_page_shape``
+        (``page_shape``: ``drf`` or ``results_only``)."""
         action = change.get("action")
         if action == "set_record_fields":
             fields, drop = dict(change.get("fields", {})), list(change.get("drop", []))
@@ -641,6 +686,9 @@ class PortailDfSandbox(SandboxApp):
         elif action == "set_auth_version":
             self._check_auth_version(change["auth_version"])
             self.auth_version = change["auth_version"]
+        elif action == "set_page_shape":
+            self._check_page_shape(change["page_shape"])
+            self.page_shape = change["page_shape"]
         else:
             raise ValueError(f"unknown Portail DF sandbox action: {action!r}")
 
@@ -653,7 +701,7 @@ class PortailDfSandbox(SandboxApp):
     # -- authentication ------------------------------------------------------------------------------------
     async def _credentials(self, request: web.Request) -> dict[str, Any] | web.Response:
         """The login body as DRF parses it: JSON, urlencoded or multipart."""
-        if not request.can_read_body:
+        if not request.body_exists:  # read already (by a fault knob) or not, the body is there
             return {}
         content_type = request.content_type
         if content_type == "application/json":
@@ -821,6 +869,8 @@ class PortailDfSandbox(SandboxApp):
         start = (page - 1) * PAGE_SIZE
         if page < 1 or (page > 1 and start >= count):
             return _json({"detail": "Invalid page."}, status=404)
+        if self.page_shape == "results_only":
+            return _json({"results": records[start : start + PAGE_SIZE]})
         next_url = str(request.url.update_query(page=page + 1)) if start + PAGE_SIZE < count else None
         if page == 1:
             previous_url = None

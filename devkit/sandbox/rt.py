@@ -13,7 +13,11 @@ this stand-in and a real RT 5.0.3), it answers as RT does: reply messages quote 
 that is not applied to users (``"Applied": False``) is listed by LookupType but left out of users' ``CustomFields`` and
 ignored by a PUT, numbers in field listings are strings, ``GET /customfields`` without a query lists nothing, a
 token whose user lacks ``SeeCustomField`` sees no custom field (``total: null``) and one without
-``ModifyCustomField`` gets ``Permission Denied`` per field. Server knobs (``ServerKnobs``, changed at run time with
+``ModifyCustomField`` gets ``Permission Denied`` per field. A Select field (``"Type": "Select"``, its list in
+``"Values"``) answers as RT's does: its record lists its values (and ``/customfield/{id}/values`` pages them), a
+value its list lacks is refused with ``Invalid value for custom field`` (no field named), a value differing only in
+case is stored in the list's spelling, and one the user holds in another case already changes nothing, with no
+message. Server knobs (``ServerKnobs``, changed at run time with
 the ``server`` state action) add RT's pace: ``request_cost_ms`` per request (RT checks the token with bcrypt on each
 one), served by at most ``workers`` at a time, and ``close_connection`` (RT answers ``Connection: close``). The cost
 defaults to 0 so that the suite stays fast; the contract tests run the stand-in with an RT-like cost.
@@ -83,10 +87,17 @@ CUSTOM_FIELD_ATTRIBUTES = (
     "EntryHint",
     "ValidationHint",
     "SortOrder",
+    "UniqueValues",
     "Disabled",
     "Created",
     "LastUpdated",
 )
+# Columns a listing's ``fields=`` may ask for besides those a field's own record shows.
+CUSTOM_FIELD_COLUMNS = (*CUSTOM_FIELD_ATTRIBUTES, "ValuesClass", "BasedOn")
+# Types whose values come from a list (RT's IsSelectionType): their record links to ``/customfield/{id}/values``.
+SELECTION_TYPES = frozenset({"Select", "Combobox", "Autocomplete"})
+# RT's reply when a Select is sent a value its list does not hold, in any case; it names no field.
+INVALID_VALUE = "Invalid value for custom field"
 OPERATORS = frozenset(
     {"=", "!=", "<>", "<", ">", "<=", ">=", "LIKE", "NOT LIKE", "MATCHES", "STARTSWITH", "ENDSWITH"}
 )
@@ -332,6 +343,10 @@ class RequestTrackerSandbox(SandboxApp):
             "EntryHint": str(definition.get("EntryHint", "")),
             "ValidationHint": str(definition.get("ValidationHint", "")),
             "SortOrder": int(definition.get("SortOrder", 0)),
+            "UniqueValues": 0,
+            "ValuesClass": "RT::CustomFieldValues",
+            "BasedOn": "",
+            "Values": [str(value) for value in definition.get("Values") or ()],
             "Disabled": int(definition.get("Disabled", 0)),
             "Applied": bool(definition.get("Applied", True)),
             "Created": SAMPLE_CREATED,
@@ -425,8 +440,9 @@ class RequestTrackerSandbox(SandboxApp):
         Actions: ``set_custom_field`` (user_id, field, values | value), ``add_user`` (user_id, Name, ...),
         ``set_user`` (user_id, attributes), ``delete_user`` (user_id), ``set_token`` (token),
         ``add_custom_field`` (a field record), ``remove_custom_field`` (name | id),
-        ``set_pattern`` (field, pattern), ``set_field`` (field, Applied and/or Disabled), ``add_token`` (token,
-        rights: the token's user's rights), ``server`` (``ServerKnobs`` fields).
+        ``set_pattern`` (field, pattern), ``set_field`` (field; Applied, Disabled, Type, MaxValues, Values: a
+        type change leaves what users hold as it is, as RT does), ``add_token`` (token, rights: the token's user's
+        rights), ``server`` (``ServerKnobs`` fields).
         """
         action = change.get("action")
         if action == "set_custom_field":
@@ -471,6 +487,12 @@ class RequestTrackerSandbox(SandboxApp):
                 field["Applied"] = bool(change["Applied"])
             if "Disabled" in change:
                 field["Disabled"] = int(change["Disabled"])
+            if "Type" in change:
+                field["Type"] = str(change["Type"])
+            if "MaxValues" in change:
+                field["MaxValues"] = int(change["MaxValues"])
+            if "Values" in change:
+                field["Values"] = [str(value) for value in change["Values"] or ()]
             self._index_custom_fields()
         elif action == "add_token":
             self.tokens[str(change["token"])] = frozenset(change.get("rights") or ())
@@ -539,6 +561,7 @@ class RequestTrackerSandbox(SandboxApp):
         router.add_get(f"{API_PREFIX}/users", self._search_users)
         router.add_post(f"{API_PREFIX}/users", self._search_users)
         router.add_get(f"{API_PREFIX}/customfield/{{id}}", self._get_custom_field)
+        router.add_get(f"{API_PREFIX}/customfield/{{id}}/values", self._get_custom_field_values)
         router.add_get(f"{API_PREFIX}/customfields", self._search_custom_fields)
         router.add_post(f"{API_PREFIX}/customfields", self._search_custom_fields)
         # Everything else under the API answers JSON like RT, and counts under one name.
@@ -664,8 +687,9 @@ class RequestTrackerSandbox(SandboxApp):
 
     def _update_user(
         self, user: dict[str, Any], data: dict[str, Any], see: bool = True, modify: bool = True
-    ) -> list[str]:
-        """Apply a PUT body and return RT's messages; validation comes first so a 400 changes nothing."""
+    ) -> list[str | None]:
+        """Apply a PUT body and return RT's messages (a ``null`` among them where RT has one); validation comes
+        first so a 400 changes nothing."""
         custom_fields = data.get("CustomFields")
         if custom_fields is not None and not isinstance(custom_fields, dict):
             raise _ClientError(400, "CustomFields must be a JSON object")
@@ -680,7 +704,7 @@ class RequestTrackerSandbox(SandboxApp):
                 planned.append((field, [_scalar(item, str(key)) for item in value]))
             else:
                 planned.append((field, [_scalar(value, str(key))]))
-        messages: list[str] = []
+        messages: list[str | None] = []
         for attribute in WRITABLE_USER_ATTRIBUTES:
             if attribute not in data:
                 continue
@@ -703,7 +727,7 @@ class RequestTrackerSandbox(SandboxApp):
                 messages.extend(self._set_single(user, field, values))
             else:
                 messages.extend(self._set_multiple(user, field, values or []))
-        if messages:
+        if any(message is not None for message in messages):
             self._touch(user)
         return messages
 
@@ -725,7 +749,23 @@ class RequestTrackerSandbox(SandboxApp):
             f"Input must match {_friendly_pattern(field['Pattern'])}"
         )
 
+    @staticmethod
+    def _listed(field: dict[str, Any], value: str) -> str | None:
+        """RT's canonical Select value: the list's own spelling of ``value``, matched ignoring case (RT's
+        ``_CanonicalizeValueSelect``); None when the list has no such value. Other types keep ``value``."""
+        if field["Type"] != "Select":
+            return value
+        return next((listed for listed in field["Values"] if listed.lower() == value.lower()), None)
+
+    @staticmethod
+    def _holds(field: dict[str, Any], held: str, value: str) -> bool:
+        """RT's ``HasEntry``: a Select counts a held value the same as ``value`` ignoring case, other types exactly."""
+        return held.lower() == value.lower() if field["Type"] == "Select" else held == value
+
     def _set_single(self, user: dict[str, Any], field: dict[str, Any], values: list[str] | None) -> list[str]:
+        """RT's single-value update: the value is checked against a Select's list first ("Invalid value for custom
+        field", naming no field), a value RT counts as the one held changes nothing and says nothing (a Select
+        holding ``k`` keeps it when sent ``K``), and a Select stores and quotes its list's spelling."""
         current = user["cf"].get(field["id"])
         old = current[0] if current else None
         name = field["Name"]
@@ -743,31 +783,46 @@ class RequestTrackerSandbox(SandboxApp):
                 return [refusal]
             del user["cf"][field["id"]]
             return [f"{name} {old} deleted"]
-        if new == old:
+        listed = self._listed(field, new)
+        if listed is None:
+            return [INVALID_VALUE]
+        if old is not None and self._holds(field, old, listed):
             return []
-        refusal = self._refusal(field, new)
+        refusal = self._refusal(field, listed)
         if refusal:
             return [refusal]
-        user["cf"][field["id"]] = [new]
-        return [f"{name} {new} added" if old is None else f"{name} {old} changed to {new}"]
+        user["cf"][field["id"]] = [listed]
+        return [f"{name} {listed} added" if old is None else f"{name} {old} changed to {listed}"]
 
-    def _set_multiple(self, user: dict[str, Any], field: dict[str, Any], values: list[str]) -> list[str]:
-        """RT's multi-value update: the array replaces all values, added in request order, removed sorted."""
+    def _set_multiple(
+        self, user: dict[str, Any], field: dict[str, Any], values: list[str]
+    ) -> list[str | None]:
+        """RT's multi-value update: the array replaces all values, added in request order, removed sorted; values
+        are counted exactly, as sent. A Select checks each added value against its list, stores the list's
+        spelling but quotes the value sent, and an added value it counts as one held is a ``null`` message and
+        no change (so ``["k"]`` sent to a user holding ``K`` removes the ``K``, as RT 5 does)."""
         wanted = [value for value in values if value != ""]
         current = list(user["cf"].get(field["id"], ()))
         counts = Counter(wanted)
         counts.subtract(current)
-        messages = []
+        messages: list[str | None] = []
         name = field["Name"]
         for value in dict.fromkeys([*wanted, *sorted(counts)]):
             difference = counts[value]
             while difference > 0:
                 difference -= 1
-                refusal = self._refusal(field, value)
+                listed = self._listed(field, value)
+                if listed is None:
+                    messages.append(INVALID_VALUE)
+                    continue
+                if any(self._holds(field, held, listed) for held in current):
+                    messages.append(None)
+                    continue
+                refusal = self._refusal(field, listed)
                 if refusal:
                     messages.append(refusal)
                     continue
-                current.append(value)
+                current.append(listed)
                 messages.append(f"{value} added as a value for {name}")
             while difference < 0:
                 difference += 1
@@ -783,16 +838,19 @@ class RequestTrackerSandbox(SandboxApp):
         refused = self._unauthorized(request)
         if refused is not None:
             return refused
-        key = request.match_info["id"]
-        field = self._custom_fields.get(int(key)) if key.isascii() and key.isdigit() else None
-        if field is None or not self._may(request, "SeeCustomField"):
+        field = self._custom_field_of(request)
+        if field is None:
             return self._error(404, GET_NOT_FOUND_MESSAGE)
+        if not self._may(request, "SeeCustomField"):
+            return self._error(403, "Forbidden")
         base = self._base(request)
         # RT gives every number but the id as a string ("MaxValues": "1").
         data = {attribute: _text(field[attribute]) for attribute in CUSTOM_FIELD_ATTRIBUTES}
         data["id"] = field["id"]
         data["Creator"] = self._user_link("root", base)
         data["LastUpdatedBy"] = self._user_link("root", base)
+        if field["Type"] == "Select":
+            data["Values"] = list(field["Values"])  # RT lists a Select's values in its record, in their order
         data["_hyperlinks"] = [
             {
                 "ref": "self",
@@ -801,7 +859,42 @@ class RequestTrackerSandbox(SandboxApp):
                 "_url": f"{base}/customfield/{field['id']}",
             }
         ]
+        if field["Type"] in SELECTION_TYPES:
+            data["_hyperlinks"].append(
+                {"ref": "customfieldvalues", "_url": f"{base}/customfield/{field['id']}/values"}
+            )
         return web.json_response(data)
+
+    def _custom_field_of(self, request: web.Request) -> dict[str, Any] | None:
+        key = request.match_info["id"]
+        return self._custom_fields.get(int(key)) if key.isascii() and key.isdigit() else None
+
+    async def _get_custom_field_values(self, request: web.Request) -> web.Response:
+        """A field's list of values, paged as RT pages them here: ``count``, ``page``, ``per_page``, ``total`` and
+        ``items``, no ``pages`` and no links to other pages; a field without a list (or none at all) lists
+        nothing."""
+        refused = self._unauthorized(request)
+        if refused is not None:
+            return refused
+        if not self._may(request, "SeeCustomField"):
+            return self._error(403, "Forbidden")
+        field = self._custom_field_of(request)
+        base = self._base(request)
+        values = (
+            list(enumerate(field["Values"], start=1)) if field and field["Type"] in SELECTION_TYPES else []
+        )
+        records = [{"id": number, "name": name} for number, name in values]
+
+        def item(value: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "type": "customfieldvalue",
+                "id": value["id"],
+                "name": value["name"],
+                "_url": f"{base}/customfield/{field['id'] if field else 0}/value/{value['id']}",
+            }
+
+        page = self._page(request, records, item)
+        return web.json_response({key: page[key] for key in ("count", "page", "per_page", "total", "items")})
 
     # -- searches ----------------------------------------------------------------------------------------
     async def _read_query(self, request: web.Request) -> list[dict[str, Any]]:
@@ -986,7 +1079,7 @@ class RequestTrackerSandbox(SandboxApp):
             page = self._page(request, [], lambda field: field)
             page.update(total=None, pages=None)
             return web.json_response(page)
-        wanted = [name for name in self._fields_param(request) if name in CUSTOM_FIELD_ATTRIBUTES]
+        wanted = [name for name in self._fields_param(request) if name in CUSTOM_FIELD_COLUMNS]
 
         def item(field: dict[str, Any]) -> dict[str, Any]:
             result: dict[str, Any] = {

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import httpx
 from aiohttp import web
@@ -68,6 +69,11 @@ class Knobs:
     burst_429: int = 0
     # The Retry-After header sent with a 429 as it is, when set (e.g. "nan", "soon"): overrides the number above.
     retry_after_header: str | None = None
+    # Requests whose method, path, query or body hold one of these texts (case-insensitive, URL-decoded) are
+    # answered 400 with a JSON body that repeats what was sent, and ``echo_text`` (a server naming the person):
+    # what many real servers put in a 400.
+    echo_errors_for: list[str] = field(default_factory=list)
+    echo_text: str = ""
     seed: int | None = None
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -152,6 +158,11 @@ class SandboxApp:
                 if request.transport is not None:
                     request.transport.abort()
                 raise asyncio.CancelledError  # aiohttp discards the request without writing an answer
+            if knobs.echo_errors_for:
+                echoed = await self._echo_error(request, knobs)
+                if echoed is not None:
+                    self.status_counters["400"] += 1
+                    return echoed
             if knobs.error_rate and self.random.random() < knobs.error_rate:
                 status = self.random.choice([500, 502, 503])
                 self.status_counters[str(status)] += 1
@@ -180,6 +191,26 @@ class SandboxApp:
             return response
         finally:
             self.in_flight -= 1
+
+    @staticmethod
+    async def _echo_error(request: web.Request, knobs: Knobs) -> web.Response | None:
+        """A 400 repeating what ``request`` sent, when it holds one of ``echo_errors_for`` (else None). The body
+        is read here and kept by aiohttp, so a handler reached afterwards reads it as usual."""
+        body = (await request.read()).decode("utf-8", errors="replace") if request.body_exists else ""
+        sent = unquote_plus(f"{request.method} {request.path_qs} {body}").lower()
+        if not any(text.lower() in sent for text in knobs.echo_errors_for if text):
+            return None
+        message = f"Invalid request {knobs.echo_text}: {request.path_qs} {body}".strip()
+        return web.json_response(
+            {
+                # The shapes servers give a 400 in: OAuth's (Bakaláři's login), RT's and DRF's.
+                "error": "invalid_request",
+                "error_description": message,
+                "message": message,
+                "detail": {"query": dict(request.query), "body": body, "about": knobs.echo_text},
+            },
+            status=400,
+        )
 
     async def _work(self, knobs: Knobs) -> None:
         """Wait for one of ``workers`` (queued, first come first served) and hold it ``request_cost_ms``. The

@@ -27,26 +27,25 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from sync_pipelines.core.env import env_number
+from sync_pipelines.core.env import NumberSetting
 from sync_pipelines.core.errors import ConfigurationError, DatabaseTimeout
 from sync_pipelines.core.redaction import describe_error, redact, redact_url_password
+from sync_pipelines.core.settings import CONNECT_TIMEOUT, LOCK_TIMEOUT, STATEMENT_TIMEOUT
 
 _DRIVERLESS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
 
-LOCK_TIMEOUT_SETTING = "SYNC_LOCK_TIMEOUT_SECONDS"
-STATEMENT_TIMEOUT_SETTING = "SYNC_STATEMENT_TIMEOUT_SECONDS"
-CONNECT_TIMEOUT_SETTING = "SYNC_CONNECT_TIMEOUT_SECONDS"
-TIMEOUT_DEFAULTS = {
-    LOCK_TIMEOUT_SETTING: 60.0,
-    STATEMENT_TIMEOUT_SETTING: 900.0,
-    CONNECT_TIMEOUT_SETTING: 10.0,
+LOCK_TIMEOUT_SETTING = LOCK_TIMEOUT.name
+STATEMENT_TIMEOUT_SETTING = STATEMENT_TIMEOUT.name
+CONNECT_TIMEOUT_SETTING = CONNECT_TIMEOUT.name
+TIMEOUTS: dict[str, NumberSetting] = {
+    setting.name: setting for setting in (LOCK_TIMEOUT, STATEMENT_TIMEOUT, CONNECT_TIMEOUT)
 }
 _KEY_VALUE_DSN = re.compile(r"^\s*[a-z_]+\s*=", re.IGNORECASE)
 
 
 def timeout_setting(name: str) -> float:
-    """Seconds from ``name`` (one of ``TIMEOUT_DEFAULTS``); 0 means no limit."""
-    return float(env_number(name, TIMEOUT_DEFAULTS[name], minimum=0, unit="seconds"))  # type: ignore[arg-type]
+    """Seconds from ``name`` (one of ``TIMEOUTS``); 0 means no limit."""
+    return TIMEOUTS[name].number()
 
 
 def _encode_userinfo(url: str) -> str:
@@ -182,7 +181,7 @@ def timeouts_named(what: str) -> Iterator[None]:
 def create_database_engine(url: str, setting: str, check: bool = True) -> Engine:
     """An engine for ``url`` (read from ``setting``); with ``check`` it connects once so a bad URL fails here."""
     parsed = normalize_database_url(url, setting)
-    limits = tuple(timeout_setting(name) for name in TIMEOUT_DEFAULTS)
+    limits = tuple(timeout_setting(name) for name in TIMEOUTS)
     try:
         engine = _cached_engine(parsed.render_as_string(hide_password=False), *limits)
     except (ArgumentError, ImportError, SQLAlchemyError) as error:

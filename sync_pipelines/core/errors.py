@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sync_pipelines.core.redaction import mask_personal
+
 
 class SyncError(Exception):
     """Base of the project's errors: the message is meant for an operator, not a developer."""
@@ -64,14 +66,15 @@ class DatabaseTimeout(StopsTheRun):
 
 
 class ApiError(SyncError):
-    """A request that did not give a usable answer; the message never holds a secret."""
+    """A request that did not give a usable answer; the message never holds a secret, nor an e-mail address
+    (a transport error may quote a URL whose query holds one: masked here, whoever built the message)."""
 
     def __init__(self, system: str, method: str, path: str, message: str, status: int | None = None) -> None:
         self.system = system
         self.method = method
         self.path = path
         self.status = status
-        super().__init__(f"{system} {method} {path}: {message}")
+        super().__init__(mask_personal(f"{system} {method} {path}: {message}"))
 
 
 class TransientApiError(ApiError):

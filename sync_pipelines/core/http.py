@@ -31,7 +31,12 @@
   the start of the sync run) stops sending and fails the run naming its setting, and a circuit breaker fails the
   run at once when almost every request fails after its retries (429, 5xx, transport errors), naming the system
   and what it answered. Both raise a ``RunStoppedError``, which no per-record handler catches.
-* Whatever of a server's body goes into an error message goes through ``excerpt``: redacted, then cut short.
+* An error answer's body (any status from 400; its first ``ERROR_BODY_BYTES``) is masked as it is read, before
+  any caller sees it (``mask_error_answer``): every e-mail address, and every value the request sent (the e-mail
+  a lookup asked about, a name), whatever its case. A server that repeats what it was sent, as many do in a 400, cannot put
+  personal data into an error message, so no client has to remember to mask it.
+* Whatever of a server's body goes into an error message goes through ``excerpt``: secrets and e-mail addresses
+  masked, on one line, cut short.
 * The errors raised here (``ApiError`` and its kinds, ``RunStoppedError``) live in ``core.errors``, under
   ``SyncError``.
 """
@@ -42,6 +47,7 @@ import asyncio
 import contextlib
 import contextvars
 import errno
+import json
 import logging
 import socket
 import sys
@@ -50,6 +56,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
 
 import httpx
 from aiolimiter import AsyncLimiter
@@ -93,7 +100,7 @@ from sync_pipelines.core.errors import (
     UnconfirmedError,
     UnreachableError,
 )
-from sync_pipelines.core.redaction import Redactor, redact_url_password
+from sync_pipelines.core.redaction import Redactor, mask_personal, redact_url_password
 from sync_pipelines.core.retry import RetryPolicy, parse_retry_after
 
 # Transport problems after which the request is known not to have reached the server.
@@ -101,7 +108,13 @@ NOT_SENT_PROBLEMS = frozenset({"connection refused", "host name not found"})
 AUTH_STATUSES = frozenset({401, 403})
 DEFAULT_DEADLINE_SECONDS = 4 * 3600.0
 EXCERPT_CHARACTERS = 200
+# Where an error answer's JSON says what went wrong, in the shapes APIs use (RT, Django REST framework, OAuth,
+# ASP.NET): the first that holds text is the message shown.
+MESSAGE_FIELDS = ("message", "detail", "error_description", "Message", "error")
 RETRY_BODY_BYTES = 64 * 1024
+# An error answer (400 and up) is kept to this many bytes: it is read for its message, and masking it
+# (``mask_error_answer``) costs time in proportion to its length.
+ERROR_BODY_BYTES = 64 * 1024
 
 # When the current sync run started (``time.monotonic()``), set by the engine around a run: a client's deadline
 # counts from there, whenever the client was opened. Unset (a client used on its own): from the client's opening.
@@ -548,11 +561,26 @@ class ApiClient:
             ) from None
 
     def excerpt(self, body: Any, characters: int = EXCERPT_CHARACTERS) -> str:
-        """A server's body (or any text from it) fit for an error message: secrets masked *before* it is cut
-        (a cut token could no longer be recognised), on one line, at most ``characters`` long."""
+        """A server's body (or any text from it) fit for an error message: secrets and e-mail addresses masked
+        *before* it is cut (a cut token could no longer be recognised), on one line, at most ``characters``
+        long."""
         text = body if isinstance(body, str) else _shown(body)
-        text = " ".join(self.redact(text[: characters * 4 + 256]).split())
+        text = " ".join(mask_personal(self.redact(text[: characters * 4 + 256])).split())
         return text if len(text) <= characters else text[: characters - 3] + "..."
+
+    def error_message(self, response: httpx.Response) -> str:
+        """An error answer as an operator reads it: ``HTTP <status>: <message>``, the message being what the
+        answer's JSON names (``MESSAGE_FIELDS``) or else its text, through ``excerpt`` (masked, one line, short).
+        The body was masked as it was read (``mask_error_answer``)."""
+        try:
+            body: Any = decode_json(response.content, self.limits.max_json_depth)
+        except AnswerError:
+            body = response.text
+        if isinstance(body, dict):
+            named = (body.get(name) for name in MESSAGE_FIELDS)
+            body = next((text for text in named if isinstance(text, str) and text.strip()), body)
+        message = self.excerpt(body) if body not in ("", None) else ""
+        return f"HTTP {response.status_code}: {message}" if message else f"HTTP {response.status_code}"
 
     async def _send_once(
         self, call: _Call, request: httpx.Request, streamed: list[httpx.Response]
@@ -686,6 +714,8 @@ class ApiClient:
             content = b""
         else:
             content = await self._read_body(streamed, self.limits.max_answer_bytes)
+            if streamed.status_code >= 400:
+                content = mask_error_answer(content[:ERROR_BODY_BYTES], request)
         return httpx.Response(
             streamed.status_code,
             headers=headers,
@@ -723,6 +753,44 @@ class ApiClient:
     def concurrency_summary(self) -> dict[str, Any]:
         """Requests in flight: the limit reached, its range and the signals it reacted to (for run metadata)."""
         return self.concurrency.summary()
+
+
+def sent_values(request: httpx.Request) -> list[str]:
+    """The values one request carried: its query parameters, its form fields and the strings of its JSON body."""
+    values = [value for _, value in request.url.params.multi_items()]
+    try:
+        content = request.content
+    except httpx.RequestNotRead:  # a streamed body: nothing of it is known here
+        return values
+    if not content:
+        return values
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    text = content.decode("utf-8", errors="replace")
+    if kind == "application/x-www-form-urlencoded":
+        values += [value for _, value in parse_qsl(text, keep_blank_values=False)]
+    elif kind == "application/json":
+        with contextlib.suppress(ValueError, RecursionError):
+            values += _strings(json.loads(text))
+    return values
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string (and number, as text) inside a JSON value."""
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    return []
+
+
+def mask_error_answer(content: bytes, request: httpx.Request) -> bytes:
+    """An error answer's body with personal data masked: every e-mail address, and every value ``request`` sent
+    (``core.redaction.mask_personal``). Bytes that are not UTF-8 are kept as they were."""
+    text = content.decode("utf-8", errors="surrogateescape")
+    masked = mask_personal(text, sent_values(request))
+    return content if masked == text else masked.encode("utf-8", errors="surrogateescape")
 
 
 def _shown(body: Any) -> str:

@@ -15,14 +15,21 @@ Three kinds of secret are masked (``***``):
 ``describe_error`` is the one way an exception reaches an operator: its kind and first line, redacted. A database
 error's full text repeats the statement and every parameter of the batch (``[parameters: ...]``: other people's
 names and grades), which must not reach logs, alerts or the audit log.
+
+Personal data is masked the same way (``mask_personal``): a server's error answer may repeat what it was sent (the
+e-mail address a lookup asked about) or name the person, and an error message goes everywhere (the run's page,
+Dagster's event storage and compute logs, the terminal, the state database). Every e-mail address is masked, in
+the forms an answer may carry it (as written, URL-encoded, JSON-escaped), and so are the values the request sent
+(``known``), whatever their case.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import unquote
+from urllib.parse import quote, quote_plus, unquote
 
 MASK = "***"
 
@@ -96,6 +103,36 @@ class Redactor:
             if secret in result:
                 result = result.replace(secret, MASK)
         return redact_url_password(result)
+
+
+# An e-mail address as an answer may quote it: as written, URL-encoded (``%40``) or JSON-escaped (``\u0040``).
+# A match starts only where a local part can start (the lookbehind), so a long run of word characters is tried
+# once, not from each of its characters: linear in the text's length.
+_EMAIL = re.compile(r"(?<![\w.+'%\\-])[\w.+'%\\-]+(?:@|%40|\\u0040)[\w\\-]+(?:\.[\w\\-]+)+", re.IGNORECASE)
+# A value sent shorter than this, or made of digits alone (an id, a page number, a grade), is not masked: it
+# would mask ordinary words and numbers of the message, and names no one.
+MIN_PERSONAL_LENGTH = 4
+
+
+def personal_forms(value: str) -> set[str]:
+    """The forms ``value`` may take in an answer that repeats it: as sent, trimmed, URL-encoded, JSON-escaped."""
+    forms = {value, value.strip(), quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}
+    return {form for form in forms if len(form) >= MIN_PERSONAL_LENGTH}
+
+
+def mask_personal(text: str, known: Iterable[str] = ()) -> str:
+    """``text`` with every e-mail address and every ``known`` value (a request's e-mail, a name it sent) masked,
+    case-insensitively. Values shorter than ``MIN_PERSONAL_LENGTH`` or of digits alone are left alone."""
+    values = {
+        form
+        for value in known
+        if len(value.strip()) >= MIN_PERSONAL_LENGTH and not value.strip().replace(".", "").isdigit()
+        for form in personal_forms(value)
+    }
+    if values:
+        pattern = "|".join(re.escape(value) for value in sorted(values, key=len, reverse=True))
+        text = re.sub(pattern, MASK, text, flags=re.IGNORECASE)
+    return _EMAIL.sub(MASK, text)
 
 
 def redact(text: object, extra: Iterable[str | None] = ()) -> str:

@@ -8,10 +8,11 @@ not woken every 15 minutes by a Bakaláři sync that cannot work.
 
 A wrong setting never stops the code location's load: the web UI would show an error page instead of every asset
 and the daemon would run no schedule of any system, so a broken RT setting would stop the ZLV sync too. Each
-problem is one ``ConfigurationProblem`` line ("VARIABLE: problem"); a system missing its variables keeps its
-assets and jobs, whose runs fail at once naming them (``defs.shared.sync_builder``), a bad cron leaves that one
-schedule out, a bad ``SYNC_TIMEZONE`` runs the schedules in UTC, and ``python -m sync_pipelines.config_check``
-prints them all before the daemon starts.
+problem is one ``ConfigurationProblem`` line ("VARIABLE: problem"); a system missing its variables, or one of whose
+numeric settings is wrong, keeps its assets and jobs, whose runs fail at once naming them
+(``defs.shared.sync_builder``), a bad cron leaves that one schedule out, a bad ``SYNC_TIMEZONE`` runs the schedules
+in UTC, a wrong shared numeric setting (``core.settings.SHARED_SETTINGS``) fails the runs that read it, naming it,
+and ``python -m sync_pipelines.config_check`` prints them all before the daemon starts.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from sync_pipelines.core.env import env_number, env_text, env_timezone
+from sync_pipelines.core.env import NumberSetting, env_text, env_timezone
 from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.core.settings import SHARED_SETTINGS
+from sync_pipelines.defs.operations.run_workers import CHECK_INTERVAL
 from sync_pipelines.defs.shared.sync_spec import SyncSpec
 from sync_pipelines.defs.syncs import SYNCS
-from sync_pipelines.sync.record_errors import max_record_errors_percent
 
 SETTING = "SYNC_SYSTEMS"
 SCHEDULE_OFF = "off"
@@ -40,27 +42,34 @@ class ConfigurationProblem:
     """One wrong or missing setting, read as one line: ``VARIABLE: problem``.
 
     ``system`` is the system it concerns (``None``: the whole code location); ``stops_runs`` says the system's
-    runs cannot work (a missing variable), rather than falling back (a bad cron, timezone or runtime limit)."""
+    runs cannot work (a missing variable, a wrong numeric setting), rather than falling back (a bad cron, timezone
+    or runtime limit); ``refusal`` is the setting's own refusal line when its value is wrong (not missing)."""
 
     setting: str
     problem: str
     system: str | None = None
     stops_runs: bool = False
+    refusal: str | None = None
 
     def __str__(self) -> str:
         return f"{self.setting}: {self.problem}"
 
 
 class SystemNotConfigured(ConfigurationError):
-    """A run of a system whose settings are missing: one line naming each variable to fix."""
+    """A run of a system whose settings are missing or wrong: one line naming each variable to fix."""
 
     def __init__(self, system: str, problems: tuple[ConfigurationProblem, ...]) -> None:
-        names = ", ".join(problem.setting for problem in problems)
-        super().__init__(names, "")
-        self.args = (
-            f"{system} cannot run: {names} {'is' if len(problems) == 1 else 'are'} not set ({system} is "
-            f"listed in {SETTING}); set {'it' if len(problems) == 1 else 'them'} or leave {system} out of {SETTING}",
-        )
+        super().__init__(", ".join(problem.setting for problem in problems), "")
+        missing = [problem.setting for problem in problems if problem.refusal is None]
+        causes = [problem.refusal for problem in problems if problem.refusal is not None]
+        if missing:
+            one = len(missing) == 1
+            causes.insert(
+                0,
+                f"{', '.join(missing)} {'is' if one else 'are'} not set ({system} is listed in {SETTING}); set "
+                f"{'it' if one else 'them'} or leave {system} out of {SETTING}",
+            )
+        self.args = (f"{system} cannot run: {'; '.join(causes)}",)
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -111,6 +120,21 @@ def _setting_problem(system: str | None, read: object, fallback: str) -> Configu
     return None
 
 
+def _number_problem(setting: NumberSetting, system: str | None = None) -> ConfigurationProblem | None:
+    """The problem of a numeric setting whose wrong value fails the runs that read it (``system``'s: all of them)."""
+    try:
+        setting.read()
+    except ConfigurationError as error:
+        return ConfigurationProblem(
+            setting.name,
+            f"{str(error).removeprefix(f'{setting.name}: ')}; the runs reading it fail until it is fixed",
+            system,
+            stops_runs=system is not None,
+            refusal=str(error),
+        )
+    return None
+
+
 def system_problems(
     spec: SyncSpec, environ: Mapping[str, str] | None = None
 ) -> tuple[ConfigurationProblem, ...]:
@@ -131,10 +155,12 @@ def system_problems(
     problems.append(
         _setting_problem(
             spec.system,
-            lambda: env_number(spec.max_runtime_variable, kind=int, above=0, unit="seconds"),
+            spec.max_runtime_setting.read,
             f"the default {int(spec.max_runtime.total_seconds())} is used",
         )
     )
+    if spec.system in enabled_systems(environ):
+        problems += [_number_problem(setting, spec.system) for setting in spec.settings]
     return tuple(problem for problem in problems if problem is not None)
 
 
@@ -157,9 +183,16 @@ def configuration_problems(environ: Mapping[str, str] | None = None) -> tuple[Co
             )
         )
     problems.append(_setting_problem(None, env_timezone, f"the schedules run in {FALLBACK_TIMEZONE}"))
-    problems.append(_setting_problem(None, max_record_errors_percent, "every sync run fails until it is"))
+    problems += [_number_problem(setting) for setting in SHARED_SETTINGS]
+    problems.append(
+        _setting_problem(
+            None, CHECK_INTERVAL.read, f"run_worker_watchdog checks every {CHECK_INTERVAL.default} s"
+        )
+    )
     problems += [problem for spec in SYNCS for problem in system_problems(spec, environ)]
-    return tuple(problem for problem in problems if problem is not None)
+    # A shared setting (SYNC_DEADLINE_SECONDS) is one of every system's too: one line for it.
+    lines = {str(problem): problem for problem in problems if problem is not None}
+    return tuple(lines.values())
 
 
 def schedule_timezone() -> str:

@@ -33,12 +33,14 @@ from sync_pipelines.sync.state_schema import (
     batches_in_flight,
     chunks,
     copy_field,
+    copy_in,
     decode_value,
     encode_value,
     last_written,
     refused_as_one_line,
     storable_text,
     stored_key,
+    uses_copy,
     utc_now,
     written_row,
 )
@@ -249,15 +251,11 @@ class WriteAheadStore:
             )
             for key, field, old, new, status, error in entries
         ]
-        if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
-            driver_connection = connection.connection.driver_connection
-            assert driver_connection is not None
+        if uses_copy(connection):
             prefix = f"{copy_field(run_id)}\t{copy_field(batch_id)}\t{copy_field(target)}\t"
             suffix = f"\t{recorded_at.isoformat()}\n"
             text = "".join(prefix + "\t".join(map(copy_field, entry)) + suffix for entry in entries)
-            statement = f"COPY sync_audit ({', '.join(AUDIT_COLUMNS)}) FROM STDIN"
-            with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-                copy.write(text.encode())
+            copy_in(connection, "sync_audit", AUDIT_COLUMNS, text)
             return
         rows = [
             {

@@ -43,10 +43,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from sync_pipelines.core.database import create_tables
-from sync_pipelines.core.env import env_number
 from sync_pipelines.core.errors import StopsTheRun
+from sync_pipelines.core.settings import LEASE_WAIT
 
-LEASE_WAIT_SETTING = "SYNC_LEASE_WAIT_SECONDS"
+LEASE_WAIT_SETTING = LEASE_WAIT.name
 STATE_DATABASE_SETTING = "SYNC_STATE_DATABASE_URL"
 POLL_SECONDS = 0.5
 # A run records itself as the holder just after taking the lease, in a transaction of its own: a run turned away in
@@ -99,7 +99,7 @@ class Holder:
 
 
 def lease_wait_seconds() -> float:
-    return float(env_number(LEASE_WAIT_SETTING, 0.0, minimum=0, unit="seconds"))  # type: ignore[arg-type]
+    return LEASE_WAIT.number()
 
 
 def _lock_key(target: str) -> int:

@@ -71,9 +71,15 @@ class PlannedRun:
     # A dry run saves these records for review (``apply_plan_id``); ``None``: it saves nothing.
     to_save: list[PlannedRecord] | None = None
     undo_of: str | None = None  # the run an undo reverses, saved with its plan
+    plan_id: str | None = None  # the saved plan a replay applies (record history names the run by it)
     # What a real run records before it applies the plan (settle what was left in flight, note conflicts).
     before_apply: Callable[[], None] = _nothing
     # Row errors found while planning, with their reason: records whose source answer cannot be used, and
     # records the target would not give.
     unusable: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failing(self) -> dict[str, str]:
+        """Every row error found while planning, whatever its origin."""
+        return {**self.unusable, **self.unreadable}

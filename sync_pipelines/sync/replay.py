@@ -23,8 +23,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta, timezone
 
-from sync_pipelines.core.env import env_number
 from sync_pipelines.core.errors import SyncError
+from sync_pipelines.core.settings import PLAN_MAX_AGE
 from sync_pipelines.sync.in_flight import settle_in_flight
 from sync_pipelines.sync.outcome import Current, Desired, PlannedRun, SyncOutcome
 from sync_pipelines.sync.plan import CONFLICT, Action, Conflict, FieldChange, PlannedRecord, SyncPlan
@@ -32,8 +32,7 @@ from sync_pipelines.sync.report import Count, Figure, Markdown, Text, log_plan, 
 from sync_pipelines.sync.source import READ_FAILED, RunScope, SyncSource, moved_fields
 from sync_pipelines.sync.state import APPLIED, SavedPlan, Settlement, SyncStateStore
 
-PLAN_AGE_SETTING = "SYNC_PLAN_MAX_AGE_HOURS"
-DEFAULT_PLAN_AGE_HOURS = 24.0
+PLAN_AGE_SETTING = PLAN_MAX_AGE.name
 # How far in the future a saved plan may be dated (hosts' clocks differ a little) before it is refused.
 CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
 
@@ -43,8 +42,7 @@ class PlanRefused(SyncError):
 
 
 def plan_max_age() -> timedelta:
-    hours = env_number(PLAN_AGE_SETTING, DEFAULT_PLAN_AGE_HOURS, above=0, unit="hours")
-    return timedelta(hours=float(hours))  # type: ignore[arg-type]
+    return timedelta(hours=PLAN_MAX_AGE.number())
 
 
 def reviewed_plan(state: SyncStateStore, plan_id: str, target: str) -> SavedPlan:
@@ -310,6 +308,7 @@ async def plan_replay_run(source: ReplaySource, state: SyncStateStore, scope: Ru
         # An undo's preview is saved like any dry run's plan; a reviewed plan is saved already.
         to_save=source.records if source.undo_of else None,
         undo_of=source.undo_of,
+        plan_id=source.plan_id,
         before_apply=before_apply,
         unreadable=dict(current.failures),
     )

@@ -30,6 +30,7 @@ from sync_pipelines.sync.lease import HeldLease, target_lease
 from sync_pipelines.sync.outcome import Current, PlannedRun, SyncOutcome
 from sync_pipelines.sync.plan import Action, Skip, Value, plan_changes
 from sync_pipelines.sync.record_errors import RecordErrors, max_record_errors_percent
+from sync_pipelines.sync.record_history import keep_outcomes
 from sync_pipelines.sync.replay import ReplaySource, plan_replay_run
 from sync_pipelines.sync.report import log_plan
 from sync_pipelines.sync.source import READ_FAILED, RunScope, SyncSource
@@ -81,6 +82,8 @@ async def _run(
         if isinstance(source, ReplaySource)
         else await plan_sync(source, state, scope)
     )
+    # What record history needs besides the audit log: the run's kind, its skips, row errors and a dry run's plan.
+    keep_outcomes(state, scope, planned, source.disclosure())
     outcome = planned.outcome
     outcome.errors = errors = RecordErrors(
         source.target,

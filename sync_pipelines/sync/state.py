@@ -33,6 +33,7 @@ from sync_pipelines.core.database import (
     create_tables,
     default_state_url,
 )
+from sync_pipelines.sync.outcome_store import OutcomeStore
 from sync_pipelines.sync.plan_store import PlanStore, SavedPlan
 from sync_pipelines.sync.settlement import SettledBatch, SettledChange, Settlement, SettlementStore
 from sync_pipelines.sync.state_schema import (
@@ -47,19 +48,23 @@ from sync_pipelines.sync.state_schema import (
     batches_in_flight,
     last_written,
     metadata,
+    record_outcomes,
+    runs,
     saved_plans,
     stored_key,
 )
 
 
-class SyncStateStore(SettlementStore, PlanStore):
+class SyncStateStore(SettlementStore, PlanStore, OutcomeStore):
     """The project's own state for every target, one facade over its parts: write-ahead, audit and last written
-    values (``sync.audit_store``), settlement (``sync.settlement``), saved plans (``sync.plan_store``)."""
+    values (``sync.audit_store``), settlement (``sync.settlement``), saved plans (``sync.plan_store``), runs and
+    their per-record outcomes for record history (``sync.outcome_store``)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         create_tables(engine, metadata)
         self._widen_key_columns()
+        self._add_history_indexes()
 
     def _widen_key_columns(self) -> None:
         """A state database made when keys were ``VARCHAR(255)``: make them ``TEXT`` (PostgreSQL; a catalog-only
@@ -84,10 +89,13 @@ class SyncStateStore(SettlementStore, PlanStore):
     def prune(self, cutoffs: Mapping[str, datetime], dry_run: bool = False) -> dict[str, int]:
         """Delete (or, with ``dry_run``, count) what is older than its cutoff, in one transaction: ``audit``
         rows by ``recorded_at``, saved ``plans`` by ``created_at``, ``write_ahead`` rows (batches a killed run
-        left in flight whose records no run read again) by ``started_at``. Old values of the targets' fields
-        live in these rows, so they go when the organisation's retention says so; returns the counts."""
+        left in flight whose records no run read again) by ``started_at``, record history's ``outcomes`` and
+        ``runs`` by ``recorded_at``. Old values of the targets' fields live in these rows, so they go when the
+        organisation's retention says so; returns the counts."""
         tables = {
             "audit": (audit_log, audit_log.c.recorded_at),
+            "outcomes": (record_outcomes, record_outcomes.c.recorded_at),
+            "runs": (runs, runs.c.recorded_at),
             "plans": (saved_plans, saved_plans.c.created_at),
             "write_ahead": (batches_in_flight, batches_in_flight.c.started_at),
         }

@@ -90,6 +90,56 @@ saved_plans = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Record history (``sync.record_history``): what each run was, and what it did to each record besides writing it.
+# The audit log holds every write; a run's kind and its other per-record outcomes are kept here, by record id.
+runs = sa.Table(
+    "sync_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("plan_id", sa.String(64)),  # the saved plan the run applied
+    sa.Column("undo_of", sa.String(64)),  # the run it reversed
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+record_outcomes = sa.Table(
+    "sync_record_outcomes",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("record_key", sa.Text, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # PLANNED, SKIPPED or ROW_ERROR
+    sa.Column("category", sa.Text),  # a skip's category (``no_rt_user``, ``not_found``, ...)
+    sa.Column("field", sa.String(255)),  # a planned change's field, old and new value
+    sa.Column("old_value", sa.Text),
+    sa.Column("new_value", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+PLANNED, SKIPPED, ROW_ERROR = "planned", "skipped", "row_error"
+OUTCOME_COLUMNS = (
+    "run_id",
+    "target",
+    "record_key",
+    "outcome",
+    "category",
+    "field",
+    "old_value",
+    "new_value",
+    "reason",
+    "recorded_at",
+)
+
+# One record's rows, found by its key: a hash index on PostgreSQL (it keeps a 4-byte hash per row, so keys of any
+# length fit, where a B-tree entry is capped at about 2.7 kB), a B-tree on SQLite (no such cap). A record's audit
+# rows and outcomes are then read in milliseconds however many runs the tables hold.
+HISTORY_INDEXES = (
+    sa.Index("ix_sync_audit_record_key", audit_log.c.record_key, postgresql_using="hash"),
+    sa.Index("ix_sync_record_outcomes_record_key", record_outcomes.c.record_key, postgresql_using="hash"),
+)
+
 APPLIED, FAILED, NOT_APPLIED = "applied", "failed", "not_applied"
 INTERRUPTED = "settled after an interrupted run"
 AUDIT_COLUMNS = (
@@ -183,6 +233,21 @@ def copy_field(value: str | None) -> str:
     if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
         return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     return value
+
+
+def uses_copy(connection: sa.Connection) -> bool:
+    """Whether rows are appended with PostgreSQL's ``COPY`` (psycopg 3) rather than an ``INSERT``."""
+    return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
+
+
+def copy_in(connection: sa.Connection, table: str, columns: Iterable[str], text: str) -> None:
+    """``COPY table (columns) FROM STDIN`` of ``text``, rows already in COPY's text format (``copy_field``): an
+    INSERT, or psycopg adapting each row, would cost more than the target's own write of a bulk batch."""
+    driver_connection = connection.connection.driver_connection
+    assert driver_connection is not None
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.write(text.encode())
 
 
 def written_row(

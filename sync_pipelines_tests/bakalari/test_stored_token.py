@@ -35,3 +35,10 @@ def test_a_jwt_without_exp_is_an_access_token_that_never_looks_expired() -> None
 def test_anything_else_is_a_refresh_token(token) -> None:
     stored = classify(token)
     assert stored.kind == REFRESH and not stored.expired()
+
+
+@pytest.mark.parametrize("exp", [10**400, float("-inf"), float("inf"), float("nan"), "9" * 5000, 10**16])
+def test_an_exp_that_is_no_time_is_read_as_none(exp) -> None:
+    """An ``exp`` of 400 digits or ``Infinity`` would raise where it is converted or subtracted: it is no expiry."""
+    stored = classify(make_jwt({"sub": "U1", "exp": exp}, KEY))
+    assert (stored.kind, stored.expires_at) == (ACCESS, None) and not stored.expired()

@@ -1,5 +1,5 @@
-"""A dry run writes nothing anywhere but its saved plan (``sync_plans``), even when a killed run left changes in
-flight: it only shows how they would be settled. Tested for the three syncs, with the sync state on SQLite and on PostgreSQL.
+"""A dry run writes nothing anywhere but its saved plan (``sync_plans``) and what record history keeps of it, even
+when a killed run left changes in flight: it only shows how they would be settled. Tested for the three syncs, with the sync state on SQLite and on PostgreSQL.
 
 A killed run is what it leaves behind: a write-ahead batch in the state database, and some of that batch's
 changes already in the target. Every table of the state database and of the target is read before and after
@@ -38,6 +38,8 @@ from sync_pipelines_tests.rt.test_rt_sync import rt_world as start_rt_world
 pytestmark = pytest.mark.integration
 
 KILLED_RUN = "killed-run"
+# What a dry run writes: its plan, and its kind and planned changes for record history.
+DRY_RUN_KEEPS = ("sync_plans", "sync_runs", "sync_record_outcomes")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -49,13 +51,14 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def tables(url: str, leave_out: Callable[[str, str], bool] = lambda table, column: False) -> dict[str, list]:
     """Every row of every table at ``url``, sorted (column values a test names in ``leave_out`` excepted).
-    ``sync_plans`` is left out: the plan a dry run saves for review is the one thing it writes."""
+    ``sync_plans`` and record history's tables are left out: the plan a dry run saves for review, and what record
+    history keeps of it, are the one thing it writes."""
     engine = create_database_engine(url, "test")
     try:
         contents = {}
         with engine.connect() as connection:
             for table in sa.inspect(engine).get_table_names():
-                if table == "sync_plans":
+                if table in DRY_RUN_KEEPS:
                     continue
                 reflected = sa.Table(table, sa.MetaData(), autoload_with=connection)
                 columns = [c for c in reflected.columns if not leave_out(table, c.name)]

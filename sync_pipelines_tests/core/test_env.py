@@ -35,7 +35,12 @@ def test_values_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     ("raw", "options", "message"),
     [
         ("soon", {"unit": "seconds"}, "SYNC_X: must be a number of seconds, got 'soon'"),
-        ("1.5", {"kind": int}, "SYNC_X: must be a number, got '1.5'"),
+        ("1.5", {"kind": int}, "SYNC_X: must be a whole number, got '1.5'"),
+        ("9" * 5000, {"kind": int}, f"SYNC_X: must be a whole number, got {'9' * 40!r}... (5000 characters)"),
+        ("1e3", {"kind": int, "unit": "days"}, "SYNC_X: must be a whole number of days, got '1e3'"),
+        ("0", {"kind": int, "minimum": 1, "unit": "days"}, "SYNC_X: must be at least 1 day, got '0'"),
+        ("36501", {"maximum": 36500, "unit": "days"}, "SYNC_X: must be at most 36500 days, got '36501'"),
+        ("2147484", {"maximum": 2_147_483}, "SYNC_X: must be at most 2147483, got '2147484'"),
         ("-1", {"minimum": 0, "unit": "seconds"}, "SYNC_X: must be at least 0 seconds, got '-1'"),
         ("0", {"above": 0, "unit": "hours"}, "SYNC_X: must be more than 0 hours, got '0'"),
     ],

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 
@@ -301,3 +302,32 @@ def test_a_kept_alive_connection_the_server_closed_is_resent_at_once_only_when_s
     # GET (answered), GET (dropped), the GET again on a new connection (answered), the PUT on that kept-alive
     # connection (dropped, and resent by no one).
     assert server.requests == ["GET", "GET", "GET", "PUT"]
+
+
+def test_an_error_answer_repeating_what_was_sent_reaches_no_caller_unmasked(echo: ThreadedSandbox) -> None:
+    """A 400 that repeats the request (query, form, JSON body) and names the person: the body every caller
+    reads, and so every message built from it, holds neither the e-mail nor the name sent."""
+    email, name = "Quirin.LEAKPROBE@Ddt-Probe.gouv.fr", "Quirinella Leakprobe-Žďárská"
+    echo.set_knobs(echo_errors_for=["leakprobe"], echo_text=f"for {email.lower()}")
+
+    api = client(echo.url)
+
+    async def go() -> list[httpx.Response]:
+        async with api:
+            return [
+                await api.request("GET", "api/item/1", params={"email": email}),
+                await api.send("POST", "api/login", form={"username": email, "name": name}),
+                await api.request(
+                    "PUT", "api/item/1", json_body={"CustomFields": {"Name": name, "Mail": email}}
+                ),
+            ]
+
+    answers = asyncio.run(go())
+    # Shown as its status and the message its JSON names, bounded.
+    assert api.error_message(answers[0]) == "HTTP 400: Invalid request for ***: /api/item/1?email=***"
+    assert len(api.error_message(answers[2])) <= len("HTTP 400: ") + 200
+    assert [answer.status_code for answer in answers] == [400, 400, 400]
+    for answer in answers:
+        text = answer.text.lower()
+        assert "leakprobe" not in text and "%40ddt" not in text and "quirinella" not in text, text
+        assert "***" in answer.json()["message"]

@@ -34,14 +34,17 @@ GRPC_PORT = 4000
 LOCAL_INSTANCE = REPO / "dagster.yaml"
 PRODUCTION_INSTANCE = DEPLOY / "dagster.yaml"
 INSTANCE_FILES = [LOCAL_INSTANCE, PRODUCTION_INSTANCE]
-SYSTEMD_UNITS = [
-    DEPLOY / "systemd" / "dagster-webserver.service",
-    DEPLOY / "systemd" / "dagster-daemon.service",
-]
+SYSTEMD = DEPLOY / "systemd"
+CODE_SERVER_UNIT = SYSTEMD / "dagster-code-server.service"
+SYSTEMD_UNITS = [SYSTEMD / "dagster-webserver.service", SYSTEMD / "dagster-daemon.service", CODE_SERVER_UNIT]
+# What systemd-analyze security --offline may score a unit at most (0 best, 10 worst; deploy/README.md records
+# the scores).
+SYSTEMD_EXPOSURE_LIMIT = 4.0
 YAML_FILES = [
     *INSTANCE_FILES,
     REPO / "workspace.yaml",
     DEPLOY / "workspace.yaml",
+    SYSTEMD / "workspace.yaml",
     DEPLOY / "docker-compose.yml",
     DEPLOY / "helm" / "values.yaml",
 ]
@@ -264,16 +267,24 @@ def test_hadolint_finds_nothing() -> None:
     assert shown.returncode == 0, shown.stdout + shown.stderr
 
 
-def locked_versions() -> dict[str, str]:
-    pinned: dict[str, str] = {}
-    for line in (DEPLOY / "requirements.lock").read_text().splitlines():
-        requirement = line.split("#", 1)[0].strip()
-        if not requirement:
+def locked_requirements() -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, sha256 hashes) of deploy/requirements.lock (a requirement, then its ``--hash`` lines)."""
+    pinned: dict[str, tuple[str, list[str]]] = {}
+    text = (DEPLOY / "requirements.lock").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words:
             continue
-        name, separator, version = requirement.partition("==")
+        name, separator, version = words[0].partition("==")
         assert separator and version, f"deploy/requirements.lock: {line!r} is not pinned with =="
-        pinned[canonical(name)] = version
+        hashes = [word.removeprefix("--hash=sha256:") for word in words[1:]]
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), f"deploy/requirements.lock: {line!r}"
+        pinned[canonical(name)] = (version, hashes)
     return pinned
+
+
+def locked_versions() -> dict[str, str]:
+    return {name: version for name, (version, _) in locked_requirements().items()}
 
 
 def canonical(name: str) -> str:
@@ -298,7 +309,47 @@ def test_lock_file_satisfies_pyproject() -> None:
         )
         for extra in requirement.extras:
             assert extra == "binary" and f"{name}-binary" in locked, f"{spec}: extra not locked"
-    assert "uv pip compile pyproject.toml --extra kubernetes" in (DEPLOY / "requirements.lock").read_text()
+    header = (DEPLOY / "requirements.lock").read_text()
+    assert "uv pip compile pyproject.toml deploy/build-backend.in --extra kubernetes" in header
+    assert "--generate-hashes" in header
+
+
+@pytest.mark.unit
+def test_every_locked_package_and_the_build_backend_carry_hashes() -> None:
+    """The image installs the lock with --require-hashes and builds the project with the locked setuptools,
+    without an isolated build environment: nothing it installs is unpinned or unchecked."""
+    import tomllib
+
+    locked = locked_requirements()
+    assert all(hashes for _, hashes in locked.values()), [n for n, (_, h) in locked.items() if not h]
+    backend = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]
+    assert backend["build-backend"] == "setuptools.build_meta"
+    (requirement,) = (Requirement(spec) for spec in backend["requires"])
+    assert requirement.specifier.contains(locked[canonical(requirement.name)][0])
+    runs = dockerfile_arguments("RUN")
+    assert "pip install --no-deps --require-hashes -r requirements.lock" in runs
+    assert any("pip install --no-deps --no-build-isolation --no-index ." in run for run in runs)
+
+
+@pytest.mark.unit
+def test_the_runtime_user_cannot_write_the_code() -> None:
+    """Parsed, as no image can be built here: everything COPY'd stays root's (no --chown), and the only
+    directories the runtime user is given are $DAGSTER_HOME and the step logs."""
+    assert not [a for a in dockerfile_arguments("COPY") if "--chown" in a or "--chmod" in a]
+    env = " ".join(dockerfile_arguments("ENV"))
+    home = re.search(r"DAGSTER_HOME=(\S+)", env)[1]  # type: ignore[index]
+    logs = re.search(r"DAGSTER_COMPUTE_LOGS_DIR=(\S+)", env)[1]  # type: ignore[index]
+    owned = []
+    for run in dockerfile_arguments("RUN"):
+        for command in re.split(r"&&|;", run):
+            words = shlex.split(command)
+            if words and words[0] in ("chown", "chmod"):
+                assert "-R" not in words and "--recursive" not in words, command
+                owned += [w for w in words[2:] if not w.startswith("-")]
+    assert sorted(owned) == sorted(["${DAGSTER_HOME}", "${DAGSTER_COMPUTE_LOGS_DIR}"] * 2), owned
+    workdir = dockerfile_arguments("WORKDIR")[0]
+    assert not workdir.startswith((home, logs)) and not home.startswith(workdir)
+    assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", dockerfile_arguments("USER")[-1])
 
 
 @pytest.mark.unit
@@ -308,7 +359,9 @@ def test_systemd_units_parse(path: Path) -> None:
     assert {"Unit", "Service", "Install"} <= set(unit.sections())
     service = unit["Service"]
     assert service["User"] and service["User"] != "root"
-    assert service["EnvironmentFile"] == "/etc/sync_pipelines/env"
+    # The syncs' settings and secrets reach the code server alone; the daemon and webserver get Dagster's own.
+    expected = "/etc/sync_pipelines/env" if path == CODE_SERVER_UNIT else "/etc/sync_pipelines/dagster.env"
+    assert service["EnvironmentFile"] == expected
     assert service["WorkingDirectory"] == "/opt/sync_pipelines"
     assert service["Restart"] == "on-failure"
     assert systemd_environment(path)["DAGSTER_HOME"] == "/var/lib/sync_pipelines"
@@ -330,12 +383,16 @@ def test_module_is_named_everywhere() -> None:
     assert compose()["services"]["user_code"]["command"][-2:] == ["-m", MODULE]
     assert helm_deployment()["dagsterApiGrpcArgs"] == ["-m", MODULE]
     assert load_yaml(DEPLOY / "workspace.yaml")["load_from"][0]["grpc_server"]["location_name"] == LOCATION
-    # The systemd units load the repository's workspace.yaml, which names the module.
+    # systemd: the code server's unit serves the module; the daemon and the webserver load it from there.
+    assert systemd_unit(CODE_SERVER_UNIT)["Service"]["ExecStart"].split()[-2:] == ["-m", MODULE]
     for path in SYSTEMD_UNITS:
+        if path == CODE_SERVER_UNIT:
+            continue
         command = systemd_unit(path)["Service"]["ExecStart"].split()
         workspace = command[command.index("-w") + 1]
-        assert workspace.startswith("/opt/sync_pipelines/")
-        assert loads_module(REPO / workspace.removeprefix("/opt/sync_pipelines/"))
+        assert workspace == "/opt/sync_pipelines/deploy/systemd/workspace.yaml"
+        entry = load_yaml(SYSTEMD / "workspace.yaml")["load_from"][0]["grpc_server"]
+        assert entry["location_name"] == LOCATION and entry["host"] == "127.0.0.1"
 
 
 @pytest.mark.unit
@@ -351,6 +408,12 @@ def test_grpc_port_is_the_same_everywhere() -> None:
         "compose healthcheck": port_after_flag(user_code["healthcheck"]["test"]),
         "workspace.yaml": grpc_server["port"],
         "helm": helm_deployment()["port"],
+        "systemd code server": port_after_flag(
+            systemd_unit(CODE_SERVER_UNIT)["Service"]["ExecStart"].split()
+        ),
+        "systemd workspace.yaml": load_yaml(SYSTEMD / "workspace.yaml")["load_from"][0]["grpc_server"][
+            "port"
+        ],
     }
     assert set(ports.values()) == {GRPC_PORT}, ports
     assert grpc_server["host"] == "user_code"
@@ -463,9 +526,11 @@ HELM_REPLACES = {"storage", "run_launcher", "compute_logs", "code_servers"}
 
 
 @pytest.mark.unit
-def test_helm_renders_what_the_production_instance_says() -> None:
-    """The chart's dagster.yaml for deploy/helm/values.yaml, section by section, against deploy/dagster.yaml:
-    run queue, tag and pool limits, code-server retries, run monitoring, run retries, threads, retention."""
+def test_a_model_of_the_helm_chart_renders_what_the_production_instance_says() -> None:
+    """The chart's dagster.yaml for deploy/helm/values.yaml as a model of the chart renders it (helm_chart.py: its
+    rules written down by hand; no helm binary nor the chart could be had here), section by section, against
+    deploy/dagster.yaml: run queue, tag and pool limits, code-server retries, run monitoring, run retries,
+    threads, retention."""
     rendered = render_instance(helm_values())
     production = load_yaml(PRODUCTION_INSTANCE)
     for section in set(production) - HELM_REPLACES:
@@ -475,7 +540,7 @@ def test_helm_renders_what_the_production_instance_says() -> None:
 
 
 @pytest.mark.unit
-def test_helm_instance_config_passes_dagsters_checks(tmp_path: Path) -> None:
+def test_a_model_of_the_helm_charts_instance_config_passes_dagsters_checks(tmp_path: Path) -> None:
     """The rendered settings, with storage and launcher as the chart writes them, through Dagster's own
     validation of an instance config (schema and concurrency rules)."""
     from dagster._core.instance.config import dagster_instance_config
@@ -496,7 +561,8 @@ def test_compose_wiring() -> None:
     services = compose()["services"]
     assert {"postgres", "user_code", "webserver", "daemon"} <= set(services)
     assert services["postgres"]["image"] == "postgres:15"
-    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    # Over TCP: the socket answers during the first start's init scripts, before the server is really up.
+    assert "pg_isready -h 127.0.0.1" in " ".join(services["postgres"]["healthcheck"]["test"])
 
     dagster_home = next(a for a in dockerfile_arguments("ENV") if "DAGSTER_HOME=" in a)
     dagster_home = re.search(r"DAGSTER_HOME=(\S+)", dagster_home)[1]  # type: ignore[index]
@@ -529,6 +595,43 @@ def test_compose_wiring() -> None:
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
     assert services["user_code"]["env_file"] == ".env"
     assert "compute_logs" in compose()["volumes"]
+    for name in ("user_code", "webserver", "daemon"):
+        assert services[name]["init"] is True
+        assert services[name]["healthcheck"]["test"][0] == "CMD"
+    # The webserver and the daemon get Dagster's own settings only: no env_file, and one secret, the password.
+    for name in ("webserver", "daemon"):
+        assert "env_file" not in services[name]
+        assert services[name]["secrets"] == ["postgres_password"]
+    assert services["daemon"]["healthcheck"]["test"][1:] == [
+        "python",
+        "/opt/dagster/compose_env.py",
+        "dagster-daemon",
+        "liveness-check",
+    ]
+
+
+@pytest.mark.unit
+def test_compose_passes_every_secret_as_a_file() -> None:
+    """No secret in an environment entry of any service: each is a compose secret (a file under /run/secrets),
+    named by its <NAME>_FILE variable, which the settings loader reads (sync_pipelines.core.secret_files)."""
+    from sync_pipelines.core.secret_files import SECRET_SETTINGS
+
+    document = compose()
+    declared = document["secrets"]
+    assert set(SECRET_ENV_VARS) <= set(SECRET_SETTINGS)
+    for name, service in document["services"].items():
+        env = service.get("environment", {})
+        leaked = {key for key in env if key in SECRET_SETTINGS and env[key]}
+        assert not leaked, f"{name}: {leaked} in its environment"
+        for key, value in env.items():
+            if key.endswith("_FILE"):
+                assert key.removesuffix("_FILE") in SECRET_SETTINGS, key
+                secret = value.removeprefix("/run/secrets/")
+                assert secret in service["secrets"] and secret in declared, f"{name}: {key}"
+                assert declared[secret]["file"] == f"./secrets/{secret}"
+    app_secrets = set(SECRET_SETTINGS) - {"DAGSTER_POSTGRES_URL", "POSTGRES_PASSWORD"}
+    user_code = document["services"]["user_code"]["environment"]
+    assert {f"{name}_FILE" for name in app_secrets} <= set(user_code)
 
 
 @pytest.mark.integration
@@ -611,7 +714,7 @@ def test_helm_values() -> None:
     assert values["dagsterWebserver"]["envSecrets"] == [{"name": "sync-pipelines-step-logs"}]
     # One image for compose and Helm: the lock the image installs holds the Kubernetes extra.
     assert {"dagster-k8s", "dagster-aws"} <= set(locked_versions())
-    assert "pip install --no-deps -r requirements.lock" in dockerfile_arguments("RUN")
+    assert "pip install --no-deps --require-hashes -r requirements.lock" in dockerfile_arguments("RUN")
     # Run pods inherit the user deployment's resources (which win over the launcher's): sized for the runs
     # measured in deploy/README.md, "Run pod memory".
     resources = deployment["resources"]
@@ -668,6 +771,31 @@ def test_systemd_analyze_verify_finds_nothing(path: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("path", SYSTEMD_UNITS, ids=lambda p: p.name)
+def test_systemd_analyze_security_scores_each_unit_at_most_the_limit(path: Path, tmp_path: Path) -> None:
+    """systemd's own exposure score of each unit's sandboxing, offline (as systemd would run the unit; 8.5 before
+    the units were hardened), recorded in deploy/README.md."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian's systemd package)")
+    unit = installed_unit(path, tmp_path)
+    shown = subprocess.run(
+        [analyze, "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", shown.stdout)
+    assert match, shown.stdout + shown.stderr
+    score = float(match[1])
+    assert score <= SYSTEMD_EXPOSURE_LIMIT, shown.stdout
+    recorded = re.search(
+        rf"\| `{re.escape(path.name)}` \| [^|]* \| ([0-9.]+) ", (DEPLOY / "README.md").read_text()
+    )
+    assert recorded and float(recorded[1]) == score, f"record {score} for {path.name} in deploy/README.md"
+
+
+@pytest.mark.integration
 def test_operator_wrapper_runs_dagster_against_the_service_instance(pg_url: str, tmp_path: Path) -> None:
     """deploy/systemd/sync-pipelines-dagster gives an operator's shell, which has no DAGSTER_* settings,
     the daemon unit's DAGSTER_HOME, environment file, user and virtual environment."""
@@ -683,7 +811,7 @@ def test_operator_wrapper_runs_dagster_against_the_service_instance(pg_url: str,
     )
     environment_file.chmod(0o600)
     unit = installed_unit(
-        SYSTEMD_UNITS[1],
+        CODE_SERVER_UNIT,
         tmp_path,
         User=getpass.getuser(),
         EnvironmentFile=str(environment_file),

@@ -49,6 +49,6 @@ def test_a_variable_replaces_a_syncs_max_runtime(monkeypatch: pytest.MonkeyPatch
     # A bad value keeps the spec's limit (the code location still loads) and is reported in one line.
     assert run_tags_of(spec)[MAX_RUNTIME_TAG] == str(int(spec.max_runtime.total_seconds()))
     assert [str(problem) for problem in system_problems(spec, {})] == [
-        f"{spec.max_runtime_variable}: must be a number of seconds, got 'two hours'; "
+        f"{spec.max_runtime_variable}: must be a whole number of seconds, got 'two hours'; "
         f"the default {int(spec.max_runtime.total_seconds())} is used"
     ]

@@ -100,14 +100,50 @@ def test_prune_job_uses_the_retention_setting(monkeypatch: pytest.MonkeyPatch) -
         assert prune_runs(instance, future) == 2
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "line"),
+    [
+        ("SYNC_RUN_RETENTION_DAYS", "0", "SYNC_RUN_RETENTION_DAYS: must be at least 1 day, got '0'"),
+        (
+            "SYNC_RUN_RETENTION_DAYS",
+            "ninety",
+            "SYNC_RUN_RETENTION_DAYS: must be a whole number of days, got 'ninety'",
+        ),
+        (
+            "SYNC_AUDIT_RETENTION_DAYS",
+            "nan",
+            "SYNC_AUDIT_RETENTION_DAYS: must be a whole number of days, got 'nan'",
+        ),
+    ],
+)
+def test_a_wrong_retention_fails_the_prune_in_one_line_and_deletes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, name: str, value: str, line: str
+) -> None:
+    """Not taken as the default (which would delete what a longer retention keeps): the prune fails naming it."""
+    monkeypatch.setenv("SYNC_STATE_DATABASE_URL", f"sqlite:///{tmp_path / 's.sqlite'}")
+    monkeypatch.setenv(name, value)
+    with dg.instance_for_test() as instance:
+        small_job.execute_in_process(instance=instance)
+        result = prune_run_history.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        [failure] = [event for event in result.all_events if event.is_step_failure]
+        assert (
+            failure.step_failure_data.error.message.strip()
+            == f"dagster._core.definitions.events.Failure: {line}"
+        )
+        assert len(instance.get_run_ids()) == 2
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_prune_deletes_state_rows_older_than_their_retention(
     backend: str, tmp_path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Audit rows, saved plans and stale write-ahead rows, dated, each against its own setting; a plan is kept
-    at least as long as it may be applied."""
+    """Audit rows, record history (runs and outcomes, with the audit's retention), saved plans and stale
+    write-ahead rows, dated, each against its own setting; a plan is kept at least as long as it may be applied."""
+    from sync_pipelines.sync.outcome_store import RecordOutcome, RunRecord
     from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
     from sync_pipelines.sync.state import audit_log, batches_in_flight, saved_plans
+    from sync_pipelines.sync.state_schema import SKIPPED, record_outcomes, runs
 
     url = (
         request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 's.sqlite'}"
@@ -128,8 +164,15 @@ def test_prune_deletes_state_rows_older_than_their_retention(
         store.finish_batch(run_id, "t", [record], {}, False, batch)
         store.save_plan(run_id, "t", [record], {"update": 1})
         store.begin_batch(run_id, "t", [record])  # left in flight by a killed run
+        store.record_run(
+            RunRecord(run_id, "t", False), [RecordOutcome("User:2", SKIPPED, "malformed", reason="x")]
+        )
         with store.engine.begin() as connection:
             moment = now - timedelta(days=age_days)
+            for table in (runs, record_outcomes):
+                connection.execute(
+                    sa.update(table).where(table.c.run_id == run_id).values(recorded_at=moment)
+                )
             connection.execute(
                 sa.update(audit_log).where(audit_log.c.run_id == run_id).values(recorded_at=moment)
             )
@@ -152,10 +195,15 @@ def test_prune_deletes_state_rows_older_than_their_retention(
         preview = prune_run_history.execute_in_process(
             instance=instance, run_config={"ops": {"prune_sync_state": {"config": {"dry_run": True}}}}
         )
-        assert preview.output_for_node("prune_sync_state") == {"audit": 1, "plans": 2, "write_ahead": 1}
+        counts = {"audit": 1, "outcomes": 1, "runs": 1, "plans": 2, "write_ahead": 1}
+        assert preview.output_for_node("prune_sync_state") == counts
         assert len(store.audit_rows("t")) == 2
         result = prune_run_history.execute_in_process(instance=instance)
-    assert result.output_for_node("prune_sync_state") == {"audit": 1, "plans": 2, "write_ahead": 1}
+    assert result.output_for_node("prune_sync_state") == counts
+    assert [row.run_id for row in store.history_rows("t", ["User:1", "User:2"]) if row.kept == "outcome"] == [
+        "run-5"
+    ]
+    assert set(store.run_records(["run-5", "run-150"])) == {"run-5"}
     assert {row["run_id"] for row in store.audit_rows("t")} == {"run-5"}
     assert store.load_plan("run-5") is None and store.load_plan("run-150") is None
     assert store.load_plan("run-2") is not None

@@ -3,7 +3,10 @@ as a ``Failure`` whose first line is the cause and the setting to check, and the
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -139,3 +142,24 @@ def test_a_listed_system_without_its_token_fails_at_once_and_the_other_system_ru
     )  # the upstream snapshot is not taken: it fails at once
     other = world.run_job("user_kind_sync", env=unset)
     assert other.succeeded, other.output[-3000:]
+
+
+def test_a_wrong_numeric_setting_fails_the_run_at_once_naming_it(world: SyncWorld) -> None:
+    """``RT_REQUESTS_PER_SECOND=nan`` failed the run with "1 blocking asset check failed": the run now fails before
+    any step reads a system, with the variable's one line, and the configuration check says the same."""
+    result = run_with(world, "rt_user_sync", RT_REQUESTS_PER_SECOND="nan")
+    assert first_error(result) == "rt cannot run: RT_REQUESTS_PER_SECOND: must be a finite number, got 'nan'"
+    assert "students - STEP_START" not in result.output
+    assert "blocking asset check" not in result.output
+    checked = subprocess.run(
+        [sys.executable, "-m", "sync_pipelines.config_check"],
+        env={**os.environ, **world.env, "RT_REQUESTS_PER_SECOND": "nan", "SYNC_RUN_RETENTION_DAYS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 1, checked.stderr[-2000:]
+    assert checked.stdout.splitlines() == [
+        "SYNC_RUN_RETENTION_DAYS: must be at least 1 day, got '0'; the runs reading it fail until it is fixed",
+        "RT_REQUESTS_PER_SECOND: must be a finite number, got 'nan'; the runs reading it fail until it is fixed",
+    ]

@@ -67,23 +67,6 @@ def test_a_listed_system_without_its_variables_is_reported_one_line_per_variable
     assert enabled_systems({"SYNC_SYSTEMS": "zlv,user_kinds"}) == {"user_kinds"}
 
 
-@pytest.mark.unit
-@pytest.mark.parametrize("value", ["ten", "nan", "-1", "101"])
-def test_a_bad_row_errors_threshold_is_a_configuration_problem_in_one_line(
-    value: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SYNC_MAX_RECORD_ERRORS_PERCENT", value)
-    [problem] = [
-        p for p in configuration_problems(ONLY["rt"]) if p.setting == "SYNC_MAX_RECORD_ERRORS_PERCENT"
-    ]
-    assert str(problem).startswith("SYNC_MAX_RECORD_ERRORS_PERCENT: must be ")
-    assert str(problem).endswith("; every sync run fails until it is") and "\n" not in str(problem)
-    monkeypatch.setenv("SYNC_MAX_RECORD_ERRORS_PERCENT", "12.5")
-    assert not [
-        p for p in configuration_problems(ONLY["rt"]) if p.setting == "SYNC_MAX_RECORD_ERRORS_PERCENT"
-    ]
-
-
 AUTOMATION = {
     "rt": ({"rt_user_sync_daily"}, {"students_changed"}),
     "bakalari": ({"bakalari_sync_every_15_minutes"}, set()),

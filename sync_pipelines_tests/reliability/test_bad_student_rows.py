@@ -105,3 +105,48 @@ def test_random_rows_through_the_rt_sync(
             fields = users[str(student.rt_user_id)]["CustomFields"]
             assert fields["Grade"] == [student.grade]
             assert fields["Student ID"] == [student.student_id]
+
+
+def test_a_ten_kilobyte_grade_is_reported_and_every_other_student_synced(make_pg_url, monkeypatch) -> None:
+    """A grade of 10,240 digits (past Python's int conversion limit) in the old schema's text column: that
+    student is a reported invalid row, and the run writes every other student to RT."""
+    from devkit.sandbox.databases import seed_students
+    from devkit.sandbox.sample_data import generate_students
+    from sync_pipelines.definitions import defs
+
+    sample = generate_students(30, seed=4)
+    victim = next(s for s in sample if s.rt_user_id is not None)
+    students_url = make_pg_url()
+    seed_students(students_url, sample, schema="legacy")
+    with create_database_engine(students_url, "STUDENTS_DATABASE_URL").begin() as connection:
+        connection.execute(
+            sa.text("UPDATE students SET grade = :grade WHERE id = :id"),
+            {"grade": "1" * 10_240, "id": victim.student_id},
+        )
+    with ThreadedSandbox(RequestTrackerSandbox.from_sample(30, seed=4)) as rt:
+        untouched = rt.state()["users"][str(victim.rt_user_id)]
+        for name, value in {
+            "STUDENTS_DATABASE_URL": students_url,
+            "SYNC_STATE_DATABASE_URL": make_pg_url(),
+            "RT_URL": rt.url,
+            "RT_TOKEN": DEFAULT_TOKEN,
+        }.items():
+            monkeypatch.setenv(name, value)
+        with dg.instance_for_test() as instance:
+            result = defs.resolve_job_def("rt_user_sync").execute_in_process(
+                instance=instance, raise_on_error=False
+            )
+        users = rt.state()["users"]
+    assert result.success
+    metadata = result.asset_materializations_for_node("students")[0].metadata
+    assert (metadata["invalid"].value, metadata["row_count"].value) == (1, 29)
+    assert f"| {victim.student_id} | grade '1111" in metadata["invalid_rows"].value
+    assert "(10240 characters) is not K or 1..12 |" in metadata["invalid_rows"].value
+    for student in sample:
+        if student.rt_user_id is None:
+            continue
+        fields = users[str(student.rt_user_id)]["CustomFields"]
+        if student is victim:
+            assert users[str(student.rt_user_id)] == untouched
+        else:
+            assert (fields["Grade"], fields["Student ID"]) == ([student.grade], [student.student_id])

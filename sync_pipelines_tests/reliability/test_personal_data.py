@@ -2,7 +2,8 @@
 failing run, an undo), leaves no student's, teacher's or ZLV agent's name or e-mail in Dagster's storage (run and
 event storage, step logs under ``DAGSTER_HOME``) or in what the command printed; the sync state database holds no
 value a sync does not write (students' names, ZLV e-mails), and the names the Bakaláři sync does write only in
-the audit rows and saved plans that review and undo need."""
+the audit rows and saved plans that review and undo need. Servers whose error answers (400) repeat what they were
+sent, and name the person, leave no e-mail anywhere either."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -43,8 +45,9 @@ def world(request: pytest.FixtureRequest, postgres_server, tmp_path: Path) -> It
 
 
 def _forms(text: str) -> set[str]:
-    """``text`` as it may be stored: itself, JSON-escaped (``\\u017e``), and lower-cased."""
-    return {text, json.dumps(text)[1:-1], text.lower(), json.dumps(text.lower())[1:-1]}
+    """``text`` as it may be stored: itself, JSON-escaped (``\\u017e``), URL-encoded, and lower-cased."""
+    forms = {text, json.dumps(text)[1:-1], quote(text, safe="")}
+    return forms | {form.lower() for form in forms}
 
 
 def people(world: SyncWorld) -> dict[str, set[str]]:
@@ -184,3 +187,42 @@ def test_no_name_or_email_reaches_dagster_or_the_output(world: SyncWorld) -> Non
     assert all(not (held & values["unwritten"]) for held in holding.values()), holding
     assert {table for table, held in holding.items() if held} <= REVIEW_TABLES, holding
     assert holding["sync_audit"] & values["written"]  # the names the Bakaláři sync wrote, for its undo
+
+
+# What an echoing server names besides what it was sent: an address no other text holds.
+ECHOED_EMAIL = "Echo.Leakprobe@Skola-Probe.cz"
+
+
+@pytest.mark.parametrize("world", ["postgresql"], indirect=True)
+def test_error_answers_that_repeat_personal_data_leave_no_email_anywhere(world: SyncWorld) -> None:
+    """Each sync meets a 400 that repeats its request and names the person: RT's PUT of every user, Bakaláři's
+    refresh grant of every student, Portail DF's lookup of one agent. The runs report those records (by id, the
+    answer's message masked), and no e-mail of those answers is found under ``DAGSTER_HOME``, in what the
+    commands printed or in the state database."""
+    seed_probes(world)
+    echo = {"echo_text": f"for {ECHOED_EMAIL}"}
+    world.sandboxes["rt"].set_knobs(echo_errors_for=["PUT /REST/2.0/user/"], **echo)
+    world.sandboxes["bakalari"].set_knobs(echo_errors_for=["grant_type=refresh_token"], **echo)
+    world.sandboxes["portaildf"].set_knobs(echo_errors_for=[PROBE_EMAIL], **echo)
+    results = {job: run(world, job) for job in SYNCS}
+    assert not results["rt_user_sync"].succeeded and not results["user_kind_sync"].succeeded
+    assert "RT answered HTTP 400: " in results["rt_user_sync"].output
+    assert "lookup failed: Portail DF GET utilisateurs: HTTP 400: " in results["user_kind_sync"].output
+    assert results["bakalari_sync"].succeeded, results["bakalari_sync"].output[-2000:]
+    assert "login_refused" in results["bakalari_sync"].output
+    for name in world.sandboxes:
+        assert world.sandboxes[name].stats()["statuses"].get("400", 0) > 0, name
+
+    emails = {ECHOED_EMAIL, PROBE_EMAIL} | {
+        u.email.strip() for u in generate_portaildf_sample(SIZE, seed=SEED).users if u.email.strip()
+    }
+    printed = "\n".join(result.output for result in results.values())
+    assert "@" not in "".join(line for line in printed.splitlines() if "HTTP 400" in line)
+    assert found(printed, emails) == set()
+    for path in (p for p in Path(world.env["DAGSTER_HOME"]).rglob("*") if p.is_file()):
+        assert found(path.read_bytes().decode("utf-8", errors="replace"), emails) == set(), path
+    state = create_database_engine(world.env["SYNC_STATE_DATABASE_URL"], "SYNC_STATE_DATABASE_URL")
+    with state.connect() as connection:
+        for table in sa.inspect(state).get_table_names():
+            rows = connection.execute(sa.text(f'SELECT * FROM "{table}"')).all()
+            assert found("\n".join(" ".join(map(str, row)) for row in rows), emails) == set(), table

@@ -53,3 +53,50 @@ def test_rt_answers_reach_the_client_errors_only_through_excerpt() -> None:
     for message in messages:
         assert TOKEN not in message and "***" in message
         assert "\n" not in message and len(message) < 400
+
+
+def test_ids_and_counts_of_any_length_or_shape_are_measured_before_they_are_read() -> None:
+    """A users page whose ids and page count are 10,000 digits, a superscript digit or text, and a field listing
+    whose MaxValues is 5,000 digits: those entries are passed over (the count read as unknown, MaxValues as 1),
+    never handed to ``int()``; the usable ones are read."""
+    huge = "1" * 10_000
+    page = {
+        "page": 1,
+        "pages": huge,
+        "per_page": 100,
+        "items": [{"id": huge}, {"id": "²"}, {"id": "x"}, {"id": 5, "CustomFields": []}, {"id": " 007 "}],
+    }
+    listing = {
+        "total": 1,
+        "items": [{"id": "3", "Name": "Grade", "Disabled": "0", "Type": "Select", "MaxValues": "9" * 5000}],
+    }
+
+    async def users(request: web.Request) -> web.Response:
+        return web.json_response(page)
+
+    async def customfields(request: web.Request) -> web.Response:
+        return web.json_response(listing)
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_get("/REST/2.0/users", users)
+        app.router.add_post("/REST/2.0/customfields", customfields)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            async with ApiClient(
+                "RT", f"http://127.0.0.1:{port}/REST/2.0/", ApiLimits(max_attempts=1), "RT_TOKEN"
+            ) as api:
+                rt = RequestTrackerClient(api)
+                return await rt.users_page(1, ["Grade"]), await rt.user_custom_fields()
+        finally:
+            await runner.cleanup()
+
+    read, fields = asyncio.run(scenario())
+    assert sorted(read.users) == ["5", "7"] and read.last_id == 7
+    assert read.pages is None
+    [field] = fields.fields
+    assert (field.name, field.type, field.max_values) == ("Grade", "Select", 1)

@@ -434,3 +434,44 @@ def test_dagster_job_execute_as_a_subprocess(world: RtWorld, tmp_path: Path) -> 
     failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert failed.returncode != 0
     assert DEFAULT_TOKEN not in failed.stdout + failed.stderr
+
+
+@pytest.mark.integration
+def test_a_select_grade_field_is_compared_and_written_as_rt_does(world: RtWorld) -> None:
+    """Grade turned into a Select listing K..11, some users holding ``k`` by hand: those are left alone (RT counts
+    ``k`` as ``K``), grade 12 is never sent and is named once per run, and the drift check agrees."""
+    assert world.run().success
+    kindergarten = [key for key, (grade, _) in world.expected().items() if grade == ["K"]]
+    twelfth = [key for key, (grade, _) in world.expected().items() if grade == ["12"]]
+    assert kindergarten and twelfth
+    for user in kindergarten:
+        world.rt.change_state(
+            {"action": "set_custom_field", "user_id": user, "field": "Grade", "values": ["k"]}
+        )
+        world.rt.change_state(
+            {"action": "set_custom_field", "user_id": user, "field": "Student ID", "values": []}
+        )
+    for user in twelfth:
+        world.rt.change_state({"action": "set_custom_field", "user_id": user, "field": "Grade", "values": []})
+    world.rt.change_state(
+        {"action": "set_field", "field": "Grade", "Type": "Select", "Values": ["K", *map(str, range(1, 12))]}
+    )
+    world.rt.reset_counters()
+
+    result = world.run({"full_refresh": True})
+    assert result.success
+    # The kindergarten users get their Student ID back, not their grade; twelfth graders get nothing.
+    assert world.rt.requests(PUT) == len(kindergarten)
+    values = world.rt_values()
+    assert {tuple(values[user][0]) for user in kindergarten} == {("k",)}
+    assert {tuple(values[user][0]) for user in twelfth} == {()}
+    logs = [entry.user_message for entry in world.instance.all_logs(result.run_id)]
+    said = [line for line in logs if "'Grade' is a Select" in line]
+    assert len(said) == 1 and "'12'" in said[0] and f"not sent for {len(twelfth)} user(s)" in said[0]
+    assert observation(result)["values_not_sent"].value == {"Grade": {"12": len(twelfth)}}
+
+    world.rt.reset_counters()
+    assert world.run({"full_refresh": True}).success
+    assert world.rt.requests(PUT) == 0
+    drift = {e.check_name: e for e in run_checks(world).get_asset_check_evaluations()}["rt_matches_students"]
+    assert drift.passed, drift.metadata

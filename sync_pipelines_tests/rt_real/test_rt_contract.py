@@ -24,9 +24,12 @@ USERS = {  # name -> values at creation
     "c-two": {"Grade": "8"},
     "c-three": {},
     "c-four": {"Legacy": "left-over"},
+    "c-five": {"Level": "k"},  # held while Level was free-form; RT keeps it when Level becomes a Select
+    "c-six": {},
 }
-APPLIED = {"Grade", "Student ID", "Year"}
+APPLIED = {"Grade", "Student ID", "Year", "Level"}
 YEAR_REFUSAL = "Could not add a new value to custom field 'Year': Input must match ^\\d{4}$"
+LEVELS = ["K", "1", "2", "12"]  # the Select's list, in its order
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Server:
     url: str  # .../REST/2.0
     tokens: dict[str, str]  # "full", "none", "see"
     ids: dict[str, int]
+    fields: dict[str, int]  # custom field name -> id
 
     def client(self, token: str = "full") -> httpx.Client:
         return httpx.Client(
@@ -50,20 +54,23 @@ def _real() -> Iterator[Server]:
     except RequestTrackerMissing as exc:
         pytest.skip(str(exc))
     with rt:
-        rt.create_user_fields(
+        fields = rt.create_user_fields(
             "Grade",
             "Student ID",
             UserField("Legacy", applied=False),
             UserField("Retired", disabled=True),
             UserField("Year", pattern=r"^\d{4}$"),
+            "Level",
         )
         ids = rt.create_users([(name, f"{name}@example.test", values) for name, values in USERS.items()])
+        # An admin turns the free-form Level into a Select: c-five's "k" stays as it was written.
+        assert rt.change_user_field("Level", type="Select", values=LEVELS)["type"] == "Select"
         tokens = {
             "full": rt.create_token("sync-bot"),
             "none": rt.create_token("no-rights", rights=()),
             "see": rt.create_token("see-only", rights=("AdminUsers", "SeeCustomField")),
         }
-        yield Server("rt5", rt.rest2_url, tokens, dict(zip(USERS, ids, strict=True)))
+        yield Server("rt5", rt.rest2_url, tokens, dict(zip(USERS, ids, strict=True)), fields)
 
 
 def _stand_in() -> Iterator[Server]:
@@ -73,6 +80,7 @@ def _stand_in() -> Iterator[Server]:
         {"id": 4, "Name": "Legacy", "Applied": False},
         {"id": 5, "Name": "Retired", "Disabled": 1},
         {"id": 6, "Name": "Year", "Pattern": r"^\d{4}$"},
+        {"id": 7, "Name": "Level", "Type": "Select", "Values": LEVELS},
     ]
     base = {
         1: {"Name": "RT_System", "Privileged": 1},
@@ -93,7 +101,11 @@ def _stand_in() -> Iterator[Server]:
     )
     with ThreadedSandbox(sandbox) as handle:
         yield Server(
-            "stand-in", f"{handle.url}/REST/2.0", {k: f"{k}-token" for k in ("full", "none", "see")}, ids
+            "stand-in",
+            f"{handle.url}/REST/2.0",
+            {k: f"{k}-token" for k in ("full", "none", "see")},
+            ids,
+            {str(field["Name"]): int(field["id"]) for field in fields},
         )
 
 
@@ -139,10 +151,10 @@ def test_field_listing_by_lookup_type(server: Server) -> None:
             "/customfields", params={"fields": "Name", "find_disabled_rows": "1"}, json=query
         ).json()
         nothing = client.get("/customfields").json()
-    assert [item["Name"] for item in listed["items"]] == ["Grade", "Legacy", "Student ID", "Year"]
+    assert [item["Name"] for item in listed["items"]] == ["Grade", "Legacy", "Level", "Student ID", "Year"]
     assert {(item["Disabled"], item["MaxValues"]) for item in listed["items"]} == {("0", "1")}
     assert all(isinstance(item["id"], str) for item in listed["items"])
-    assert listed["total"] == 4
+    assert listed["total"] == 5
     assert "Retired" in {item["Name"] for item in every["items"]}
     assert (nothing["total"], nothing["items"]) == (0, [])
 
@@ -216,3 +228,73 @@ def test_token_without_modify_custom_field_is_refused_per_field(server: Server) 
     with server.client("see") as client:
         put = client.put(f"/user/{server.ids['c-one']}", json={"CustomFields": {"Grade": "11"}})
     assert put.json() == ["Could not add a new value to custom field 'Grade': Permission Denied"]
+
+
+def test_field_types_in_the_listing_and_a_selects_values_in_its_record(server: Server) -> None:
+    """The listing the sync reads anyway gives each field's Type and MaxValues; a Select's record lists its values
+    in their order (no other type's does), and ``/values`` pages them with no ``pages`` and no links."""
+    query = [{"field": "LookupType", "value": "RT::User"}]
+    level = server.fields["Level"]
+    with server.client() as client:
+        listed = client.post(
+            "/customfields", params={"fields": "Name,Type,MaxValues,ValuesClass"}, json=query
+        ).json()
+        record = client.get(f"/customfield/{level}").json()
+        free = client.get(f"/customfield/{server.fields['Grade']}").json()
+        first = client.get(f"/customfield/{level}/values", params={"per_page": "3"}).json()
+        second = client.get(f"/customfield/{level}/values", params={"per_page": "3", "page": "2"}).json()
+    types = {item["Name"]: (item["Type"], item["MaxValues"], item["ValuesClass"]) for item in listed["items"]}
+    assert types["Level"] == ("Select", "1", "RT::CustomFieldValues")
+    assert types["Grade"] == ("Freeform", "1", "RT::CustomFieldValues")
+    assert (record["Type"], record["MaxValues"], record["Values"]) == ("Select", "1", LEVELS)
+    assert {"ref": "customfieldvalues", "_url": f"{server.url}/customfield/{level}/values"} in record[
+        "_hyperlinks"
+    ]
+    assert "Values" not in free and len(free["_hyperlinks"]) == 1
+    assert {key: first[key] for key in ("count", "page", "per_page", "total")} == {
+        "count": 3,
+        "page": 1,
+        "per_page": 3,
+        "total": 4,
+    }
+    assert "pages" not in first and "next_page" not in first
+    assert [item["name"] for item in first["items"] + second["items"]] == LEVELS
+    assert {item["type"] for item in first["items"]} == {"customfieldvalue"}
+
+
+def test_a_select_keeps_a_value_held_in_another_case_and_says_nothing(server: Server) -> None:
+    """RT counts a Select's held ``k`` as the ``K`` its list has: a PUT of ``K`` answers no message and changes
+    nothing (the user still holds ``k``)."""
+    user = server.ids["c-five"]
+    with server.client() as client:
+        put = client.put(f"/user/{user}", json={"CustomFields": {"Level": "K"}})
+        lower = client.put(f"/user/{user}", json={"CustomFields": {"Level": "k"}})
+        held = {e["name"]: e["values"] for e in client.get(f"/user/{user}").json()["CustomFields"]}
+    assert (put.status_code, put.json(), lower.json()) == (200, [], [])
+    assert held["Level"] == ["k"]
+
+
+def test_a_select_stores_its_lists_spelling_and_refuses_a_value_not_listed(server: Server) -> None:
+    """A value in another case is stored, and quoted, as the list spells it; a value the list lacks (spaces around
+    a listed one included) is refused in words naming no field, and the other fields of the PUT are written."""
+    user = server.ids["c-six"]
+    with server.client() as client:
+        added = client.put(f"/user/{user}", json={"CustomFields": {"Level": "k"}})
+        again = client.put(f"/user/{user}", json={"CustomFields": {"Level": "K"}})
+        refused = client.put(f"/user/{user}", json={"CustomFields": {"Level": "7", "Grade": "3"}})
+        spaced = client.put(f"/user/{user}", json={"CustomFields": {"Level": " 1 "}})
+        held = {e["name"]: e["values"] for e in client.get(f"/user/{user}").json()["CustomFields"]}
+    assert added.json() == ["Level K added"]
+    assert again.json() == []
+    assert sorted(refused.json()) == ["Grade 3 added", "Invalid value for custom field"]
+    assert spaced.json() == ["Invalid value for custom field"]
+    assert (held["Level"], held["Grade"]) == (["K"], ["3"])
+
+
+def test_a_field_record_is_forbidden_without_see_custom_field(server: Server) -> None:
+    level = server.fields["Level"]
+    with server.client("none") as client:
+        record = client.get(f"/customfield/{level}")
+        values = client.get(f"/customfield/{level}/values")
+    assert (record.status_code, record.json()) == (403, {"message": "Forbidden"})
+    assert (values.status_code, values.json()) == (403, {"message": "Forbidden"})

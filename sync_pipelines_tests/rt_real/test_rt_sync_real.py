@@ -411,3 +411,74 @@ def test_every_change_real_rt_holds_is_an_audited_applied_row(world: World) -> N
     )
     check_every_run(sync, examples=REAL_RT_EXAMPLES, steps=REAL_RT_STEPS)
     assert sync.steps
+
+
+def warnings_of(world: World, result: dg.ExecuteInProcessResult) -> list[str]:
+    return [
+        entry.user_message
+        for entry in world.instance.all_logs(result.run_id)
+        if entry.level >= 30 and entry.user_message  # logging.WARNING
+    ]
+
+
+def _level_field(world: World, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A free-form field the sync writes grades to (RT_GRADE_FIELD), created for one test."""
+    world.rt.create_user_fields(name)
+    monkeypatch.setenv("RT_GRADE_FIELD", name)
+
+
+GRADE_LIST = ("K", *(str(grade) for grade in range(1, 13)))
+
+
+def test_a_select_holding_another_case_converges(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grades written to a free-form field, the kindergarten ones then set to ``k`` by hand, and the field turned
+    into a Select listing ``K``: RT counts ``k`` as ``K`` (a PUT of ``K`` would change nothing), so the sync sends
+    no PUT for them, reports nothing wrong about them, and RT keeps its ``k``."""
+    name = f"Level {world.ids[0]}"
+    _level_field(world, monkeypatch, name)
+    students = [replace(s, grade="K") if n % 4 == 0 else s for n, s in enumerate(world.students)]
+    world.reseed(students)
+    assert world.run().success
+    kindergarten = [s.rt_user_id for s in students if s.grade == "K" and s.rt_user_id is not None]
+    assert kindergarten
+    for user in kindergarten:
+        world.set_value(user, name, "k")
+    world.rt.change_user_field(name, type="Select", values=GRADE_LIST)
+
+    for config in ({"full_refresh": True}, None):
+        result = world.run(config)
+        assert result.success, failure_text(result)
+        assert world.puts() == []
+        assert not [w for w in warnings_of(world, result) if name in w or "did not confirm" in w]
+    held = world.rt.user_fields(kindergarten)
+    assert {held[user][name] for user in kindergarten} == {"k"}
+
+
+def test_a_value_a_select_does_not_list_is_reported_once_and_not_sent(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Select listing K..11 and students in grade 12: their grade is never sent, one warning per run names the
+    field, the value and how many users, and everything else (their Student ID too) is written."""
+    name = f"Level {world.ids[0]}"
+    world.rt.create_user_fields(UserField(name, type="Select", values=GRADE_LIST[:-1]))
+    monkeypatch.setenv("RT_GRADE_FIELD", name)
+    students = [replace(s, grade="12") if n % 3 == 0 else s for n, s in enumerate(world.students)]
+    world.reseed(students)
+    twelfth = {s.rt_user_id for s in students if s.grade == "12"}
+
+    first = world.run()
+    assert first.success, failure_text(first)
+    said = [w for w in warnings_of(world, first) if name in w]
+    assert len(said) == 1, said
+    assert "'12'" in said[0] and f"{len(twelfth)} user" in said[0] and "not sent" in said[0]
+    values = world.values()
+    for student in students:
+        held = values[student.rt_user_id]
+        assert held.get("Student ID") == student.student_id
+        assert held.get(name) == (None if student.grade == "12" else student.grade)
+
+    for config in (None, {"full_refresh": True}):
+        rerun = world.run(config)
+        assert rerun.success, failure_text(rerun)
+        assert world.puts() == []
+        assert len([w for w in warnings_of(world, rerun) if name in w]) == 1

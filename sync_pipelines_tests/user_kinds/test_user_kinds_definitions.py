@@ -177,7 +177,7 @@ def test_zlv_settings_copied_as_the_readme_says(
     world: ZlvWorld, make_pg_url, monkeypatch: pytest.MonkeyPatch, trailing: str
 ) -> None:
     """ZLV's ``CEREMA_API`` (no ``/api``) and ``CEREMA_AUTH_VERSION`` as they are: a passing run, each lookup
-    carrying the email as ZLV stores it, capitals and all."""
+    carrying the email as ZLV stores it, trimmed of surrounding spaces, capitals and all."""
     env = {
         "PORTAILDF_API_URL": world.handle.url + trailing,  # CEREMA_API
         "PORTAILDF_USERNAME": DEFAULT_USERNAME,  # CEREMA_USERNAME
@@ -190,7 +190,7 @@ def test_zlv_settings_copied_as_the_readme_says(
     assert result.success, failure_messages(result)
     assert world.kinds() == world.expected_kinds()
     stored = sorted(
-        u.email for u in world.sample.users if u.deleted_at is None and u.email and u.email.strip()
+        u.email.strip() for u in world.sample.users if u.deleted_at is None and u.email and u.email.strip()
     )
     assert sorted(world.sandbox.emails_asked) == stored
     assert any(email != email.lower() for email in world.sandbox.emails_asked)

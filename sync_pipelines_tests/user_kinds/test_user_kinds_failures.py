@@ -71,11 +71,9 @@ def test_bad_answers_are_row_errors_reported_per_user_and_retried_by_the_next_ru
     assert not check.passed and check.severity is dg.AssetCheckSeverity.WARN
     table = errors_table(result, "user_kinds")
     unusable = "unusable in Portail DF's answer"
+    assert re.search(rf"\| {missing} \| {unusable} \| record \d+: 'exterieur' is missing \|", table)
     assert re.search(
-        rf"\| {missing} \| {unusable} \| Portail DF record \d+: 'exterieur' is missing \|", table
-    )
-    assert re.search(
-        rf"\| {not_boolean} \| {unusable} \| Portail DF record \d+: 'gestionnaire' is 'true' \(str\), not a "
+        rf"\| {not_boolean} \| {unusable} \| record \d+: 'gestionnaire' is 'true' \(str\), not a "
         "boolean",
         table,
     )

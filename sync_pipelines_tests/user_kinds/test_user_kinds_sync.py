@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from devkit.sandbox.portaildf import ADMIN_EMAIL, AMBIGUOUS, KINDS, NOT_FOUND
+from devkit.sandbox.portaildf import ADMIN_EMAIL, KINDS, NOT_FOUND, STRUCTURES_DISAGREE, normalise_email
 from sync_pipelines.sync import SyncStateStore
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
 from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
-from sync_pipelines_tests.user_kinds.conftest import LOOKUP, ZlvWorld
+from sync_pipelines_tests.user_kinds.conftest import LOOKUP, ZlvWorld, make_world
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +56,8 @@ def test_full_sync_writes_exactly_what_portaildf_says(world: ZlvWorld) -> None:
     for kind in KINDS:
         chosen = [u for u in world.sample.cases[kind] if u in set(world.active_ids())]
         assert chosen and all(after[user_id] == kind for user_id in chosen)
-    # Not found and ambiguous: left unchanged and counted.
-    for case in (NOT_FOUND, AMBIGUOUS):
+    # Not found and records that disagree: left unchanged and counted.
+    for case in (NOT_FOUND, STRUCTURES_DISAGREE):
         left = [u for u, outcome in world.sample.expected.items() if outcome == case]
         assert left and all(after[user_id] == before[user_id] for user_id in left)
     changes = {u: k for u, k in world.sample.changes().items() if u in set(world.active_ids())}
@@ -65,7 +66,10 @@ def test_full_sync_writes_exactly_what_portaildf_says(world: ZlvWorld) -> None:
     assert summary["updated"] == len(changes)
     assert summary["failed"] == 0
     assert summary["not_found"] == outcomes[NOT_FOUND]
-    assert summary["ambiguous"] == outcomes[AMBIGUOUS]
+    assert summary["structures_disagree"] == outcomes[STRUCTURES_DISAGREE]
+    several = [u for u in world.sample.cases["several_structures"] if u in set(world.active_ids())]
+    assert several and all(after[user_id] == world.sample.expected[user_id] for user_id in several)
+    assert summary["several_structures"] == len(several)
     assert summary["processed"] == len(world.active_ids()) - sum(
         1 for u in world.sample.users if u.deleted_at is None and u.email is None
     )
@@ -118,6 +122,50 @@ def test_contained_and_near_miss_records_are_not_mistaken_for_the_user(world_v2:
     after = world_v2.kinds()
     for user_id in cases["contained"] + cases["near_miss"]:
         assert after[user_id] == world_v2.expected_kinds()[user_id]
+
+
+@pytest.fixture
+def structures_world(pg_url: str) -> Iterator[ZlvWorld]:
+    """Portail DF answering pages of ``results`` alone (no ``count`` or ``next``), records as recorded answers
+    carry them: ``structure`` as an id or an object, ``+01:00`` dates, keys the sync does not read."""
+    yield from make_world(pg_url, "v1", page_shape="results_only")
+
+
+def test_a_person_in_several_structures(structures_world: ZlvWorld) -> None:
+    world = structures_world
+    sample, active = world.sample, set(world.active_ids())
+    agreeing = [u for u in sample.cases["several_structures"] if u in active]
+    disagreeing = [u for u in sample.cases["duplicate"] if u in active]
+    assert agreeing and disagreeing
+    assert any(isinstance(a["structure"], dict) for a in world.sandbox.state_snapshot()["accounts"])
+    before = world.kinds()
+
+    preview = observation(world.run({"dry_run": True}))
+    for user_id in disagreeing:
+        ids = [
+            a["id_user"] for a in sample.accounts if a["email"] == normalise_email(sample.user(user_id).email)
+        ]
+        line = next(line for line in preview["plan"].splitlines() if line.startswith(f"| {user_id} |"))
+        assert "| structures_disagree |" in line and all(f"id_user {i} " in line for i in ids), line
+
+    result = world.run()
+    assert result.success, failure_text(result)
+    after = world.kinds()
+    assert after == world.expected_kinds()
+    assert all(after[u] == sample.expected[u] and sample.expected[u] in KINDS for u in agreeing)
+    assert all(after[u] == before[u] for u in disagreeing)
+    summary = observation(result)
+    assert summary["several_structures"] == len(agreeing)
+    assert summary["structures_disagree"] == len(disagreeing)
+    # Stored with surrounding spaces: asked for trimmed, its case kept.
+    stored = [u.email for u in sample.users if u.id in active and u.email and u.email.strip()]
+    assert any(email != email.strip() for email in stored)
+    assert set(world.sandbox.emails_asked) == {email.strip() for email in stored}
+
+    written = world.updates()
+    rerun = world.run()
+    assert rerun.success and world.updates() == written
+    assert observation(rerun)["updated"] == 0
 
 
 def test_second_run_writes_zero_rows(world: ZlvWorld) -> None:

@@ -1,8 +1,9 @@
 """Reading Bakaláři account by account: the operator's password login and each student's stored token.
 
-Bakaláři has no bulk endpoint: the school's classes, subjects and teachers come from the operator (teacher)
-account; each student's class and subjects from that student's own account, opened with the token EduRPG keeps
-in ``"User"."bakalariToken"``. That token is used as what it is (``stored_token``):
+Bakaláři has no bulk endpoint, and every answer is what the logged-in account sees: the operator account gives
+the classes, subjects and teachers of its timetable (a school administrator's covers the school, a teacher's only
+that teacher's lessons); each student's class, subjects and teachers come from that student's own account, opened
+with the token EduRPG keeps in ``"User"."bakalariToken"``. That token is used as what it is (``stored_token``):
 
 * an access token (a JWT: what EduRPG's login stores today) is sent as it is while its ``exp`` is ahead; once it
   has expired, or Bakaláři refuses it, the student is ``needs_login`` (an access token cannot be renewed, and
@@ -46,7 +47,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sync_pipelines.core.auth import Auth, LoginAuth, Refusal, RotatingRefreshAuth, StaticToken, Tokens
 from sync_pipelines.core.auth_client import AuthClient
-from sync_pipelines.core.env import env_number
+from sync_pipelines.core.env import NumberSetting
 from sync_pipelines.core.errors import ApiError, AuthenticationError, SyncError
 from sync_pipelines.core.http import AUTH_STATUSES
 from sync_pipelines.core.redaction import describe_error
@@ -67,8 +68,10 @@ from sync_pipelines.defs.bakalari.edurpg import EduRpgStore, StudentAccount
 from sync_pipelines.defs.bakalari.stored_token import ACCESS, REFRESH, StoredToken, classify
 
 OPERATOR_VARIABLES = "BAKALARI_USERNAME / BAKALARI_PASSWORD (and BAKALARI_URL)"
-PATIENCE_SETTING = "BAKALARI_TOKEN_SAVE_PATIENCE_SECONDS"
-DEFAULT_PATIENCE_SECONDS = 60.0
+SAVE_PATIENCE = NumberSetting(
+    "BAKALARI_TOKEN_SAVE_PATIENCE_SECONDS", 60.0, minimum=0, maximum=3600, unit="seconds"
+)
+PATIENCE_SETTING = SAVE_PATIENCE.name
 MAX_BACKOFF_SECONDS = 2.0
 logger = logging.getLogger("sync_pipelines.bakalari")
 
@@ -116,7 +119,7 @@ class TokensAtRisk(SyncError):
 
 
 def save_patience() -> float:
-    return float(env_number(PATIENCE_SETTING, DEFAULT_PATIENCE_SECONDS, minimum=0, unit="seconds"))  # type: ignore[arg-type]
+    return SAVE_PATIENCE.number()
 
 
 class TokenStore:
@@ -234,8 +237,8 @@ class TokenStore:
 
 # -- the operator ------------------------------------------------------------------------------------------------
 class OperatorSession:
-    """The operator (teacher) account: password grant; a 401 refreshes (or logs in anew) once, a second one ends
-    the run."""
+    """The operator account (a school administrator's or a teacher's): password grant; a 401 refreshes (or logs in
+    anew) once, a second one ends the run."""
 
     def __init__(self, client: BakalariClient, username: str, password: str) -> None:
         self.client = client
@@ -279,7 +282,8 @@ def _operator_refused(refusal: Refusal) -> Exception:
 
 @dataclass
 class SchoolReading:
-    """The operator's view: the timetable's lookup tables and every (subject, teacher) pair with e-mails."""
+    """The operator's view: its timetable's lookup tables and the (subject, teacher) pairs, with e-mails, of its
+    ``/api/3/subjects``; a teacher's account sees that teacher's lessons only."""
 
     lookups: SchoolLookups
     subject_rows: list[SubjectRow]

@@ -68,7 +68,8 @@ class SubjectRow:
 
 @dataclass
 class SchoolLookups:
-    """What the operator (teacher) account sees of the whole school."""
+    """What one account's timetable lists: a school administrator's covers the school, a teacher's only the
+    classes, groups, subjects of that teacher's lessons and the teacher alone."""
 
     classes: list[ClassInfo] = field(default_factory=list)
     groups: list[GroupInfo] = field(default_factory=list)

@@ -57,7 +57,7 @@ class BakalariClient:
                 body = {}
             body = body if isinstance(body, dict) else {}
             # The server's words go through the redactor before they are cut (``excerpt``): a body may echo
-            # the refresh token that was just sent.
+            # the refresh token that was just sent (and any e-mail or value it was sent is masked already).
             raise LoginRefused(
                 self.api.excerpt(body.get("error") or f"HTTP {response.status_code}", 80),
                 self.api.excerpt(body.get("error_description") or ""),
@@ -82,6 +82,6 @@ class BakalariClient:
         response = await self.api.request("GET", full_path, params=params, auth=auth)
         if response.status_code != 200:
             raise ApiError(
-                "Bakaláři", "GET", f"/{full_path}", f"HTTP {response.status_code}", response.status_code
+                "Bakaláři", "GET", f"/{full_path}", self.api.error_message(response), response.status_code
             )
         return self.api.parse_json(response, "GET", f"/{full_path}")

@@ -19,14 +19,22 @@ EduRPG's login gives it (when no ``"ExternalRef"`` claims that row yet), a subje
 Every plan record compares the row's fields *and* its ``"ExternalRef"`` (the ``ref`` field: internal id and
 metadata), so an unchanged entity plans no write at all, and a missing or stale ref alone is repaired without
 touching the row.
+
+A Bakaláři account sees only its own part of the school: a teacher's timetable holds that teacher's lessons, a
+student's answers that student's class and subjects. The desired state is the union of every answer: the
+operator's and each student's. A student not read this run (another shard, a token that no longer works, past
+``limit``) still shows what EduRPG holds for them: their class and their enrollments' subjects. So an entity is
+judged gone (``find_vanished``) only when no account shows it, this run or as EduRPG holds it, never for lying
+outside one account's view.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from sync_pipelines.defs.bakalari.accounts import MALFORMED, SchoolReading, StudentReading
 from sync_pipelines.defs.bakalari.answers import ClassInfo, SubjectInfo, TeacherInfo, bare_id, edurpg_grade
@@ -74,18 +82,33 @@ def record_shard(key: str) -> str:
     return shard_of(rest)
 
 
+# What an address's local part may hold unquoted (RFC 5322's atext, and dots between atoms); ``%`` is not kept,
+# so the percent-encoding of anything else stays one-to-one.
+_ATEXT = "!#$&'*+-/=?^_`{|}~."
+
+
 def placeholder_email(bakalari_id: str) -> str:
-    return f"{bakalari_id}@{PLACEHOLDER_EMAIL_DOMAIN}"
+    """``<bakalariId>@bakalari.local``, EduRPG's placeholder, as a valid address: a character an address cannot
+    hold unquoted (a space of ``"U  12"``, a letter outside ASCII) is percent-encoded (``U%20%2012``), and so are
+    dots that would open, close or double up the local part."""
+    local = quote(bakalari_id, safe=_ATEXT)
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        local = local.replace(".", "%2E")
+    return f"{local}@{PLACEHOLDER_EMAIL_DOMAIN}"
 
 
 def ref_field(internal_id: str, metadata: Row) -> Row:
     return {REF: {"internalId": internal_id, "metadata": metadata}}
 
 
-def subject_codes(subjects: Iterable[SubjectInfo]) -> dict[str, str]:
-    """``{subject id: code}``: the abbreviation, made unique with the id where two subjects share one."""
+def subject_codes(subjects: Iterable[SubjectInfo], known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{subject id: code}``: the abbreviation, made unique with the id where two subjects share one.
+
+    ``known`` (``{subject id: abbreviation}`` of the subjects EduRPG already tracks) counts too: a run that sees
+    only some subjects (a teacher's view, a shard) gives a subject the code a run seeing them all gives it."""
     subjects = list(subjects)
-    counts = Counter(subject.abbrev for subject in subjects if subject.abbrev)
+    abbrevs = {**(known or {}), **{subject.id: subject.abbrev for subject in subjects}}
+    counts = Counter(abbrev for abbrev in abbrevs.values() if abbrev)
     return {
         subject.id: (
             subject.abbrev
@@ -204,12 +227,17 @@ def build_desired(
     students: list[StudentReading],
     snapshot: EduRpgSnapshot,
     make_id: Callable[[], str] = new_id,
+    *,
+    complete: bool = True,
 ) -> DesiredEntities:
-    """Desired rows for every entity of the school and of the students read, keyed ``<Kind>:<Bakaláři id>``.
+    """Desired rows for every entity the operator's and the students' answers show, keyed
+    ``<Kind>:<Bakaláři id>``.
 
-    Classes, subjects and teachers are complete every run (the operator sees them all); students and
-    enrollments only for the accounts read. Records that cannot be mapped are skipped with a reason, and so
-    are records that point at them.
+    Classes, subjects and teachers are the union of the operator's view (a teacher's timetable holds that
+    teacher's lessons only) and of each student read; students and enrollments only for the accounts read.
+    Records that cannot be mapped are skipped with a reason, and so are records that point at them. ``complete``:
+    the run read every student account EduRPG holds (all shards, no ``limit``), which teachers need to be judged
+    gone (``find_vanished``).
     """
     build = _Builder(snapshot, make_id)
     for problem in school.problems:
@@ -223,9 +251,9 @@ def build_desired(
         *(reading.user.school_class for reading in read if reading.user),
     ]:
         classes.setdefault(class_info.id, class_info)
-    groups: dict[str, list[str]] = {}
-    for group in school.lookups.groups:
-        groups.setdefault(group.class_id, []).append(group.id)
+    groups: dict[str, set[str]] = {}
+    for group in school.lookups.groups:  # a timetable lists a group once per lesson
+        groups.setdefault(group.class_id, set()).add(group.id)
     class_ids: dict[str, str] = {}
     class_problems: dict[str, str] = {}
     for class_id, class_info in classes.items():
@@ -244,7 +272,7 @@ def build_desired(
         metadata = {
             "bakalariClassId": class_id,
             "bakalariClassAbbrev": class_info.abbrev,
-            "bakalariGroupIds": sorted(groups.get(class_id, [])),
+            "bakalariGroupIds": sorted(groups.get(class_id, set())),
         }
         desired = {"id": internal, "name": class_info.abbrev, "grade": grade, **ref_field(internal, metadata)}
         build.add(key, desired, current)
@@ -255,7 +283,11 @@ def build_desired(
         subjects.setdefault(info.id, info)
     for row in [*school.subject_rows, *(row for reading in read for row in reading.subject_rows)]:
         subjects.setdefault(row.subject.id, row.subject)
-    codes = subject_codes(subjects.values())
+    known_codes = {
+        ref["externalId"]: str((ref["metadata"] or {}).get("bakalariSubjectCode") or "")
+        for ref in snapshot.refs_of_type("subject")
+    }
+    codes = subject_codes(subjects.values(), known_codes)
     subject_ids: dict[str, str] = {}
     claimed_codes: dict[str, str] = {}
     for subject_id, info in subjects.items():
@@ -310,7 +342,8 @@ def build_desired(
         build.add(key, {**desired, **ref_field(internal, metadata)}, current)
 
     # -- students and their enrollments ---------------------------------------------------------------------------
-    judged_users: set[str] = set()
+    read_users: set[str] = set()  # EduRPG ids of the students whose answers were read this run
+    judged_users: set[str] = set()  # ... and whose subject list was read whole
     enrollment_refs: set[str] = set()
     for reading in read:
         bakalari_id, user = reading.account.bakalari_id, reading.user
@@ -329,6 +362,7 @@ def build_desired(
             build.skip(key, DEPENDS_ON_SKIPPED, f"class {user.school_class.abbrev!r} skipped: {reason}")
             continue
         internal, current = build.resolve.user(bakalari_id)
+        read_users.add(internal)
         if current and current.get("role") == "OPERATOR":
             role = "OPERATOR"
         desired = {
@@ -379,22 +413,60 @@ def build_desired(
             )
 
     build.out.grade_defaulted.sort()
+    every_account_read = complete and all(reading.ok and not reading.problems for reading in students)
     build.out.vanished = find_vanished(
-        snapshot, set(classes), set(subjects), set(teachers), judged_users, enrollment_refs
+        snapshot,
+        Shown(set(classes), set(subjects), set(teachers) if every_account_read else None),
+        read_users,
+        judged_users,
+        enrollment_refs,
     )
     return build.finish()
 
 
+@dataclass(frozen=True)
+class Shown:
+    """The Bakaláři ids this run's answers showed; ``teachers`` is None when teachers cannot be judged (a student
+    account was not read whole, and EduRPG keeps no link from a teacher to the students they teach)."""
+
+    classes: set[str]
+    subjects: set[str]
+    teachers: set[str] | None
+
+
+def held_for_unread(snapshot: EduRpgSnapshot, read_users: set[str], judged_users: set[str]) -> Shown:
+    """What the students not read this run show, as EduRPG holds it: their class, and their enrollments'
+    subjects (also of the students read whose subject list was incomplete)."""
+    class_ids = {ref["internalId"]: ref["externalId"] for ref in snapshot.refs_of_type("class")}
+    subject_ids = {ref["internalId"]: ref["externalId"] for ref in snapshot.refs_of_type("subject")}
+    classes = {
+        class_ids[row["classId"]]
+        for row in snapshot.users.values()
+        if row["id"] not in read_users and row.get("classId") in class_ids
+    }
+    subjects = {
+        subject_ids[subject]
+        for (user, subject) in snapshot.enrollments
+        if user not in judged_users and subject in subject_ids
+    }
+    return Shown(classes, subjects, None)
+
+
 def find_vanished(
     snapshot: EduRpgSnapshot,
-    class_ids: set[str],
-    subject_ids: set[str],
-    teacher_ids: set[str],
+    shown: Shown,
+    read_users: set[str],
     judged_users: set[str],
     enrollment_refs: set[str],
 ) -> list[VanishedEntity]:
-    """Refs whose Bakaláři entity is gone. Students cannot be judged (an account that stopped working may
-    have left the school or just need a new login); enrollments only for students read completely."""
+    """Refs whose Bakaláři entity no account shows any more: not the answers read this run (``shown``), and not
+    what EduRPG holds for the students not read (``held_for_unread``). A class or subject outside the
+    operator's view, or known only to students of other shards, is therefore never judged gone. Teachers are
+    judged only when ``shown.teachers`` is known (every student account read whole). Students cannot be judged
+    (an account that stopped working may have left the school or just need a new login); enrollments only for
+    students read completely."""
+    held = held_for_unread(snapshot, read_users, judged_users)
+    class_ids, subject_ids = shown.classes | held.classes, shown.subjects | held.subjects
     vanished: list[VanishedEntity] = []
 
     def add(kind: str, ref: Row, name: str | None) -> None:
@@ -417,7 +489,11 @@ def find_vanished(
             add("Subject", ref, (snapshot.subjects.get(ref["internalId"]) or {}).get("name"))
     for ref in snapshot.refs_of_type("user"):
         metadata = ref["metadata"] or {}
-        if metadata.get("bakalariUserType") == "teacher" and ref["externalId"] not in teacher_ids:
+        if (
+            shown.teachers is not None
+            and metadata.get("bakalariUserType") == "teacher"
+            and ref["externalId"] not in shown.teachers
+        ):
             add("User", ref, (snapshot.users.get(ref["internalId"]) or {}).get("name"))
     for ref in snapshot.refs_of_type("enrollment"):
         metadata = ref["metadata"] or {}

@@ -1,6 +1,7 @@
 """The Bakaláři sync as a source for the engine: the school as Bakaláři shows it, EduRPG's rows as they are.
 
-Reading: the operator account's lookups (once per run, every shard); the run's shards' student accounts,
+Reading: the operator account's lookups (once per run, every shard: what that account sees, a teacher's own
+lessons or more); the run's shards' student accounts,
 concurrently, each token rotated and committed first; EduRPG's rows, all at the same time. A batch is written
 in one transaction (``writer``). Vanished entities are reported in ``"SystemLog"``, never deleted. A real run is
 bracketed by ``sync_start`` and ``sync_ok``/``sync_fail`` rows in ``"SystemLog"``, shaped as EduRPG's own sync
@@ -163,12 +164,12 @@ class BakalariSource(ApiSource):
         assert not isinstance(students_read, BaseException)
         self.readings, self.students_seconds = students_read
         scope.log.info(
-            f"operator account: {len(school.lookups.classes)} classes, {len(school.lookups.groups)} groups, "
-            f"{len(school.lookups.subjects)} subjects, {len(school.lookups.teachers)} teachers; "
+            f"operator account sees {len(school.lookups.classes)} classes, {len(school.lookups.groups)} group "
+            f"entries, {len(school.lookups.subjects)} subjects, {len(school.lookups.teachers)} teachers; "
             f"{len(accounts)} student account(s) read in {self.students_seconds:.1f} s; {self.requests} requests; "
             f"{tokens.saved} rotated token(s) committed to EduRPG"
         )
-        self.entities = entities = build_desired(school, self.readings, snapshot)
+        self.entities = entities = build_desired(school, self.readings, snapshot, complete=scope.complete)
         self._warn(scope)
         account_skips = [Skip(r.key, r.category, r.reason or "") for r in self.readings if r.category]
         failing = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -51,6 +52,17 @@ def _b64url_json(part: str) -> object:
     return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
 
 
+def _unix_seconds(value: object) -> float | None:
+    """An ``exp`` claim as Unix seconds: a finite number, else None (a claim of 400 digits, ``Infinity`` or
+    ``NaN`` is no time: converting it would raise, or a later subtraction would)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return None  # far past any date a float keeps to the second
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) else None
+
+
 def classify(token: str | None) -> StoredToken:
     """An access token (JWT, ``exp`` read unverified) or a refresh token (anything else, including nothing)."""
     parts = (token or "").strip().split(".")
@@ -62,7 +74,6 @@ def classify(token: str | None) -> StoredToken:
         return StoredToken(REFRESH)
     if not isinstance(header, dict) or not isinstance(payload, dict):
         return StoredToken(REFRESH)
-    exp = payload.get("exp")
-    expires_at = float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    expires_at = _unix_seconds(payload.get("exp"))
     account = payload.get("bak:UserId") or payload.get("sub")
     return StoredToken(ACCESS, expires_at, str(account) if account else None)

@@ -4,14 +4,17 @@ from datetime import timedelta
 
 import dagster as dg
 
+from sync_pipelines.core.settings import api_settings
+from sync_pipelines.defs.bakalari.accounts import SAVE_PATIENCE
 from sync_pipelines.defs.bakalari.checks import (
     bakalari_students_needing_login,
     edurpg_external_refs_resolve,
     edurpg_unique_bakalari_ids,
 )
+from sync_pipelines.defs.bakalari.history import bakalari_history
 from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
 from sync_pipelines.defs.bakalari.source import TARGET, BakalariSource
-from sync_pipelines.defs.shared.sync_spec import ScheduleSpec, SourceInputs, SyncSpec
+from sync_pipelines.defs.shared.sync_spec import HistorySpec, ScheduleSpec, SourceInputs, SyncSpec
 
 
 def bakalari_source(run: SourceInputs) -> BakalariSource:
@@ -26,6 +29,7 @@ BAKALARI_SYNC = SyncSpec(
     pool="bakalari_api",
     tags={"sync/target": "edurpg", "sync/api": "bakalari"},
     required_variables=("BAKALARI_URL", "BAKALARI_USERNAME", "BAKALARI_PASSWORD", "EDURPG_DATABASE_URL"),
+    settings=(*api_settings("BAKALARI"), SAVE_PATIENCE),
     resources={
         "bakalari": BakalariResource(
             url=dg.EnvVar("BAKALARI_URL"),
@@ -36,6 +40,7 @@ BAKALARI_SYNC = SyncSpec(
     },
     source=bakalari_source,
     checks=(edurpg_external_refs_resolve, edurpg_unique_bakalari_ids, bakalari_students_needing_login),
+    record_history=HistorySpec("a Bakaláři id or an EduRPG user id", bakalari_history),
     # The old cron's school-hours variant: BAKALARI_SYNC_CRON="0,15,30,45 7-17 * * 1-5".
     schedule=ScheduleSpec(
         name="bakalari_sync_every_15_minutes",

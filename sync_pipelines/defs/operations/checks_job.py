@@ -11,6 +11,7 @@ its ``records_synced`` is left out: it reports on a sync run's records, which th
 
 import dagster as dg
 
+from sync_pipelines.defs.operations.run_workers import run_worker_executor
 from sync_pipelines.defs.shared.run_report import RECORDS_CHECK
 from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.defs.systems import enabled_systems
@@ -35,6 +36,6 @@ def checks_selection() -> dg.AssetSelection:
 sync_checks = dg.define_asset_job(
     name="sync_checks",
     selection=checks_selection(),
-    executor_def=dg.in_process_executor,
+    executor_def=run_worker_executor,
     description="The enabled systems' asset checks against the live systems; writes nothing to RT, EduRPG or ZLV.",
 )

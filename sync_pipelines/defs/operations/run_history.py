@@ -1,32 +1,44 @@
 """Run history upkeep: Dagster never prunes old runs, so a weekly job deletes finished runs older than N days,
-and the sync state's audit rows, saved plans and stale write-ahead rows older than their own retention: they
-hold old values of the targets' fields (names, emails, grades), which must not outlive the organisation's policy.
+and the sync state's audit rows, record history (runs and their per-record outcomes), saved plans and stale
+write-ahead rows older than their own retention: they hold old values of the targets' fields (names, emails,
+grades) and what each run did to each person's record, which must not outlive the organisation's policy.
 """
 
-import os
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 from pydantic import Field
 
-from sync_pipelines.core.env import env_number
+from sync_pipelines.core.env import NumberSetting
+from sync_pipelines.core.settings import (
+    AUDIT_RETENTION,
+    PLAN_RETENTION,
+    RUN_RETENTION,
+    WRITE_AHEAD_RETENTION,
+)
+from sync_pipelines.defs.operations.run_workers import run_worker_executor
+from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.systems import schedule_timezone
 from sync_pipelines.sync.replay import PLAN_AGE_SETTING, plan_max_age
 
-# What the sync state keeps, the setting of its retention in days, and the default.
-STATE_RETENTION = {
-    "audit": ("SYNC_AUDIT_RETENTION_DAYS", 365),
-    "plans": ("SYNC_PLAN_RETENTION_DAYS", 30),
-    "write_ahead": ("SYNC_WRITE_AHEAD_RETENTION_DAYS", 30),
+# What the sync state keeps, and the setting of its retention in days. Record history's runs and outcomes go
+# with the audit rows they explain.
+STATE_RETENTION: dict[str, NumberSetting] = {
+    "audit": AUDIT_RETENTION,
+    "outcomes": AUDIT_RETENTION,
+    "runs": AUDIT_RETENTION,
+    "plans": PLAN_RETENTION,
+    "write_ahead": WRITE_AHEAD_RETENTION,
 }
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
 def default_retention_days() -> int:
-    raw = os.environ.get("SYNC_RUN_RETENTION_DAYS", "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else 90
+    """``SYNC_RUN_RETENTION_DAYS`` (90): a value that is not a whole number of days from 1 to 36500 is refused in
+    one line naming it, never replaced by the default."""
+    return int(RUN_RETENTION.number())
 
 
 class PruneRunHistoryConfig(dg.Config):
@@ -52,6 +64,7 @@ def prune_runs(instance: dg.DagsterInstance, older_than: datetime, dry_run: bool
 
 
 @dg.op(description="Deletes finished runs, and their events, older than the retention period.")
+@reported_as_failures
 def prune_old_runs(context: dg.OpExecutionContext, config: PruneRunHistoryConfig) -> dg.Output[int]:
     days = config.older_than_days or default_retention_days()
     cutoff = datetime.now(timezone.utc) - timedelta(days=days)
@@ -70,19 +83,17 @@ class PruneSyncStateConfig(dg.Config):
 def state_retention() -> dict[str, timedelta]:
     """Each kind of state row's retention from its setting; saved plans are kept at least as long as one may
     be applied (``SYNC_PLAN_MAX_AGE_HOURS``), so pruning never takes a plan still under review."""
-    retention = {
-        name: timedelta(days=float(env_number(setting, default, minimum=1, unit="days")))  # type: ignore[arg-type]
-        for name, (setting, default) in STATE_RETENTION.items()
-    }
+    retention = {name: timedelta(days=setting.number()) for name, setting in STATE_RETENTION.items()}
     retention["plans"] = max(retention["plans"], plan_max_age())
     return retention
 
 
 @dg.op(
-    description="Deletes the sync state's audit rows, saved plans and stale write-ahead rows older than their "
-    f"retention ({', '.join(setting for setting, _ in STATE_RETENTION.values())}; plans at least "
-    f"{PLAN_AGE_SETTING})."
+    description="Deletes the sync state's audit rows, record history, saved plans and stale write-ahead rows "
+    f"older than their retention ({', '.join(dict.fromkeys(setting.name for setting in STATE_RETENTION.values()))}; "
+    f"plans at least {PLAN_AGE_SETTING})."
 )
+@reported_as_failures
 def prune_sync_state(context: dg.OpExecutionContext, config: PruneSyncStateConfig) -> dg.Output[dict]:
     now = datetime.now(timezone.utc)
     retention = state_retention()
@@ -103,10 +114,11 @@ def prune_sync_state(context: dg.OpExecutionContext, config: PruneSyncStateConfi
 
 @dg.job(
     name="prune_run_history",
-    executor_def=dg.in_process_executor,
+    executor_def=run_worker_executor,
     tags={"sync/maintenance": "true"},
     description="Delete finished runs older than SYNC_RUN_RETENTION_DAYS (default 90) and the sync state's audit "
-    "rows, saved plans and stale write-ahead rows older than their retention settings; dry_run: true only counts.",
+    "rows, record history, saved plans and stale write-ahead rows older than their retention settings; dry_run: "
+    "true only counts.",
 )
 def prune_run_history() -> None:
     prune_old_runs()
@@ -120,5 +132,5 @@ prune_run_history_weekly = dg.ScheduleDefinition(
     execution_timezone=schedule_timezone(),
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Sundays at 04:00: delete finished runs older than SYNC_RUN_RETENTION_DAYS (default 90), and the "
-    "sync state's audit rows, saved plans and stale write-ahead rows older than their retention.",
+    "sync state's audit rows, record history, saved plans and stale write-ahead rows older than their retention.",
 )

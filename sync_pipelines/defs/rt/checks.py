@@ -10,8 +10,9 @@ import pandas as pd
 
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.rt.desired import desired_custom_fields
+from sync_pipelines.defs.rt.fields import as_rt_takes, held_as_wanted
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
-from sync_pipelines.defs.rt.source import TARGET, read_current, require_user_fields
+from sync_pipelines.defs.rt.source import TARGET, read_current, require_user_fields, synced_fields
 from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.shared.sync_spec import Prerequisite
 from sync_pipelines.sync.plan import plan_changes
@@ -64,12 +65,16 @@ def rt_matches_students(
         students, grade_field, student_id_field, request_tracker.grade_mode(), set(SHARD_KEYS), date.today()
     )
 
-    async def read() -> tuple[dict, dict]:
+    async def read() -> tuple[dict, dict, dict]:
+        # Compared as the sync compares: a Select's values as RT takes them, a value its list lacks left out.
         async with request_tracker.client() as rt:
-            return await read_current(rt, list(desired), [grade_field, student_id_field])
+            fields = await synced_fields(rt, (grade_field, student_id_field))
+            wanted, _ = as_rt_takes(desired, fields)
+            current, failures = await read_current(rt, list(wanted), [grade_field, student_id_field])
+            return wanted, held_as_wanted(current, wanted, fields), failures
 
-    current, failures = asyncio.run(read())
-    plan = plan_changes("rt", {k: v for k, v in desired.items() if k not in failures}, current)
+    wanted, current, failures = asyncio.run(read())
+    plan = plan_changes("rt", {k: v for k, v in wanted.items() if k not in failures}, current)
     drifted = plan.to_write
     examples = {
         record.key: {

@@ -12,7 +12,10 @@ What RT 5 does that shapes this client (see docs/benchmarks.md):
 - a PUT answers 200 with messages quoting old and new values: ``messages.read_reply`` reads them by grammar, and a
   change no message confirms is not written;
 - every token-authenticated request costs RT a bcrypt check: users are read 100 to a page
-  (``GET /users?fields=id,Name,CustomFields``), not one GET each.
+  (``GET /users?fields=id,Name,CustomFields``), not one GET each;
+- a field's type and MaxValues come with the field listing the sync reads anyway (``fields=...,Type,MaxValues``); a
+  Select's values come with its record (``GET /customfield/{id}`` lists them all, in their order, in ``Values``:
+  one request, where ``/customfield/{id}/values`` pages them 20 at a time with no next link).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from sync_pipelines.core.errors import ApiError, SyncError, UnconfirmedError
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.paging import PageNumberPaginator, collect
+from sync_pipelines.defs.rt.fields import holds
 from sync_pipelines.defs.rt.messages import Reply, read_reply
 
 MAX_PAGES = 100  # 10,000 user custom fields: far beyond any real RT, so something is wrong
@@ -46,11 +50,18 @@ class RtRecordError(SyncError):
     """One user could not be read or written; the run goes on without it."""
 
 
+# RT's own list of values; another class (``ValuesClass``) gives a Select's values from outside RT, unchecked.
+RT_VALUES_CLASS = "RT::CustomFieldValues"
+
+
 @dataclass(frozen=True)
 class UserField:
     id: str
     name: str
     disabled: bool
+    type: str = "Freeform"
+    max_values: int = 1
+    own_values: bool = True  # its values (a Select's) are RT's own list, which RT checks values against
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,24 @@ class UsersPage:
 
 def _truthy(value: Any) -> bool:
     return str(value or "0").strip() not in ("", "0")
+
+
+def whole_number(value: Any, digits: int = 18) -> int | None:
+    """A count or an id from RT's answer (RT gives numbers as JSON numbers or as strings of digits): the number
+    when it is a whole one of at most ``digits`` digits, else None. Measured before it is converted: a string of
+    10,000 digits is never handed to ``int()`` (which refuses past 4,300), nor ``"²"`` (a digit to ``isdigit``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if 0 <= value < 10**digits else None
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if 0 < len(text) <= digits and text.isascii() and text.isdigit() else None
+    return None
+
+
+def _max_values(value: Any) -> int:
+    """RT's ``MaxValues`` (0 is unlimited); 1 when RT gives none that can be read."""
+    number = whole_number(value, 9)
+    return 1 if number is None else number
 
 
 def field_values(custom_fields: Any, fields: list[str]) -> dict[str, Any]:
@@ -109,11 +138,18 @@ class RequestTrackerClient:
         items = await collect(
             CUSTOM_FIELD_PAGES,
             page,
-            {"fields": "Name,LookupType,Disabled", "find_disabled_rows": "1"},
+            {"fields": "Name,LookupType,Disabled,Type,MaxValues,ValuesClass", "find_disabled_rows": "1"},
             error=lambda message: ApiError("RT", "POST", "customfields", message),
         )
         fields = [
-            UserField(str(item.get("id")), str(item["Name"]), _truthy(item.get("Disabled")))
+            UserField(
+                str(item.get("id")),
+                str(item["Name"]),
+                _truthy(item.get("Disabled")),
+                str(item.get("Type") or "Freeform"),
+                _max_values(item.get("MaxValues")),
+                str(item.get("ValuesClass") or RT_VALUES_CLASS) == RT_VALUES_CLASS,
+            )
             for item in items
             if isinstance(item, dict) and item.get("Name")
         ]
@@ -122,6 +158,18 @@ class RequestTrackerClient:
     async def user_custom_field_names(self) -> list[str]:
         """Names of the enabled custom fields that apply to users (LookupType ``RT::User``)."""
         return [field.name for field in (await self.user_custom_fields()).fields if not field.disabled]
+
+    async def select_values(self, field_id: str) -> tuple[str, ...] | None:
+        """A Select's values, in their order, from its record (``GET /customfield/{id}``); None when the record
+        lists none (an RT that does not give them there)."""
+        path = f"customfield/{field_id}"
+        status, body = await self.api.request_json("GET", path)
+        if status != 200 or not isinstance(body, dict):
+            raise ApiError("RT", "GET", path, f"HTTP {status}: {self.api.excerpt(body)}", status=status)
+        values = body.get("Values")
+        if not isinstance(values, list):
+            return None
+        return tuple(str(value) for value in values if isinstance(value, (str, int, float)))
 
     async def applied_user_field_names(self) -> list[str] | None:
         """Names of the user custom fields RT shows on a user record (those applied to users), read from one user;
@@ -154,18 +202,19 @@ class RequestTrackerClient:
         users: dict[str, dict[str, Any]] = {}
         last_id: int | None = None
         for item in items:
-            if not isinstance(item, dict) or not str(item.get("id", "")).isdigit():
+            user_id = whole_number(item.get("id")) if isinstance(item, dict) else None
+            if user_id is None:
                 continue
-            users[str(item["id"])] = {
+            users[str(user_id)] = {
                 "disabled": False,
                 "values": field_values(item.get("CustomFields"), fields),
             }
-            last_id = max(last_id or 0, int(item["id"]))
-        pages = body.get("pages")
+            last_id = max(last_id or 0, user_id)
+        pages = whole_number(body.get("pages"), 9)
         answered = body.get("page")
         page = answered if isinstance(answered, int) and not isinstance(answered, bool) else page
         more = USER_PAGES.next in body or (pages is None and len(items) >= PER_PAGE)
-        return UsersPage(users, page, int(pages) if pages is not None else None, more, last_id)
+        return UsersPage(users, page, pages, more, last_id)
 
     async def user_record(self, user_id: str, fields: list[str]) -> dict[str, Any]:
         """``{"disabled": bool, "values": {field: value}}`` for one user."""
@@ -193,7 +242,7 @@ class RequestTrackerClient:
 
         async def applied() -> bool:
             values = (await self.user_record(user_id, list(fields)))["values"]
-            return all(_held(values.get(name), value) for name, value in fields.items())
+            return all(holds(values.get(name), value) for name, value in fields.items())
 
         attempt = 0
         while True:
@@ -223,7 +272,3 @@ class RequestTrackerClient:
         if isinstance(body, dict) and "message" in body:
             return repr(self.api.excerpt(body["message"]))
         return repr(self.api.excerpt(body, 100))
-
-
-def _held(held: Any, wanted: Any) -> bool:
-    return (held in (None, "", [])) if wanted in (None, "") else str(held) == str(wanted)

@@ -111,7 +111,8 @@ class Reply:
 
 def read_reply(messages: Iterable[object], changed: Mapping[str, str | None]) -> Reply:
     """``changed`` is ``{field: value asked for}`` for the fields that differed; each needs a confirming message."""
-    texts = tuple(str(message) for message in messages)
+    # RT answers ``null`` for a value of a multi-value field it holds already in another case: it says nothing.
+    texts = tuple(str(message) for message in messages if message is not None)
     parsed = [parse_message(text, changed) for text in texts]
     confirmed: list[str] = []
     unconfirmed: list[str] = []

@@ -3,7 +3,9 @@
 Desired values come from the validated students table (pure, see ``desired``); current values are read from RT
 in pages of 100 users (one GET each for a few users), only for users not remembered from earlier runs; a batch is
 written with one PUT per user, and a change counts as written only when RT's reply confirms it. Before anything
-is read, RT must have both configured user custom fields, enabled and applied to users.
+is read, RT must have both configured user custom fields, enabled and applied to users; their types are read once
+per run, and values are sent and compared as RT takes and compares them (``fields``: a Select's list spelling, a
+held value in another case kept, a value the list lacks reported once and not sent).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from sync_pipelines.core.paging import PageProgress
 from sync_pipelines.defs.rt.client import (
     PER_PAGE,
     USER_PAGES,
+    FieldListing,
     RequestTrackerClient,
     RtRecordError,
     UsersPage,
 )
 from sync_pipelines.defs.rt.desired import desired_custom_fields, record_shard
+from sync_pipelines.defs.rt.fields import SELECT, NotListed, RtField, as_rt_takes, held_as_wanted, holds
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.defs.shared.api_source import ApiSource
 from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
@@ -51,6 +55,25 @@ async def require_user_fields(rt: RequestTrackerClient, wanted: tuple[str, ...])
 
     Returns the names of the enabled user custom fields RT has.
     """
+    listing = await _required_fields(rt, wanted)
+    return [field.name for field in listing.fields if not field.disabled]
+
+
+async def synced_fields(rt: RequestTrackerClient, wanted: tuple[str, ...]) -> dict[str, RtField]:
+    """``require_user_fields``' checks, then each of ``wanted`` as RT defines it: its type and MaxValues from the
+    field listing those checks read, and a Select's values from its record (one GET per Select field)."""
+    listing = await _required_fields(rt, wanted)
+    enabled = {field.name: field for field in listing.fields if not field.disabled}
+    fields = {}
+    for name in wanted:
+        field = enabled[name]
+        own_list = field.type == SELECT and field.own_values
+        listed = await rt.select_values(field.id) if own_list else None
+        fields[name] = RtField(field.id, name, field.type, field.max_values, listed)
+    return fields
+
+
+async def _required_fields(rt: RequestTrackerClient, wanted: tuple[str, ...]) -> FieldListing:
     listing = await rt.user_custom_fields()
     if not listing.fields:
         if not listing.total_known:
@@ -88,7 +111,7 @@ async def require_user_fields(rt: RequestTrackerClient, wanted: tuple[str, ...])
                 "ignores every write to it (PUT answers 200 with no message). Apply it to users in RT (Admin > "
                 "Custom Fields > the field > Applies to), or point the setting at a field that is",
             )
-    return available
+    return listing
 
 
 def _record_values(key: str, record: dict[str, Any], current: dict, failures: dict) -> None:
@@ -211,6 +234,10 @@ class RtSource(ApiSource):
         self.fields = list(resource.fields())
         self.rt: RequestTrackerClient | None = None
         self.student_ids: dict[str, str] = {}
+        # This run's fields as RT defines them, the values sent (as RT takes them), and those never sent.
+        self.definitions: dict[str, RtField] = {}
+        self.wanted: dict[str, dict[str, Any]] = {}
+        self.not_listed = NotListed()
 
     def shard_of(self, key: str) -> str:
         return record_shard(key)
@@ -241,10 +268,14 @@ class RtSource(ApiSource):
             self.today,
         )
         assert self.rt is not None
-        await require_user_fields(self.rt, (grade_field, student_id_field))
+        self.definitions = await synced_fields(self.rt, (grade_field, student_id_field))
         records = dict(scope.config.take(list(desired.items())))
         self.student_ids = {key: str(values[student_id_field]) for key, values in records.items()}
-        return Desired(records, skips)
+        self.wanted, self.not_listed = as_rt_takes(records, self.definitions)
+        settings = {grade_field: "RT_GRADE_FIELD", student_id_field: "RT_STUDENT_ID_FIELD"}
+        for line in self.not_listed.lines(settings):
+            scope.log.warning(line)
+        return Desired(dict(self.wanted), skips)
 
     async def read_current(self, keys: list[str]) -> Current:
         assert self.rt is not None
@@ -253,7 +284,11 @@ class RtSource(ApiSource):
         values, failures = await read_current(
             self.rt, sorted(keys, key=lambda key: (len(key), key)), self.fields
         )
-        return Current(dict(values), failures)
+        return Current(held_as_wanted(values, self.wanted, self.definitions), failures)
+
+    def _held(self, name: str, held: Any, wanted: Any) -> bool:
+        field = self.definitions.get(name)
+        return field.counts_as(held, wanted) if field is not None else holds(held, wanted)
 
     async def write(self, batch: list[PlannedRecord]) -> dict[str, str]:
         """One PUT per user carrying the fields the plan changes and no other: a field the plan does not change is
@@ -274,7 +309,7 @@ class RtSource(ApiSource):
                     # No message and no refusal: RT may have made the change already (a PUT resent after a timeout
                     # answers []); what RT holds now decides.
                     values = (await rt.user_record(record.key, list(changed)))["values"]
-                    if all(_same(values.get(name), value) for name, value in changed.items()):
+                    if all(self._held(name, values.get(name), value) for name, value in changed.items()):
                         return
                 failures[record.key] = reply.reason(rt.api.excerpt)
             except AuthenticationError:
@@ -286,11 +321,11 @@ class RtSource(ApiSource):
         return failures
 
     def metadata(self, outcome: SyncOutcome) -> dict[str, Any]:
-        return {
+        metadata = {
             **self.api_metadata(),
             "invalid_students": dg.MetadataValue.int(self.invalid_students),
         }
-
-
-def _same(held: Any, wanted: Any) -> bool:
-    return (held in (None, "", [])) if wanted in (None, "") else str(held) == str(wanted)
+        if self.not_listed:
+            # {field: {value: users}}: values a Select's list lacks, not sent (the run's warning says which).
+            metadata["values_not_sent"] = dg.MetadataValue.json(self.not_listed.counts())
+        return metadata

@@ -5,10 +5,13 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
+from sync_pipelines.core.settings import api_settings
 from sync_pipelines.defs.rt.checks import RT_CUSTOM_FIELDS_EXIST, rt_matches_students
+from sync_pipelines.defs.rt.history import rt_history
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.defs.rt.source import TARGET, RtSource
-from sync_pipelines.defs.shared.sync_spec import ScheduleSpec, SourceInputs, SyncSpec
+from sync_pipelines.defs.shared.sync_spec import HistorySpec, ScheduleSpec, SourceInputs, SyncSpec
+from sync_pipelines.defs.students.resources import students_database
 
 
 def invalid_students(instance: dg.DagsterInstance) -> int:
@@ -38,6 +41,7 @@ RT_SYNC = SyncSpec(
     pool="rt_api",
     tags={"sync/target": "rt", "sync/api": "rt"},
     required_variables=("STUDENTS_DATABASE_URL", "RT_URL", "RT_TOKEN"),
+    settings=api_settings("RT"),
     resources={
         "request_tracker": RequestTrackerResource(url=dg.EnvVar("RT_URL"), token=dg.EnvVar("RT_TOKEN"))
     },
@@ -47,6 +51,11 @@ RT_SYNC = SyncSpec(
     # rt_matches_students reads every user back from RT: it belongs to sync_checks, not to every sync run.
     checks=(rt_matches_students,),
     prerequisites=(RT_CUSTOM_FIELDS_EXIST,),
+    record_history=HistorySpec(
+        "an RT user id or a student id (student:<id> or rt:<id> where one could be taken for the other)",
+        rt_history,
+        resources={"students_database": students_database()},
+    ),
     schedule=ScheduleSpec(
         name="rt_user_sync_daily",
         default_cron="0 1 * * *",

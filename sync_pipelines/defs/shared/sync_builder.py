@@ -22,8 +22,9 @@ from typing import Any, NoReturn
 
 import dagster as dg
 
-from sync_pipelines.core.env import env_number, env_text
+from sync_pipelines.core.env import env_text
 from sync_pipelines.core.errors import ConfigurationError
+from sync_pipelines.defs.operations.run_workers import run_worker_executor
 from sync_pipelines.defs.shared.own_resources_job import own_resources_asset_job
 from sync_pipelines.defs.shared.run_config import SyncAssetConfig
 from sync_pipelines.defs.shared.run_report import RECORDS_CHECK, RECORDS_CHECK_DESCRIPTION
@@ -165,7 +166,7 @@ def sync_asset_of(spec: SyncSpec, run_upstream: bool = True) -> dg.AssetsDefinit
         pool=spec.pool,
         fresh_within=spec.fresh_within,
         kinds=set(spec.kinds),
-        description=spec.description,
+        description=spec.asset_description,
         ins={name: dg.AssetIn(name) for name in spec.upstream} if run_upstream else {},
         deps=() if run_upstream else spec.upstream,
         required_resource_keys={*spec.resources, "sync_state"},
@@ -192,7 +193,7 @@ def sync_job_of(spec: SyncSpec, run_upstream: bool = True) -> Any:
         )
         | dg.AssetSelection.checks(*own_check_keys(spec)),
         tags=run_tags_of(spec),
-        executor_def=dg.in_process_executor,
+        executor_def=run_worker_executor,
         description=spec.job_description,
     )
 
@@ -201,12 +202,10 @@ def run_tags_of(spec: SyncSpec) -> dict[str, str]:
     """The spec's tags and its ``dagster/max_runtime``, in seconds (``<JOB>_MAX_RUNTIME_SECONDS`` when set and
     valid; a bad value is reported by ``defs.systems`` and the spec's limit kept)."""
     try:
-        seconds = env_number(
-            spec.max_runtime_variable, spec.max_runtime.total_seconds(), kind=int, above=0, unit="seconds"
-        )
+        seconds = spec.max_runtime_setting.number()
     except ConfigurationError:
         seconds = spec.max_runtime.total_seconds()
-    return {**spec.tags, MAX_RUNTIME_TAG: str(int(seconds or 0))}
+    return {**spec.tags, MAX_RUNTIME_TAG: str(int(seconds))}
 
 
 def sync_schedule_of(spec: SyncSpec, job: Any) -> dg.ScheduleDefinition | None:

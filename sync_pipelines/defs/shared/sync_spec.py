@@ -16,7 +16,11 @@ from typing import Any
 
 import dagster as dg
 
+from sync_pipelines.core.env import NumberSetting
+from sync_pipelines.sync.record_history import RecordLookup
 from sync_pipelines.sync.source import SyncSource
+
+MAX_RUNTIME_LIMIT = 7 * 86_400  # seconds; a run going on for a week is hung, whatever the job
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,24 @@ class ScheduleSpec:
 
 
 @dataclass(frozen=True)
+class HistorySpec:
+    """A sync's record history: how a person names one of its records (``names``, for the descriptions) and the
+    domain's ``RecordLookup``, built from the system's resources and a logger."""
+
+    names: str
+    lookup: Callable[[Any, logging.Logger], RecordLookup]
+    # Resources the lookup reads besides the sync's own (RT: the students table, which the sync reads upstream).
+    resources: Mapping[str, Any] = field(default_factory=dict)
+
+    def how_to_ask(self, system: str) -> str:
+        """One sentence for the sync asset's description: how to ask why a record holds its value."""
+        return (
+            f"Why does a record hold its value? Run `python -m sync_pipelines.history {system} <record>`, or the "
+            f"record_history job (config system: {system}, record: ...); a record is {self.names}."
+        )
+
+
+@dataclass(frozen=True)
 class SyncSpec:
     """One sync: the names operators script against and the parts that differ from one sync to another."""
 
@@ -81,6 +103,18 @@ class SyncSpec:
     # does not return).
     checks: Sequence[dg.AssetChecksDefinition] = field(default_factory=tuple)
     prerequisites: Sequence[Prerequisite] = field(default_factory=tuple)
+    # The numeric settings its runs read (``core.settings.api_settings`` and its own): while one is wrong, its runs
+    # fail at once naming it, and the configuration check reports it.
+    settings: tuple[NumberSetting, ...] = ()
+    # ``python -m sync_pipelines.history <system> <record>`` and the ``record_history`` job.
+    record_history: HistorySpec | None = None
+
+    @property
+    def asset_description(self) -> str:
+        """The asset's description, with how to ask why one of its records holds its value."""
+        if self.record_history is None:
+            return self.description
+        return f"{self.description} {self.record_history.how_to_ask(self.system)}"
 
     @property
     def undo_job(self) -> str:
@@ -95,6 +129,18 @@ class SyncSpec:
     def max_runtime_variable(self) -> str:
         """The environment variable that replaces ``max_runtime``, e.g. ``RT_USER_SYNC_MAX_RUNTIME_SECONDS``."""
         return f"{self.job.upper()}_MAX_RUNTIME_SECONDS"
+
+    @property
+    def max_runtime_setting(self) -> NumberSetting:
+        """``max_runtime_variable`` with the spec's limit as its default: whole seconds, up to 7 days."""
+        return NumberSetting(
+            self.max_runtime_variable,
+            int(self.max_runtime.total_seconds()),
+            kind=int,
+            above=0,
+            maximum=MAX_RUNTIME_LIMIT,
+            unit="seconds",
+        )
 
     def checked_assets(self) -> tuple[str, ...]:
         """The assets whose checks ``sync_checks`` runs for this system: the target, the assets it reads and

@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from sync_pipelines.defs.operations.run_workers import run_worker_executor
 from sync_pipelines.defs.shared.definitions import sync_state
 from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.shared.run_config import UndoConfig
@@ -46,7 +47,7 @@ def undo_job(
     @dg.job(
         name=name,
         tags=dict(tags),
-        executor_def=dg.in_process_executor,
+        executor_def=run_worker_executor,
         description=description,
         resource_defs={**resources, "sync_state": sync_state},
     )

@@ -66,3 +66,8 @@ class StudentsDatabase(dg.ConfigurableResource):
         )
         with engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def students_database() -> StudentsDatabase:
+    """The students table the deployment names (``STUDENTS_DATABASE_URL``), read when a run needs it."""
+    return StudentsDatabase(database_url=dg.EnvVar(SETTING))

@@ -11,6 +11,10 @@ A row must fit where it goes: RT's user ids are 32-bit integers (``RT_USER_ID_MA
 the snapshot must be storable as PostgreSQL text and shown in RT, so a NUL or another control character (or a
 lone surrogate from a badly decoded byte) in it keeps the row out, reported, while the other rows go on.
 
+No value of any length or shape stops the read: every parser measures its input before converting it (a string
+by its length, an integer against a power of ten before it is turned into digits, which Python refuses past 4,300),
+so a 10 KB grade is a reported invalid row like any other, and the other rows go on.
+
 ``student_shard`` is the one place a student's shard is computed: the ``students_changed`` sensor (on raw rows)
 and the RT sync (on the validated snapshot) both call it, on the same normalised key (the RT user id as an
 integer's digits, ``'001001'`` -> ``'1001'``; the student id for a student without an RT user).
@@ -28,6 +32,13 @@ from sync_pipelines.sync.shards import shard_of
 
 GRADE_LABELS = ["K", *[str(grade) for grade in range(1, 13)]]
 RT_USER_ID_MAX = 2_147_483_647  # RT's Users.id is a 32-bit integer
+STUDENT_ID_MAX = 255  # characters of a student id, trimmed
+# Longest text read as each field before trimming and converting: room for spaces around the value, never a
+# number too long to convert.
+RAW_ID_MAX = 1024
+RAW_GRADE_MAX = 32  # "kindergarten" with spaces around
+RAW_RT_USER_ID_MAX = 40
+RAW_FLAG_MAX = 16
 _TRUE = frozenset({"1", "t", "true", "y", "yes"})
 _FALSE = frozenset({"0", "f", "false", "n", "no"})
 
@@ -56,25 +67,52 @@ def _blank(value: Any) -> bool:
     )
 
 
+def bounded_text(value: Any, limit: int) -> str | None:
+    """``value`` as text when that text is at most ``limit`` characters, else None, converting nothing longer: a
+    string is measured as it is, an integer against ``10**limit`` before it is turned into digits (Python refuses
+    more than 4,300 of them), any other value turned into text and then measured."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if -(10**limit) < value < 10**limit else None
+    try:
+        text = str(value)
+    except (ValueError, OverflowError):
+        return None
+    return text if len(text) <= limit else None
+
+
 def _show(value: Any, width: int = 40) -> str:
+    """``value`` for a reason: at most ``width`` characters of it, with its length when it was cut."""
+    if isinstance(value, str | bytes) and len(value) > width:
+        return f"{repr(value[:width])[: width - 3]}... ({len(value)} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and bounded_text(value, width) is None:
+        return f"an integer of {value.bit_length()} bits"
     text = repr(value)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def parse_grade(value: Any) -> str | None:
-    """``"K"``/``"k"``/``0``/``"0"`` -> ``"K"``; 1..12 (int or text) -> ``"1"``..``"12"``; anything else -> None."""
+    """``"K"``/``"k"``/``0``/``"0"`` -> ``"K"``; 1..12 (int or text) -> ``"1"``..``"12"``; anything else (text
+    longer than ``RAW_GRADE_MAX`` included) -> None."""
     if _blank(value) or isinstance(value, bool):
         return None
-    text = str(value).strip()
-    if text.upper() in {"K", "KG", "KINDERGARTEN"}:
-        return "K"
     if isinstance(value, float):
-        if not value.is_integer():
+        if not value.is_integer():  # NaN and infinities too
             return None
-        text = str(int(value))
-    if not (text.isascii() and text.isdigit()):
-        return None
-    number = int(text)
+        value = int(value)
+    if isinstance(value, int):
+        number = value
+    else:
+        raw = bounded_text(value, RAW_GRADE_MAX)
+        if raw is None:
+            return None
+        text = raw.strip()
+        if text.upper() in {"K", "KG", "KINDERGARTEN"}:
+            return "K"
+        if not (text.isascii() and text.isdigit()):
+            return None
+        number = int(text)  # at most RAW_GRADE_MAX digits
     if number == 0:
         return "K"
     return str(number) if 1 <= number <= 12 else None
@@ -90,7 +128,9 @@ def parse_rt_user_id(value: Any) -> tuple[bool, int | None]:
     if isinstance(value, float):
         ok = value.is_integer() and 0 < value <= RT_USER_ID_MAX
         return (True, int(value)) if ok else (False, None)
-    text = str(value).strip()
+    if isinstance(value, int):
+        return (True, value) if 0 < value <= RT_USER_ID_MAX else (False, None)
+    text = (bounded_text(value, RAW_RT_USER_ID_MAX) or "").strip()
     if text.isascii() and text.isdigit() and len(text) <= 20 and 0 < int(text) <= RT_USER_ID_MAX:
         return True, int(text)
     return False, None
@@ -103,13 +143,16 @@ def parse_active(value: Any) -> bool | None:
         return value
     if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
         return bool(value) if value in (0, 1) else None
-    text = str(value).strip().lower() if isinstance(value, str) else ""
+    text = (bounded_text(value, RAW_FLAG_MAX) or "").strip().lower() if isinstance(value, str) else ""
     return True if text in _TRUE else False if text in _FALSE else None
 
 
 def _range(raw: dict[str, Any]) -> str:
     """`` up to ...`` when the rejected RT user id is a positive integer too large for RT."""
-    text = str(raw.get("rt_user_id")).strip()
+    value = raw.get("rt_user_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f" up to {RT_USER_ID_MAX} (RT's user ids are 32-bit)" if value > 0 else ""
+    text = (bounded_text(value, RAW_RT_USER_ID_MAX) or "").strip()
     digits = text[:-2] if text.endswith(".0") else text
     return (
         f" up to {RT_USER_ID_MAX} (RT's user ids are 32-bit)" if digits.isascii() and digits.isdigit() else ""
@@ -122,7 +165,10 @@ def student_shard(rt_user_id: Any, student_id: Any) -> str:
     ok, number = parse_rt_user_id(rt_user_id)
     if ok and number is not None:
         return shard_of(str(number))
-    return shard_of("" if _blank(student_id) else str(student_id).strip())
+    if _blank(student_id):
+        return shard_of("")
+    text = student_id if isinstance(student_id, str) else bounded_text(student_id, RAW_ID_MAX)
+    return shard_of((text if text is not None else hex(student_id)).strip())
 
 
 def unstorable(text: str) -> str | None:
@@ -147,20 +193,28 @@ def validate_students(rows: list[dict[str, Any]]) -> tuple[list[StudentRow], lis
     invalid: list[InvalidRow] = []
     for position, raw in enumerate(rows, start=1):
         raw_id = raw.get("student_id")
-        student_id = "" if _blank(raw_id) else str(raw_id).strip()
-        label = student_id or f"row {position}"
-        if not student_id:
-            invalid.append(InvalidRow(label, "empty student id"))
+        if _blank(raw_id):
+            invalid.append(InvalidRow(f"row {position}", "empty student id"))
             continue
+        text = bounded_text(raw_id, RAW_ID_MAX)
+        student_id = text.strip() if text is not None else ""
+        if text is None or len(student_id) > STUDENT_ID_MAX:
+            start = raw_id[:40].strip() if isinstance(raw_id, str) else student_id[:40]
+            shown = "".join(c if unstorable(c) is None else "?" for c in start)
+            invalid.append(
+                InvalidRow(
+                    f"{shown}..." if shown else f"row {position}",
+                    f"student id longer than {STUDENT_ID_MAX} characters",
+                )
+            )
+            continue
+        label = student_id
         problem = unstorable(student_id)
         if problem is not None:
             shown = "".join(c if unstorable(c) is None else "?" for c in label[:40])
             invalid.append(
                 InvalidRow(shown, f"student_id: {problem}; such text cannot be stored or sent to RT")
             )
-            continue
-        if len(student_id) > 255:
-            invalid.append(InvalidRow(label[:40] + "...", "student id longer than 255 characters"))
             continue
         active = parse_active(raw.get("active", True))
         if active is None:

@@ -37,8 +37,8 @@ class CoverageCheckConfig(dg.Config):
 
 @dg.asset_check(
     asset=TARGET,
-    description="Share of users with an email, not deleted, whose kind is NULL (not in Portail DF, ambiguous, "
-    "or never synced); a warning above the threshold (run config max_share_without_kind, default 20%).",
+    description="Share of users with an email, not deleted, whose kind is NULL (not in Portail DF, records that "
+    "disagree, or never synced); a warning above the threshold (run config max_share_without_kind, default 20%).",
 )
 @reported_as_failures
 def user_kinds_coverage(config: CoverageCheckConfig, zlv_database: ZlvDatabase) -> dg.AssetCheckResult:

@@ -114,23 +114,25 @@ class PortailDfClient:
     async def lookup(self, email: str) -> list[dict[str, Any]]:
         """Every record ``GET utilisateurs?email=`` returns for ``email``, following the pages.
 
-        The email is sent as ZLV stores it (URL-encoded), as ZLV's own app and the seed send it: were Portail
-        DF's filter exact, a lower-cased copy would miss every address stored with a capital. The records are
+        The email is sent trimmed of surrounding spaces, its case kept as ZLV stores it (URL-encoded), as ZLV's
+        own app and the seed send it: were Portail DF's filter exact, a lower-cased copy would miss every address
+        stored with a capital, and an address stored with a trailing space would match nothing. The records are
         then matched to the user trimmed and case-insensitively (see mapping): a record whose email merely
-        contains this one is returned by the filter too, and is not taken."""
+        contains this one is returned by the filter too, and is not taken. Pages are asked for by number, so
+        a ``next`` link that comes back as ``http://`` (or broken by a redirect) is only read as "there is
+        more"; a page of ``results`` alone, without ``count`` or ``next``, is the last one."""
 
         async def page(params: dict[str, Any]) -> Any:
             response = await self.api.request("GET", LOOKUP_PATH, params=params, auth=self.auth)
-            body = self.api.parse_json(response, "GET", LOOKUP_PATH)
             if response.status_code != 200:
                 raise PortailDfAnswerError(
-                    SYSTEM, "GET", LOOKUP_PATH, f"HTTP {response.status_code}: {self.api.excerpt(body)}"
+                    SYSTEM, "GET", LOOKUP_PATH, self.api.error_message(response), status=response.status_code
                 )
-            return body
+            return self.api.parse_json(response, "GET", LOOKUP_PATH)
 
         return await collect(
             PAGES,
             page,
-            {"email": email},
+            {"email": email.strip()},
             error=lambda message: PortailDfAnswerError(SYSTEM, "GET", LOOKUP_PATH, message),
         )

@@ -18,11 +18,11 @@ from sync_pipelines.defs.shared.api_source import ApiSource
 from sync_pipelines.defs.user_kinds.database import ZlvUser, ZlvUsers
 from sync_pipelines.defs.user_kinds.lookups import LookupResults, look_up_users
 from sync_pipelines.defs.user_kinds.mapping import (
-    AMBIGUOUS,
     INVALID_ANSWER,
     KIND_METADATA_NAMES,
     NO_EMAIL,
     NOT_FOUND,
+    STRUCTURES_DISAGREE,
 )
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
 from sync_pipelines.sync.config import SyncRunConfig
@@ -55,8 +55,9 @@ def users_in_scope(
 def desired_kinds(
     users: list[ZlvUser], lookups: LookupResults, no_email: list[ZlvUser], clear_not_found: bool = False
 ) -> tuple[Desired, dict[str, dict[str, Value]]]:
-    """Each user's kind from Portail DF's answer, and their current kind; invalid answers and failed lookups
-    are skipped and fail the run. A user not found keeps their kind (the seed's rule), or, with
+    """Each user's kind from Portail DF's answer, and their current kind; answers that cannot be used
+    (``invalid_answer``) and failed lookups are skipped, reported by user id as failing records (retried by the
+    next run), never guessed. A user not found keeps their kind (the seed's rule), or, with
     ``clear_not_found``, gets NULL as ZLV's own login hook gives them."""
     desired: dict[str, dict[str, Value]] = {}
     current: dict[str, dict[str, Value]] = {}
@@ -168,7 +169,10 @@ class UserKindsSource(ApiSource):
             "not_found": dg.MetadataValue.int(
                 sum(1 for o in lookups.outcomes.values() if o.category == NOT_FOUND)
             ),
-            "ambiguous": dg.MetadataValue.int(skips.get(AMBIGUOUS, 0)),
+            "structures_disagree": dg.MetadataValue.int(skips.get(STRUCTURES_DISAGREE, 0)),
+            "several_structures": dg.MetadataValue.int(
+                sum(1 for o in lookups.outcomes.values() if o.kind is not None and o.records > 1)
+            ),
             "invalid_answer": dg.MetadataValue.int(skips.get(INVALID_ANSWER, 0)),
             "lookup_failed": dg.MetadataValue.int(skips.get(LOOKUP_FAILED, 0)),
             "no_email": dg.MetadataValue.int(skips.get(NO_EMAIL, 0)),
@@ -190,18 +194,18 @@ class UserKindsSource(ApiSource):
         return metadata
 
     def shard_metadata(self, outcome: SyncOutcome, shards: frozenset[str]) -> dict[str, dict[str, Any]]:
-        """Per shard: users processed, not found, ambiguous, and the kind distribution."""
+        """Per shard: users processed, not found, with disagreeing structures, and the kind distribution."""
         per_shard: dict[str, Counter[str]] = defaultdict(Counter)
         for record in outcome.plan.records:
             counts = per_shard[shard_of(record.key)]
             counts["processed"] += 1
             looked_up = self.lookups.outcomes.get(record.key)
-            if looked_up is not None and looked_up.category in (NOT_FOUND, AMBIGUOUS):
+            if looked_up is not None and looked_up.category in (NOT_FOUND, STRUCTURES_DISAGREE):
                 counts[looked_up.category] += 1
             kind = record.desired.get("kind") if record.desired else None
             if kind in KIND_METADATA_NAMES:
                 counts[KIND_METADATA_NAMES[kind]] += 1
-        names = ("processed", NOT_FOUND, AMBIGUOUS, *KIND_METADATA_NAMES.values())
+        names = ("processed", NOT_FOUND, STRUCTURES_DISAGREE, *KIND_METADATA_NAMES.values())
         return {
             shard: {name: dg.MetadataValue.int(per_shard[shard][name]) for name in names} for shard in shards
         }

@@ -4,8 +4,10 @@ from datetime import timedelta
 
 import dagster as dg
 
-from sync_pipelines.defs.shared.sync_spec import ScheduleSpec, SourceInputs, SyncSpec
+from sync_pipelines.core.settings import api_settings
+from sync_pipelines.defs.shared.sync_spec import HistorySpec, ScheduleSpec, SourceInputs, SyncSpec
 from sync_pipelines.defs.user_kinds.checks import user_kinds_coverage, user_kinds_valid_values
+from sync_pipelines.defs.user_kinds.history import user_kind_history
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
 from sync_pipelines.defs.user_kinds.source import TARGET, UserKindsSource
 
@@ -22,6 +24,7 @@ USER_KINDS_SYNC = SyncSpec(
     pool="portaildf_api",
     tags={"sync/target": "zlv", "sync/api": "portaildf"},
     required_variables=("PORTAILDF_API_URL", "PORTAILDF_USERNAME", "PORTAILDF_PASSWORD", "ZLV_DATABASE_URL"),
+    settings=api_settings("PORTAILDF"),
     resources={
         "portaildf": PortailDfResource(
             api_url=dg.EnvVar("PORTAILDF_API_URL"),
@@ -32,6 +35,7 @@ USER_KINDS_SYNC = SyncSpec(
     },
     source=user_kinds_source,
     checks=(user_kinds_valid_values, user_kinds_coverage),
+    record_history=HistorySpec("a ZLV user id or e-mail", user_kind_history),
     schedule=ScheduleSpec(
         name="user_kind_sync_daily",
         default_cron="0 3 * * *",
