@@ -34,7 +34,7 @@ PERSONAL = Disclosure(personal={"User": ("name",)})
 def planned(records: list[PlannedRecord], failing: dict[str, str] | None = None) -> PlannedRun:
     plan = SyncPlan("t", records)
     outcome = SyncOutcome("t", plan, Desired({}), Current({}), Settlement("t", []), False)
-    return PlannedRun(outcome, failing=failing or {})
+    return PlannedRun(outcome, unusable=failing or {})
 
 
 def event(run: str, status: str, field: str | None = "kind", minutes: int = 0, **values) -> HistoryEvent:

@@ -20,6 +20,7 @@ from sync_pipelines.defs.bakalari.accounts import save_patience
 from sync_pipelines.defs.operations.run_history import default_retention_days, state_retention
 from sync_pipelines.defs.operations.run_workers import CHECK_INTERVAL, check_interval_seconds
 from sync_pipelines.defs.rt.sync import RT_SYNC
+from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_builder import build_sync, run_tags_of
 from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.defs.systems import REQUIRED_VARIABLES, configuration_problems
@@ -149,7 +150,7 @@ def test_the_configuration_check_reports_every_wrong_numeric_setting_once(
 
 
 def test_a_wrong_setting_of_an_enabled_system_fails_its_runs_in_one_line_naming_it(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """``RT_REQUESTS_PER_SECOND=nan``: the RT sync is defined as not runnable, and the check that guards it fails
     with the variable's line, not "1 blocking asset check failed"."""
@@ -174,7 +175,10 @@ def test_a_wrong_setting_of_an_enabled_system_fails_its_runs_in_one_line_naming_
             selection=dg.AssetSelection.checks(
                 dg.AssetCheckKey(dg.AssetKey("rt_user_custom_fields"), "rt_custom_fields_exist")
             ),
-            resources=dict(built.definitions.resources),
+            resources={
+                **built.definitions.resources,
+                "sync_state": SyncStateResource(database_url=f"sqlite:///{tmp_path}/state.db"),
+            },
             instance=instance,
             raise_on_error=False,
         )
