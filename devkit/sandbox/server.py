@@ -35,6 +35,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # How many times a server asks for another free port when the one it was given was taken in the meantime
 # (another pytest-xdist worker may bind the same port between ``free_port`` closing it and the server binding it).
 BIND_ATTEMPTS = 5
+# How long a stopping stand-in waits for the answers in flight before it cuts them (aiohttp waits 60 s by default):
+# an answer a test held back (``slow_seconds``) would otherwise hold the stop, and the test, until then.
+STOP_GRACE_SECONDS = 1.0
 
 
 @dataclass
@@ -371,7 +374,7 @@ class ThreadedSandbox(SandboxHandle):
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(self.sandbox.app, access_log=None)
+        self._runner = web.AppRunner(self.sandbox.app, access_log=None, shutdown_timeout=STOP_GRACE_SECONDS)
         self._loop.run_until_complete(self._runner.setup())
         for attempt in range(BIND_ATTEMPTS):
             site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=1024)
@@ -489,7 +492,15 @@ class SandboxProcess(SandboxHandle):
 
 def serve_forever(sandbox: SandboxApp, port: int) -> None:
     """Serve until interrupted (the command-line entry point)."""
-    web.run_app(sandbox.app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=1024)
+    web.run_app(
+        sandbox.app,
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=None,
+        backlog=1024,
+        shutdown_timeout=STOP_GRACE_SECONDS,
+    )
 
 
 @contextlib.contextmanager
