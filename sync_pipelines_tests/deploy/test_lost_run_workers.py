@@ -223,7 +223,7 @@ class LostWorkerDeployment:
         while not condition():
             if time.monotonic() - started > timeout:
                 raise AssertionError(f"{what}: not within {timeout} s\n{self.log_tails()}")
-            time.sleep(1)
+            time.sleep(0.25)
         return time.monotonic() - started
 
 
