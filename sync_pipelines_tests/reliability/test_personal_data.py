@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote
 
 import pytest
@@ -22,8 +24,6 @@ from devkit.sandbox.sample_data import generate_students
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines_tests.harness.world import SEED, JobResult, SyncWorld, start_world
 
-pytestmark = pytest.mark.e2e
-
 SIZE = 20
 # A student of the student system renamed to something no other text can hold by chance.
 PROBE_STUDENT = ("Quirinella", "Leakprobe-Žďárská")
@@ -33,15 +33,17 @@ PROBE_EMAIL = "Quirin.LEAKPROBE@Ddt-Probe.gouv.fr"
 REVIEW_TABLES = {"sync_audit", "sync_plans"}
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def world(request: pytest.FixtureRequest, postgres_server, tmp_path: Path) -> Iterator[SyncWorld]:
+@pytest.fixture
+def world(postgres_server) -> Iterator[SyncWorld]:
     with ExitStack() as stack:
-        world = start_world(stack, size=SIZE, postgres=postgres_server)
-        if (
-            request.param == "sqlite"
-        ):  # outside DAGSTER_HOME: its audit rows may hold names, Dagster's may not
-            world.env["SYNC_STATE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'sync_state.sqlite'}"
-        yield world
+        yield start_world(stack, size=SIZE, postgres=postgres_server)
+
+
+@pytest.fixture
+def world_with_sqlite_state(world: SyncWorld, tmp_path: Path) -> SyncWorld:
+    """The sync state on SQLite, outside DAGSTER_HOME: its audit rows may hold names, Dagster's may not."""
+    world.env["SYNC_STATE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'sync_state.sqlite'}"
+    return world
 
 
 def _forms(text: str) -> set[str]:
@@ -82,6 +84,31 @@ def seed_probes(world: SyncWorld) -> None:
     )
 
 
+@dataclass
+class Outcome:
+    """A run as the scenario needs it, from either way of running a job."""
+
+    succeeded: bool
+    run_id: str | None
+    output: str  # what the command printed; "" for a run in this process
+
+
+class Runner(Protocol):
+    def __call__(self, world: SyncWorld, job: str, config: dict | None = None, **env: str) -> Outcome: ...
+
+
+def run_command(world: SyncWorld, job: str, config: dict | None = None, **env: str) -> Outcome:
+    """``dagster job execute``, as an operator runs it: its output is checked too."""
+    result = world.run_job(job, config, env={**world.env, **env})
+    return Outcome(result.succeeded, run_id_of(result) if result.succeeded else None, result.output)
+
+
+def run_here(world: SyncWorld, job: str, config: dict | None = None, **env: str) -> Outcome:
+    """The same job in this process, on the world's DAGSTER_HOME instance (its storage is checked)."""
+    result = world.run_in_process(job, config, env={**world.env, **env})
+    return Outcome(result.success, result.run_id, "")
+
+
 def run(world: SyncWorld, job: str, config: dict | None = None, **env: str) -> JobResult:
     return world.run_job(job, config, env={**world.env, **env})
 
@@ -104,7 +131,7 @@ def edit_behind_the_syncs(world: SyncWorld) -> None:
         connection.execute(sa.text("UPDATE users SET kind = 'aucun' WHERE kind IS NOT NULL"))
 
 
-def failing_runs(world: SyncWorld) -> list[JobResult]:
+def failing_runs(world: SyncWorld, run: Runner) -> list[Outcome]:
     """One failing run per sync: an RT user that does not exist (a row error, made to fail the run by a threshold
     of 0 so that its failure line is printed too), refused credentials."""
     students = create_database_engine(world.url("STUDENTS_DATABASE_URL"), "STUDENTS_DATABASE_URL")
@@ -130,10 +157,6 @@ SYNCS = {
 }
 
 
-def dry_run(world: SyncWorld, job: str) -> JobResult:
-    return run(world, job, {"ops": {SYNCS[job][0]: {"config": {"dry_run": True}}}})
-
-
 def run_id_of(result: JobResult) -> str:
     """The run id in ``dagster job execute``'s log lines (``<time> - dagster - <level> - <job> - <run id> - ...``)."""
     line = next(line for line in result.output.splitlines() if " - RUN_SUCCESS - " in line)
@@ -144,32 +167,43 @@ def found(text: str, values: set[str]) -> set[str]:
     return {value for value in values for form in _forms(value) if form in text}
 
 
-def test_no_name_or_email_reaches_dagster_or_the_output(world: SyncWorld) -> None:
+def every_kind_of_run(world: SyncWorld, run: Runner) -> list[Outcome]:
+    """Each sync as an operator runs it: a dry run, a first run, a dry run and a delta run after edits, a failing
+    run, and the undo of the first run."""
     seed_probes(world)
-    outputs = [dry_run(world, job) for job in SYNCS]
+
+    def dry_run(job: str) -> Outcome:
+        return run(world, job, {"ops": {SYNCS[job][0]: {"config": {"dry_run": True}}}})
+
+    outcomes = [dry_run(job) for job in SYNCS]
     firsts = {job: run(world, job) for job in SYNCS}
-    outputs += firsts.values()
-    assert all(result.succeeded for result in outputs), [r.output[-2000:] for r in outputs if not r.succeeded]
+    outcomes += firsts.values()
+    assert all(result.succeeded for result in outcomes), [
+        r.output[-2000:] for r in outcomes if not r.succeeded
+    ]
     edit_behind_the_syncs(world)
     for job in SYNCS:
-        outputs += [dry_run(world, job), run(world, job)]
-        assert outputs[-1].succeeded, outputs[-1].output[-2000:]
-    failing = failing_runs(world)
+        outcomes += [dry_run(job), run(world, job)]
+        assert outcomes[-1].succeeded, outcomes[-1].output[-2000:]
+    failing = failing_runs(world, run)
     assert not any(result.succeeded for result in failing)
-    outputs += failing
+    outcomes += failing
     for job, (_, op) in SYNCS.items():
         undo = run(
             world,
             f"{job}_undo",
-            {"ops": {op: {"config": {"run_id": run_id_of(firsts[job]), "dry_run": False}}}},
+            {"ops": {op: {"config": {"run_id": firsts[job].run_id, "dry_run": False}}}},
         )
         assert undo.succeeded, undo.output[-2000:]
-        outputs.append(undo)
+        outcomes.append(undo)
+    return outcomes
 
+
+def assert_no_personal_data_in_dagster_or_the_state(world: SyncWorld) -> None:
+    """No personal value in Dagster's storage (run and event storage, step logs under DAGSTER_HOME); in the sync
+    state only the values a sync writes, and only in the rows review and undo need."""
     values = people(world)
     everything = values["unwritten"] | values["written"]
-    printed = "\n".join(result.output for result in outputs)
-    assert found(printed, everything) == set()
     home = Path(world.env["DAGSTER_HOME"])
     stored = [path for path in home.rglob("*") if path.is_file()]
     assert any(path.suffix == ".db" for path in stored)
@@ -184,16 +218,37 @@ def test_no_name_or_email_reaches_dagster_or_the_output(world: SyncWorld) -> Non
             rows = connection.execute(sa.text(f'SELECT * FROM "{table}"')).all()
             text = "\n".join(" ".join(str(value) for value in row) for row in rows)
             holding[table] = found(text, everything)
+    state.dispose()
     assert all(not (held & values["unwritten"]) for held in holding.values()), holding
     assert {table for table, held in holding.items() if held} <= REVIEW_TABLES, holding
     assert holding["sync_audit"] & values["written"]  # the names the Bakaláři sync wrote, for its undo
+
+
+@pytest.mark.e2e
+def test_no_name_or_email_reaches_dagster_or_the_output(world: SyncWorld) -> None:
+    outputs = every_kind_of_run(world, run_command)
+    values = people(world)
+    everything = values["unwritten"] | values["written"]
+    printed = "\n".join(result.output for result in outputs)
+    assert found(printed, everything) == set()
+    assert_no_personal_data_in_dagster_or_the_state(world)
+
+
+@pytest.mark.integration
+def test_with_the_state_on_sqlite_no_name_or_email_reaches_dagster_and_the_state_keeps_only_what_undo_needs(
+    world_with_sqlite_state: SyncWorld,
+) -> None:
+    """The same runs with the sync state on SQLite, run in this process: what the commands print is the test
+    above's; here, what Dagster stores under DAGSTER_HOME and what the SQLite state holds."""
+    every_kind_of_run(world_with_sqlite_state, run_here)
+    assert_no_personal_data_in_dagster_or_the_state(world_with_sqlite_state)
 
 
 # What an echoing server names besides what it was sent: an address no other text holds.
 ECHOED_EMAIL = "Echo.Leakprobe@Skola-Probe.cz"
 
 
-@pytest.mark.parametrize("world", ["postgresql"], indirect=True)
+@pytest.mark.e2e
 def test_error_answers_that_repeat_personal_data_leave_no_email_anywhere(world: SyncWorld) -> None:
     """Each sync meets a 400 that repeats its request and names the person: RT's PUT of every user, Bakaláři's
     refresh grant of every student, Portail DF's lookup of one agent. The runs report those records (by id, the
