@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -224,10 +224,13 @@ def running_deployment(
     env: Mapping[str, str],
     keep_running: Iterable[str] = (),
     instance_config: Path = INSTANCE_CONFIG,
+    before_daemon: Callable[[DagsterProcesses], None] | None = None,
 ) -> Iterator[DagsterProcesses]:
-    """Webserver up, automation other than ``keep_running`` stopped, then the daemon up and healthy.
+    """Webserver up, automation other than ``keep_running`` stopped, ``before_daemon`` called, then the daemon
+    up and healthy.
 
-    The daemon starts last so that no schedule or sensor ticks before the test has chosen which may run.
+    The daemon starts last so that no schedule or sensor ticks before the test has chosen which may run (and has
+    done, in ``before_daemon``, what their first tick should see).
     """
     processes = DagsterProcesses(home, postgres_url, env, instance_config)
     ACTIVE.append(processes)
@@ -235,6 +238,8 @@ def running_deployment(
         processes.prepare_instance()
         processes.start_webserver()
         processes.stop_automation(keep_running)
+        if before_daemon is not None:
+            before_daemon(processes)
         processes.start_daemon()
         processes.wait_for_daemon()
         yield processes

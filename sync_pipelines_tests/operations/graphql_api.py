@@ -233,6 +233,18 @@ mutation StopSensor($id: String!) {
 }
 """
 
+# The UI's "Set cursor" of a sensor's page.
+SET_SENSOR_CURSOR = """
+mutation SetSensorCursor($selector: SensorSelector!, $cursor: String) {
+  setSensorCursor(sensorSelector: $selector, cursor: $cursor) {
+    __typename
+    ... on Sensor { sensorState { id status } }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}
+"""
+
 
 class GraphQLError(AssertionError):
     """The webserver answered with GraphQL errors (a bad query, or a resolver that raised)."""
@@ -505,6 +517,11 @@ class DagsterUi:
     def sensor_ticks(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
         """The sensor's ticks, newest first."""
         return self.sensor(name, limit)["sensorState"]["ticks"]
+
+    def set_sensor_cursor(self, name: str, cursor: str) -> None:
+        selector = {**REPOSITORY_SELECTOR, "sensorName": name}
+        result = self.graphql(SET_SENSOR_CURSOR, selector=selector, cursor=cursor)["setSensorCursor"]
+        assert result["__typename"] == "Sensor", result
 
     def stop_sensor(self, name: str) -> None:
         state_id = self.sensor(name)["sensorState"]["id"]
