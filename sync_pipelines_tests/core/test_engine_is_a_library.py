@@ -15,7 +15,7 @@ from sync_pipelines_tests.harness.python_source import parse_file
 ENGINE = Path(sync_pipelines.sync.__file__).parent
 
 
-@pytest.mark.unit
+@pytest.mark.integration  # a subprocess: a fresh interpreter
 def test_importing_every_engine_and_core_module_loads_no_dagster() -> None:
     script = (
         "import importlib, pkgutil, sys, sync_pipelines.sync, sync_pipelines.core\n"

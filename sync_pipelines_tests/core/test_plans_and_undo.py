@@ -21,7 +21,8 @@ from sync_pipelines.sync.source import Current, Desired, RunScope, SyncSource
 from sync_pipelines.sync.state import SyncStateStore, saved_plans
 from sync_pipelines_tests.harness.audit_invariant import assert_audit_matches
 
-pytestmark = pytest.mark.unit
+# The sync state on a SQLite file: a database, so the integration tier.
+pytestmark = pytest.mark.integration
 
 
 class DictSource(SyncSource):

@@ -28,8 +28,6 @@ from sync_pipelines.sync.lease import lease_wait_seconds
 from sync_pipelines.sync.record_errors import max_record_errors_percent
 from sync_pipelines.sync.replay import plan_max_age
 
-pytestmark = pytest.mark.unit
-
 EVERY_SETTING: dict[str, NumberSetting] = {
     setting.name: setting
     for setting in (
@@ -88,10 +86,12 @@ def wrong_values(setting: NumberSetting) -> list[str]:
     return values
 
 
+@pytest.mark.unit
 def test_every_setting_has_a_reader_here() -> None:
     assert set(READERS) == set(EVERY_SETTING)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(EVERY_SETTING))
 def test_every_numeric_setting_refuses_what_it_does_not_take_in_one_line_naming_it(
     name: str, monkeypatch: pytest.MonkeyPatch
@@ -108,6 +108,7 @@ def test_every_numeric_setting_refuses_what_it_does_not_take_in_one_line_naming_
     READERS[name]()  # unset: the default
 
 
+@pytest.mark.unit
 def test_the_run_retention_is_refused_rather_than_taken_as_90_days(monkeypatch: pytest.MonkeyPatch) -> None:
     for value, message in {
         "0": "SYNC_RUN_RETENTION_DAYS: must be at least 1 day, got '0'",
@@ -122,6 +123,7 @@ def test_the_run_retention_is_refused_rather_than_taken_as_90_days(monkeypatch: 
     assert default_retention_days() == 30
 
 
+@pytest.mark.unit
 def test_the_configuration_check_reports_every_wrong_numeric_setting_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -149,6 +151,7 @@ def test_the_configuration_check_reports_every_wrong_numeric_setting_once(
     assert not problems["SYNC_RUN_RETENTION_DAYS"].stops_runs
 
 
+@pytest.mark.integration
 def test_a_wrong_setting_of_an_enabled_system_fails_its_runs_in_one_line_naming_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -188,6 +191,7 @@ def test_a_wrong_setting_of_an_enabled_system_fails_its_runs_in_one_line_naming_
     )
 
 
+@pytest.mark.unit
 def test_a_wrong_max_runtime_keeps_the_specs_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = SYNCS[0]
     monkeypatch.setenv(spec.max_runtime_variable, str(7 * 86_400 + 1))
@@ -206,6 +210,7 @@ def readme_name(name: str) -> str:
     return f"<SYSTEM>_{api.group(2)}" if api else name
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(EVERY_SETTING))
 def test_the_readme_gives_every_numeric_setting_and_its_bounds(name: str) -> None:
     shown = readme_name(name)
