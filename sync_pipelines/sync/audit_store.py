@@ -10,12 +10,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from sync_pipelines.core.database import (
-    pg_text_array,
-)
+from sync_pipelines.core.database import is_postgresql, pg_text_array, upsert_into
 from sync_pipelines.core.redaction import redact
 from sync_pipelines.sync.plan import (
     CONFLICT,
@@ -85,7 +82,6 @@ class WriteAheadStore:
     def _upsert_written(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        dialect = connection.dialect.name
         first = rows[0]
         uniform = all(
             row["target"] == first["target"]
@@ -93,7 +89,7 @@ class WriteAheadStore:
             and row["written_at"] == first["written_at"]
             for row in rows
         )
-        if dialect == "postgresql" and uniform:
+        if is_postgresql(connection) and uniform:
             # One set-based statement per chunk; later rows win for a (record, field) given twice.
             latest = {(row["record_key"], row["field"]): row["value"] for row in rows}
             items = list(latest.items())
@@ -111,9 +107,8 @@ class WriteAheadStore:
                     },
                 )
             return
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         for rows_chunk in chunks(rows):
-            statement = insert(last_written)
+            statement = upsert_into(connection, last_written)
             statement = statement.on_conflict_do_update(
                 index_elements=[last_written.c.target, last_written.c.record_key, last_written.c.field],
                 set_={
@@ -129,7 +124,7 @@ class WriteAheadStore:
     def allows_concurrent_writes(self) -> bool:
         """Whether this store may be written from a worker thread while the caller writes to the target
         (PostgreSQL; an in-memory SQLite database is private to the thread that opened it)."""
-        return self.engine.dialect.name == "postgresql"
+        return is_postgresql(self.engine)
 
     @refused_as_one_line
     def begin_batch(self, run_id: str, target: str, records: list[PlannedRecord]) -> str:

@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from sync_pipelines.core.database import create_tables
+from sync_pipelines.core.database import create_tables, is_postgresql, is_sqlite
 from sync_pipelines.core.errors import StopsTheRun
 from sync_pipelines.core.settings import LEASE_WAIT
 
@@ -231,15 +231,10 @@ class _ProcessLock(_Lock):
 
 
 def _lock_for(engine: Engine, target: str) -> _Lock:
-    if engine.dialect.name == "postgresql":
+    if is_postgresql(engine):
         return _AdvisoryLock(engine, target)
     database = engine.url.database
-    if (
-        engine.dialect.name == "sqlite"
-        and database
-        and database != ":memory:"
-        and "mode=memory" not in database
-    ):
+    if is_sqlite(engine) and database and database != ":memory:" and "mode=memory" not in database:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", target)
         return _FileLock(f"{database}.{safe}.lease")
     return _ProcessLock(engine.url.render_as_string(hide_password=True), target)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync_pipelines.core.database import is_postgresql
 from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.sync.audit_store import AuditEntry, WriteAheadStore
 from sync_pipelines.sync.plan import (
@@ -141,7 +142,7 @@ class SettlementStore(WriteAheadStore):
                 # One batch's rows that cannot be written must not keep every other batch (and every later run)
                 # from settling: it is left in flight, and the others go on. (PostgreSQL: a savepoint per batch;
                 # SQLite, which neither limits lengths nor refuses NULs, has no such failure to survive.)
-                savepoint = connection.dialect.name == "postgresql"
+                savepoint = is_postgresql(connection)
                 try:
                     with connection.begin_nested() if savepoint else contextlib.nullcontext():
                         self._append_audit(connection, (batch.run_id, batch.batch_id, target, now), entries)

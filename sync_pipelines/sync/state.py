@@ -32,6 +32,7 @@ from sync_pipelines.core.database import (
     create_database_engine,
     create_tables,
     default_state_url,
+    is_postgresql,
 )
 from sync_pipelines.sync.outcome_store import OutcomeStore
 from sync_pipelines.sync.plan_store import PlanStore, SavedPlan
@@ -69,7 +70,7 @@ class SyncStateStore(SettlementStore, PlanStore, OutcomeStore):
     def _widen_key_columns(self) -> None:
         """A state database made when keys were ``VARCHAR(255)``: make them ``TEXT`` (PostgreSQL; a catalog-only
         change, no table rewrite). SQLite never enforced the length."""
-        if self.engine.dialect.name != "postgresql":
+        if not is_postgresql(self.engine):
             return
         query = sa.text(
             "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema() "

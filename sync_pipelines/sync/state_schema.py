@@ -16,9 +16,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.database import (
-    timeout_error,
-)
+from sync_pipelines.core.database import is_postgresql, timeout_error
 from sync_pipelines.core.errors import StopsTheRun
 from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.sync.plan import (
@@ -237,7 +235,7 @@ def copy_field(value: str | None) -> str:
 
 def uses_copy(connection: sa.Connection) -> bool:
     """Whether rows are appended with PostgreSQL's ``COPY`` (psycopg 3) rather than an ``INSERT``."""
-    return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
+    return is_postgresql(connection) and connection.dialect.driver == "psycopg"
 
 
 def copy_in(connection: sa.Connection, table: str, columns: Iterable[str], text: str) -> None:

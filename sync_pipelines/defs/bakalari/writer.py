@@ -17,11 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sync_pipelines.core.database import upsert_into
 from sync_pipelines.defs.bakalari.desired import KIND_ORDER, REF, kind_of
 from sync_pipelines.defs.bakalari.edurpg import (
     ENTITY_TABLES,
     REF_TYPES,
-    dialect_insert,
     external_ref,
     new_id,
     utc_now,
@@ -172,15 +172,15 @@ class EntityWriter:
                 connection.execute(statement, params)
                 written[kind] += len(params)
         if refs:
-            statement = dialect_insert(connection, external_ref)
-            statement = statement.on_conflict_do_update(
+            upsert = upsert_into(connection, external_ref)
+            upsert = upsert.on_conflict_do_update(
                 index_elements=[external_ref.c.type, external_ref.c.externalId],
                 set_={
-                    "internalId": statement.excluded.internalId,
-                    "metadata": statement.excluded.metadata,
-                    "updatedAt": statement.excluded.updatedAt,
+                    "internalId": upsert.excluded.internalId,
+                    "metadata": upsert.excluded.metadata,
+                    "updatedAt": upsert.excluded.updatedAt,
                 },
             )
-            connection.execute(statement, refs)
+            connection.execute(upsert, refs)
         written["ExternalRef"] += len(refs)
         return written
