@@ -26,7 +26,7 @@ from sync_pipelines.defs.bakalari.edurpg import (
     new_id,
     utc_now,
 )
-from sync_pipelines.sync.plan import Action, Conflict, PlannedRecord
+from sync_pipelines.sync.plan import Action, Conflict, PlannedRecord, Value
 from sync_pipelines.sync.source import moved_fields
 
 
@@ -35,6 +35,20 @@ def external_id_of(record: PlannedRecord) -> str:
     if kind_of(record.key) == "Enrollment":
         return f"{record.desired['userId']}-{record.desired['subjectId']}"
     return record.key.split(":", 1)[1]
+
+
+def row_id_of(record: PlannedRecord) -> str:
+    """The EduRPG row id a planned record carries (``desired["id"]``, a string; empty when it carries none)."""
+    row_id = record.desired.get("id")
+    return row_id if isinstance(row_id, str) else ""
+
+
+def ref_of(record: PlannedRecord) -> Mapping[str, Value]:
+    """The ``"ExternalRef"`` a planned record carries (``desired[REF]``: its ``internalId`` and ``metadata``)."""
+    ref = record.desired[REF]
+    if not isinstance(ref, Mapping):
+        raise TypeError(f"record {record.key}: its {REF!r} field holds no ExternalRef")
+    return ref
 
 
 class EntityWriter:
@@ -103,7 +117,7 @@ class EntityWriter:
         moved: dict[str, Conflict] = {}
         for record in records:
             kind = kind_of(record.key)
-            row = rows.get(record.desired.get("id") or "")
+            row = rows.get(row_id_of(record))
             ref = refs.get((REF_TYPES[kind], external_id_of(record)))
             if record.action is Action.CREATE:
                 if row is not None or ref is not None:
@@ -139,7 +153,7 @@ class EntityWriter:
                         {"row_id": values["id"], **{f"v_{name}": values[name] for name in columns}}
                     )
             if record.action is Action.CREATE or REF in changed:
-                ref = record.desired[REF]
+                ref = ref_of(record)
                 refs.append(
                     {
                         "id": new_id(),

@@ -36,11 +36,18 @@ DEFAULT_BATCH_SIZE = 1000
 LOOKUP_FAILED = "lookup_failed"
 
 
+def kind_value(value: Value) -> str | None:
+    """A planned ``kind`` as ZLV's ``users.kind`` holds it: a text, or none (a user Portail DF gives no kind)."""
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"a planned kind is text or none, not {type(value).__name__}")
+
+
 def writer_for(zlv: ZlvUsers):
     """One set-based UPDATE per batch, in the batch's own transaction (the engine hands out the batches)."""
 
     def write(batch: list[PlannedRecord]) -> dict[str, str]:
-        return zlv.write_kinds([(record.key, record.desired["kind"]) for record in batch])
+        return zlv.write_kinds([(record.key, kind_value(record.desired["kind"])) for record in batch])
 
     return write
 
@@ -151,7 +158,7 @@ class UserKindsSource(ApiSource):
     def write_if_unchanged(self, batch: list[PlannedRecord]) -> dict[str, str]:
         assert self.zlv is not None
         return self.zlv.write_kinds_if(
-            [(r.key, r.changes[0].old, r.changes[0].new) for r in batch if r.changes]
+            [(r.key, kind_value(r.changes[0].old), kind_value(r.changes[0].new)) for r in batch if r.changes]
         )
 
     def kind_distribution(self) -> Counter[str]:
