@@ -20,7 +20,10 @@ class Action(str, Enum):
     SKIP = "skip"
 
 
+# The skip categories the engine itself gives: a planned change the target no longer expects (a reviewed plan or
+# an undo), and a record the target would not give (a row error).
 CONFLICT = "conflict"
+READ_FAILED = "read_failed"
 
 
 class Conflict(str):

@@ -85,12 +85,12 @@ class RtHistory:
         def rt_ids_of(student: str) -> set[str]:
             ids = {key for key, values in desired.items() if values[student_id_field] == student}
             ids |= {_rt_user_of(row) or "" for row in rows if _id(row["student_id"]) == student}
-            return ids | set(state.keys_last_written_with(TARGET, student_id_field, student))
+            return ids | set(state.last_written.keys_with(TARGET, student_id_field, student))
 
         def students_of(rt_user: str) -> set[str]:
             ids = {str(desired[rt_user][student_id_field])} if rt_user in desired else set()
             ids |= {_id(row["student_id"]) for row in rows if _rt_user_of(row) == rt_user}
-            written = state.last_written_runs(TARGET, [rt_user]).get((rt_user, student_id_field))
+            written = state.last_written.runs(TARGET, [rt_user]).get((rt_user, student_id_field))
             return ids | ({str(written[0])} if written and written[0] else set())
 
         if as_student:

@@ -25,11 +25,10 @@ from sync_pipelines.defs.user_kinds.mapping import (
     STRUCTURES_DISAGREE,
 )
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
-from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.config import RunScope, SyncRunConfig
 from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
 from sync_pipelines.sync.plan import PlannedRecord, Skip, Value
 from sync_pipelines.sync.shards import shard_of
-from sync_pipelines.sync.source import RunScope
 
 TARGET = "user_kinds"
 DEFAULT_BATCH_SIZE = 1000
