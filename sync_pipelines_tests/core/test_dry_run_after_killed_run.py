@@ -24,9 +24,8 @@ from devkit.sandbox.rt import DEFAULT_TOKEN
 from devkit.sandbox.server import ThreadedSandbox
 from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.definitions import defs
+from sync_pipelines.definitions import defs, location
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
-from sync_pipelines.defs.user_kinds.definitions import user_kinds
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
 from sync_pipelines.sync.state import SyncStateStore
@@ -34,6 +33,8 @@ from sync_pipelines_tests.bakalari.helpers import run_sync as run_bakalari
 from sync_pipelines_tests.bakalari.helpers import sync_resources
 from sync_pipelines_tests.rt.test_rt_sync import RtWorld
 from sync_pipelines_tests.rt.test_rt_sync import rt_world as start_rt_world
+
+user_kinds = location.syncs["user_kinds"].asset
 
 pytestmark = pytest.mark.integration
 

@@ -113,13 +113,13 @@ def world(make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
 def run_checks(world: RtWorld) -> dg.ExecuteInProcessResult:
     """The RT checks as the ``sync_checks`` job runs them (the other systems' checks need their servers): the RT
     asset's prerequisite without the sync, and the drift check."""
+    from sync_pipelines.definitions import location
     from sync_pipelines.defs.rt.checks import rt_matches_students
-    from sync_pipelines.defs.rt.definitions import rt_user_custom_fields
     from sync_pipelines.defs.students.assets import students
 
     prerequisite = dg.AssetCheckKey(dg.AssetKey("rt_user_custom_fields"), "rt_custom_fields_exist")
     return dg.materialize(
-        [students, rt_user_custom_fields, rt_matches_students],
+        [students, location.syncs["rt"].asset, rt_matches_students],
         selection=dg.AssetSelection.checks(prerequisite, rt_matches_students),
         resources=dict(defs.resources),
         instance=world.instance,

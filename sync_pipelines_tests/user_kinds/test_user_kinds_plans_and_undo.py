@@ -9,10 +9,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.defs.user_kinds.definitions import user_kind_sync_undo
+from sync_pipelines.definitions import location
 from sync_pipelines.sync.shards import shard_of
 from sync_pipelines.sync.state import SyncStateStore, default_state_url
 from sync_pipelines_tests.user_kinds.conftest import ZlvWorld
+
+user_kind_sync_undo = location.syncs["user_kinds"].undo_job
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,9 @@ from sync_pipelines.defs.shared.failures import as_failure
 from sync_pipelines.sync.state import SyncStateStore
 
 
-class SyncStateResource(dg.ConfigurableResource):
+# Dagster's ConfigurableResource is generic in the resource's own type; subclassed as Dagster documents it, the
+# parameter is left unbound (subscripting it would add a pydantic generic class to the resource's ancestry).
+class SyncStateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where the project keeps its own state (``SYNC_STATE_DATABASE_URL``; SQLite under ``$DAGSTER_HOME`` if unset)."""
 
     database_url: Optional[str] = Field(
