@@ -4,7 +4,6 @@ adding a sync is one folder and one line in that list."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 import sync_pipelines
 from sync_pipelines.defs.code_location import code_location
 from sync_pipelines.defs.syncs import SYNCS
-from sync_pipelines_tests.harness.python_source import parse_file
+from sync_pipelines_tests.harness.python_source import project_imports
 
 PACKAGE = Path(sync_pipelines.__file__).parent
 REGISTRY = "sync_pipelines.defs.syncs"
@@ -25,27 +24,9 @@ DOMAINS = {
 }
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def _imports() -> dict[str, set[str]]:
     """Per module of the code location, the project modules it imports (anywhere in it)."""
-    paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
-    found: dict[str, set[str]] = {}
-    for name, path in paths.items():
-        targets: set[str] = set()
-        for node in ast.walk(parse_file(path)):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sync_pipelines"):
-                module = node.module or ""
-                for alias in node.names:
-                    submodule = f"{module}.{alias.name}"
-                    targets.add(submodule if submodule in paths else module)
-            elif isinstance(node, ast.Import):
-                targets |= {alias.name for alias in node.names if alias.name.startswith("sync_pipelines")}
-        found[name] = {target for target in targets if target in paths and target != name}
-    return found
+    return {name: at_top | inside for name, (at_top, inside) in project_imports(PACKAGE).items()}
 
 
 def _in_domain(module: str) -> bool:
