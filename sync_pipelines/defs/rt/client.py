@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync_pipelines.core.errors import ApiError, SyncError, UnconfirmedError
+from sync_pipelines.core.errors import ApiError, SyncError
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.json_value import JsonValue
 from sync_pipelines.core.paging import Page, PageNumberPaginator, PageParams, collect
@@ -259,25 +259,18 @@ class RequestTrackerClient:
 
         A PUT whose answer was lost (a timeout, a broken connection) or was a 5xx is not resent blindly: what RT
         holds is read first, and the PUT is sent again only if RT does not hold the values already (a resent PUT
-        that RT had applied answers no message at all); resends are counted in ``api.resends``."""
+        that RT had applied answers no message at all): ``api.request_unless_applied``, which counts the resends."""
         path = f"user/{user_id}"
 
         async def applied() -> bool:
             values = (await self.user_record(user_id, list(fields)))["values"]
             return all(holds(values.get(name), value) for name, value in fields.items())
 
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self.api.request("PUT", path, json_body={"CustomFields": dict(fields)})
-                break
-            except UnconfirmedError as unconfirmed:
-                if not await self.api.wait_to_resend(attempt, unconfirmed):
-                    raise
-                if await applied():
-                    return Reply(confirmed=tuple(fields), unconfirmed=())
-                self.api.resends += 1
+        response = await self.api.request_unless_applied(
+            "PUT", path, applied, json_body={"CustomFields": dict(fields)}
+        )
+        if response is None:
+            return Reply(confirmed=tuple(fields), unconfirmed=())
         if response.status_code == 404:
             raise RtRecordError(f"RT has no user {user_id}")
         if response.status_code != 200:
