@@ -31,7 +31,6 @@ nested 100,000 deep, invalid UTF-8) into that request's ``MalformedResponseError
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypedDict
 
@@ -150,6 +149,7 @@ class ApiClient:
         """Register a value learnt at run time (an access token) so it is masked too."""
         self.redact.add(secret)
 
+    # The two counts most callers read; the rest (resends, answers by status) are in ``stats``.
     @property
     def requests_made(self) -> int:
         return self.stats.requests_made
@@ -157,14 +157,6 @@ class ApiClient:
     @property
     def retries(self) -> int:
         return self.stats.retries
-
-    @property
-    def resends(self) -> int:
-        return self.stats.resends
-
-    @property
-    def statuses(self) -> Counter[str]:
-        return self.stats.statuses
 
     async def __aenter__(self) -> ApiClient:
         await self.transport.__aenter__()

@@ -139,7 +139,7 @@ async def read_current(
     failures: dict[str, str] = {}
     wanted = {key for key in keys if key.isdigit()}
     if len(wanted) > PAGE_COST:
-        await _read_pages(rt, wanted, fields, current, failures)
+        await _read_from_pages(rt, wanted, fields, current, failures)
     rest = [key for key in keys if key not in current and key not in failures]
 
     async def read(key: str) -> None:
@@ -153,7 +153,7 @@ async def read_current(
     return current, failures
 
 
-async def _read_pages(
+async def _read_from_pages(
     rt: RequestTrackerClient, wanted: set[str], fields: list[str], current: dict, failures: dict
 ) -> None:
     """Read ``wanted`` users from RT's pages (ordered by id) into ``current``/``failures``, through the paginator

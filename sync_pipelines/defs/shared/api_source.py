@@ -23,7 +23,7 @@ class ApiSource(SyncSource):
 
     def record_api(self, api: ApiClient) -> None:
         """Keep an ``ApiClient``'s request count, retries and how its requests in flight adapted."""
-        self.requests, self.retries, self.resends = api.requests_made, api.retries, api.resends
+        self.requests, self.retries, self.resends = api.requests_made, api.retries, api.stats.resends
         self.in_flight = api.concurrency_summary()
 
     def api_metadata(self) -> dict[str, dg.MetadataValue]:
