@@ -152,14 +152,14 @@ def generate(state: SyncStateStore, nights: int = NIGHTS) -> tuple[dict[str, int
             connection.execute(
                 runs.insert().values(run_id=run_id, target=TARGET, dry_run=dry, recorded_at=moment)
             )
-            state._append_outcomes(connection, RunRecord(run_id, TARGET, dry), outcomes, moment)
+            state.history.append(connection, RunRecord(run_id, TARGET, dry), outcomes, moment)
             if not dry:
                 entries = [
                     (key_of(n), field, encode_value(old), encode_value(new), *audit_status(index))
                     for index, (n, field, old, new) in enumerate(changes)
                 ]
                 batch = (run_id, f"batch-{run}", TARGET, moment + timedelta(minutes=1))
-                state._append_audit(connection, batch, entries)
+                state.audit.append(connection, batch, entries)
                 made["audit"] += len(entries)
         made["outcomes"] += len(outcomes)
         made["runs"] += 1
@@ -212,7 +212,7 @@ def time_keeping(state: SyncStateStore) -> float:
         for i in range(ROW_ERRORS_PER_RUN)
     ]
     started = time.perf_counter()
-    state.record_run(RunRecord("kept-now", TARGET, False), outcomes)
+    state.history.record_run(RunRecord("kept-now", TARGET, False), outcomes)
     return time.perf_counter() - started
 
 
@@ -235,7 +235,7 @@ def append_rates(url: str, batches: int = 50, rounds: int = 3) -> tuple[float, f
                     for n in range(1_000)
                 ]
                 with state.engine.begin() as connection:
-                    state._append_audit(
+                    state.audit.append(
                         connection, (f"append-{round_}", f"b{batch}", TARGET, utc_now()), entries
                     )
             rates[indexed].append(batches * 1_000 / (time.perf_counter() - started))

@@ -186,7 +186,7 @@ def rt_phases(students_url: str, state_url: str) -> list[dict[str, Any]]:
     del held
     with phases.measure("first run: record the verified values (last-written state)") as phase:
         verified = {r.key: r.desired for r in plan.records if r.action is Action.UNCHANGED}
-        state.remember(RT_TARGET, "scale-first", verified)
+        state.last_written.remember(RT_TARGET, "scale-first", verified)
         phase.rows = len(verified)
     del verified
     with phases.measure(
@@ -200,7 +200,7 @@ def rt_phases(students_url: str, state_url: str) -> list[dict[str, Any]]:
         for index, (key, values) in enumerate(desired.items())
     }
     with phases.measure("delta run: read the last-written state") as phase:
-        remembered = state.last_written(RT_TARGET, changed)
+        remembered = state.last_written.read(RT_TARGET, changed)
         phase.rows = len(remembered)
     assert len(remembered) == len(changed)
     with phases.measure("delta run: plan (1 % of grades changed)") as phase:

@@ -12,17 +12,18 @@ from __future__ import annotations
 import sys
 
 from sync_pipelines.core.secret_files import load_secret_files
+from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.defs.systems import configuration_problems, enabled_systems
 
 
 def main() -> int:
     # The package read the secret files already; reading them again names their problems here too.
-    problems = [*load_secret_files(), *configuration_problems()]
+    problems = [*load_secret_files(), *configuration_problems(SYNCS)]
     for problem in problems:
         print(problem)
     if problems:
         return 1
-    systems = ", ".join(sorted(enabled_systems())) or "none (set SYNC_SYSTEMS or a system's variables)"
+    systems = ", ".join(sorted(enabled_systems(SYNCS))) or "none (set SYNC_SYSTEMS or a system's variables)"
     print(f"configuration ok; enabled systems: {systems}")
     return 0
 

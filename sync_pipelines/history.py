@@ -20,6 +20,7 @@ from sync_pipelines.core.errors import SyncError
 from sync_pipelines.core.redaction import describe_error, redact
 from sync_pipelines.defs.operations.record_history import ask_about
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.syncs import SYNCS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,17 +29,21 @@ def main(argv: list[str] | None = None) -> int:
         description="Why does the target hold this value for this record? Every run that touched it, both "
         "systems now, and the command that undoes its last change.",
     )
-    parser.add_argument("system", help="rt, bakalari or user_kinds (as named in SYNC_SYSTEMS)")
+    asked = [spec for spec in SYNCS if spec.record_history is not None]
+    parser.add_argument(
+        "system", help=f"{', '.join(spec.system for spec in asked)} (as named in SYNC_SYSTEMS)"
+    )
     parser.add_argument(
         "record",
-        help="rt: an RT user id or a student id; user_kinds: a ZLV user id or e-mail; bakalari: a Bakaláři id "
-        "or an EduRPG user id",
+        help="; ".join(
+            f"{spec.system}: {spec.record_history.names}" for spec in asked if spec.record_history
+        ),
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         history = ask_about(
-            args.system, args.record, logging.getLogger("sync_pipelines.history"), SyncStateResource()
+            SYNCS, args.system, args.record, logging.getLogger("sync_pipelines.history"), SyncStateResource()
         )
     except SyncError as error:
         print(redact(str(error).strip().splitlines()[0]), file=sys.stderr)

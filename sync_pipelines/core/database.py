@@ -24,6 +24,7 @@ from typing import cast
 from urllib.parse import quote
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -108,8 +109,20 @@ def normalize_database_url(url: str, setting: str) -> URL:
     return parsed
 
 
-def is_postgresql(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
+def is_postgresql(bind: Engine | sa.Connection) -> bool:
+    """Whether ``bind`` (an engine or one of its connections) talks to PostgreSQL: the one place the project
+    asks which database it is on (the other is SQLite, ``is_sqlite``)."""
+    return bind.dialect.name == "postgresql"
+
+
+def is_sqlite(bind: Engine | sa.Connection) -> bool:
+    return bind.dialect.name == "sqlite"
+
+
+def upsert_into(bind: Engine | sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT`` into ``table`` with ``ON CONFLICT`` (``on_conflict_do_update``), in ``bind``'s dialect: PostgreSQL's
+    or SQLite's, which spell it alike."""
+    return postgresql.insert(table) if is_postgresql(bind) else sqlite.insert(table)
 
 
 def describe_connection_error(error: BaseException) -> str:
@@ -213,7 +226,7 @@ def serialized_transaction(engine: Engine, name: str) -> Iterator[sa.Connection]
     with engine.begin() as connection:
         if is_postgresql(engine):
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
-        elif engine.dialect.name == "sqlite":
+        elif is_sqlite(engine):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield connection
 

@@ -13,13 +13,17 @@ numeric settings is wrong, keeps its assets and jobs, whose runs fail at once na
 (``defs.shared.sync_builder``), a bad cron leaves that one schedule out, a bad ``SYNC_TIMEZONE`` runs the schedules
 in UTC, a wrong shared numeric setting (``core.settings.SHARED_SETTINGS``) fails the runs that read it, naming it,
 and ``python -m sync_pipelines.config_check`` prints them all before the daemon starts.
+
+Nothing here names a system: each function reads the spec, or the list of registered specs (``defs.syncs``), it
+is given, so the builder can ask whether its system is enabled without importing every domain.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -28,13 +32,12 @@ from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.settings import SHARED_SETTINGS
 from sync_pipelines.defs.operations.run_workers import CHECK_INTERVAL
 from sync_pipelines.defs.shared.sync_spec import SyncSpec
-from sync_pipelines.defs.syncs import SYNCS
 
 SETTING = "SYNC_SYSTEMS"
 SCHEDULE_OFF = "off"
 FALLBACK_TIMEZONE = "UTC"
-# Each registered sync's system and the variables without which it cannot run (its spec's).
-REQUIRED_VARIABLES: dict[str, tuple[str, ...]] = {spec.system: spec.required_variables for spec in SYNCS}
+# Any registered sync: the functions below read a spec, or the list of them they are given (``defs.syncs``'s).
+Spec = SyncSpec[Any]
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,8 @@ class SystemNotConfigured(ConfigurationError):
         return str(self.args[0])
 
 
-def _missing(system: str, environ: Mapping[str, str]) -> list[str]:
-    return [name for name in REQUIRED_VARIABLES[system] if not environ.get(name, "").strip()]
+def _missing(spec: Spec, environ: Mapping[str, str]) -> list[str]:
+    return [name for name in spec.required_variables if not environ.get(name, "").strip()]
 
 
 def _listed(environ: Mapping[str, str]) -> list[str]:
@@ -84,17 +87,20 @@ def _listed(environ: Mapping[str, str]) -> list[str]:
     return [part.strip().lower() for part in raw.split(",") if part.strip()]
 
 
-def enabled_systems(environ: Mapping[str, str] | None = None) -> frozenset[str]:
-    """The known systems named in ``SYNC_SYSTEMS`` (configured or not: their problems are reported), else every
-    configured one."""
+def is_enabled(spec: Spec, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``SYNC_SYSTEMS`` names the system (configured or not: its problems are reported), or, while it is
+    unset, whether the system's required variables are all set."""
     environ = os.environ if environ is None else environ
     named = _listed(environ)
-    if not named:
-        return frozenset(system for system in REQUIRED_VARIABLES if not _missing(system, environ))
-    return frozenset(name for name in named if name in REQUIRED_VARIABLES)
+    return spec.system in named if named else not _missing(spec, environ)
 
 
-def _cron_problem(spec: SyncSpec) -> ConfigurationProblem | None:
+def enabled_systems(specs: Sequence[Spec], environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The enabled systems among ``specs`` (``is_enabled``)."""
+    return frozenset(spec.system for spec in specs if is_enabled(spec, environ))
+
+
+def _cron_problem(spec: Spec) -> ConfigurationProblem | None:
     setting = env_text(spec.cron_variable, "")
     if not setting or setting.lower() == SCHEDULE_OFF:
         return None
@@ -110,10 +116,12 @@ def _cron_problem(spec: SyncSpec) -> ConfigurationProblem | None:
     return None
 
 
-def _setting_problem(system: str | None, read: object, fallback: str) -> ConfigurationProblem | None:
-    """The problem of one setting read by ``read`` (a callable raising ``ConfigurationError``), or ``None``."""
+def _setting_problem(
+    system: str | None, read: Callable[[], object], fallback: str
+) -> ConfigurationProblem | None:
+    """The problem of one setting read by ``read`` (raising ``ConfigurationError``), or ``None``."""
     try:
-        read()  # type: ignore[operator]
+        read()
     except ConfigurationError as error:
         problem = str(error).removeprefix(f"{error.setting}: ")
         return ConfigurationProblem(error.setting, f"{problem}; {fallback}", system)
@@ -135,9 +143,7 @@ def _number_problem(setting: NumberSetting, system: str | None = None) -> Config
     return None
 
 
-def system_problems(
-    spec: SyncSpec, environ: Mapping[str, str] | None = None
-) -> tuple[ConfigurationProblem, ...]:
+def system_problems(spec: Spec, environ: Mapping[str, str] | None = None) -> tuple[ConfigurationProblem, ...]:
     """The problems of one system's settings: its variables when ``SYNC_SYSTEMS`` lists it, its cron, its runtime."""
     environ = os.environ if environ is None else environ
     problems: list[ConfigurationProblem | None] = []
@@ -149,7 +155,7 @@ def system_problems(
                 spec.system,
                 stops_runs=True,
             )
-            for name in _missing(spec.system, environ)
+            for name in _missing(spec, environ)
         ]
     problems.append(_cron_problem(spec))
     problems.append(
@@ -159,27 +165,31 @@ def system_problems(
             f"the default {int(spec.max_runtime.total_seconds())} is used",
         )
     )
-    if spec.system in enabled_systems(environ):
+    if is_enabled(spec, environ):
         problems += [_number_problem(setting, spec.system) for setting in spec.settings]
     return tuple(problem for problem in problems if problem is not None)
 
 
-def run_stopping_problems(spec: SyncSpec) -> tuple[ConfigurationProblem, ...]:
+def run_stopping_problems(spec: Spec) -> tuple[ConfigurationProblem, ...]:
     """The problems that fail every run of ``spec``'s jobs at once (its missing variables)."""
     return tuple(problem for problem in system_problems(spec) if problem.stops_runs)
 
 
-def configuration_problems(environ: Mapping[str, str] | None = None) -> tuple[ConfigurationProblem, ...]:
-    """Every configuration problem of the code location, the code location's own first, then each system's."""
+def configuration_problems(
+    specs: Sequence[Spec], environ: Mapping[str, str] | None = None
+) -> tuple[ConfigurationProblem, ...]:
+    """Every configuration problem of a code location of ``specs``, the code location's own first, then each
+    system's."""
     environ = os.environ if environ is None else environ
-    unknown = [name for name in _listed(environ) if name not in REQUIRED_VARIABLES]
+    systems = [spec.system for spec in specs]
+    unknown = [name for name in _listed(environ) if name not in systems]
     problems: list[ConfigurationProblem | None] = []
     if unknown:
         problems.append(
             ConfigurationProblem(
                 SETTING,
                 f"unknown system(s) {', '.join(map(repr, unknown))}, left out; the systems are "
-                f"{', '.join(REQUIRED_VARIABLES)}",
+                f"{', '.join(systems)}",
             )
         )
     problems.append(_setting_problem(None, env_timezone, f"the schedules run in {FALLBACK_TIMEZONE}"))
@@ -189,7 +199,7 @@ def configuration_problems(environ: Mapping[str, str] | None = None) -> tuple[Co
             None, CHECK_INTERVAL.read, f"run_worker_watchdog checks every {CHECK_INTERVAL.default} s"
         )
     )
-    problems += [problem for spec in SYNCS for problem in system_problems(spec, environ)]
+    problems += [problem for spec in specs for problem in system_problems(spec, environ)]
     # A shared setting (SYNC_DEADLINE_SECONDS) is one of every system's too: one line for it.
     lines = {str(problem): problem for problem in problems if problem is not None}
     return tuple(lines.values())
@@ -203,12 +213,10 @@ def schedule_timezone() -> str:
         return FALLBACK_TIMEZONE
 
 
-def schedule_status(system: str) -> dg.DefaultScheduleStatus:
+def schedule_status(spec: Spec) -> dg.DefaultScheduleStatus:
     """RUNNING for an enabled system's schedules, STOPPED for the others'."""
-    return (
-        dg.DefaultScheduleStatus.RUNNING if system in enabled_systems() else dg.DefaultScheduleStatus.STOPPED
-    )
+    return dg.DefaultScheduleStatus.RUNNING if is_enabled(spec) else dg.DefaultScheduleStatus.STOPPED
 
 
-def sensor_status(system: str) -> dg.DefaultSensorStatus:
-    return dg.DefaultSensorStatus.RUNNING if system in enabled_systems() else dg.DefaultSensorStatus.STOPPED
+def sensor_status(spec: Spec) -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if is_enabled(spec) else dg.DefaultSensorStatus.STOPPED

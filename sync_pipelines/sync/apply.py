@@ -11,14 +11,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 from sync_pipelines.core.database import timeout_error
 from sync_pipelines.core.errors import StopsTheRun
 from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.sync.plan import Action, Conflict, PlannedRecord, SyncPlan, written_changes
 from sync_pipelines.sync.state import SyncStateStore
+from sync_pipelines.sync.write_ahead import WriteAhead
 
+P = ParamSpec("P")
+R = TypeVar("R")
 # A batch writer gets the records to write and answers ``{key: reason}`` for the ones that failed.
 BatchWriter = Callable[[list[PlannedRecord]], "Mapping[str, str] | Awaitable[Mapping[str, str]]"]
 
@@ -72,20 +75,21 @@ class _StateWriter:
     """Runs the state store's writes for ``apply_plan``, one at a time: on PostgreSQL in a worker thread, so
     one batch's outcome is recorded while the next batch goes to the target; elsewhere on the event loop."""
 
-    def __init__(self, state: SyncStateStore) -> None:
-        self._executor = ThreadPoolExecutor(1, "sync-state") if state.allows_concurrent_writes else None
+    def __init__(self, write_ahead: WriteAhead) -> None:
+        self._executor = ThreadPoolExecutor(1, "sync-state") if write_ahead.allows_concurrent_writes else None
 
-    async def call(self, function: Callable[..., Any], *args: Any) -> Any:
+    async def call(self, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         if self._executor is None:
-            return function(*args)
-        return await self.start(function, *args)
+            return function(*args, **kwargs)
+        return await self.start(function, *args, **kwargs)
 
-    def start(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    def start(self, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[R]:
         """``function`` as a future. Where writes may overlap it is handed to a worker thread now (a task would
         only start once the caller yields, and a synchronous writer does not); else it runs when awaited."""
         if self._executor is None:
-            return asyncio.ensure_future(self.call(function, *args))
-        return asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(function, *args))
+            return asyncio.ensure_future(self.call(function, *args, **kwargs))
+        call = functools.partial(function, *args, **kwargs)
+        return asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -124,15 +128,16 @@ async def apply_plan(
     result = ApplyResult(plan.target)
     started = time.monotonic()
     batches = [records[start : start + batch_size] for start in range(0, len(records), batch_size)]
-    writes = _StateWriter(state)
+    write_ahead = state.write_ahead
+    writes = _StateWriter(write_ahead)
     ahead: dict[int, str] = {}  # batch index -> its write-ahead id, for batches not sent yet
-    settling: asyncio.Future[Any] | None = None
+    settling: asyncio.Future[str | None] | None = None  # the next batch's write-ahead id
     completed = False
     try:
         if batches:
-            ahead[0] = await writes.call(state.begin_batch, run_id, plan.target, batches[0])
+            ahead[0] = await writes.call(write_ahead.begin, run_id, plan.target, batches[0])
         if len(batches) > 1:
-            settling = writes.start(state.begin_batch, run_id, plan.target, batches[1])
+            settling = writes.start(write_ahead.begin, run_id, plan.target, batches[1])
         for index, batch in enumerate(batches):
             if index and batch_delay_seconds:
                 await asyncio.sleep(batch_delay_seconds)
@@ -163,7 +168,14 @@ async def apply_plan(
                     ahead[index + 1] = next_id
             after = batches[index + 2] if index + 2 < len(batches) else None
             settling = writes.start(
-                state.finish_batch, run_id, plan.target, batch, failures, remember_written, batch_id, after
+                write_ahead.finish,
+                run_id,
+                plan.target,
+                batch,
+                failures,
+                remember_written,
+                batch_id,
+                after,
             )
             result.batches += 1
             for key, reason in failures.items():
@@ -193,16 +205,16 @@ async def apply_plan(
         completed = True
     finally:
         if not completed:
-            await _wind_down(state, writes, settling, ahead, log)
+            await _wind_down(write_ahead, writes, settling, ahead, log)
         writes.close()
     result.seconds = time.monotonic() - started
     return result
 
 
 async def _wind_down(
-    state: SyncStateStore,
+    write_ahead: WriteAhead,
     writes: _StateWriter,
-    settling: asyncio.Future[Any] | None,
+    settling: asyncio.Future[str | None] | None,
     ahead: dict[int, str],
     log: logging.Logger,
 ) -> None:
@@ -219,4 +231,4 @@ async def _wind_down(
                 unsent.append(next_id)
     for batch_id in unsent:
         with contextlib.suppress(Exception):
-            await writes.call(state.discard_batch, batch_id)
+            await writes.call(write_ahead.discard, batch_id)

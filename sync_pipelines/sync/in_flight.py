@@ -10,23 +10,38 @@ now: its rows are its own.
 
 from __future__ import annotations
 
-from sync_pipelines.sync.lease import live_holder
+from typing import Protocol
+
+from sync_pipelines.sync.config import RunScope
+from sync_pipelines.sync.outcome import Current
 from sync_pipelines.sync.plan import Value
-from sync_pipelines.sync.source import RunScope, SyncSource
 from sync_pipelines.sync.state import Settlement, SyncStateStore
+
+
+class TargetReads(Protocol):
+    """What settling reads of a source (``SyncSource`` is one): its target's records, and whether the engine keeps
+    what it wrote there."""
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def remembers_written(self) -> bool: ...
+
+    async def read_current(self, keys: list[str]) -> Current: ...
 
 
 def in_flight_changes(state: SyncStateStore, target: str, scope: RunScope) -> dict[str, dict[str, Value]]:
     """The changes in flight a run settles (a dry run: would settle), ``{record_key: {field: new value}}``: every
     one, since a writing run holds the lease; none for a dry run while another run holds it (they are its own)."""
-    pending = state.pending(target)
-    if pending and scope.dry_run and (holder := live_holder(state.engine, target)) is not None:
+    pending = state.settlement.pending(target)
+    if pending and scope.dry_run and (holder := state.leases.holder(target)) is not None:
         scope.log.info(f"{target}: the changes in flight belong to {holder.describe()}, which is writing now")
         return {}
     return pending
 
 
-async def settle_in_flight(source: SyncSource, state: SyncStateStore, scope: RunScope) -> Settlement:
+async def settle_in_flight(source: TargetReads, state: SyncStateStore, scope: RunScope) -> Settlement:
     """The settlement of the target's batches in flight, judged by what the target holds now (read with
     ``source.read_current``), and recorded unless the run is a dry run. Changes whose record could not be read
     stay in flight (``Settlement.unread``)."""
@@ -35,10 +50,10 @@ async def settle_in_flight(source: SyncSource, state: SyncStateStore, scope: Run
     if not pending:
         return Settlement(target, [])
     current = await source.read_current(sorted(pending))
-    settlement = state.settlement(
+    settlement = state.settlement.judge(
         target, {key: current.values[key] for key in pending if key in current.values}
     )
     if settlement and not scope.dry_run:
-        settled = state.settle(settlement, source.remembers_written)
+        settled = state.settlement.settle(settlement, source.remembers_written)
         scope.log.warning(f"{target}: settled the changes an interrupted run left in flight: {settled}")
     return settlement

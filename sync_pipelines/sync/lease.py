@@ -21,6 +21,8 @@ A PostgreSQL lease can be lost while its run goes on: the server restarts, or th
 and the advisory lock goes with it, so another run may take the lease. The run therefore asks before each batch
 (``HeldLease.check``, one round trip) and stops with ``LeaseLost`` if its lock is gone. A ``flock`` cannot be
 lost while its process lives: there the check is a no-op.
+
+The state store reaches the leases of its database as its part ``SyncStateStore.leases`` (``Leases``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from sync_pipelines.core.database import create_tables
+from sync_pipelines.core.database import create_tables, is_postgresql, is_sqlite
 from sync_pipelines.core.errors import StopsTheRun
 from sync_pipelines.core.settings import LEASE_WAIT
 
@@ -231,15 +233,10 @@ class _ProcessLock(_Lock):
 
 
 def _lock_for(engine: Engine, target: str) -> _Lock:
-    if engine.dialect.name == "postgresql":
+    if is_postgresql(engine):
         return _AdvisoryLock(engine, target)
     database = engine.url.database
-    if (
-        engine.dialect.name == "sqlite"
-        and database
-        and database != ":memory:"
-        and "mode=memory" not in database
-    ):
+    if is_sqlite(engine) and database and database != ":memory:" and "mode=memory" not in database:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", target)
         return _FileLock(f"{database}.{safe}.lease")
     return _ProcessLock(engine.url.render_as_string(hide_password=True), target)
@@ -342,3 +339,20 @@ def live_holder(engine: Engine, target: str) -> Holder | None:
     return _recorded_holder(engine, target) or Holder(
         "(not recorded yet)", "?", 0, datetime.now(timezone.utc)
     )
+
+
+class Leases:
+    """The leases of one state database, one per target: the state store's part (``SyncStateStore.leases``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def hold(
+        self, target: str, run_id: str, wait_seconds: float | None = None
+    ) -> contextlib.AbstractContextManager[HeldLease]:
+        """``target``'s lease around a block (``target_lease``)."""
+        return target_lease(self.engine, target, run_id, wait_seconds)
+
+    def holder(self, target: str) -> Holder | None:
+        """The run holding ``target``'s lease now, if any (``live_holder``)."""
+        return live_holder(self.engine, target)

@@ -51,6 +51,10 @@ class SyncOutcome:
     read_seconds: float = 0.0
     seconds: float = 0.0
     errors: RecordErrors | None = None
+    # A replay's (``sync.replay``): its planned changes left alone as conflicts (the target moved since), one
+    # record each; and the records an undo leaves to a person, with why.
+    conflicts: list[PlannedRecord] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def failures(self) -> dict[str, str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -33,17 +32,17 @@ from sync_pipelines.sync.state_schema import (
     copy_in,
     decode_value,
     encode_value,
-    last_written,
     record_outcomes,
     refused_as_one_line,
     runs,
     storable_text,
-    stored_key,
     uses_copy,
     utc_now,
 )
 
 AUDITED, OUTCOME = "audit", "outcome"
+# One outcome as stored, after its run and target: key, outcome, category, field, old and new (JSON), reason.
+OutcomeRow = tuple[str, str, str | None, str | None, str | None, str | None, str | None]
 # Keys asked about at once: a record's history names a handful (an RT user and its student).
 KEY_CHUNK = 500
 
@@ -128,9 +127,10 @@ class _Texts:
 class OutcomeStore:
     """Keeps runs and their per-record outcomes; reads a record's history (its audit rows and outcomes)."""
 
-    engine: Engine
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-    def _add_history_indexes(self) -> None:
+    def add_indexes(self) -> None:
         """A state database made before record history has its tables now (``create_tables``) but not the index
         on ``sync_audit``'s keys: built once, here (on PostgreSQL a short lock on ``sync_audit``, a few seconds
         per million rows); a database that has it is only read."""
@@ -145,7 +145,7 @@ class OutcomeStore:
         """Keep ``run`` (replacing a row of the same id) and its outcomes, in one transaction."""
         now = utc_now()
         text = _Texts()
-        rows = [
+        rows: list[OutcomeRow] = [
             (
                 storable_text(outcome.key),
                 outcome.outcome,
@@ -169,12 +169,11 @@ class OutcomeStore:
                     recorded_at=now,
                 )
             )
-            self._append_outcomes(connection, run, rows, now)
+            self.append(connection, run, rows, now)
 
     @staticmethod
-    def _append_outcomes(
-        connection: sa.Connection, run: RunRecord, rows: Sequence[tuple[Any, ...]], now: datetime
-    ) -> None:
+    def append(connection: sa.Connection, run: RunRecord, rows: Sequence[OutcomeRow], now: datetime) -> None:
+        """Append ``run``'s outcome rows in the caller's transaction: on PostgreSQL one ``COPY``."""
         if not rows:
             return
         if uses_copy(connection):
@@ -197,7 +196,7 @@ class OutcomeStore:
             connection.execute(sa.insert(record_outcomes), chunk)
 
     # -- reads ------------------------------------------------------------------------------------------------
-    def history_rows(self, target: str, keys: Iterable[str]) -> list[HistoryRow]:
+    def rows(self, target: str, keys: Iterable[str]) -> list[HistoryRow]:
         """Every audit row and outcome of ``keys`` in ``target``, found through the index on their keys."""
         wanted = sorted({storable_text(key) for key in keys})
         found: list[HistoryRow] = []
@@ -265,7 +264,7 @@ class OutcomeStore:
                 ]
         return found
 
-    def run_records(self, run_ids: Iterable[str]) -> dict[str, RunRecord]:
+    def runs(self, run_ids: Iterable[str]) -> dict[str, RunRecord]:
         """The kept runs among ``run_ids`` (a run from before record history, or one that stopped before its
         plan was made, has none)."""
         wanted = sorted(set(run_ids))
@@ -283,26 +282,3 @@ class OutcomeStore:
                         _utc(row.recorded_at),
                     )
         return found
-
-    def last_written_runs(self, target: str, keys: Iterable[str]) -> dict[tuple[str, str], tuple[Value, str]]:
-        """``{(key, field): (value, run id)}`` as the project last wrote (or found) them in ``target``."""
-        stored = {stored_key(key): key for key in keys}
-        query = sa.select(
-            last_written.c.record_key, last_written.c.field, last_written.c.value, last_written.c.run_id
-        ).where(last_written.c.target == target, last_written.c.record_key.in_(sorted(stored)))
-        with self.engine.connect() as connection:
-            return {
-                (stored[row.record_key], row.field): (decode_value(row.value), row.run_id)
-                for row in connection.execute(query)
-            }
-
-    def keys_last_written_with(self, target: str, field: str, value: Value) -> list[str]:
-        """The keys whose last-written ``field`` holds ``value`` (RT: the users last given a student id). One pass
-        over the target's last-written rows: a few hundred thousand rows at most, read once per question."""
-        query = sa.select(last_written.c.record_key).where(
-            last_written.c.target == target,
-            last_written.c.field == field,
-            last_written.c.value == encode_value(value),
-        )
-        with self.engine.connect() as connection:
-            return sorted(row.record_key for row in connection.execute(query))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import TypeAlias
 
-Value = Any  # JSON-compatible: str, int, float, bool, None, lists of those
+# A field's value as every sync carries it, plans, saves and audits it: what JSON holds (the state database keeps
+# values as JSON text). Read-only containers, so that a domain's ``list[str]`` or ``dict[str, int]`` is one.
+Value: TypeAlias = str | int | float | bool | None | Sequence["Value"] | Mapping[str, "Value"]
 
 
 class Action(str, Enum):
@@ -18,7 +20,10 @@ class Action(str, Enum):
     SKIP = "skip"
 
 
+# The skip categories the engine itself gives: a planned change the target no longer expects (a reviewed plan or
+# an undo), and a record the target would not give (a row error).
 CONFLICT = "conflict"
+READ_FAILED = "read_failed"
 
 
 class Conflict(str):

@@ -34,11 +34,11 @@ class SavedPlan:
 class PlanStore:
     """Saves and loads reviewed plans."""
 
-    engine: Engine
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-    # -- saved plans --------------------------------------------------------------------------------------
     @refused_as_one_line
-    def save_plan(
+    def save(
         self,
         plan_id: str,
         target: str,
@@ -64,7 +64,7 @@ class PlanStore:
                 )
             )
 
-    def load_plan(self, plan_id: str) -> SavedPlan | None:
+    def load(self, plan_id: str) -> SavedPlan | None:
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(saved_plans).where(saved_plans.c.plan_id == plan_id)).first()
         if row is None:

@@ -25,12 +25,12 @@ from datetime import datetime
 from typing import Protocol
 
 from sync_pipelines.core.errors import SyncError
+from sync_pipelines.sync.config import RunScope
 from sync_pipelines.sync.disclosure import PERSONAL_VALUE, Disclosure
 from sync_pipelines.sync.outcome import PlannedRun
 from sync_pipelines.sync.outcome_store import AUDITED, HistoryRow, RecordOutcome, RunRecord
 from sync_pipelines.sync.plan import CONFLICT, Action, Value, values_equal
 from sync_pipelines.sync.report import cell
-from sync_pipelines.sync.source import RunScope
 from sync_pipelines.sync.state import APPLIED, FAILED, NOT_APPLIED, SyncStateStore
 from sync_pipelines.sync.state_schema import INTERRUPTED, PLANNED, ROW_ERROR, SKIPPED
 
@@ -81,7 +81,9 @@ def keep_outcomes(
     """Keep the run's kind and its per-record outcomes (one transaction): what record history needs besides the
     audit log. Called once, after planning and before anything is written."""
     target = planned.outcome.target
-    state.record_run(run_record(scope, planned, target), outcomes_of(planned, scope.dry_run, disclosure))
+    state.history.record_run(
+        run_record(scope, planned, target), outcomes_of(planned, scope.dry_run, disclosure)
+    )
 
 
 # -- what a domain reads now ------------------------------------------------------------------------------------
@@ -419,10 +421,10 @@ async def ask(
 ) -> RecordHistory:
     """The history of what ``question`` names (see the module's doc)."""
     subject = await lookup.subject(question, state)
-    rows = state.history_rows(lookup.target, subject.keys)
-    runs = state.run_records({row.run_id for row in rows})
+    rows = state.history.rows(lookup.target, subject.keys)
+    runs = state.history.runs({row.run_id for row in rows})
     events = history_events(rows, runs)
-    written = state.last_written_runs(lookup.target, subject.keys) if lookup.remembers_written else {}
+    written = state.last_written.runs(lookup.target, subject.keys) if lookup.remembers_written else {}
     last = next((e for e in reversed(events) if e.status == APPLIED), None)
     return RecordHistory(
         lookup.target,

@@ -25,11 +25,20 @@ from datetime import datetime, timedelta, timezone
 
 from sync_pipelines.core.errors import SyncError
 from sync_pipelines.core.settings import PLAN_MAX_AGE
+from sync_pipelines.sync.config import RunScope
 from sync_pipelines.sync.in_flight import settle_in_flight
 from sync_pipelines.sync.outcome import Current, Desired, PlannedRun, SyncOutcome
-from sync_pipelines.sync.plan import CONFLICT, Action, Conflict, FieldChange, PlannedRecord, SyncPlan
+from sync_pipelines.sync.plan import (
+    CONFLICT,
+    READ_FAILED,
+    Action,
+    Conflict,
+    FieldChange,
+    PlannedRecord,
+    SyncPlan,
+)
 from sync_pipelines.sync.report import Count, Figure, Markdown, Text, log_plan, records_table
-from sync_pipelines.sync.source import READ_FAILED, RunScope, SyncSource, moved_fields
+from sync_pipelines.sync.source import SyncSource, moved_fields
 from sync_pipelines.sync.state import APPLIED, SavedPlan, Settlement, SyncStateStore
 
 PLAN_AGE_SETTING = PLAN_MAX_AGE.name
@@ -49,7 +58,7 @@ def reviewed_plan(state: SyncStateStore, plan_id: str, target: str) -> SavedPlan
     """The saved plan ``plan_id`` of ``target``; unknown, expired or another target's plan is refused."""
     max_age = plan_max_age()
     hours = f"{PLAN_AGE_SETTING}={max_age.total_seconds() / 3600:g}"
-    plan = state.load_plan(plan_id)
+    plan = state.plans.load(plan_id)
     if plan is None:
         raise PlanRefused(
             f"apply_plan_id {plan_id!r}: no saved plan has this id (a plan is saved by a dry run under its run "
@@ -89,9 +98,9 @@ def undo_plan(
     (``sync.in_flight``); recorded already, or for a ``dry_run`` only worked out, in which case its changes
     found applied count as applied here. A change of the run still in flight after it (its record could not be
     read) is refused: the undo cannot know whether to reverse it."""
-    target, rows = state.applied_changes(run_id)
+    target, rows = state.audit.applied_changes(run_id)
     left = [
-        batch for batch in state.settlement(source.target, {}).batches if batch.run_id == run_id
+        batch for batch in state.settlement.judge(source.target, {}).batches if batch.run_id == run_id
     ]  # reads only
     if target is None and left:
         target = source.target  # killed before any batch of it was recorded: all its changes are in flight
@@ -137,8 +146,10 @@ def undo_plan(
 
 
 class ReplaySource(SyncSource):
-    """A domain's source whose desired state is a fixed list of records (a saved plan, an undo): the target is
-    read with ``read_target`` and written with ``write_if_unchanged``; the domain's run hooks are not called."""
+    """A domain's source whose desired state is a fixed list of records (a saved plan, an undo): planned by
+    ``plan_replay_run``, the target read with ``read_target`` and written with ``write_if_unchanged``; the
+    domain's run hooks are not called. Planning leaves it as it was made: what it works out (an undo's records,
+    the conflicts) is in the run's outcome."""
 
     def __init__(
         self,
@@ -159,7 +170,6 @@ class ReplaySource(SyncSource):
         self.remembers_written = inner.remembers_written
         self.count_names = inner.count_names
         self.personal_fields = inner.personal_fields
-        self.conflicts: list[PlannedRecord] = []
 
     def shard_of(self, key: str) -> str:
         return self.inner.shard_of(key)
@@ -171,6 +181,9 @@ class ReplaySource(SyncSource):
     async def session(self, scope: RunScope) -> AsyncIterator[None]:
         async with self.inner.session(scope):
             yield
+
+    async def plan(self, state: SyncStateStore, scope: RunScope) -> PlannedRun:
+        return await plan_replay_run(self, state, scope)
 
     async def read_current(self, keys: list[str]) -> Current:
         return await self.inner.read_target(keys)
@@ -208,16 +221,16 @@ class ReplaySource(SyncSource):
             metadata["conflict_records"] = Markdown(
                 records_table(("record", "field", "left alone because"), rows, self.label)
             )
-        if self.kept:
+        if outcome.kept:
             metadata["kept_for_a_person"] = Markdown(
-                records_table(("record", "kept because"), self.kept, self.label)
+                records_table(("record", "kept because"), outcome.kept, self.label)
             )
         return metadata
 
     def conflict_rows(self, outcome: SyncOutcome) -> list[tuple[str, str, str]]:
-        """One row per field left alone, (record, field, why): at planning (``self.conflicts``) or by the writer
-        (``result.conflicts``)."""
-        rows = [(r.key, c.field, r.reason or "") for r in self.conflicts for c in r.changes]
+        """One row per field left alone, (record, field, why): at planning (``outcome.conflicts``) or by the
+        writer (``result.conflicts``)."""
+        rows = [(r.key, c.field, r.reason or "") for r in outcome.conflicts for c in r.changes]
         if outcome.result is not None and outcome.result.conflicts:
             planned = {record.key: record for record in outcome.plan.to_write}
             for key, reason in sorted(outcome.result.conflicts.items()):
@@ -276,37 +289,45 @@ def plan_replay(
 
 async def plan_replay_run(source: ReplaySource, state: SyncStateStore, scope: RunScope) -> PlannedRun:
     """The planning strategy of a replay: settle what was left in flight, read the target, judge each change;
-    the run applies the rest conditionally (``source.write``), conflicts recorded first."""
+    the run applies the rest conditionally (``source.write``), conflicts recorded first. An undo's records are
+    worked out again here, once what was left in flight is settled; ``source`` is left as it is."""
     started = time.monotonic()
     target, log = source.target, scope.log
     # What interrupted runs left in flight is settled first, so an undo reads a log that matches the target.
     settlement = await settle_in_flight(source, state, scope)
+    records, kept = source.records, source.kept
     if source.undo_of:
-        source.records, source.kept = undo_plan(
-            source.inner, state, source.undo_of, settlement, scope.dry_run
-        )
-    current = await source.read_current(sorted({record.key for record in source.records}))
+        records, kept = undo_plan(source.inner, state, source.undo_of, settlement, scope.dry_run)
+    current = await source.read_current(sorted({record.key for record in records}))
     read_seconds = time.monotonic() - started
-    plan, source.conflicts = plan_replay(target, source.records, current, source.since)
-    desired = Desired({record.key: dict(record.desired) for record in source.records})
+    plan, conflicts = plan_replay(target, records, current, source.since)
+    desired = Desired({record.key: dict(record.desired) for record in records})
     outcome = SyncOutcome(
-        target, plan, desired, current, settlement, scope.dry_run, read_seconds=read_seconds
+        target,
+        plan,
+        desired,
+        current,
+        settlement,
+        scope.dry_run,
+        read_seconds=read_seconds,
+        conflicts=conflicts,
+        kept=kept,
     )
     what = f"undo of run {source.undo_of}" if source.undo_of else f"plan {source.plan_id}"
     log.info(
-        f"{target}: {what}: {sum(len(r.changes) for r in source.conflicts)} field(s) of "
-        f"{len(source.conflicts)} record(s) changed since, left alone as conflicts"
+        f"{target}: {what}: {sum(len(r.changes) for r in conflicts)} field(s) of "
+        f"{len(conflicts)} record(s) changed since, left alone as conflicts"
     )
     log_plan(log, plan, scope.dry_run)
 
     def before_apply() -> None:
-        if source.conflicts:
-            state.record_conflicts(scope.run_id, target, source.conflicts)
+        if conflicts:
+            state.audit.record_conflicts(scope.run_id, target, conflicts)
 
     return PlannedRun(
         outcome,
         # An undo's preview is saved like any dry run's plan; a reviewed plan is saved already.
-        to_save=source.records if source.undo_of else None,
+        to_save=records if source.undo_of else None,
         undo_of=source.undo_of,
         plan_id=source.plan_id,
         before_apply=before_apply,

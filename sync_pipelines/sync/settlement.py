@@ -1,29 +1,30 @@
 """Settling what a killed run left in flight: each written-ahead change audited as applied or not, by what the
-target holds now. Computed without writing (``settlement``), so a dry run can show it, and recorded by ``settle``."""
+target holds now. Worked out without writing (``judge``), so a dry run can show it, and recorded by ``settle``."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync_pipelines.core.database import is_postgresql
 from sync_pipelines.core.redaction import describe_error
-from sync_pipelines.sync.audit_store import AuditEntry, WriteAheadStore
-from sync_pipelines.sync.plan import (
-    Value,
-    values_equal,
-)
+from sync_pipelines.sync.audit_store import AuditEntry, AuditLog
+from sync_pipelines.sync.last_written_store import LastWritten
+from sync_pipelines.sync.plan import Value, values_equal
 from sync_pipelines.sync.state_schema import (
     APPLIED,
     INTERRUPTED,
     NOT_APPLIED,
+    InFlightChange,
+    WrittenRow,
     batches_in_flight,
+    decode_changes,
+    encode_changes,
     encode_value,
     logger,
     refused_as_one_line,
@@ -48,7 +49,7 @@ class SettledBatch:
     batch_id: str
     run_id: str
     settled: tuple[SettledChange, ...]
-    unread: list[Any]  # changes of records the run could not read: they stay in flight
+    unread: list[InFlightChange]  # changes of records the run could not read: they stay in flight
 
 
 @dataclass(frozen=True)
@@ -77,19 +78,27 @@ class Settlement:
         return bool(self.batches)
 
 
-class SettlementStore(WriteAheadStore):
-    """Settles the batches interrupted runs left in flight."""
+class SettlementStore:
+    """Settles the batches interrupted runs left in flight: their changes audited (``audit``) and, for a delta
+    sync, those applied kept as last written (``last_written``), in one transaction."""
 
-    engine: Engine
+    def __init__(self, engine: Engine, audit: AuditLog, last_written: LastWritten) -> None:
+        self.engine = engine
+        self.audit = audit
+        self.last_written = last_written
 
-    def _batches_in_flight(self, connection: sa.Connection, target: str) -> list[tuple[str, str, list[Any]]]:
+    @staticmethod
+    def _batches_in_flight(
+        connection: sa.Connection, target: str
+    ) -> list[tuple[str, str, list[InFlightChange]]]:
         query = (
             sa.select(batches_in_flight.c.batch_id, batches_in_flight.c.run_id, batches_in_flight.c.changes)
             .where(batches_in_flight.c.target == target)
             .order_by(batches_in_flight.c.started_at)
         )
         return [
-            (batch_id, run_id, json.loads(changes)) for batch_id, run_id, changes in connection.execute(query)
+            (batch_id, run_id, decode_changes(changes))
+            for batch_id, run_id, changes in connection.execute(query)
         ]
 
     def pending(self, target: str) -> dict[str, dict[str, Value]]:
@@ -101,7 +110,7 @@ class SettlementStore(WriteAheadStore):
                     result.setdefault(key, {})[field] = new
         return result
 
-    def settlement(self, target: str, current: Mapping[str, Mapping[str, Value] | None]) -> Settlement:
+    def judge(self, target: str, current: Mapping[str, Mapping[str, Value] | None]) -> Settlement:
         """What settling the batches killed runs left in flight would record, judged by what ``target`` holds
         now; reads only. ``current`` maps each record read from the target to its values (``None``: the
         target has no such record); a record not in ``current`` was not read, and its changes stay in flight
@@ -110,7 +119,7 @@ class SettlementStore(WriteAheadStore):
         with self.engine.connect() as connection:
             for batch_id, run_id, changes in self._batches_in_flight(connection, target):
                 settled: list[SettledChange] = []
-                unread: list[list[Any]] = []
+                unread: list[InFlightChange] = []
                 for change in changes:
                     key, field, old, new = change
                     if key not in current:
@@ -131,7 +140,7 @@ class SettlementStore(WriteAheadStore):
         counts = {APPLIED: 0, NOT_APPLIED: 0}
         stuck = 0
         with self.engine.begin() as connection:
-            written: list[dict[str, Any]] = []
+            written: list[WrittenRow] = []
             for batch in settlement.batches:
                 entries: list[AuditEntry] = [
                     (c.key, c.field, encode_value(c.old), encode_value(c.new), c.status, INTERRUPTED)
@@ -141,15 +150,15 @@ class SettlementStore(WriteAheadStore):
                 # One batch's rows that cannot be written must not keep every other batch (and every later run)
                 # from settling: it is left in flight, and the others go on. (PostgreSQL: a savepoint per batch;
                 # SQLite, which neither limits lengths nor refuses NULs, has no such failure to survive.)
-                savepoint = connection.dialect.name == "postgresql"
+                savepoint = is_postgresql(connection)
                 try:
                     with connection.begin_nested() if savepoint else contextlib.nullcontext():
-                        self._append_audit(connection, (batch.run_id, batch.batch_id, target, now), entries)
+                        self.audit.append(connection, (batch.run_id, batch.batch_id, target, now), entries)
                         if batch.unread:
                             connection.execute(
                                 sa.update(batches_in_flight)
                                 .where(row)
-                                .values(changes=json.dumps(batch.unread, ensure_ascii=False))
+                                .values(changes=encode_changes(batch.unread))
                             )
                         else:
                             connection.execute(sa.delete(batches_in_flight).where(row))
@@ -173,7 +182,7 @@ class SettlementStore(WriteAheadStore):
                     if c.status == APPLIED
                 ]
             if remember_written:
-                self._upsert_written(connection, written)
+                self.last_written.upsert(connection, written)
         if stuck:
             counts["batches_left_in_flight"] = stuck
         return counts

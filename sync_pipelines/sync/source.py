@@ -2,44 +2,23 @@
 
 The engine (``sync.run``) owns a run's sequence; a source only knows its systems. It says what the target
 should hold (``read_desired``), what the target holds for the records the engine asks about
-(``read_current``), and how to write one batch (``write``). Optional hooks bracket a real run (never a dry
+(``read_current``), and how to write one batch (``write``). It carries its planning strategy too (``plan``:
+a sync's by default, a replay's for a reviewed plan or an undo). Optional hooks bracket a real run (never a dry
 run): ``started``, ``applied`` and ``stopped``, which is where Bakaláři's ``SystemLog`` rows are written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
-from dataclasses import dataclass
-from typing import Any
 
-from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.config import RunScope
 from sync_pipelines.sync.disclosure import Disclosure
-from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
+from sync_pipelines.sync.outcome import Current, Desired, PlannedRun, SyncOutcome
 from sync_pipelines.sync.plan import Conflict, FieldChange, PlannedRecord, Value, values_equal
-from sync_pipelines.sync.shards import SHARD_COUNT, shard_of
-
-READ_FAILED = "read_failed"
-
-
-@dataclass(frozen=True)
-class RunScope:
-    """One run as the source sees it: its id, its shards, its config and where it logs."""
-
-    run_id: str
-    shards: frozenset[str]
-    config: SyncRunConfig
-    log: logging.Logger  # a Dagster run's log is one too
-
-    @property
-    def dry_run(self) -> bool:
-        return self.config.dry_run
-
-    @property
-    def complete(self) -> bool:
-        """Whether the run covers every record: all shards and no ``limit``."""
-        return len(self.shards) == SHARD_COUNT and self.config.limit is None
+from sync_pipelines.sync.planning import plan_sync
+from sync_pipelines.sync.shards import shard_of
+from sync_pipelines.sync.state import SyncStateStore
 
 
 class SyncSource:
@@ -72,6 +51,11 @@ class SyncSource:
     async def session(self, scope: RunScope) -> AsyncIterator[None]:
         """Open what the run needs (API clients) around the whole run."""
         yield
+
+    async def plan(self, state: SyncStateStore, scope: RunScope) -> PlannedRun:
+        """How a run of this source is planned (steps 1-3 of ``sync.run``): from what the source system says
+        (``sync.planning``). A replay plans from saved changes instead (``sync.replay``)."""
+        return await plan_sync(self, state, scope)
 
     async def read_desired(self, scope: RunScope) -> Desired:
         raise NotImplementedError
@@ -136,12 +120,14 @@ class SyncSource:
     async def stopped(self, scope: RunScope, error: BaseException) -> None:
         """A real run failed with ``error`` (never called in a dry run)."""
 
-    def metadata(self, outcome: SyncOutcome) -> Mapping[str, Any]:
-        """Whole-run figures of this domain, added to the run's summary : the engine's ``sync.report.Figure``s, or the
+    def metadata(self, outcome: SyncOutcome) -> Mapping[str, object]:
+        """Whole-run figures of this domain, added to the run's summary: the engine's ``sync.report.Figure``s, or the
         orchestrator's own metadata values, which the engine passes through without reading them."""
         return {}
 
-    def shard_metadata(self, outcome: SyncOutcome, shards: frozenset[str]) -> dict[str, dict[str, Any]]:
+    def shard_metadata(
+        self, outcome: SyncOutcome, shards: frozenset[str]
+    ) -> Mapping[str, Mapping[str, object]]:
         """Figures of this domain per shard, added to each shard's materialization."""
         return {}
 

@@ -6,8 +6,8 @@ Write-ahead: before a batch is sent to its target, its changes are committed as 
 JSON document: a single row insert, however big the batch). Once the batch is applied, its outcome goes into
 ``sync_audit`` (one row per changed field: ``applied``, or ``failed`` with the reason) in the same transaction
 that deletes the batch row. A process killed in between leaves the batch row behind; the next run settles it
-against what the target really holds (``settlement``, then ``settle``), so no committed write is ever missing from the
-log. The audit log itself is only ever appended to, which is what keeps it cheap beside a bulk write.
+against what the target really holds (``settlement.judge``, then ``settlement.settle``), so no committed write is
+ever missing from the log. The audit log itself is only ever appended to, which is what keeps it cheap beside a bulk write.
 
 Record keys come from the systems synced (a Bakaláři id, an RT user id) and may be of any length: ``record_key``
 is unbounded ``TEXT`` in ``sync_audit`` and ``sync_last_written``. A database created before that, with
@@ -32,7 +32,11 @@ from sync_pipelines.core.database import (
     create_database_engine,
     create_tables,
     default_state_url,
+    is_postgresql,
 )
+from sync_pipelines.sync.audit_store import AuditLog
+from sync_pipelines.sync.last_written_store import LastWritten
+from sync_pipelines.sync.lease import Leases
 from sync_pipelines.sync.outcome_store import OutcomeStore
 from sync_pipelines.sync.plan_store import PlanStore, SavedPlan
 from sync_pipelines.sync.settlement import SettledBatch, SettledChange, Settlement, SettlementStore
@@ -53,23 +57,42 @@ from sync_pipelines.sync.state_schema import (
     saved_plans,
     stored_key,
 )
+from sync_pipelines.sync.write_ahead import WriteAhead
 
 
-class SyncStateStore(SettlementStore, PlanStore, OutcomeStore):
-    """The project's own state for every target, one facade over its parts: write-ahead, audit and last written
-    values (``sync.audit_store``), settlement (``sync.settlement``), saved plans (``sync.plan_store``), runs and
-    their per-record outcomes for record history (``sync.outcome_store``)."""
+class SyncStateStore:
+    """The project's own state for every target: one database, opened once, and its parts, each over the same
+    engine. A caller reaches the part it needs:
+
+    - ``audit``: the audit log (``sync.audit_store``);
+    - ``last_written``: the values last written, for delta syncs and record history (``sync.last_written_store``);
+    - ``write_ahead``: a batch's write-ahead row, and its audit in the transaction that removes it
+      (``sync.write_ahead``);
+    - ``settlement``: what killed runs left in flight, judged and settled (``sync.settlement``);
+    - ``plans``: plans saved for review (``sync.plan_store``);
+    - ``history``: runs and their per-record outcomes, and a record's history (``sync.outcome_store``);
+    - ``leases``: one writing run per target (``sync.lease``).
+
+    The store itself only opens the database (its tables, indexes and key columns) and prunes it: retention
+    spans every part's tables in one transaction."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         create_tables(engine, metadata)
         self._widen_key_columns()
-        self._add_history_indexes()
+        self.audit = AuditLog(engine)
+        self.last_written = LastWritten(engine)
+        self.write_ahead = WriteAhead(engine, self.audit, self.last_written)
+        self.settlement = SettlementStore(engine, self.audit, self.last_written)
+        self.plans = PlanStore(engine)
+        self.history = OutcomeStore(engine)
+        self.history.add_indexes()
+        self.leases = Leases(engine)
 
     def _widen_key_columns(self) -> None:
         """A state database made when keys were ``VARCHAR(255)``: make them ``TEXT`` (PostgreSQL; a catalog-only
         change, no table rewrite). SQLite never enforced the length."""
-        if self.engine.dialect.name != "postgresql":
+        if not is_postgresql(self.engine):
             return
         query = sa.text(
             "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema() "

@@ -8,17 +8,16 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from json.encoder import encode_basestring
-from typing import Any, TypeVar
+from typing import Concatenate, ParamSpec, Protocol, TypedDict, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.database import (
-    timeout_error,
-)
+from sync_pipelines.core.database import is_postgresql, timeout_error
 from sync_pipelines.core.errors import StopsTheRun
 from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.sync.plan import (
@@ -56,14 +55,15 @@ batches_in_flight = sa.Table(
     sa.Column("changes", sa.Text, nullable=False),  # JSON: [[record_key, field, old, new], ...]
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
 )
-# A batch row lives for the length of one write: compressing its document would cost more than it saves.
-sa.event.listen(
-    batches_in_flight,
-    "after_create",
-    sa.DDL("ALTER TABLE sync_batches ALTER COLUMN changes SET STORAGE EXTERNAL").execute_if(  # type: ignore[no-untyped-call]
-        dialect="postgresql"
-    ),
-)
+
+
+def _store_batches_uncompressed(table: sa.Table, connection: sa.Connection, **_: object) -> None:
+    """A batch row lives for the length of one write: compressing its document would cost more than it saves."""
+    if is_postgresql(connection):
+        connection.exec_driver_sql(f"ALTER TABLE {table.name} ALTER COLUMN changes SET STORAGE EXTERNAL")
+
+
+sa.event.listen(batches_in_flight, "after_create", _store_batches_uncompressed)
 
 last_written = sa.Table(
     "sync_last_written",
@@ -177,19 +177,28 @@ class StateWriteRefused(StopsTheRun):
     setting = STATE_SETTING
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+class OnStateDatabase(Protocol):
+    """A part of the state store: it reads and writes through ``engine``."""
+
+    @property
+    def engine(self) -> Engine: ...
 
 
-def refused_as_one_line(method: F) -> F:
+Part = TypeVar("Part", bound=OnStateDatabase)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def refused_as_one_line(method: Callable[Concatenate[Part, P], R]) -> Callable[Concatenate[Part, P], R]:
     """A state write's database error as ``StateWriteRefused``: its kind and first line only (the driver's full
     text repeats the statement, and a ``COPY`` error the row it stopped at: other people's records), a lock or
     statement timeout as the ``DatabaseTimeout`` naming its setting."""
 
     @functools.wraps(method)
-    def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def write(part: Part, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return method(self, *args, **kwargs)
-        except (SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error) as error:
+            return method(part, *args, **kwargs)
+        except (SQLAlchemyError, part.engine.dialect.loaded_dbapi.Error) as error:
             timeout = timeout_error(error, "the sync state database")
             if timeout is not None:
                 raise timeout from None
@@ -198,7 +207,7 @@ def refused_as_one_line(method: F) -> F:
                 "(free disk space, a database that accepts writes)"
             ) from None
 
-    return write  # type: ignore[return-value]
+    return write
 
 
 def stored_key(key: str) -> str:
@@ -237,7 +246,7 @@ def copy_field(value: str | None) -> str:
 
 def uses_copy(connection: sa.Connection) -> bool:
     """Whether rows are appended with PostgreSQL's ``COPY`` (psycopg 3) rather than an ``INSERT``."""
-    return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
+    return is_postgresql(connection) and connection.dialect.driver == "psycopg"
 
 
 def copy_in(connection: sa.Connection, table: str, columns: Iterable[str], text: str) -> None:
@@ -250,10 +259,21 @@ def copy_in(connection: sa.Connection, table: str, columns: Iterable[str], text:
         copy.write(text.encode())
 
 
+class WrittenRow(TypedDict):
+    """One ``sync_last_written`` row."""
+
+    target: str
+    record_key: str
+    field: str
+    value: str | None  # JSON
+    run_id: str
+    written_at: datetime
+
+
 def written_row(
     target: str, key: str, field: str, value: Value, run_id: str, written_at: datetime
-) -> dict[str, Any]:
-    """One ``sync_last_written`` row, its value JSON-encoded."""
+) -> WrittenRow:
+    """One ``sync_last_written`` row, its key as stored (``stored_key``) and its value JSON-encoded."""
     return {
         "target": target,
         "record_key": stored_key(key),
@@ -264,14 +284,29 @@ def written_row(
     }
 
 
+# A change written ahead, as a ``sync_batches`` row keeps it (a JSON list of them): record key, field, old, new.
+InFlightChange = tuple[str, str, Value, Value]
+
+
+def encode_changes(changes: Iterable[InFlightChange]) -> str:
+    return json.dumps(list(changes), ensure_ascii=False)
+
+
+def decode_changes(text: str) -> list[InFlightChange]:
+    return [(key, field, old, new) for key, field, old, new in json.loads(text)]
+
+
 def decode_value(text: str | None) -> Value:
     return None if text is None else json.loads(text)
+
+
+Row = TypeVar("Row", bound=Mapping[str, object])
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+def chunks(rows: Sequence[Row]) -> Iterable[Sequence[Row]]:
     for start in range(0, len(rows), CHUNK_ROWS):
         yield rows[start : start + CHUNK_ROWS]

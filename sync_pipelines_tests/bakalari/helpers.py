@@ -10,14 +10,16 @@ from sqlalchemy.engine import Engine
 
 from devkit.sandbox.bakalari import OPERATOR_PASSWORD, OPERATOR_USERNAME
 from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.definitions import location
 from sync_pipelines.defs.bakalari.checks import (
     bakalari_students_needing_login,
     edurpg_external_refs_resolve,
     edurpg_unique_bakalari_ids,
 )
-from sync_pipelines.defs.bakalari.definitions import bakalari_entities
 from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
+
+bakalari_entities = location.syncs["bakalari"].asset
 
 ENTITY_TABLES = ("Class", "Subject", "User", "Enrollment", "ExternalRef")
 CHECKS = [edurpg_external_refs_resolve, edurpg_unique_bakalari_ids, bakalari_students_needing_login]

@@ -58,7 +58,7 @@ def snapshot(engine: sa.Engine) -> Snapshot:
 
 
 def audit(run_id: str) -> list[dict[str, Any]]:
-    return SyncStateStore.from_url(default_state_url()).audit_rows(TARGET, run_id=run_id)
+    return SyncStateStore.from_url(default_state_url()).audit.rows(TARGET, run_id=run_id)
 
 
 def edit_by_hand(engine: sa.Engine, table: str, row_id: str, column: str, value: Any) -> None:

@@ -12,6 +12,7 @@ from devkit.sandbox.bakalari import OPERATOR_PASSWORD, OPERATOR_USERNAME, Bakala
 from devkit.sandbox.server import ThreadedSandbox
 from sync_pipelines.defs.operations.record_history import ask_about
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.sync.record_history import PERSONAL_CHANGE
 from sync_pipelines_tests.bakalari.helpers import (
     engine_for,
@@ -53,7 +54,7 @@ def test_a_class_change_shows_old_and_new_and_a_name_change_stays_personal(
     [row] = rows(engine, "User", f"WHERE \"bakalariId\" = '{student.user_id}'")
     log = logging.getLogger("test")
     for asked in (student.user_id, row["id"]):
-        answer = ask_about("bakalari", asked, log, SyncStateResource())
+        answer = ask_about(SYNCS, "bakalari", asked, log, SyncStateResource())
         assert answer.subject.keys == (f"User:{student.user_id}",)
         changes = [e for e in answer.events if e.run_id == second.run_id and e.status == "applied"]
         by_field = {event.field: event for event in changes}

@@ -10,8 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from devkit.sandbox.server import ThreadedSandbox
-from sync_pipelines.defs.bakalari.definitions import bakalari_sync_undo
+from sync_pipelines.definitions import location
 from sync_pipelines_tests.bakalari.helpers import counts, engine_for, observation, run_sync, sync_resources
+
+bakalari_sync_undo = location.syncs["bakalari"].undo_job
 
 pytestmark = pytest.mark.integration
 

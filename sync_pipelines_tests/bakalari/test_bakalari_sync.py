@@ -385,7 +385,7 @@ def test_a_failing_batch_is_rolled_back_and_only_the_bad_record_fails(
     assert check.description.startswith(
         "1 record error(s): 1 record(s) could not be written to bakalari_entities"
     )
-    audit = SyncStateStore.from_url(state_url).audit_rows("bakalari_entities", result.run_id)
+    audit = SyncStateStore.from_url(state_url).audit.rows("bakalari_entities", result.run_id)
     failed = {row["record_key"] for row in audit if row["status"] == "failed"}
     applied = {row["record_key"] for row in audit if row["status"] == "applied"}
     culprit = f"Enrollment:{victim.user_id}-{math.id}"

@@ -24,9 +24,8 @@ from devkit.sandbox.rt import DEFAULT_TOKEN
 from devkit.sandbox.server import ThreadedSandbox
 from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.definitions import defs
+from sync_pipelines.definitions import defs, location
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
-from sync_pipelines.defs.user_kinds.definitions import user_kinds
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord
 from sync_pipelines.sync.state import SyncStateStore
@@ -34,6 +33,8 @@ from sync_pipelines_tests.bakalari.helpers import run_sync as run_bakalari
 from sync_pipelines_tests.bakalari.helpers import sync_resources
 from sync_pipelines_tests.rt.test_rt_sync import RtWorld
 from sync_pipelines_tests.rt.test_rt_sync import rt_world as start_rt_world
+
+user_kinds = location.syncs["user_kinds"].asset
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +95,7 @@ def assert_dry_run_wrote_nothing_then_real_run_settles(
     target_state: Callable[[], Any] = lambda: None,
 ) -> None:
     state = SyncStateStore.from_url(state_url)
-    assert state.pending(asset), "the killed run left nothing in flight"
+    assert state.settlement.pending(asset), "the killed run left nothing in flight"
     before = (tables(state_url), [tables(url, leave_out) for url in target_urls], target_state())
 
     dry = run({"dry_run": True})
@@ -102,14 +103,14 @@ def assert_dry_run_wrote_nothing_then_real_run_settles(
     after = (tables(state_url), [tables(url, leave_out) for url in target_urls], target_state())
     assert after == before
     shown = observation(dry, asset)
-    assert shown["plan_id"] == dry.run_id and state.load_plan(dry.run_id) is not None  # saved for review
+    assert shown["plan_id"] == dry.run_id and state.plans.load(dry.run_id) is not None  # saved for review
     assert {k: shown[f"would_settle_{k}"] for k in expected} == expected
     assert "left in flight by an interrupted run" in shown["plan"]
 
     real = run({})
     assert real.success, real.all_events
-    assert state.pending(asset) == {}
-    settled = [r for r in state.audit_rows(asset, run_id=KILLED_RUN)]
+    assert state.settlement.pending(asset) == {}
+    settled = [r for r in state.audit.rows(asset, run_id=KILLED_RUN)]
     assert {status: sum(r["status"] == status for r in settled) for status in expected} == expected
 
 
@@ -145,7 +146,7 @@ def test_rt_dry_run_after_a_killed_run_writes_nothing(rt_world: RtWorld, state_u
 
     # The killed run's first step stored the students snapshot, as every run of the job does.
     assert run({"dry_run": True}).success
-    SyncStateStore.from_url(state_url).begin_batch(KILLED_RUN, "rt_user_custom_fields", records)
+    SyncStateStore.from_url(state_url).write_ahead.begin(KILLED_RUN, "rt_user_custom_fields", records)
     # The killed run's first PUT reached RT; the other two did not.
     answer = httpx.put(
         f"{rt.url}/REST/2.0/user/{synced[0].rt_user_id}",
@@ -175,7 +176,7 @@ def test_user_kinds_dry_run_after_a_killed_run_writes_nothing(pg_url: str, state
     kinds = {user.id: user.kind for user in sample.users}
     changing = [key for key in sample.changes() if key in active][:3]
     records = [change(key, {"kind": after[key]}, {"kind": kinds[key]}) for key in changing]
-    SyncStateStore.from_url(state_url).begin_batch(KILLED_RUN, "user_kinds", records)
+    SyncStateStore.from_url(state_url).write_ahead.begin(KILLED_RUN, "user_kinds", records)
     with engine.begin() as connection:  # the killed run's batch: committed for the first user only
         connection.execute(
             sa.text("UPDATE users SET kind = :kind WHERE id = :id"),
@@ -215,14 +216,14 @@ def test_bakalari_dry_run_after_a_killed_run_writes_nothing(pg_url: str, state_u
         first = run_bakalari(resources)
         assert first.success
         state = SyncStateStore.from_url(state_url)
-        written = [row for row in state.audit_rows("bakalari_entities") if row["field"] == "name"][:3]
+        written = [row for row in state.audit.rows("bakalari_entities") if row["field"] == "name"][:3]
         assert len(written) == 3
         # The killed run's batch: its first change is in EduRPG, the other two (new names) are not.
         records = [change(written[0]["record_key"], {"name": written[0]["new_value"]})]
         records += [
             change(row["record_key"], {"name": f"{row['new_value']} (renamed)"}) for row in written[1:]
         ]
-        state.begin_batch(KILLED_RUN, "bakalari_entities", records)
+        state.write_ahead.begin(KILLED_RUN, "bakalari_entities", records)
 
         def run(config: dict[str, Any]) -> dg.ExecuteInProcessResult:
             return run_bakalari(resources, **config)

@@ -2,7 +2,6 @@
 importing them loads no Dagster; and the code location's modules import one another one way only, at the top of
 each module."""
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import sync_pipelines.sync
-from sync_pipelines_tests.harness.python_source import parse_file
+from sync_pipelines_tests.harness.python_source import project_imports
 
 ENGINE = Path(sync_pipelines.sync.__file__).parent
 
@@ -33,38 +32,9 @@ def test_importing_every_engine_and_core_module_loads_no_dagster() -> None:
 PACKAGE = ENGINE.parent
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _project_imports() -> dict[str, tuple[set[str], set[str]]]:
-    """Per module of the code location, the project modules it imports at its top, and those it imports
-    anywhere else (inside a function or a class), imports of names from a package's ``__init__`` included."""
-    paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
-    found: dict[str, tuple[set[str], set[str]]] = {}
-    for name, path in paths.items():
-        tree = parse_file(path)
-        top = {id(node) for node in tree.body}
-        at_top: set[str] = set()
-        inside: set[str] = set()
-        for node in ast.walk(tree):
-            targets: list[str] = []
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sync_pipelines"):
-                module = node.module or ""
-                for alias in node.names:
-                    submodule = f"{module}.{alias.name}"
-                    targets.append(submodule if submodule in paths else module)
-            elif isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names if alias.name.startswith("sync_pipelines")]
-            (at_top if id(node) in top else inside).update(t for t in targets if t in paths and t != name)
-        found[name] = (at_top, inside)
-    return found
-
-
 @pytest.mark.unit
 def test_the_code_locations_modules_import_each_other_at_the_top_without_a_cycle() -> None:
-    imports = _project_imports()
+    imports = project_imports(PACKAGE)
     assert {name: inside for name, (_, inside) in imports.items() if inside} == {}
     visiting: list[str] = []
     done: set[str] = set()

@@ -78,7 +78,7 @@ def test_a_sync_an_undo_and_an_applied_plan_are_refused_naming_the_holder(state:
     run(source, state, "run-0")
     source.desired = HELD
     run(source, state, "dry-2", dry_run=True)
-    audit = state.audit_rows()
+    audit = state.audit.rows()
     holder = holder_process(state)
     try:
         attempts = {
@@ -93,7 +93,7 @@ def test_a_sync_an_undo_and_an_applied_plan_are_refused_naming_the_holder(state:
             assert "\n" not in message, name
             assert f"run holder-run on {socket.gethostname()} (pid {holder.pid})" in message, name
             assert "SYNC_LEASE_WAIT_SECONDS" in message, name
-        assert held == WANTED and state.audit_rows() == audit
+        assert held == WANTED and state.audit.rows() == audit
         # A dry run is not refused.
         assert run(source, state, "dry-3", dry_run=True).plan.counts()["update"] == 3
     finally:
@@ -151,7 +151,7 @@ def test_a_bounded_wait_takes_the_lease_once_it_frees(
 def test_a_dry_run_leaves_the_changes_of_a_run_writing_now_alone(state: SyncStateStore) -> None:
     """The rows in flight of the run holding the lease are its own: a dry run shows no settlement of them."""
     change = (FieldChange("grade", "1", "2"),)
-    state.begin_batch("holder-run", "fake", [PlannedRecord("a", Action.UPDATE, {"grade": "2"}, change)])
+    state.write_ahead.begin("holder-run", "fake", [PlannedRecord("a", Action.UPDATE, {"grade": "2"}, change)])
     holder = holder_process(state)
     try:
         outcome = run(DictSource({"a": {"grade": "1"}}, {"a": {"grade": "1"}}), state, "dry", dry_run=True)
@@ -200,7 +200,7 @@ def test_a_lease_lost_mid_run_stops_the_run_before_its_next_batch(make_pg_url) -
     # Only the first batch was written; the audit matches the target, and nothing is left in flight.
     assert source.batches == 1
     assert held == {"a": {"grade": "2"}, "b": {"grade": "1"}, "c": {"grade": "1"}}
-    assert [(row["record_key"], row["new_value"], row["status"]) for row in state.audit_rows()] == [
+    assert [(row["record_key"], row["new_value"], row["status"]) for row in state.audit.rows()] == [
         ("a", "2", "applied")
     ]
     assert dump(state)["sync_batches"] == []

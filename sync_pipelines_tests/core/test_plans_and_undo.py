@@ -98,7 +98,7 @@ def test_a_reviewed_plan_is_applied_exactly_and_a_record_changed_meanwhile_is_a_
     applied = run(reviewed_source(source, state, "dry-1"), state, "apply-1")
     assert held == {"a": {"grade": "2"}, "b": {"grade": "9"}, "c": {"grade": "2"}}
     assert applied.plan.skip_counts() == {"conflict": 1}
-    statuses = {(r["record_key"], r["status"]) for r in state.audit_rows("fake", run_id="apply-1")}
+    statuses = {(r["record_key"], r["status"]) for r in state.audit.rows("fake", run_id="apply-1")}
     assert statuses == {("a", "applied"), ("b", "conflict"), ("c", "applied")}
 
 
@@ -121,7 +121,7 @@ def test_a_write_time_conflict_is_audited_and_does_not_fail_the_run(state: SyncS
     assert outcome.result is not None and outcome.result.failures == {}
     assert set(outcome.result.conflicts) == {"c"}
     assert held["c"] == {"grade": "5"}
-    rows = state.audit_rows("fake", run_id="apply-1")
+    rows = state.audit.rows("fake", run_id="apply-1")
     assert {(r["record_key"], r["status"]) for r in rows} == {
         ("a", "applied"),
         ("b", "applied"),
@@ -172,7 +172,7 @@ def test_a_run_is_undone_and_the_undo_undone(state: SyncStateStore) -> None:
     undone = undo(source, state, "undo-1", "run-1", dry_run=False)
     assert held == {**HELD, "d": {"grade": "8"}}
     assert undone.plan.skip_counts() == {"conflict": 1}
-    audit = state.audit_rows("fake")
+    audit = state.audit.rows("fake")
     assert {r["run_id"] for r in audit} == {"run-1", "undo-1"}
     assert {(r["record_key"], r["old_value"], r["new_value"]) for r in audit if r["status"] == "applied"} >= {
         ("a", "1", "2"),
@@ -213,7 +213,7 @@ def test_a_plan_writes_only_its_fields_and_decides_conflicts_field_by_field(stat
         "a": {"grade": "2", "sid": "HAND-EDIT", "note": "by hand"},
         "b": {"grade": "2", "sid": "B-HAND", "note": "n"},
     }
-    rows = state.audit_rows("fake", run_id="apply-1")
+    rows = state.audit.rows("fake", run_id="apply-1")
     assert {(r["record_key"], r["field"], r["status"]) for r in rows} == {
         ("a", "grade", "applied"),
         ("b", "grade", "applied"),
@@ -250,7 +250,7 @@ def test_a_write_time_conflict_keeps_the_moved_field_and_writes_the_others(state
     assert held == {"a": {"grade": "2", "sid": "HAND"}}
     assert outcome.result is not None and set(outcome.result.conflicts) == {"a"}
     assert outcome.result.field_changes == 1 and outcome.result.failures == {}
-    rows = state.audit_rows("fake", run_id="apply-1")
+    rows = state.audit.rows("fake", run_id="apply-1")
     assert {(r["field"], r["status"], r["error"]) for r in rows} == {
         ("grade", "applied", None),
         ("sid", "conflict", "changed since the plan: sid"),
@@ -263,14 +263,14 @@ def test_an_undo_conflict_names_the_run_it_reverses(state: SyncStateStore) -> No
     run(source, state, "run-1")
     held["b"]["grade"] = "9"
     undo(source, state, "undo-1", "run-1", dry_run=False)
-    errors = {r["error"] for r in state.audit_rows("fake", run_id="undo-1") if r["status"] == "conflict"}
+    errors = {r["error"] for r in state.audit.rows("fake", run_id="undo-1") if r["status"] == "conflict"}
     assert errors == {"changed since run run-1: grade"}
     # An undo preview applied later by its plan id names the same run.
     run(source, state, "run-2")
     undo(source, state, "undo-preview", "run-2", dry_run=True)
     held["a"]["grade"] = "7"
     run(reviewed_source(source, state, "undo-preview"), state, "apply-undo")
-    rows = state.audit_rows("fake", run_id="apply-undo")
+    rows = state.audit.rows("fake", run_id="apply-undo")
     assert {r["error"] for r in rows if r["status"] == "conflict"} == {"changed since run run-2: grade"}
 
 
@@ -282,7 +282,7 @@ def killed_run(state: SyncStateStore, held: dict[str, dict[str, Value]]) -> Dict
     in_flight = [
         PlannedRecord(key, Action.UPDATE, {"grade": "2"}, (FieldChange("grade", "1", "2"),)) for key in "cd"
     ]
-    state.begin_batch("run-1", "fake", in_flight)
+    state.write_ahead.begin("run-1", "fake", in_flight)
     for key in "cd":
         held[key] = {"grade": "2"}  # the PUTs landed; their outcome was never recorded
     return source
@@ -296,14 +296,14 @@ def test_an_undo_of_a_killed_run_settles_its_batch_in_flight_first_and_reverses_
 
     preview = undo(source, state, "undo-preview", "run-1", dry_run=True)
     assert preview.plan.counts()["update"] == 4  # the changes in flight too, found applied
-    assert state.pending("fake")  # a preview settles nothing
+    assert state.settlement.pending("fake")  # a preview settles nothing
     assert held == {key: {"grade": "2"} for key in "abcd"}
 
     undo(source, state, "undo-1", "run-1", dry_run=False)
     assert held == {key: {"grade": "1"} for key in "abcd"}
-    assert state.pending("fake") == {}
+    assert state.settlement.pending("fake") == {}
     settled = [
-        r for r in state.audit_rows("fake", "run-1") if r["error"] == "settled after an interrupted run"
+        r for r in state.audit.rows("fake", "run-1") if r["error"] == "settled after an interrupted run"
     ]
     assert {(r["record_key"], r["status"]) for r in settled} == {("c", "applied"), ("d", "applied")}
 
@@ -315,7 +315,7 @@ def test_an_undo_of_a_run_killed_in_its_first_batch_is_not_refused_as_having_app
     in_flight = [
         PlannedRecord(key, Action.UPDATE, {"grade": "2"}, (FieldChange("grade", "1", "2"),)) for key in "cd"
     ]
-    state.begin_batch("run-1", "fake", in_flight)
+    state.write_ahead.begin("run-1", "fake", in_flight)
     held["c"] = {"grade": "2"}  # one PUT landed before the kill
     source = DictSource(held, {})
     undo(source, state, "undo-1", "run-1", dry_run=False)

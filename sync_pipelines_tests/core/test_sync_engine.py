@@ -115,23 +115,23 @@ def test_apply_writes_in_batches_and_audits_each_change(state: SyncStateStore) -
     result = run(plan, target, state, remember_written=True)
     assert target.batches == [["1", "2"], ["3"]]
     assert result.written == 3 and result.failed == 0 and result.field_changes == 6
-    audit = state.audit_rows("rt")
+    audit = state.audit.rows("rt")
     assert len(audit) == 6
     assert {row["status"] for row in audit} == {"applied"}
     assert {(row["record_key"], row["field"], row["new_value"]) for row in audit} == {
         (key, field, value) for key, fields in DESIRED.items() for field, value in fields.items()
     }
-    assert state.last_written("rt") == DESIRED
+    assert state.last_written.read("rt") == DESIRED
 
 
 def test_second_apply_of_the_same_state_changes_nothing(state: SyncStateStore) -> None:
     target = FakeTarget()
     run(plan_changes("rt", DESIRED, {}), target, state, remember_written=True)
-    second = plan_changes("rt", DESIRED, state.last_written("rt"))
+    second = plan_changes("rt", DESIRED, state.last_written.read("rt"))
     assert second.to_write == []
     result = run(second, target, state, run_id="run-2", remember_written=True)
     assert result.written == 0 and target.batches == [["1", "2"], ["3"]]
-    assert state.audit_rows("rt", run_id="run-2") == []
+    assert state.audit.rows("rt", run_id="run-2") == []
 
 
 class DictSource(SyncSource):
@@ -173,7 +173,7 @@ def scope(dry_run: bool, run_id: str = "run-1") -> RunScope:
 def test_dry_run_after_a_killed_run_shows_the_settlement_and_writes_nothing(state: SyncStateStore) -> None:
     target = FakeTarget()
     killed = plan_changes("rt", DESIRED, {})
-    state.begin_batch("killed-run", "rt", killed.to_write)
+    state.write_ahead.begin("killed-run", "rt", killed.to_write)
     target.data["1"] = dict(DESIRED["1"])  # the killed run wrote record 1 only
     source = DictSource(DESIRED, target)
     outcome = asyncio.run(execute(source, state, scope(dry_run=True)))
@@ -181,14 +181,14 @@ def test_dry_run_after_a_killed_run_shows_the_settlement_and_writes_nothing(stat
     assert outcome.settlement.counts() == {"applied": 2, "not_applied": 4}
     # Nothing reached the target or the state: the batch is still in flight, nothing audited or remembered.
     assert target.batches == [] and source.events == []
-    assert state.audit_rows() == [] and state.last_written("rt") == {}
-    assert set(state.pending("rt")) == {"1", "2", "3"}
+    assert state.audit.rows() == [] and state.last_written.read("rt") == {}
+    assert set(state.settlement.pending("rt")) == {"1", "2", "3"}
     assert "| 1 | Grade | 9 | applied |" in changes_table(outcome.plan, settlement=outcome.settlement)
 
     real = asyncio.run(execute(source, state, scope(dry_run=False, run_id="run-2")))
     assert real.result is not None and real.result.written == 2 and source.events == ["started", "applied"]
-    assert state.pending("rt") == {} and state.last_written("rt") == DESIRED
-    assert {(r["run_id"], r["status"]) for r in state.audit_rows("rt")} == {
+    assert state.settlement.pending("rt") == {} and state.last_written.read("rt") == DESIRED
+    assert {(r["run_id"], r["status"]) for r in state.audit.rows("rt")} == {
         ("killed-run", "applied"),
         ("killed-run", "not_applied"),
         ("run-2", "applied"),
@@ -196,25 +196,25 @@ def test_dry_run_after_a_killed_run_shows_the_settlement_and_writes_nothing(stat
 
 
 def test_settling_leaves_changes_of_records_not_read_in_flight(state: SyncStateStore) -> None:
-    state.begin_batch("killed-run", "rt", plan_changes("rt", DESIRED, {}).to_write)
+    state.write_ahead.begin("killed-run", "rt", plan_changes("rt", DESIRED, {}).to_write)
     # Record 2 could not be read: its changes are neither applied nor guessed not applied.
     current = {"1": dict(DESIRED["1"]), "3": None}
-    outcome = state.settle(state.settlement("rt", current), remember_written=True)
+    outcome = state.settlement.settle(state.settlement.judge("rt", current), remember_written=True)
     assert outcome == {"applied": 2, "not_applied": 2}
-    assert state.pending("rt") == {"2": DESIRED["2"]}
-    assert {r["record_key"] for r in state.audit_rows("rt")} == {"1", "3"}
+    assert state.settlement.pending("rt") == {"2": DESIRED["2"]}
+    assert {r["record_key"] for r in state.audit.rows("rt")} == {"1", "3"}
 
 
 def test_failed_records_are_audited_and_not_remembered(state: SyncStateStore) -> None:
     target = FakeTarget(refuse={"2"})
     result = run(plan_changes("rt", DESIRED, {}), target, state, remember_written=True)
     assert result.failures == {"2": "refused by the target"}
-    assert set(state.last_written("rt")) == {"1", "3"}
-    failed = [row for row in state.audit_rows("rt") if row["status"] == "failed"]
+    assert set(state.last_written.read("rt")) == {"1", "3"}
+    failed = [row for row in state.audit.rows("rt") if row["status"] == "failed"]
     assert {row["record_key"] for row in failed} == {"2"} and failed[0]["error"] == "refused by the target"
     # The next run sees record 2 as still different and retries it.
     retry = plan_changes(
-        "rt", DESIRED, {**state.last_written("rt"), "2": {"Grade": None, "Student ID": None}}
+        "rt", DESIRED, {**state.last_written.read("rt"), "2": {"Grade": None, "Student ID": None}}
     )
     assert [record.key for record in retry.to_write] == ["2"]
 
@@ -241,8 +241,8 @@ def test_a_batch_that_raises_is_retried_record_by_record(state: SyncStateStore) 
     # The batch [1, 2] rolled back; written alone, record 2 goes through and only record 1 fails.
     assert calls == [["1", "2"], ["1"], ["2"], ["3"]]
     assert result.failures == {"1": "rolled back: RuntimeError: deadlock detected"}
-    assert set(state.last_written("rt")) == {"2", "3"}
-    statuses = {(row["record_key"], row["status"]) for row in state.audit_rows("rt")}
+    assert set(state.last_written.read("rt")) == {"2", "3"}
+    statuses = {(row["record_key"], row["status"]) for row in state.audit.rows("rt")}
     assert ("1", "failed") in statuses and ("2", "applied") in statuses
 
 
@@ -260,21 +260,21 @@ def test_failure_reasons_keep_only_the_first_line_of_a_database_error(state: Syn
         apply_plan(plan_changes("rt", {"1": {"a": 1}}, {}), writer, state=state, run_id="r", batch_size=5)
     )
     assert result.failures == {"1": "rolled back: Exception: duplicate key"}
-    assert "Nováková" not in json.dumps(state.audit_rows("rt"), default=str)
+    assert "Nováková" not in json.dumps(state.audit.rows("rt"), default=str)
 
 
 def test_pending_rows_of_a_killed_run_are_settled_by_what_the_target_holds(state: SyncStateStore) -> None:
     plan = plan_changes("rt", DESIRED, {})
     # A run logged its batch, wrote record 1 only, and was killed before settling.
-    state.begin_batch("killed-run", "rt", plan.to_write)
+    state.write_ahead.begin("killed-run", "rt", plan.to_write)
     current = {"1": dict(DESIRED["1"]), "2": {"Grade": None}, "3": None}
-    assert set(state.pending("rt")) == {"1", "2", "3"}
-    outcome = state.settle(state.settlement("rt", current), remember_written=True)
+    assert set(state.settlement.pending("rt")) == {"1", "2", "3"}
+    outcome = state.settlement.settle(state.settlement.judge("rt", current), remember_written=True)
     assert outcome == {"applied": 2, "not_applied": 4}
-    statuses = {(r["record_key"], r["status"]) for r in state.audit_rows("rt")}
+    statuses = {(r["record_key"], r["status"]) for r in state.audit.rows("rt")}
     assert ("1", "applied") in statuses and ("2", "not_applied") in statuses
-    assert state.pending("rt") == {}
-    assert state.last_written("rt") == {"1": DESIRED["1"]}
+    assert state.settlement.pending("rt") == {}
+    assert state.last_written.read("rt") == {"1": DESIRED["1"]}
 
 
 def test_refused_credentials_stop_with_every_outcome_recorded_and_nothing_unsent_in_flight(
@@ -294,11 +294,11 @@ def test_refused_credentials_stop_with_every_outcome_recorded_and_nothing_unsent
     with pytest.raises(AuthenticationError):
         asyncio.run(apply_plan(plan_changes("t", desired, {}), writer, state=state, run_id="r", batch_size=2))
     assert sent == [["1", "2"], ["3", "4"]]
-    assert {(row["record_key"], row["status"]) for row in state.audit_rows("t")} == {
+    assert {(row["record_key"], row["status"]) for row in state.audit.rows("t")} == {
         ("1", "applied"),
         ("2", "applied"),
     }
-    assert state.pending("t") == {"3": {"a": 3}, "4": {"a": 4}}
+    assert state.settlement.pending("t") == {"3": {"a": 3}, "4": {"a": 4}}
 
 
 def test_batch_delay_is_applied_between_batches(state: SyncStateStore) -> None:
@@ -311,9 +311,9 @@ def test_batch_delay_is_applied_between_batches(state: SyncStateStore) -> None:
 
 def test_last_written_round_trips_awkward_values(state: SyncStateStore) -> None:
     awkward = {"k,1": {"name": 'a "quoted", {braced} \\ value', "n": 12, "none": None, "list": ["x", "y"]}}
-    state.remember("t", "run-1", awkward)
-    state.remember("t", "run-2", {"k,1": {"n": 13}})
-    assert state.last_written("t") == {"k,1": {**awkward["k,1"], "n": 13}}
+    state.last_written.remember("t", "run-1", awkward)
+    state.last_written.remember("t", "run-2", {"k,1": {"n": 13}})
+    assert state.last_written.read("t") == {"k,1": {**awkward["k,1"], "n": 13}}
 
 
 def scope_with(limit: int | None = None, shards=SHARD_KEYS) -> RunScope:

@@ -157,7 +157,7 @@ def test_the_syncs_join_an_instance_like_zlvs_and_the_lease_keeps_twin_runs_apar
     assert refusal.metadata["error"] == dg.MetadataValue.text("TargetBusy")
     assert f"user_kinds is being synced by run {winner.run_id}" in (refusal.description or "")
 
-    audit = SyncStateStore.from_url(state_url).audit_rows("user_kinds")
+    audit = SyncStateStore.from_url(state_url).audit.rows("user_kinds")
     assert {row["run_id"] for row in audit} == {winner.run_id} and {row["status"] for row in audit} == {
         "applied"
     }

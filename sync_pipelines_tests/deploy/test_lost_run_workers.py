@@ -401,11 +401,14 @@ def test_a_wrong_watchdog_interval_is_reported_and_the_sensor_keeps_the_default(
     """Read when the code server loads the code: a wrong value must not stop the load (the refusal itself is
     checked with every numeric setting, operations_unit/test_numeric_settings.py)."""
     from sync_pipelines.defs.operations.run_workers import CHECK_INTERVAL, _check_interval_or_default
+    from sync_pipelines.defs.syncs import SYNCS
     from sync_pipelines.defs.systems import configuration_problems
 
     def problems() -> list[str]:
         return [
-            str(problem) for problem in configuration_problems({}) if problem.setting == CHECK_INTERVAL.name
+            str(problem)
+            for problem in configuration_problems(SYNCS, {})
+            if problem.setting == CHECK_INTERVAL.name
         ]
 
     monkeypatch.setenv(CHECK_INTERVAL.name, "5")

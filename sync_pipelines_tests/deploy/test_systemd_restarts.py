@@ -293,7 +293,7 @@ def test_restarting_the_units_keeps_the_run_and_a_run_cut_off_is_retried_and_set
         run_id = host.ui.launch("user_kind_sync", run_config={"ops": {"user_kinds": {"config": SLOW_RUN}}})
 
         def written() -> int:
-            return len(state.audit_rows("user_kinds", run_id=run_id))
+            return len(state.audit.rows("user_kinds", run_id=run_id))
 
         host.wait_for("the run writing", lambda: written() > 0, START_BOUND)
         worker = run_worker_identity(host.instance, run_id)
@@ -344,10 +344,10 @@ def test_restarting_the_units_keeps_the_run_and_a_run_cut_off_is_retried_and_set
 
     after = kinds(world)
     first, retry = (
-        state.audit_rows("user_kinds", run_id=run_id),
-        state.audit_rows("user_kinds", run_id=retry_id),
+        state.audit.rows("user_kinds", run_id=run_id),
+        state.audit.rows("user_kinds", run_id=retry_id),
     )
     assert 0 < cut_at <= len(first) and retry
-    assert not state.pending("user_kinds")  # the retry settled what the cut-off run left in flight
+    assert not state.settlement.pending("user_kinds")  # the retry settled what the cut-off run left in flight
     assert audit_mismatches(before, after, [*first, *retry]) == []
     assert world.stale() == set()

@@ -32,18 +32,12 @@ from devkit.sandbox.sample_data import generate_students
 from devkit.sandbox.server import SandboxProcess
 from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.core.job_command import CODE_LOCATION_MODULE
-from sync_pipelines.defs.syncs import SYNCS
 
 SYNC_JOBS = ("rt_user_sync", "bakalari_sync", "user_kind_sync")
-# The modules whose definitions depend on the environment at import (enabled systems: sync_checks' selection,
+# The module whose definitions depend on the environment at import (enabled systems: sync_checks' selection,
 # schedule and sensor statuses, schedules' crons), imported afresh by ``run_in_process`` as a new
-# ``dagster job execute`` would: every registered sync's domain builds its schedule from the environment.
-ENVIRONMENT_DEPENDENT_MODULES = (
-    "sync_pipelines.definitions",
-    "sync_pipelines.defs.operations.definitions",
-    "sync_pipelines.defs.operations.checks_job",
-    *(f"sync_pipelines.defs.{spec.system}.definitions" for spec in SYNCS),
-)
+# ``dagster job execute`` would: it builds every registered sync, and the operations jobs, from the environment.
+ENVIRONMENT_DEPENDENT_MODULES = ("sync_pipelines.definitions",)
 SEED = 7
 
 

@@ -93,7 +93,7 @@ def test_two_instances_run_one_sync_at_once_and_only_one_writes(
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
 
     store = SyncStateStore.from_url(state_url)
-    audit = store.audit_rows()
+    audit = store.audit.rows()
     run_ids = {row["run_id"] for row in audit}
     assert len(run_ids) == 1, f"audit rows of more than one run: {run_ids}"
     [run_id] = run_ids
@@ -107,7 +107,7 @@ def test_two_instances_run_one_sync_at_once_and_only_one_writes(
     changes = Counter((row["record_key"], row["field"]) for row in audit)
     assert max(changes.values()) == 1, [change for change, n in changes.items() if n > 1][:5]
     assert {row["status"] for row in audit} == {"applied"}
-    assert store.pending(world.asset) == {}
+    assert store.settlement.pending(world.asset) == {}
     with store.engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM sync_leases")).scalar_one() == 0
     if "edurpg" in world.databases:

@@ -29,7 +29,6 @@ from devkit.sandbox.databases import seed_students
 from devkit.sandbox.sample_data import generate_students
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.defs.syncs import SYNCS
-from sync_pipelines.defs.systems import REQUIRED_VARIABLES
 from sync_pipelines_tests.harness.world import fresh_definitions, process_environment
 from sync_pipelines_tests.operations.sync_worlds import NewDatabase, bakalari_world, user_kinds_world
 
@@ -130,7 +129,7 @@ def assert_configuration_checks(section: QuickStart, env: dict[str, str]) -> Non
     exit_code, output = run_command(check, env)
     assert exit_code == 0 and "configuration ok" in output, f"{check} exited {exit_code}:\n{output[-2000:]}"
     required = sorted(
-        name for name in section.variables if any(name in names for names in REQUIRED_VARIABLES.values())
+        name for name in section.variables if any(name in spec.required_variables for spec in SYNCS)
     )
     assert required, f"{section.heading}: step 2 sets none of its system's required variables"
     missing = required[0]

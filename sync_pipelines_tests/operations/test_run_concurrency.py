@@ -99,7 +99,7 @@ def test_a_scheduled_and_a_sensor_run_of_one_job_never_overlap(
     # Every stale user was written exactly once, all by the first run; the second found nothing to do.
     assert world.stale() == set()
     assert world.sandbox.requests(PUT) == len(stale)
-    audit = SyncStateStore.from_url(state_url).audit_rows("rt_user_custom_fields")
+    audit = SyncStateStore.from_url(state_url).audit.rows("rt_user_custom_fields")
     written = Counter((row["record_key"], row["field"]) for row in audit)  # one audit row per field written
     assert {key for key, _ in written} == stale and set(written.values()) == {1}
     assert {row["run_id"] for row in audit} == {scheduled}

@@ -160,11 +160,11 @@ def test_prune_deletes_state_rows_older_than_their_retention(
     now = datetime.now(timezone.utc)
     for age_days in (5, 150):
         run_id = f"run-{age_days}"
-        batch = store.begin_batch(run_id, "t", [record])
-        store.finish_batch(run_id, "t", [record], {}, False, batch)
-        store.save_plan(run_id, "t", [record], {"update": 1})
-        store.begin_batch(run_id, "t", [record])  # left in flight by a killed run
-        store.record_run(
+        batch = store.write_ahead.begin(run_id, "t", [record])
+        store.write_ahead.finish(run_id, "t", [record], {}, False, batch)
+        store.plans.save(run_id, "t", [record], {"update": 1})
+        store.write_ahead.begin(run_id, "t", [record])  # left in flight by a killed run
+        store.history.record_run(
             RunRecord(run_id, "t", False), [RecordOutcome("User:2", SKIPPED, "malformed", reason="x")]
         )
         with store.engine.begin() as connection:
@@ -184,7 +184,7 @@ def test_prune_deletes_state_rows_older_than_their_retention(
                 .where(batches_in_flight.c.run_id == run_id)
                 .values(started_at=moment)
             )
-    store.save_plan("run-2", "t", [record], {"update": 1})
+    store.plans.save("run-2", "t", [record], {"update": 1})
     with store.engine.begin() as connection:
         connection.execute(
             sa.update(saved_plans)
@@ -197,15 +197,15 @@ def test_prune_deletes_state_rows_older_than_their_retention(
         )
         counts = {"audit": 1, "outcomes": 1, "runs": 1, "plans": 2, "write_ahead": 1}
         assert preview.output_for_node("prune_sync_state") == counts
-        assert len(store.audit_rows("t")) == 2
+        assert len(store.audit.rows("t")) == 2
         result = prune_run_history.execute_in_process(instance=instance)
     assert result.output_for_node("prune_sync_state") == counts
-    assert [row.run_id for row in store.history_rows("t", ["User:1", "User:2"]) if row.kept == "outcome"] == [
+    assert [row.run_id for row in store.history.rows("t", ["User:1", "User:2"]) if row.kept == "outcome"] == [
         "run-5"
     ]
-    assert set(store.run_records(["run-5", "run-150"])) == {"run-5"}
-    assert {row["run_id"] for row in store.audit_rows("t")} == {"run-5"}
-    assert store.load_plan("run-5") is None and store.load_plan("run-150") is None
-    assert store.load_plan("run-2") is not None
+    assert set(store.history.runs(["run-5", "run-150"])) == {"run-5"}
+    assert {row["run_id"] for row in store.audit.rows("t")} == {"run-5"}
+    assert store.plans.load("run-5") is None and store.plans.load("run-150") is None
+    assert store.plans.load("run-2") is not None
     with store.engine.connect() as connection:
         assert [r.run_id for r in connection.execute(sa.select(batches_in_flight.c.run_id))] == ["run-5"]

@@ -23,7 +23,7 @@ from sync_pipelines.defs.rt.sync import RT_SYNC
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_builder import build_sync, run_tags_of
 from sync_pipelines.defs.syncs import SYNCS
-from sync_pipelines.defs.systems import REQUIRED_VARIABLES, configuration_problems
+from sync_pipelines.defs.systems import configuration_problems
 from sync_pipelines.sync.lease import lease_wait_seconds
 from sync_pipelines.sync.record_errors import max_record_errors_percent
 from sync_pipelines.sync.replay import plan_max_age
@@ -127,7 +127,7 @@ def test_the_configuration_check_reports_every_wrong_numeric_setting_once(
 ) -> None:
     """The retention settings, a shared limit (once, though every system reads it) and an enabled system's own;
     a system that is not enabled is not checked."""
-    environ = {name: "set" for name in REQUIRED_VARIABLES["rt"]}
+    environ = {name: "set" for name in RT_SYNC.required_variables}
     for name, value in {
         "SYNC_RUN_RETENTION_DAYS": "0",
         "SYNC_AUDIT_RETENTION_DAYS": "a year",
@@ -136,7 +136,7 @@ def test_the_configuration_check_reports_every_wrong_numeric_setting_once(
         "BAKALARI_MAX_CONCURRENCY": "0",  # bakalari is not enabled
     }.items():
         monkeypatch.setenv(name, value)
-    lines = [str(problem) for problem in configuration_problems(environ)]
+    lines = [str(problem) for problem in configuration_problems(SYNCS, environ)]
     suffix = "; the runs reading it fail until it is fixed"
     assert lines == [
         "SYNC_DEADLINE_SECONDS: must be a finite number of seconds, got 'nan'" + suffix,
@@ -144,7 +144,7 @@ def test_the_configuration_check_reports_every_wrong_numeric_setting_once(
         "SYNC_AUDIT_RETENTION_DAYS: must be a whole number of days, got 'a year'" + suffix,
         "RT_REQUESTS_PER_SECOND: must be a finite number, got 'nan'" + suffix,
     ]
-    problems = {problem.setting: problem for problem in configuration_problems(environ)}
+    problems = {problem.setting: problem for problem in configuration_problems(SYNCS, environ)}
     assert problems["RT_REQUESTS_PER_SECOND"].stops_runs and problems["RT_REQUESTS_PER_SECOND"].system == "rt"
     assert not problems["SYNC_RUN_RETENTION_DAYS"].stops_runs
 
@@ -154,7 +154,7 @@ def test_a_wrong_setting_of_an_enabled_system_fails_its_runs_in_one_line_naming_
 ) -> None:
     """``RT_REQUESTS_PER_SECOND=nan``: the RT sync is defined as not runnable, and the check that guards it fails
     with the variable's line, not "1 blocking asset check failed"."""
-    for name in REQUIRED_VARIABLES["rt"]:
+    for name in RT_SYNC.required_variables:
         monkeypatch.setenv(
             name, "sqlite:///unused.db" if name.endswith("DATABASE_URL") else "http://127.0.0.1:9"
         )

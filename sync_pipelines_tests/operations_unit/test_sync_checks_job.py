@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from devkit.sandbox.sample_data import generate_students
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.defs.systems import REQUIRED_VARIABLES
+from sync_pipelines.defs.syncs import SYNCS
+from sync_pipelines_tests.harness.registry import every_variable, expected_checks
 from sync_pipelines_tests.harness.world import (
     SEED,
     SyncWorld,
@@ -21,20 +22,7 @@ from sync_pipelines_tests.harness.world import (
     sync_everything_in_process,
 )
 
-EXPECTED_CHECKS = {
-    "rt": {
-        "students_unique_ids",
-        "students_unique_rt_user_ids",
-        "rt_custom_fields_exist",
-        "rt_matches_students",
-    },
-    "bakalari": {
-        "edurpg_external_refs_resolve",
-        "edurpg_unique_bakalari_ids",
-        "bakalari_students_needing_login",
-    },
-    "user_kinds": {"user_kinds_valid_values", "user_kinds_coverage"},
-}
+SPECS = {spec.system: spec for spec in SYNCS}
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +37,20 @@ def world(postgres_server) -> SyncWorld:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("system", sorted(REQUIRED_VARIABLES))
+@pytest.mark.parametrize("system", list(SPECS))
 def test_one_system_alone_checks_that_system_and_passes(
     world: SyncWorld, system: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A deployment with only one system's variables: sync_checks checks that system alone, and passes."""
     common = ("DAGSTER_HOME", "PYTHONWARNINGS", "SYNC_STATE_DATABASE_URL", "PORTAILDF_AUTH_VERSION")
-    env = {name: value for name, value in world.env.items() if name in (*common, *REQUIRED_VARIABLES[system])}
-    for name in (n for names in REQUIRED_VARIABLES.values() for n in names):
+    own = (*common, *SPECS[system].required_variables)
+    env = {name: value for name, value in world.env.items() if name in own}
+    for name in every_variable(SYNCS):
         monkeypatch.delenv(name, raising=False)  # nothing leaks in from the test process
     result = world.run_in_process("sync_checks", env=env)
     assert result.success, failure_messages(result)
     checked = set(check_outcomes(result))
-    assert checked == EXPECTED_CHECKS[system]
+    assert checked == expected_checks(SPECS[system])
     assert set(check_outcomes(result).values()) == {"passed"}
 
 

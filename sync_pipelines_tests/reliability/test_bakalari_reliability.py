@@ -64,7 +64,7 @@ class School:
         return engine_for(self.edurpg_url)
 
     def audit(self) -> list[dict[str, Any]]:
-        return SyncStateStore.from_url(self.state_url).audit_rows(TARGET)
+        return SyncStateStore.from_url(self.state_url).audit.rows(TARGET)
 
 
 @pytest.fixture
@@ -82,7 +82,9 @@ def assert_exactly_the_school(world: School) -> None:
     assert held.row_counts == expected.row_counts  # no row twice (Class has no unique key to stop it)
     assert held.ref_counts == expected.ref_counts
     check_audit(world.audit(), held.fields)
-    assert SyncStateStore.from_url(world.state_url).pending(TARGET) == {}  # no batch left unsettled
+    assert (
+        SyncStateStore.from_url(world.state_url).settlement.pending(TARGET) == {}
+    )  # no batch left unsettled
 
 
 # -- faults -------------------------------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ def test_killed_after_a_batch_committed_before_its_audit_settled(
     process = runner.start({"batch_size": 5})
     try:
         gate.wait_until_held(process)
-        pending = SyncStateStore.from_url(school.state_url).pending(TARGET)
+        pending = SyncStateStore.from_url(school.state_url).settlement.pending(TARGET)
         kill(process)
     finally:
         kill(process)
@@ -271,6 +273,6 @@ def test_secrets_appear_nowhere(school: School, dagster_home: Path) -> None:
     assert any("refused the credentials" in text for text in recorded)
     assert any("operator account sees " in text for text in logs)
     texts = [ok.stdout, ok.stderr, failed.stdout, failed.stderr, *recorded]
-    texts.append(json.dumps(SyncStateStore.from_url(school.state_url).audit_rows(), default=str))
+    texts.append(json.dumps(SyncStateStore.from_url(school.state_url).audit.rows(), default=str))
     texts.append(json.dumps(system_logs(school.engine), default=str))
     assert leaked(secrets, texts) == []

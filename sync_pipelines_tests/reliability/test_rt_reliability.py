@@ -90,7 +90,7 @@ def test_killed_in_the_middle_of_applying_then_rerun(rt_env, tmp_path: Path) -> 
     written_before = rt.requests(PUT)
     assert written_before < len(differing), "the run finished before it could be killed"
     # The batch in flight when the process died is still logged as pending: the next run settles it.
-    assert SyncStateStore.from_url(state_url).pending("rt_user_custom_fields")
+    assert SyncStateStore.from_url(state_url).settlement.pending("rt_user_custom_fields")
 
     rt.set_knobs(latency_ms=0)
     rerun = subprocess.run(job_command(tmp_path), env=env, capture_output=True, text=True, timeout=300)
@@ -100,8 +100,8 @@ def test_killed_in_the_middle_of_applying_then_rerun(rt_env, tmp_path: Path) -> 
     assert {k: v for k, v in rt_values(rt).items() if k in expected} == expected
     assert len(differing) <= rt.requests(PUT) <= len(differing) + 5
     # The audit log holds one applied row per changed field, nothing left in flight, and matches RT.
-    audit = SyncStateStore.from_url(state_url).audit_rows("rt_user_custom_fields")
-    assert SyncStateStore.from_url(state_url).pending("rt_user_custom_fields") == {}
+    audit = SyncStateStore.from_url(state_url).audit.rows("rt_user_custom_fields")
+    assert SyncStateStore.from_url(state_url).settlement.pending("rt_user_custom_fields") == {}
     applied_rows = [row for row in audit if row["status"] == "applied"]
     assert {int(row["record_key"]) for row in applied_rows} == differing
     for row in applied_rows:
@@ -133,7 +133,7 @@ def test_secrets_appear_nowhere(rt_env, tmp_path: Path) -> None:
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.suffix in {".out", ".err", ".log", ".complete"}:
             haystacks.append(path.read_text(errors="replace"))
-    audit = SyncStateStore.from_url(state_url).audit_rows()
+    audit = SyncStateStore.from_url(state_url).audit.rows()
     haystacks.append(json.dumps(audit, default=str))
     assert len(haystacks) > 10
     for text in haystacks:

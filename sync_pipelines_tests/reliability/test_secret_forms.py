@@ -75,7 +75,7 @@ def test_passwords_in_every_url_form_appear_nowhere(
             ]
     assert len(alert_receiver.received) == 1
     assert "ZLV_DATABASE_URL" in alert_receiver.received[0]["error"]
-    audit = SyncStateStore.from_url(with_raw_password(state_url, AT_SECRET)).audit_rows(TARGET)
+    audit = SyncStateStore.from_url(with_raw_password(state_url, AT_SECRET)).audit.rows(TARGET)
     assert audit  # the successful run wrote and audited
     texts = [ok.stdout, ok.stderr, failed.stdout, failed.stderr, *recorded_texts(dagster_home), *event_log]
     texts += [json.dumps(audit, default=str), json.dumps(alert_receiver.received, ensure_ascii=False)]

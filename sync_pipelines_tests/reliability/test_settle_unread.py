@@ -30,7 +30,7 @@ def test_a_change_for_a_student_not_read_stays_in_flight(make_pg_url) -> None:
         name = rows(engine_for(edurpg_url), "User", f"WHERE \"bakalariId\" = '{student}'")[0]["name"]
         key = f"User:{student}"
         state = SyncStateStore.from_url(state_url)
-        state.begin_batch(
+        state.write_ahead.begin(
             "killed",
             TARGET,
             [PlannedRecord(key, Action.UPDATE, {"name": name}, (FieldChange("name", "x", name),))],
@@ -38,5 +38,5 @@ def test_a_change_for_a_student_not_read_stays_in_flight(make_pg_url) -> None:
         # Then the student's token is revoked: the next run cannot read their account.
         handle.change_state({"action": "revoke_refresh_token", "user_id": student})
         run_sync(resources)
-        assert key in state.pending(TARGET)  # left for a run that can read it
-        assert [row for row in state.audit_rows(TARGET) if row["status"] == NOT_APPLIED] == []
+        assert key in state.settlement.pending(TARGET)  # left for a run that can read it
+        assert [row for row in state.audit.rows(TARGET) if row["status"] == NOT_APPLIED] == []

@@ -58,8 +58,8 @@ def test_a_full_state_database_fails_the_run_in_one_line_naming_the_setting(worl
         engine.dispose()
     assert world.differing() == set()
     store = SyncStateStore.from_url(world.state_url)
-    assert store.pending("rt_user_custom_fields") == {}
-    audit = store.audit_rows("rt_user_custom_fields")
+    assert store.settlement.pending("rt_user_custom_fields") == {}
+    audit = store.audit.rows("rt_user_custom_fields")
     applied = {row["record_key"] for row in audit if row["status"] == "applied"}
     assert applied == {str(key) for key in differing}
     with store.engine.connect() as connection:

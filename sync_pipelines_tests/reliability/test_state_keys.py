@@ -37,20 +37,25 @@ def record(key: str, name: str) -> PlannedRecord:
 def test_any_key_is_written_audited_remembered_and_settled(state_url: str) -> None:
     state = SyncStateStore.from_url(state_url)
     records = [record(key, f"n{index}") for index, key in enumerate(KEYS)]
-    batch = state.begin_batch("run-1", TARGET, records)
-    state.finish_batch("run-1", TARGET, records, {KEYS[0]: "refused \x00 by the target"}, True, batch)
-    audit = state.audit_rows(TARGET)
+    batch = state.write_ahead.begin("run-1", TARGET, records)
+    state.write_ahead.finish("run-1", TARGET, records, {KEYS[0]: "refused \x00 by the target"}, True, batch)
+    audit = state.audit.rows(TARGET)
     assert [row["status"] for row in audit] == ["failed", *[APPLIED] * (len(KEYS) - 1)]
     assert [row["record_key"] for row in audit] == [key.replace("\x00", "\ufffd") for key in KEYS]
-    assert state.last_written(TARGET, KEYS) == {key: {"name": f"n{i}"} for i, key in enumerate(KEYS) if i}
-    assert state.pending(TARGET) == {}
+    assert state.last_written.read(TARGET, KEYS) == {
+        key: {"name": f"n{i}"} for i, key in enumerate(KEYS) if i
+    }
+    assert state.settlement.pending(TARGET) == {}
 
     # A killed run's batch of such keys settles, and the next one too.
     for run in ("run-2", "run-3"):
-        state.begin_batch(run, TARGET, records)
+        state.write_ahead.begin(run, TARGET, records)
         current = {key: {"name": f"n{index}"} for index, key in enumerate(KEYS)}
-        assert state.settle(state.settlement(TARGET, current), True) == {APPLIED: len(KEYS), NOT_APPLIED: 0}
-        assert state.pending(TARGET) == {}
+        assert state.settlement.settle(state.settlement.judge(TARGET, current), True) == {
+            APPLIED: len(KEYS),
+            NOT_APPLIED: 0,
+        }
+        assert state.settlement.pending(TARGET) == {}
 
 
 def test_long_keys_are_kept_by_digest_where_an_index_holds_them() -> None:
@@ -76,9 +81,11 @@ def test_a_state_database_made_with_varchar_keys_is_upgraded(pg_url: str) -> Non
         )
     state = SyncStateStore.from_url(pg_url)
     records = [record(KEYS[0], "x")]
-    state.finish_batch("run", TARGET, records, {}, True, state.begin_batch("run", TARGET, records))
-    assert [row["record_key"] for row in state.audit_rows(TARGET)] == [KEYS[0]]
-    assert state.last_written(TARGET, [KEYS[0]]) == {KEYS[0]: {"name": "x"}}
+    state.write_ahead.finish(
+        "run", TARGET, records, {}, True, state.write_ahead.begin("run", TARGET, records)
+    )
+    assert [row["record_key"] for row in state.audit.rows(TARGET)] == [KEYS[0]]
+    assert state.last_written.read(TARGET, [KEYS[0]]) == {KEYS[0]: {"name": "x"}}
     engine.dispose()
 
 
@@ -93,11 +100,11 @@ def test_a_batch_whose_audit_cannot_be_written_does_not_block_settling(pg_url: s
         connection.exec_driver_sql(
             "CREATE TRIGGER refuse BEFORE INSERT ON sync_audit FOR EACH ROW EXECUTE FUNCTION refuse()"
         )
-    state.begin_batch("killed", TARGET, [record("User:poison", "p")])
-    state.begin_batch("killed", TARGET, [record("User:fine", "f")])
+    state.write_ahead.begin("killed", TARGET, [record("User:poison", "p")])
+    state.write_ahead.begin("killed", TARGET, [record("User:fine", "f")])
     current = {"User:poison": {"name": "p"}, "User:fine": {"name": "f"}}
     for _ in range(2):  # this run and the next: neither fails
-        counts = state.settle(state.settlement(TARGET, current), True)
+        counts = state.settlement.settle(state.settlement.judge(TARGET, current), True)
         assert counts == {APPLIED: 1 if _ == 0 else 0, NOT_APPLIED: 0, "batches_left_in_flight": 1}
-        assert set(state.pending(TARGET)) == {"User:poison"}
-    assert [row["record_key"] for row in state.audit_rows(TARGET)] == ["User:fine"]
+        assert set(state.settlement.pending(TARGET)) == {"User:poison"}
+    assert [row["record_key"] for row in state.audit.rows(TARGET)] == ["User:fine"]

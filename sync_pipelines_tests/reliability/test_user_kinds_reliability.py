@@ -54,7 +54,7 @@ def changes_in_scope(world: ZlvWorld) -> dict[str, str]:
 
 
 def audit(state_url: str) -> list[dict[str, Any]]:
-    return SyncStateStore.from_url(state_url).audit_rows(TARGET)
+    return SyncStateStore.from_url(state_url).audit.rows(TARGET)
 
 
 def assert_exactly_the_kinds(world: ZlvWorld, state_url: str) -> None:
@@ -66,7 +66,7 @@ def assert_exactly_the_kinds(world: ZlvWorld, state_url: str) -> None:
     assert world.updates()[1] == len(changes)
     applied = check_audit(audit(state_url), {user_id: {"kind": kind} for user_id, kind in kinds.items()})
     assert {row["record_key"] for row in applied} == set(changes)
-    assert SyncStateStore.from_url(state_url).pending(TARGET) == {}  # no batch left unsettled
+    assert SyncStateStore.from_url(state_url).settlement.pending(TARGET) == {}  # no batch left unsettled
 
 
 # -- faults -------------------------------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def test_killed_in_the_middle_of_a_batch_then_rerun(
             gate.wait_until_held(process)
             # While the third batch is held, the second one's outcome is recorded and the fourth written ahead.
             wait_for(lambda: len(audit(state_url)) == 20, process)
-            pending = SyncStateStore.from_url(state_url).pending(TARGET)
+            pending = SyncStateStore.from_url(state_url).settlement.pending(TARGET)
             kill(process)
         finally:
             kill(process)

@@ -46,7 +46,7 @@ def snapshot(world: RtWorld) -> Snapshot:
 
 
 def audit(world: RtWorld, run_id: str) -> list[dict[str, Any]]:
-    return SyncStateStore.from_url(world.state_url).audit_rows(TARGET, run_id=run_id)
+    return SyncStateStore.from_url(world.state_url).audit.rows(TARGET, run_id=run_id)
 
 
 def edit_by_hand(world: RtWorld, user_id: int, field: str, value: str) -> None:

@@ -18,6 +18,7 @@ from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.operations.record_history import ask_about
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.sync.record_history import RecordHistory
 from sync_pipelines_tests.rt.test_rt_sync import RtWorld, rt_world
 
@@ -33,7 +34,7 @@ def world(make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
 
 
 def history(record: str) -> RecordHistory:
-    return ask_about("rt", record, logging.getLogger("test"), SyncStateResource())
+    return ask_about(SYNCS, "rt", record, logging.getLogger("test"), SyncStateResource())
 
 
 def set_rt_user(world: RtWorld, student_id: str, rt_user_id: int | None) -> None:

@@ -85,7 +85,7 @@ def test_reviewed_plan_conflict_undo_and_undo_of_undo(world: RtWorld) -> None:
     run = world.instance.get_run_by_id(undone.run_id)
     assert run is not None and run.tags["sync/undo_of"] == applied.run_id
     state = SyncStateStore.from_url(world.state_url)
-    runs = {r["run_id"] for r in state.audit_rows("rt_user_custom_fields") if r["status"] == "applied"}
+    runs = {r["run_id"] for r in state.audit.rows("rt_user_custom_fields") if r["status"] == "applied"}
     assert runs == {applied.run_id, undone.run_id}
 
     again = undo(world, undone.run_id, dry_run=False)

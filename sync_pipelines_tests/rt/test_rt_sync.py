@@ -113,13 +113,13 @@ def world(make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iterator[RtWorld]:
 def run_checks(world: RtWorld) -> dg.ExecuteInProcessResult:
     """The RT checks as the ``sync_checks`` job runs them (the other systems' checks need their servers): the RT
     asset's prerequisite without the sync, and the drift check."""
+    from sync_pipelines.definitions import location
     from sync_pipelines.defs.rt.checks import rt_matches_students
-    from sync_pipelines.defs.rt.definitions import rt_user_custom_fields
     from sync_pipelines.defs.students.assets import students
 
     prerequisite = dg.AssetCheckKey(dg.AssetKey("rt_user_custom_fields"), "rt_custom_fields_exist")
     return dg.materialize(
-        [students, rt_user_custom_fields, rt_matches_students],
+        [students, location.syncs["rt"].asset, rt_matches_students],
         selection=dg.AssetSelection.checks(prerequisite, rt_matches_students),
         resources=dict(defs.resources),
         instance=world.instance,
@@ -155,7 +155,7 @@ def test_first_run_writes_exactly_the_differing_users_and_the_second_none(world:
     assert sorted(m.partition for m in materializations) == SHARD_KEYS
     assert sum(m.metadata["updated_in_shard"].value for m in materializations) == len(differing)
     # Every write is audited.
-    audit = SyncStateStore.from_url(world.state_url).audit_rows("rt_user_custom_fields")
+    audit = SyncStateStore.from_url(world.state_url).audit.rows("rt_user_custom_fields")
     assert {row["record_key"] for row in audit} == {str(key) for key in differing}
     assert {row["status"] for row in audit} == {"applied"}
 
@@ -241,7 +241,7 @@ def test_dry_run_shows_the_plan_and_writes_nothing(world: RtWorld) -> None:
     # Named as a person knows the record: the student id, beside the RT user id the sync writes to.
     assert f"| {student_id} (RT user {some_user}) | update |" in table
     assert result.asset_materializations_for_node("rt_user_custom_fields") == []
-    assert SyncStateStore.from_url(world.state_url).audit_rows() == []
+    assert SyncStateStore.from_url(world.state_url).audit.rows() == []
     # Dry runs stand out in the Runs list and on the asset's events.
     run = world.instance.get_run_by_id(result.run_id)
     assert run is not None and run.tags.get("sync/dry_run") == "true"

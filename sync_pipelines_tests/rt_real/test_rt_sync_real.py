@@ -102,7 +102,7 @@ class World:
 
     def audit(self, run_id: str) -> list[dict[str, Any]]:
         state = SyncStateStore.from_url(os.environ["SYNC_STATE_DATABASE_URL"])
-        return state.audit_rows("rt_user_custom_fields", run_id=run_id)
+        return state.audit.rows("rt_user_custom_fields", run_id=run_id)
 
     def snapshot(self) -> Snapshot:
         """Every custom field RT holds for the students' users, keyed as the audit keys them."""

@@ -19,10 +19,12 @@ from devkit.sandbox.portaildf import (
 from devkit.sandbox.server import ThreadedSandbox
 from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.definitions import location
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.user_kinds.checks import user_kinds_coverage, user_kinds_valid_values
-from sync_pipelines.defs.user_kinds.definitions import user_kind_sync, user_kinds
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
+
+user_kinds, user_kind_sync = location.syncs["user_kinds"].asset, location.syncs["user_kinds"].job
 
 SIZE = 200
 SEED = 7

@@ -35,9 +35,9 @@ RECORDS = [
 
 
 def audit(store: SyncStateStore) -> list[dict[str, Any]]:
-    batch_id = store.begin_batch("run-1", "user_kinds", RECORDS)
-    pending = store.pending("user_kinds")
-    store.finish_batch(
+    batch_id = store.write_ahead.begin("run-1", "user_kinds", RECORDS)
+    pending = store.settlement.pending("user_kinds")
+    store.write_ahead.finish(
         "run-1",
         "user_kinds",
         RECORDS,
@@ -45,7 +45,7 @@ def audit(store: SyncStateStore) -> list[dict[str, Any]]:
         False,
         batch_id,
     )
-    rows = store.audit_rows("user_kinds")
+    rows = store.audit.rows("user_kinds")
     assert pending == {
         "u1": {"kind": "aucun"},
         "u2": {"kind": "prestataire, gestionnaire"},

@@ -42,7 +42,7 @@ def snapshot(world: ZlvWorld) -> Snapshot:
 
 
 def audit(run_id: str) -> list[dict[str, Any]]:
-    return SyncStateStore.from_url(default_state_url()).audit_rows(TARGET, run_id=run_id)
+    return SyncStateStore.from_url(default_state_url()).audit.rows(TARGET, run_id=run_id)
 
 
 def edit_by_hand(world: ZlvWorld, user_id: str, column: str, value: str | None) -> None:

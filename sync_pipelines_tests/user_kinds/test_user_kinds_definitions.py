@@ -133,7 +133,7 @@ def test_the_deployed_job_with_run_config(
     assert world.kinds() == expected
     changed = sum(1 for u in world.sample.changes() if u in first)
     assert world.updates() == (-(-changed // 7), changed)
-    assert len(SyncStateStore.from_url(state_url).audit_rows("user_kinds")) == changed
+    assert len(SyncStateStore.from_url(state_url).audit.rows("user_kinds")) == changed
 
 
 @pytest.mark.integration

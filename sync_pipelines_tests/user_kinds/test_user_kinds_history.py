@@ -14,8 +14,9 @@ import sqlalchemy as sa
 
 from devkit.sandbox.portaildf import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.defs.operations.record_history import ask_about, record_history
+from sync_pipelines.defs.operations.record_history import ask_about, record_history_job
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
+from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.sync.record_history import RecordHistory
 from sync_pipelines.sync.state import default_state_url
 from sync_pipelines_tests.user_kinds.conftest import ZlvWorld, make_world
@@ -39,7 +40,7 @@ def world(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ZlvWorld]:
 
 
 def history(record: str) -> RecordHistory:
-    return ask_about("user_kinds", record, logging.getLogger("test"), SyncStateResource())
+    return ask_about(SYNCS, "user_kinds", record, logging.getLogger("test"), SyncStateResource())
 
 
 def now_row(answer: RecordHistory, key: str) -> Any:
@@ -107,7 +108,7 @@ def test_a_written_kind_shows_its_change_and_the_undo_command_and_an_email_is_ne
     assert "-j user_kind_sync_undo" in answer.undo_command
 
     # The record_history job shows the same answer as its step's metadata, each run a link to its page.
-    result = record_history.execute_in_process(
+    result = record_history_job(SYNCS).execute_in_process(
         run_config={"ops": {"record_lookup": {"config": {"system": "user_kinds", "record": changed.email}}}},
         raise_on_error=False,
     )
@@ -132,7 +133,7 @@ def test_a_written_kind_shows_its_change_and_the_undo_command_and_an_email_is_ne
 
 
 def test_an_email_no_user_has_is_one_line_without_the_email(world: ZlvWorld) -> None:
-    result = record_history.execute_in_process(
+    result = record_history_job(SYNCS).execute_in_process(
         run_config={
             "ops": {"record_lookup": {"config": {"system": "user_kinds", "record": "Nobody@Nowhere.example"}}}
         },

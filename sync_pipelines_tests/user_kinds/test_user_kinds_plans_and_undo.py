@@ -9,10 +9,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.defs.user_kinds.definitions import user_kind_sync_undo
+from sync_pipelines.definitions import location
 from sync_pipelines.sync.shards import shard_of
 from sync_pipelines.sync.state import SyncStateStore, default_state_url
 from sync_pipelines_tests.user_kinds.conftest import ZlvWorld
+
+user_kind_sync_undo = location.syncs["user_kinds"].undo_job
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +66,7 @@ def test_reviewed_plan_conflict_undo_and_undo_of_undo(world_v2: ZlvWorld) -> Non
         key: world.expected_kinds()[key] for key in changing[1:]
     }
     state = SyncStateStore.from_url(default_state_url())
-    statuses = {r["record_key"]: r["status"] for r in state.audit_rows("user_kinds", run_id=applied.run_id)}
+    statuses = {r["record_key"]: r["status"] for r in state.audit.rows("user_kinds", run_id=applied.run_id)}
     assert statuses[moved] == "conflict"
 
     preview = undo(world, applied.run_id)
@@ -86,7 +88,7 @@ def test_reviewed_plan_conflict_undo_and_undo_of_undo(world_v2: ZlvWorld) -> Non
     assert list(totals)[:3] == ["created", "updated", "failed"]
     assert totals["updated"] == totals["fields_restored"] == len(changing) - 1
     assert totals["undo_of"] == applied.run_id and totals["conflicts"] == 0
-    runs = {r["run_id"] for r in state.audit_rows("user_kinds") if r["status"] == "applied"}
+    runs = {r["run_id"] for r in state.audit.rows("user_kinds") if r["status"] == "applied"}
     assert runs == {applied.run_id, undone.run_id}
 
     again = undo(world, undone.run_id, dry_run=False)

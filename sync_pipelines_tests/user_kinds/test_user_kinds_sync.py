@@ -232,11 +232,11 @@ def test_pending_audit_rows_of_an_interrupted_run_are_settled(world_v2: ZlvWorld
     record = PlannedRecord(
         user.id, Action.UPDATE, {"kind": "aucun"}, (FieldChange("kind", user.kind, "aucun"),)
     )
-    state.begin_batch("killed-run", "user_kinds", [record])
-    assert state.pending("user_kinds")
+    state.write_ahead.begin("killed-run", "user_kinds", [record])
+    assert state.settlement.pending("user_kinds")
     assert world_v2.run().success
-    assert state.pending("user_kinds") == {}
-    rows = [row for row in state.audit_rows("user_kinds") if row["run_id"] == "killed-run"]
+    assert state.settlement.pending("user_kinds") == {}
+    rows = [row for row in state.audit.rows("user_kinds") if row["run_id"] == "killed-run"]
     expected_status = "applied" if world_v2.kinds()[user.id] == "aucun" else "not_applied"
     assert [row["status"] for row in rows] == [expected_status]
 
@@ -244,7 +244,7 @@ def test_pending_audit_rows_of_an_interrupted_run_are_settled(world_v2: ZlvWorld
 def test_audit_log_records_every_write(world_v2: ZlvWorld) -> None:
     result = world_v2.run()
     assert result.success
-    rows = SyncStateStore.from_url(None).audit_rows("user_kinds", run_id=result.run_id)
+    rows = SyncStateStore.from_url(None).audit.rows("user_kinds", run_id=result.run_id)
     changes = {u: k for u, k in world_v2.sample.changes().items() if u in set(world_v2.active_ids())}
     assert {row["record_key"]: row["new_value"] for row in rows} == changes
     assert {row["status"] for row in rows} == {"applied"}

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -187,12 +187,6 @@ def utc_now() -> datetime:
     """Now, as Prisma stores ``DateTime``: UTC, no time zone, millisecond precision."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def dialect_insert(connection: sa.Connection, table: sa.Table) -> Any:
-    """``INSERT`` with ``ON CONFLICT`` support on both PostgreSQL and SQLite."""
-    module = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return module.insert(table)
 
 
 @dataclass(frozen=True)

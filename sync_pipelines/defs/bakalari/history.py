@@ -24,8 +24,9 @@ from sync_pipelines.defs.bakalari.accounts import (
 )
 from sync_pipelines.defs.bakalari.desired import build_desired
 from sync_pipelines.defs.bakalari.edurpg import EduRpgSnapshot, EduRpgStore
-from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
+from sync_pipelines.defs.bakalari.resources import BakalariResource, BakalariResources, EduRpgDatabase
 from sync_pipelines.defs.bakalari.source import TARGET, BakalariSource, target_rows
+from sync_pipelines.defs.shared.sync_spec import HistoryInputs
 from sync_pipelines.sync.disclosure import Disclosure
 from sync_pipelines.sync.record_history import RecordNow, Subject
 from sync_pipelines.sync.state import SyncStateStore
@@ -111,5 +112,5 @@ class BakalariHistory:
         return RecordNow(target, wanted=wanted)
 
 
-def bakalari_history(resources: Any, log: logging.Logger) -> BakalariHistory:
-    return BakalariHistory(resources.bakalari, resources.edurpg_database, log)
+def bakalari_history(run: HistoryInputs[BakalariResources]) -> BakalariHistory:
+    return BakalariHistory(run.resources.bakalari, run.resources.edurpg_database, run.log)

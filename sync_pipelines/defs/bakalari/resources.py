@@ -3,6 +3,7 @@
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import dagster as dg
 from pydantic import Field
@@ -15,6 +16,7 @@ from sync_pipelines.core.settings import api_limits
 from sync_pipelines.defs.bakalari.accounts import OPERATOR_VARIABLES
 from sync_pipelines.defs.bakalari.client import BakalariClient
 from sync_pipelines.defs.bakalari.edurpg import CREATE_EXTERNAL_REF_SETTING, SETTING, EduRpgStore
+from sync_pipelines.defs.shared.resource_bundle import ResourceBundle
 from sync_pipelines.defs.shared.setting_origin import setting_origin
 
 
@@ -90,3 +92,11 @@ class EduRpgDatabase(dg.ConfigurableResource):
     def token_workers(self) -> int:
         """Threads committing rotated tokens: a few on PostgreSQL; one on SQLite, which has one writer anyway."""
         return 4 if is_postgresql(self.engine()) else 1
+
+
+@dataclass(frozen=True)
+class BakalariResources(ResourceBundle):
+    """The Bakaláři sync's resources: Bakaláři's API and EduRPG's database."""
+
+    bakalari: BakalariResource
+    edurpg_database: EduRpgDatabase

@@ -42,11 +42,11 @@ from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatab
 from sync_pipelines.defs.bakalari.stored_token import ACCESS
 from sync_pipelines.defs.bakalari.writer import EntityWriter
 from sync_pipelines.defs.shared.api_source import ApiSource
+from sync_pipelines.sync.config import RunScope
 from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
 from sync_pipelines.sync.plan import Action, FieldChange, PlannedRecord, Skip, Value
 from sync_pipelines.sync.report import PREVIEW_ROWS
 from sync_pipelines.sync.shards import SHARD_COUNT, shard_of
-from sync_pipelines.sync.source import RunScope
 
 TARGET = "bakalari_entities"
 DEFAULT_BATCH_SIZE = 500

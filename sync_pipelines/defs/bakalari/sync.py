@@ -12,32 +12,32 @@ from sync_pipelines.defs.bakalari.checks import (
     edurpg_unique_bakalari_ids,
 )
 from sync_pipelines.defs.bakalari.history import bakalari_history
-from sync_pipelines.defs.bakalari.resources import BakalariResource, EduRpgDatabase
+from sync_pipelines.defs.bakalari.resources import BakalariResource, BakalariResources, EduRpgDatabase
 from sync_pipelines.defs.bakalari.source import TARGET, BakalariSource
 from sync_pipelines.defs.shared.sync_spec import HistorySpec, ScheduleSpec, SourceInputs, SyncSpec
 
 
-def bakalari_source(run: SourceInputs) -> BakalariSource:
+def bakalari_source(run: SourceInputs[BakalariResources]) -> BakalariSource:
     return BakalariSource(run.resources.bakalari, run.resources.edurpg_database)
 
 
-BAKALARI_SYNC = SyncSpec(
+BAKALARI_SYNC = SyncSpec[BakalariResources](
     system="bakalari",
     target=TARGET,
     job="bakalari_sync",
     group="bakalari",
     pool="bakalari_api",
     tags={"sync/target": "edurpg", "sync/api": "bakalari"},
-    required_variables=("BAKALARI_URL", "BAKALARI_USERNAME", "BAKALARI_PASSWORD", "EDURPG_DATABASE_URL"),
+    variables=("BAKALARI_URL", "BAKALARI_USERNAME", "BAKALARI_PASSWORD", "EDURPG_DATABASE_URL"),
     settings=(*api_settings("BAKALARI"), SAVE_PATIENCE),
-    resources={
-        "bakalari": BakalariResource(
+    resources=BakalariResources(
+        bakalari=BakalariResource(
             url=dg.EnvVar("BAKALARI_URL"),
             username=dg.EnvVar("BAKALARI_USERNAME"),
             password=dg.EnvVar("BAKALARI_PASSWORD"),
         ),
-        "edurpg_database": EduRpgDatabase(database_url=dg.EnvVar("EDURPG_DATABASE_URL")),
-    },
+        edurpg_database=EduRpgDatabase(database_url=dg.EnvVar("EDURPG_DATABASE_URL")),
+    ),
     source=bakalari_source,
     checks=(edurpg_external_refs_resolve, edurpg_unique_bakalari_ids, bakalari_students_needing_login),
     record_history=HistorySpec("a Bakaláři id or an EduRPG user id", bakalari_history),

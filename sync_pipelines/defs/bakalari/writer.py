@@ -17,16 +17,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sync_pipelines.core.database import upsert_into
 from sync_pipelines.defs.bakalari.desired import KIND_ORDER, REF, kind_of
 from sync_pipelines.defs.bakalari.edurpg import (
     ENTITY_TABLES,
     REF_TYPES,
-    dialect_insert,
     external_ref,
     new_id,
     utc_now,
 )
-from sync_pipelines.sync.plan import Action, Conflict, PlannedRecord
+from sync_pipelines.sync.plan import Action, Conflict, PlannedRecord, Value
 from sync_pipelines.sync.source import moved_fields
 
 
@@ -35,6 +35,20 @@ def external_id_of(record: PlannedRecord) -> str:
     if kind_of(record.key) == "Enrollment":
         return f"{record.desired['userId']}-{record.desired['subjectId']}"
     return record.key.split(":", 1)[1]
+
+
+def row_id_of(record: PlannedRecord) -> str:
+    """The EduRPG row id a planned record carries (``desired["id"]``, a string; empty when it carries none)."""
+    row_id = record.desired.get("id")
+    return row_id if isinstance(row_id, str) else ""
+
+
+def ref_of(record: PlannedRecord) -> Mapping[str, Value]:
+    """The ``"ExternalRef"`` a planned record carries (``desired[REF]``: its ``internalId`` and ``metadata``)."""
+    ref = record.desired[REF]
+    if not isinstance(ref, Mapping):
+        raise TypeError(f"record {record.key}: its {REF!r} field holds no ExternalRef")
+    return ref
 
 
 class EntityWriter:
@@ -103,7 +117,7 @@ class EntityWriter:
         moved: dict[str, Conflict] = {}
         for record in records:
             kind = kind_of(record.key)
-            row = rows.get(record.desired.get("id") or "")
+            row = rows.get(row_id_of(record))
             ref = refs.get((REF_TYPES[kind], external_id_of(record)))
             if record.action is Action.CREATE:
                 if row is not None or ref is not None:
@@ -139,7 +153,7 @@ class EntityWriter:
                         {"row_id": values["id"], **{f"v_{name}": values[name] for name in columns}}
                     )
             if record.action is Action.CREATE or REF in changed:
-                ref = record.desired[REF]
+                ref = ref_of(record)
                 refs.append(
                     {
                         "id": new_id(),
@@ -172,15 +186,15 @@ class EntityWriter:
                 connection.execute(statement, params)
                 written[kind] += len(params)
         if refs:
-            statement = dialect_insert(connection, external_ref)
-            statement = statement.on_conflict_do_update(
+            upsert = upsert_into(connection, external_ref)
+            upsert = upsert.on_conflict_do_update(
                 index_elements=[external_ref.c.type, external_ref.c.externalId],
                 set_={
-                    "internalId": statement.excluded.internalId,
-                    "metadata": statement.excluded.metadata,
-                    "updatedAt": statement.excluded.updatedAt,
+                    "internalId": upsert.excluded.internalId,
+                    "metadata": upsert.excluded.metadata,
+                    "updatedAt": upsert.excluded.updatedAt,
                 },
             )
-            connection.execute(statement, refs)
+            connection.execute(upsert, refs)
         written["ExternalRef"] += len(refs)
         return written

@@ -201,7 +201,10 @@ def _engine_event_data(metadata: dict[str, str]) -> Any:
 def run_worker_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     """Every step in the run worker's own process (Dagster's ``in_process_executor``, same config), the worker
     recording its identity first, for ``run_worker_watchdog``."""
-    return _IdentifiedExecutor(dg.in_process_executor.executor_creation_fn(init_context))  # type: ignore[misc]
+    create = dg.in_process_executor.executor_creation_fn
+    if create is None:  # Dagster declares the field optional; its in-process executor always sets it
+        raise RuntimeError("Dagster's in_process_executor has no executor_creation_fn")
+    return _IdentifiedExecutor(create(init_context))
 
 
 # --- the watchdog --------------------------------------------------------------------------------------------

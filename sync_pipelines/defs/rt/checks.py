@@ -11,7 +11,7 @@ import pandas as pd
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.rt.desired import desired_custom_fields
 from sync_pipelines.defs.rt.fields import as_rt_takes, held_as_wanted
-from sync_pipelines.defs.rt.resources import RequestTrackerResource
+from sync_pipelines.defs.rt.resources import RequestTrackerResource, RtResources
 from sync_pipelines.defs.rt.source import TARGET, read_current, require_user_fields, synced_fields
 from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.shared.sync_spec import Prerequisite
@@ -40,7 +40,7 @@ def rt_custom_fields_exist(
     )
 
 
-RT_CUSTOM_FIELDS_EXIST = Prerequisite(
+RT_CUSTOM_FIELDS_EXIST = Prerequisite[RtResources](
     name="rt_custom_fields_exist",
     description="RT has the user custom fields the sync writes (RT_GRADE_FIELD, RT_STUDENT_ID_FIELD), enabled and "
     "applied to users. Blocking: rt_user_custom_fields evaluates it first and reads and writes nothing until it "

@@ -18,8 +18,9 @@ from typing import Any
 from sync_pipelines.core.errors import ApiError
 from sync_pipelines.defs.rt.client import RtRecordError
 from sync_pipelines.defs.rt.desired import desired_custom_fields
-from sync_pipelines.defs.rt.resources import RequestTrackerResource
+from sync_pipelines.defs.rt.resources import RequestTrackerResource, RtResources
 from sync_pipelines.defs.rt.source import TARGET, RtSource
+from sync_pipelines.defs.shared.sync_spec import HistoryInputs
 from sync_pipelines.defs.students.assets import students_frame
 from sync_pipelines.defs.students.resources import StudentsDatabase
 from sync_pipelines.defs.students.validation import parse_rt_user_id, validate_students
@@ -85,12 +86,12 @@ class RtHistory:
         def rt_ids_of(student: str) -> set[str]:
             ids = {key for key, values in desired.items() if values[student_id_field] == student}
             ids |= {_rt_user_of(row) or "" for row in rows if _id(row["student_id"]) == student}
-            return ids | set(state.keys_last_written_with(TARGET, student_id_field, student))
+            return ids | set(state.last_written.keys_with(TARGET, student_id_field, student))
 
         def students_of(rt_user: str) -> set[str]:
             ids = {str(desired[rt_user][student_id_field])} if rt_user in desired else set()
             ids |= {_id(row["student_id"]) for row in rows if _rt_user_of(row) == rt_user}
-            written = state.last_written_runs(TARGET, [rt_user]).get((rt_user, student_id_field))
+            written = state.last_written.runs(TARGET, [rt_user]).get((rt_user, student_id_field))
             return ids | ({str(written[0])} if written and written[0] else set())
 
         if as_student:
@@ -189,5 +190,8 @@ class RtHistory:
         return now
 
 
-def rt_history(resources: Any, log: logging.Logger) -> RtHistory:
-    return RtHistory(resources.request_tracker, resources.students_database, log)
+def rt_history(run: HistoryInputs[RtResources]) -> RtHistory:
+    students_database = run.upstream["students_database"]
+    if not isinstance(students_database, StudentsDatabase):
+        raise TypeError(f"students_database is a StudentsDatabase, not {type(students_database).__name__}")
+    return RtHistory(run.resources.request_tracker, students_database, run.log)

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import dagster as dg
 from pydantic import Field
@@ -13,6 +14,7 @@ from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.settings import api_limits
 from sync_pipelines.defs.rt.client import RequestTrackerClient
+from sync_pipelines.defs.shared.resource_bundle import ResourceBundle
 from sync_pipelines.defs.shared.setting_origin import setting_origin
 
 GRADE_VALUES = ("grade", "graduation_year")
@@ -84,3 +86,10 @@ class RequestTrackerResource(dg.ConfigurableResource):
         )
         async with api:
             yield RequestTrackerClient(api)
+
+
+@dataclass(frozen=True)
+class RtResources(ResourceBundle):
+    """The RT sync's resources: RT (the students table is its upstream's)."""
+
+    request_tracker: RequestTrackerResource

@@ -38,9 +38,9 @@ from sync_pipelines.defs.rt.desired import desired_custom_fields, record_shard
 from sync_pipelines.defs.rt.fields import SELECT, NotListed, RtField, as_rt_takes, held_as_wanted, holds
 from sync_pipelines.defs.rt.resources import RequestTrackerResource
 from sync_pipelines.defs.shared.api_source import ApiSource
+from sync_pipelines.sync.config import RunScope
 from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
 from sync_pipelines.sync.plan import PlannedRecord
-from sync_pipelines.sync.source import RunScope
 
 TARGET = "rt_user_custom_fields"
 READ_CHUNK = 1000

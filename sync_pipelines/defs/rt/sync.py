@@ -6,55 +6,58 @@ import dagster as dg
 import pandas as pd
 
 from sync_pipelines.core.settings import api_settings
+from sync_pipelines.defs.rt.automation import students_changed_sensor
 from sync_pipelines.defs.rt.checks import RT_CUSTOM_FIELDS_EXIST, rt_matches_students
 from sync_pipelines.defs.rt.history import rt_history
-from sync_pipelines.defs.rt.resources import RequestTrackerResource
+from sync_pipelines.defs.rt.resources import RequestTrackerResource, RtResources
 from sync_pipelines.defs.rt.source import TARGET, RtSource
 from sync_pipelines.defs.shared.sync_spec import HistorySpec, ScheduleSpec, SourceInputs, SyncSpec
-from sync_pipelines.defs.students.resources import students_database
+from sync_pipelines.defs.students.upstream import STUDENTS
 
 
 def invalid_students(instance: dg.DagsterInstance) -> int:
     """How many rows the latest ``students`` snapshot kept out, reported with the sync's run."""
-    event = instance.get_latest_materialization_event(dg.AssetKey("students"))
+    event = instance.get_latest_materialization_event(STUDENTS.asset.key)
     if event is None or event.asset_materialization is None:
         return 0
     value = event.asset_materialization.metadata.get("invalid")
     return int(str(value.value)) if value is not None else 0
 
 
-def rt_source(run: SourceInputs) -> RtSource:
-    students = run.upstream["students"]
+def rt_source(run: SourceInputs[RtResources]) -> RtSource:
+    students = run.upstream[STUDENTS.name]
+    if not isinstance(students, pd.DataFrame):
+        raise TypeError(f"the {STUDENTS.name} snapshot is a table, not {type(students).__name__}")
     return RtSource(students, run.resources.request_tracker, date.today(), invalid_students(run.instance))
 
 
-def rt_undo_source(run: SourceInputs) -> RtSource:
+def rt_undo_source(run: SourceInputs[RtResources]) -> RtSource:
     # An undo's records come from the audit log: the students table is not read.
     return RtSource(pd.DataFrame(), run.resources.request_tracker, date.today())
 
 
-RT_SYNC = SyncSpec(
+RT_SYNC = SyncSpec[RtResources](
     system="rt",
     target=TARGET,
     job="rt_user_sync",
     group="rt",
     pool="rt_api",
     tags={"sync/target": "rt", "sync/api": "rt"},
-    required_variables=("STUDENTS_DATABASE_URL", "RT_URL", "RT_TOKEN"),
+    variables=("RT_URL", "RT_TOKEN"),
     settings=api_settings("RT"),
-    resources={
-        "request_tracker": RequestTrackerResource(url=dg.EnvVar("RT_URL"), token=dg.EnvVar("RT_TOKEN"))
-    },
+    resources=RtResources(
+        request_tracker=RequestTrackerResource(url=dg.EnvVar("RT_URL"), token=dg.EnvVar("RT_TOKEN"))
+    ),
     source=rt_source,
     undo_source=rt_undo_source,
-    upstream=("students",),
+    upstream=(STUDENTS,),
     # rt_matches_students reads every user back from RT: it belongs to sync_checks, not to every sync run.
     checks=(rt_matches_students,),
     prerequisites=(RT_CUSTOM_FIELDS_EXIST,),
+    sensors=(students_changed_sensor,),
     record_history=HistorySpec(
         "an RT user id or a student id (student:<id> or rt:<id> where one could be taken for the other)",
         rt_history,
-        resources={"students_database": students_database()},
     ),
     schedule=ScheduleSpec(
         name="rt_user_sync_daily",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import dagster as dg
 from sqlalchemy.exc import SQLAlchemyError
@@ -66,7 +66,8 @@ def reported_as_failures(fn: F) -> F:
             except (SyncError, SQLAlchemyError) as error:
                 raise as_failure(error) from None
 
-        return generate  # type: ignore[return-value]
+        # functools.wraps gives the wrapper fn's signature, which mypy cannot follow.
+        return cast(F, generate)
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -75,4 +76,4 @@ def reported_as_failures(fn: F) -> F:
         except (SyncError, SQLAlchemyError) as error:
             raise as_failure(error) from None
 
-    return call  # type: ignore[return-value]
+    return cast(F, call)

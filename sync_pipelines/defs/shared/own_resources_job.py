@@ -10,27 +10,17 @@ which the code location's resources are given to an asset job.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-# The fields of an unresolved asset job, as ``define_asset_job`` sets them.
-_FIELDS = (
-    "name",
-    "selection",
-    "config",
-    "description",
-    "tags",
-    "run_tags",
-    "metadata",
-    "partitions_def",
-    "executor_def",
-    "hooks",
-    "op_retry_policy",
-    "owners",
-    "automation_condition",
+# The fields of an unresolved asset job, read from its constructor: they differ between the Dagster versions this
+# project supports (1.13 added ``owners`` and ``automation_condition``).
+_FIELDS = tuple(
+    name for name in inspect.signature(UnresolvedAssetJobDefinition.__new__).parameters if name != "cls"
 )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import dagster as dg
 
 from sync_pipelines.sync.apply import ApplyResult
+from sync_pipelines.sync.config import RunScope
 from sync_pipelines.sync.disclosure import PLAIN, Disclosure
 from sync_pipelines.sync.outcome import SyncOutcome
 from sync_pipelines.sync.plan import SyncPlan
@@ -34,7 +35,7 @@ from sync_pipelines.sync.report import (
     records_table,
     shard_counts,
 )
-from sync_pipelines.sync.source import RunScope, SyncSource
+from sync_pipelines.sync.source import SyncSource
 from sync_pipelines.sync.state import Settlement
 
 SyncEvent = dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckResult

@@ -15,12 +15,14 @@ import sqlalchemy as sa
 from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync_pipelines.core.database import serialized_transaction
+from sync_pipelines.core.database import is_sqlite, serialized_transaction
 from sync_pipelines.defs.shared.failures import as_failure
 from sync_pipelines.sync.state import SyncStateStore
 
 
-class SyncStateResource(dg.ConfigurableResource):
+# Dagster's ConfigurableResource is generic in the resource's own type; subclassed as Dagster documents it, the
+# parameter is left unbound (subscripting it would add a pydantic generic class to the resource's ancestry).
+class SyncStateResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where the project keeps its own state (``SYNC_STATE_DATABASE_URL``; SQLite under ``$DAGSTER_HOME`` if unset)."""
 
     database_url: Optional[str] = Field(
@@ -70,7 +72,7 @@ class SyncStateTableIOManager(dg.ConfigurableIOManager):
                 cause = error if isinstance(error, SQLAlchemyError) else (error.__cause__ or error)
                 # SQLite: the write lock was not had within its timeout ("locked"); the replacement is whole
                 # or not at all, so it is made again, a bounded number of times.
-                if engine.dialect.name != "sqlite" or attempt == SNAPSHOT_ATTEMPTS:
+                if not is_sqlite(engine) or attempt == SNAPSHOT_ATTEMPTS:
                     raise as_failure(cause) from None
                 time.sleep(0.1 * attempt)
         context.add_output_metadata({"stored_in_table": table, "stored_rows": len(obj)})

@@ -14,11 +14,12 @@ import dagster as dg
 from sync_pipelines.defs.shared.partitions import selected_shards
 from sync_pipelines.defs.shared.run_config import SyncAssetConfig, UndoConfig
 from sync_pipelines.defs.shared.run_report import DRY_RUN_TAG, RECORDS_CHECK, SyncEvent, report
+from sync_pipelines.sync.config import RunScope
 from sync_pipelines.sync.replay import ReplaySource, reviewed_source, undo_plan
 from sync_pipelines.sync.report import changed_shards
 from sync_pipelines.sync.run import execute
 from sync_pipelines.sync.shards import SHARD_KEYS
-from sync_pipelines.sync.source import RunScope, SyncSource
+from sync_pipelines.sync.source import SyncSource
 from sync_pipelines.sync.state import SyncStateStore
 
 PLAN_ID_TAG = "sync/plan_id"

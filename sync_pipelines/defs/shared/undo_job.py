@@ -2,12 +2,11 @@
 
 Each sync's spec says which resources its source needs and how to build the source from them; the op, its
 one-line failures, the job's tags (the sync's own, so an undo queues behind a sync of the same target) and the
-in-process executor are the same for all three. The job carries its resources itself (the system's own and the
+in-process executor are the same for every sync. The job carries its resources itself (the system's own and the
 state store), so its launchpad lists only those instead of every resource of the code location.
 """
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
 import dagster as dg
 
@@ -15,8 +14,9 @@ from sync_pipelines.defs.operations.run_workers import run_worker_executor
 from sync_pipelines.defs.shared.definitions import sync_state
 from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.shared.run_config import UndoConfig
+from sync_pipelines.defs.shared.run_report import SyncEvent
 from sync_pipelines.defs.shared.sync_run import run_undo
-from sync_pipelines.defs.shared.sync_spec import SourceInputs
+from sync_pipelines.defs.shared.sync_spec import ResourcesT, SourceInputs
 from sync_pipelines.sync.source import SyncSource
 
 
@@ -25,12 +25,14 @@ def undo_job(
     name: str,
     asset: str,
     tags: Mapping[str, str],
-    resources: Mapping[str, Any],
-    source: Callable[[SourceInputs], SyncSource],
+    resources: Mapping[str, object],
+    bundle: type[ResourcesT],
+    source: Callable[[SourceInputs[ResourcesT]], SyncSource],
     description: str,
 ) -> dg.JobDefinition:
     """``name`` (e.g. ``rt_user_sync_undo``) with one op ``<asset>_undo``; ``source`` builds the sync's source
-    from ``resources`` (no upstream values: an undo's records come from the audit log)."""
+    from ``resources`` (key -> resource), handed to it as its ``bundle`` (no upstream values: an undo's records
+    come from the audit log)."""
 
     @dg.op(
         name=f"{asset}_undo",
@@ -39,9 +41,9 @@ def undo_job(
         description=f"Reverse one run's applied changes to {asset} (a preview unless dry_run: false).",
     )
     @reported_as_failures
-    def undo(context: dg.OpExecutionContext, config: UndoConfig):
+    def undo(context: dg.OpExecutionContext, config: UndoConfig) -> Iterator[SyncEvent]:
         state = context.resources.sync_state.store()
-        inputs = SourceInputs(context.resources, {}, context.instance)
+        inputs = SourceInputs(bundle.of_run(context.resources), {}, context.instance)
         yield from run_undo(context, config, source(inputs), state, dg.AssetKey(asset))
 
     @dg.job(
@@ -51,7 +53,7 @@ def undo_job(
         description=description,
         resource_defs={**resources, "sync_state": sync_state},
     )
-    def job():
+    def job() -> None:
         undo()
 
     return job

@@ -116,7 +116,7 @@ class ZlvUsers:
             "WHERE u.id = s.id"
         )
 
-    def write_kinds(self, changes: Sequence[tuple[str, str]]) -> dict[str, str]:
+    def write_kinds(self, changes: Sequence[tuple[str, str | None]]) -> dict[str, str]:
         """Set ``kind`` for ``(id, kind)`` pairs in one transaction; returns ``{id: reason}`` for the ids that
         matched no row (a user deleted from the table since it was read)."""
         if not changes:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
 
 from sync_pipelines.core.database import timeouts_named
+from sync_pipelines.defs.shared.sync_spec import HistoryInputs
 from sync_pipelines.defs.user_kinds.database import SETTING, ZlvUser, ZlvUsers
 from sync_pipelines.defs.user_kinds.lookups import look_up_users
 from sync_pipelines.defs.user_kinds.mapping import NO_EMAIL
-from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
+from sync_pipelines.defs.user_kinds.resources import PortailDfResource, UserKindsResources, ZlvDatabase
 from sync_pipelines.defs.user_kinds.source import TARGET, UserKindsSource, desired_kinds
 from sync_pipelines.sync.disclosure import Disclosure
 from sync_pipelines.sync.record_history import RecordNotFound, RecordNow, Subject
@@ -140,5 +140,5 @@ class UserKindHistory:
         return now
 
 
-def user_kind_history(resources: Any, log: logging.Logger) -> UserKindHistory:
-    return UserKindHistory(resources.portaildf, resources.zlv_database, log)
+def user_kind_history(run: HistoryInputs[UserKindsResources]) -> UserKindHistory:
+    return UserKindHistory(run.resources.portaildf, run.resources.zlv_database, run.log)

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import dagster as dg
 from pydantic import Field
@@ -11,6 +12,7 @@ from sync_pipelines.core.env import env_flag, env_text
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.core.settings import api_limits
+from sync_pipelines.defs.shared.resource_bundle import ResourceBundle
 from sync_pipelines.defs.shared.setting_origin import setting_origin
 from sync_pipelines.defs.user_kinds.client import (
     AUTH_VERSIONS,
@@ -130,3 +132,11 @@ class ZlvDatabase(dg.ConfigurableResource):
         if self.include_deleted is not None:
             return self.include_deleted
         return env_flag("ZLV_INCLUDE_DELETED_USERS", False)
+
+
+@dataclass(frozen=True)
+class UserKindsResources(ResourceBundle):
+    """The user-kind sync's resources: Portail DF's API and ZLV's database."""
+
+    portaildf: PortailDfResource
+    zlv_database: ZlvDatabase

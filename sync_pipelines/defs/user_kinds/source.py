@@ -25,22 +25,28 @@ from sync_pipelines.defs.user_kinds.mapping import (
     STRUCTURES_DISAGREE,
 )
 from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
-from sync_pipelines.sync.config import SyncRunConfig
+from sync_pipelines.sync.config import RunScope, SyncRunConfig
 from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
 from sync_pipelines.sync.plan import PlannedRecord, Skip, Value
 from sync_pipelines.sync.shards import shard_of
-from sync_pipelines.sync.source import RunScope
 
 TARGET = "user_kinds"
 DEFAULT_BATCH_SIZE = 1000
 LOOKUP_FAILED = "lookup_failed"
 
 
+def kind_value(value: Value) -> str | None:
+    """A planned ``kind`` as ZLV's ``users.kind`` holds it: a text, or none (a user Portail DF gives no kind)."""
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"a planned kind is text or none, not {type(value).__name__}")
+
+
 def writer_for(zlv: ZlvUsers):
     """One set-based UPDATE per batch, in the batch's own transaction (the engine hands out the batches)."""
 
     def write(batch: list[PlannedRecord]) -> dict[str, str]:
-        return zlv.write_kinds([(record.key, record.desired["kind"]) for record in batch])
+        return zlv.write_kinds([(record.key, kind_value(record.desired["kind"])) for record in batch])
 
     return write
 
@@ -151,7 +157,7 @@ class UserKindsSource(ApiSource):
     def write_if_unchanged(self, batch: list[PlannedRecord]) -> dict[str, str]:
         assert self.zlv is not None
         return self.zlv.write_kinds_if(
-            [(r.key, r.changes[0].old, r.changes[0].new) for r in batch if r.changes]
+            [(r.key, kind_value(r.changes[0].old), kind_value(r.changes[0].new)) for r in batch if r.changes]
         )
 
     def kind_distribution(self) -> Counter[str]:

@@ -8,31 +8,31 @@ from sync_pipelines.core.settings import api_settings
 from sync_pipelines.defs.shared.sync_spec import HistorySpec, ScheduleSpec, SourceInputs, SyncSpec
 from sync_pipelines.defs.user_kinds.checks import user_kinds_coverage, user_kinds_valid_values
 from sync_pipelines.defs.user_kinds.history import user_kind_history
-from sync_pipelines.defs.user_kinds.resources import PortailDfResource, ZlvDatabase
+from sync_pipelines.defs.user_kinds.resources import PortailDfResource, UserKindsResources, ZlvDatabase
 from sync_pipelines.defs.user_kinds.source import TARGET, UserKindsSource
 
 
-def user_kinds_source(run: SourceInputs) -> UserKindsSource:
+def user_kinds_source(run: SourceInputs[UserKindsResources]) -> UserKindsSource:
     return UserKindsSource(run.resources.portaildf, run.resources.zlv_database)
 
 
-USER_KINDS_SYNC = SyncSpec(
+USER_KINDS_SYNC = SyncSpec[UserKindsResources](
     system="user_kinds",
     target=TARGET,
     job="user_kind_sync",
     group="user_kinds",
     pool="portaildf_api",
     tags={"sync/target": "zlv", "sync/api": "portaildf"},
-    required_variables=("PORTAILDF_API_URL", "PORTAILDF_USERNAME", "PORTAILDF_PASSWORD", "ZLV_DATABASE_URL"),
+    variables=("PORTAILDF_API_URL", "PORTAILDF_USERNAME", "PORTAILDF_PASSWORD", "ZLV_DATABASE_URL"),
     settings=api_settings("PORTAILDF"),
-    resources={
-        "portaildf": PortailDfResource(
+    resources=UserKindsResources(
+        portaildf=PortailDfResource(
             api_url=dg.EnvVar("PORTAILDF_API_URL"),
             username=dg.EnvVar("PORTAILDF_USERNAME"),
             password=dg.EnvVar("PORTAILDF_PASSWORD"),
         ),
-        "zlv_database": ZlvDatabase(database_url=dg.EnvVar("ZLV_DATABASE_URL")),
-    },
+        zlv_database=ZlvDatabase(database_url=dg.EnvVar("ZLV_DATABASE_URL")),
+    ),
     source=user_kinds_source,
     checks=(user_kinds_valid_values, user_kinds_coverage),
     record_history=HistorySpec("a ZLV user id or e-mail", user_kind_history),

@@ -1,0 +1,1 @@
+"""A fourth sync added from the public extension points only (``library/``: students -> library_patrons)."""
