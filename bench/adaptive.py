@@ -53,8 +53,8 @@ async def drive(
     return {
         "seconds": seconds,
         "failed": failed,
-        "timeouts": api.statuses.get("timed out", 0),
-        "refused": api.statuses.get("429", 0),
+        "timeouts": api.stats.statuses.get("timed out", 0),
+        "refused": api.stats.statuses.get("429", 0),
         "retries": api.retries,
         "sent": api.requests_made,
         "concurrency": api.concurrency.summary(),

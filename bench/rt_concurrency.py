@@ -53,7 +53,7 @@ def _record_clients() -> None:
         if self.system == "RT":
             CLIENTS.append(
                 {
-                    "timeouts": self.statuses.get("timed out", 0),
+                    "timeouts": self.stats.statuses.get("timed out", 0),
                     "resent": self.retries,
                     "concurrency": self.concurrency.summary(),
                 }

@@ -18,7 +18,8 @@ import json
 import re
 import zlib
 from itertools import accumulate
-from typing import Any
+
+from sync_pipelines.core.json_value import JsonValue
 
 DEFAULT_MAX_ANSWER_BYTES = 16 * 1024 * 1024
 MAX_JSON_DEPTH = 64
@@ -49,7 +50,7 @@ def json_depth(content: bytes) -> int:
     return max(0, max(accumulate(map(_DEPTH_STEP.__getitem__, brackets))))
 
 
-def decode_json(content: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+def decode_json(content: bytes, max_depth: int = MAX_JSON_DEPTH) -> JsonValue:
     """``content`` parsed as JSON; ``AnswerError`` for anything that is not usable JSON, whatever the parser
     raised (``RecursionError``, ``ValueError`` from the int conversion limit, ``UnicodeDecodeError``, ...)."""
     if content.count(b"[") + content.count(b"{") > max_depth:
@@ -57,7 +58,7 @@ def decode_json(content: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
         if depth > max_depth:
             raise AnswerError(f"JSON nested {depth} levels deep (more than {max_depth})")
     try:
-        return json.loads(content)
+        value: JsonValue = json.loads(content)
     except RecursionError:
         raise AnswerError(f"JSON nested too deep (more than {max_depth} levels)") from None
     except UnicodeDecodeError:
@@ -69,6 +70,7 @@ def decode_json(content: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise AnswerError(f"not usable JSON ({str(error).split(';')[0][:120]})") from None
     except Exception as error:  # noqa: BLE001 - whatever the parser raises, it is this answer's problem only
         raise AnswerError(f"not usable JSON ({type(error).__name__})") from None
+    return value
 
 
 class BodyReader:
@@ -79,12 +81,12 @@ class BodyReader:
         encodings = [part.strip().lower() for part in (content_encoding or "").split(",") if part.strip()]
         encodings = [part for part in encodings if part != "identity"]
         if len(encodings) > 1 or (encodings and encodings[0] not in SUPPORTED_ENCODINGS):
-            raise AnswerError(f"content-encoding {content_encoding[:40]!r} was not asked for")  # type: ignore[index]
+            raise AnswerError(f"content-encoding {(content_encoding or '')[:40]!r} was not asked for")
         self.encoding = encodings[0] if encodings else "identity"
         self.max_bytes = max_bytes
         self.body = bytearray()
         self.raw_bytes = 0
-        self._decompressor: Any = None
+        self._decompressor: zlib._Decompress | None = None
         self._raw_deflate_tried = False
         if self.encoding in ("gzip", "x-gzip"):
             self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)

@@ -32,10 +32,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from sync_pipelines.core.auth_client import AuthClient
 from sync_pipelines.core.errors import UnauthorizedError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 RENEW_ON_401 = frozenset({401})
 
@@ -67,6 +70,15 @@ RefusalError = Callable[[Refusal], Exception]
 def unauthorized_error(refusal: Refusal) -> Exception:
     """The default refusal: an ``UnauthorizedError`` naming the client's credential variables."""
     return UnauthorizedError(refusal.system, refusal.variables, refusal.status, refusal.path)
+
+
+class AuthOptions(TypedDict, total=False):
+    """What every strategy takes on top of its own arguments (``Auth``'s keyword arguments)."""
+
+    max_renewals: int | None
+    renew_statuses: Collection[int]
+    refused: RefusalError
+    log_renewals: bool
 
 
 class Auth:
@@ -147,7 +159,12 @@ class StaticToken(Auth):
     """One token from the settings, sent as ``<header>: <scheme> <token>``; a refusal is final."""
 
     def __init__(
-        self, token: str, *, scheme: str = "Bearer", header: str = "Authorization", **options: Any
+        self,
+        token: str,
+        *,
+        scheme: str = "Bearer",
+        header: str = "Authorization",
+        **options: Unpack[AuthOptions],
     ) -> None:
         super().__init__(**options)
         self._headers = {header: f"{scheme} {token}" if scheme else token}
@@ -171,7 +188,12 @@ class LoginAuth(Auth):
     renewable = True
 
     def __init__(
-        self, login: Login, refresh: Refresh | None = None, *, scheme: str = "Bearer", **options: Any
+        self,
+        login: Login,
+        refresh: Refresh | None = None,
+        *,
+        scheme: str = "Bearer",
+        **options: Unpack[AuthOptions],
     ) -> None:
         super().__init__(**options)
         self._login = login
@@ -237,7 +259,7 @@ class RotatingRefreshAuth(Auth):
         *,
         missing: Callable[[], Exception] = lambda: LookupError("no refresh token to open the account with"),
         scheme: str = "Bearer",
-        **options: Any,
+        **options: Unpack[AuthOptions],
     ) -> None:
         super().__init__(**options)
         self.refresh_token = refresh_token

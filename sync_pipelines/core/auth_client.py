@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
+
+from sync_pipelines.core.json_value import JsonInput, JsonValue
+from sync_pipelines.core.transport import QueryParams
 
 
 class AuthClient(Protocol):
@@ -30,8 +33,8 @@ class AuthClient(Protocol):
         method: str,
         path: str,
         *,
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
+        params: QueryParams | None = None,
+        json_body: JsonInput = None,
         form: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         timeout_seconds: float | None = None,
@@ -39,7 +42,7 @@ class AuthClient(Protocol):
         """One request without the credential (a login or refresh grant); its answer, refusals included."""
         ...
 
-    def parse_json(self, response: httpx.Response, method: str, path: str) -> Any:
+    def parse_json(self, response: httpx.Response, method: str, path: str) -> JsonValue:
         """The answer's body as JSON, or the client's error for a malformed one."""
         ...
 

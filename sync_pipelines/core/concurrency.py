@@ -33,7 +33,7 @@ import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any
+from typing import TypedDict
 
 # Outcomes a request can report.
 SUCCESS = "success"  # answered (any status but the ones below): a latency sample
@@ -42,6 +42,21 @@ SERVER_ERROR = "server_error"  # 500
 TIMEOUT = "timeout"
 DROPPED = "dropped"  # connection refused, closed or reset without an answer
 IGNORED = "ignored"  # says nothing about the server's load (e.g. cancelled by the caller)
+
+
+class ConcurrencySummary(TypedDict, total=False):
+    """Where the limit of requests in flight went and why: what a run's metadata shows (``summary()``)."""
+
+    mode: str  # "adaptive" or "fixed"
+    limit: int  # where it ended
+    ceiling: int
+    lowest: int
+    highest: int
+    answers: int  # latency samples
+    signals: dict[str, int]  # what moved it, and how often
+    no_load_latency_ms: dict[str, float]  # the lowest latency seen per kind of request (the ten lowest)
+    changes: list[list[float]]  # (seconds since the start, limit) at its last 20 changes
+
 
 MAX_KINDS = 64  # request kinds with a latency baseline of their own; beyond: one shared baseline
 _NUMBERS = re.compile(r"\d+")
@@ -175,7 +190,7 @@ class AdaptiveLimit:
         elif outcome == DROPPED:
             self.on_dropped()
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ConcurrencySummary:
         return {
             "mode": "adaptive" if self.adaptive else "fixed",
             "limit": self.allowed,
@@ -256,7 +271,7 @@ class ConcurrencyLimiter:
                 self.in_flight += 1
                 waiter.set_result(None)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ConcurrencySummary:
         """The limit and what it reacted to, for a run's metadata: ``client.concurrency.summary()``."""
         summary = self.limit.summary()
         summary["changes"] = [list(change) for change in list(self.history)[-20:]]

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import cast
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -144,11 +144,13 @@ def _pg_options(existing: str | None, lock: float, statement: float) -> str:
 @lru_cache(maxsize=32)
 def _cached_engine(url: str, lock: float, statement: float, connect: float) -> Engine:
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, bool | dict[str, str | int]] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         kwargs = {"connect_args": {"timeout": 30}}
     elif parsed.get_backend_name() == "postgresql":
-        connect_args: dict[str, Any] = {"options": _pg_options(parsed.query.get("options"), lock, statement)}  # type: ignore[arg-type]
+        given = parsed.query.get("options")  # a tuple when the URL repeats it
+        existing = " ".join(given) if isinstance(given, tuple) else given
+        connect_args: dict[str, str | int] = {"options": _pg_options(existing, lock, statement)}
         if connect:
             connect_args["connect_timeout"] = max(1, int(connect))
         parsed = parsed.difference_update_query(["options"])
@@ -266,10 +268,11 @@ def pg_text_array(values: Iterable[str | None]) -> str:
     if not items:
         return "{}"
     if None not in items:
-        plain = "".join(items)  # type: ignore[arg-type]
+        strings = cast("list[str]", items)  # no None among them
+        plain = "".join(strings)
         if '"' not in plain and "\\" not in plain:
             # Ids, e-mails, kinds: nothing to escape, so C-level joins do all the work.
-            return '{"' + '","'.join(items) + '"}'  # type: ignore[arg-type]
+            return '{"' + '","'.join(strings) + '"}'
     quoted = (
         "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
         for value in items

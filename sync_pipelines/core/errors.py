@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sync_pipelines.core.redaction import mask_personal
 
 
@@ -80,9 +78,18 @@ class ApiError(SyncError):
 class TransientApiError(ApiError):
     """429, 5xx or a transport failure: worth retrying; raised once the retries are spent."""
 
-    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        system: str,
+        method: str,
+        path: str,
+        message: str,
+        status: int | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
         self.retry_after = retry_after
-        super().__init__(*args, **kwargs)
+        super().__init__(system, method, path, message, status)
 
 
 class UnreachableError(TransientApiError):
@@ -94,7 +101,7 @@ class UnreachableError(TransientApiError):
 class UnconfirmedError(ApiError):
     """A request that is not safe to resend (a PUT, a POST) timed out or lost its connection after it was sent:
     the server may or may not have acted on it. Not a ``TransientApiError``: no retry policy resends it; the caller
-    verifies what the server holds before sending it again (``ApiClient.wait_to_resend``)."""
+    verifies what the server holds before sending it again (``ApiClient.request_unless_applied``)."""
 
     problem = "no answer"
 
@@ -127,3 +134,19 @@ class SystemRefusingError(RunStoppedError):
 
 class PagingError(SyncError):
     """An answer not shaped as a page, or more pages than the bound (the paginator's default error)."""
+
+
+class PagesDoNotAdvance(PagingError):
+    """A page repeats one already read (its number, or its very items): the server's paging is broken."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the pages do not advance ({reason}): the server's paging is broken")
+
+
+class TooManyPages(PagingError):
+    """More pages than the paginator's bound (``max_pages``)."""
+
+    def __init__(self, max_pages: int) -> None:
+        self.max_pages = max_pages
+        super().__init__(f"more than {max_pages} pages of results (max_pages={max_pages})")

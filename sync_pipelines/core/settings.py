@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sync_pipelines.core.answers import DEFAULT_MAX_ANSWER_BYTES
 from sync_pipelines.core.env import NumberSetting, env_flag
-from sync_pipelines.core.http import DEFAULT_DEADLINE_SECONDS, ApiLimits
+from sync_pipelines.core.limits import DEFAULT_DEADLINE_SECONDS, ApiLimits
 
 DAY = 86_400.0
 POSTGRES_SECONDS_MAX = 2_147_483.0  # lock_timeout, statement_timeout are milliseconds in a 32-bit integer

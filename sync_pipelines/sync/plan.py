@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TypeAlias
 
+from sync_pipelines.core.json_value import JsonInput
+
 # A field's value as every sync carries it, plans, saves and audits it: what JSON holds (the state database keeps
-# values as JSON text). Read-only containers, so that a domain's ``list[str]`` or ``dict[str, int]`` is one.
-Value: TypeAlias = str | int | float | bool | None | Sequence["Value"] | Mapping[str, "Value"]
+# values as JSON text), in read-only containers so that a domain's ``list[str]`` or ``dict[str, int]`` is one. The
+# same type as a request's JSON body (``core.json_value.JsonInput``), defined once there.
+Value: TypeAlias = JsonInput
 
 
 class Action(str, Enum):

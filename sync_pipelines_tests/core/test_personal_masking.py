@@ -1,5 +1,5 @@
 """Personal data in a server's error answer is masked where the answer is read (``core.redaction.mask_personal``,
-``core.http.mask_error_answer``): pure functions, no I/O."""
+``core.transport.mask_error_answer``): pure functions, no I/O."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from sync_pipelines.core.errors import ApiError
-from sync_pipelines.core.http import mask_error_answer, sent_values
 from sync_pipelines.core.redaction import MASK, mask_personal
+from sync_pipelines.core.transport import mask_error_answer, sent_values
 
 pytestmark = pytest.mark.unit
 

@@ -67,14 +67,14 @@ class BakalariClient:
                 "Bakaláři", "POST", LOGIN_PATH, f"HTTP {response.status_code}", response.status_code
             )
         body = self.api.parse_json(response, "POST", LOGIN_PATH)
-        access = body.get("access_token") if isinstance(body, dict) else None
-        refresh = body.get("refresh_token") if isinstance(body, dict) else None
-        if not access or not refresh:
+        answer = body if isinstance(body, dict) else {}
+        access, refresh = answer.get("access_token"), answer.get("refresh_token")
+        if not (isinstance(access, str) and access and isinstance(refresh, str) and refresh):
             raise ApiError("Bakaláři", "POST", LOGIN_PATH, "login answer without access_token/refresh_token")
         self.api.add_secret(access)
         self.api.add_secret(refresh)
-        user_id = body.get("bak:UserId")
-        return Tokens(str(access), str(refresh), str(user_id) if user_id else None)
+        user_id = answer.get("bak:UserId")
+        return Tokens(access, refresh, str(user_id) if user_id else None)
 
     async def get(self, path: str, auth: Auth, params: dict[str, str] | None = None) -> Any:
         """``GET /api/3/<path>`` as ``auth``'s account; a refusal is renewed once, then is ``auth``'s error."""

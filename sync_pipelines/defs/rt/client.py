@@ -3,8 +3,9 @@
 python-rt's ``AsyncRt`` was considered: it has no retries, no rate limit and no call to list custom fields,
 and it would bring its own ``httpx`` client that the shared limits could not govern; a few calls are simpler
 to write on the shared layer than to wrap. The token is the ``ApiClient``'s ``StaticToken`` strategy (see
-``resources.py``); the custom-field search pages with the shared paginator (``page``, ``per_page``, ``items``,
-``next_page``), bounded at ``MAX_PAGES``.
+``resources.py``); the custom-field search and the user listing page through the shared paginator interface
+(``page``, ``per_page``, ``items``, ``next_page``; the users' ``RtUserPages`` also reads ``pages``), bounded at
+``MAX_PAGES`` and ``MAX_USER_PAGES``.
 
 What RT 5 does that shapes this client (see docs/benchmarks.md):
 - a user custom field that is not applied to users is listed by LookupType but left out of every user's
@@ -21,12 +22,13 @@ What RT 5 does that shapes this client (see docs/benchmarks.md):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sync_pipelines.core.errors import ApiError, SyncError, UnconfirmedError
+from sync_pipelines.core.errors import ApiError, SyncError
 from sync_pipelines.core.http import ApiClient
-from sync_pipelines.core.paging import PageNumberPaginator, collect
+from sync_pipelines.core.json_value import JsonValue
+from sync_pipelines.core.paging import Page, PageNumberPaginator, PageParams, collect
 from sync_pipelines.defs.rt.fields import holds
 from sync_pipelines.defs.rt.messages import Reply, read_reply
 
@@ -39,11 +41,6 @@ USER_PAGE_FIELDS = "id,Name,CustomFields"
 # Users read in pages at most (200,000 users); past it, and at a page that does not advance, the caller reads the
 # users still missing one by one.
 MAX_USER_PAGES = 2000
-# RT's users, 100 to a page by id: asked a few pages at once, so the caller follows them itself (``source``), with
-# this paginator's parameters, item list and bound.
-USER_PAGES = PageNumberPaginator(
-    items="items", next="next_page", page_size=("per_page", PER_PAGE), max_pages=MAX_USER_PAGES
-)
 
 
 class RtRecordError(SyncError):
@@ -71,13 +68,19 @@ class FieldListing:
     total_known: bool
 
 
-@dataclass(frozen=True)
-class UsersPage:
-    users: dict[str, dict[str, Any]]  # user id -> {"disabled": bool, "values": {field: value}}
-    page: int  # the page number RT's answer gives (the one asked for, if it gives none)
-    pages: int | None
-    more: bool
-    last_id: int | None
+@dataclass(frozen=True, kw_only=True)
+class UsersPage(Page):
+    """A page of RT's users: the page as the paginator read it, and the users on it."""
+
+    users: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # id -> {"disabled": bool, "values": {...}}
+    last_id: int | None = None  # the highest user id on the page
+
+    @property
+    def pages(self) -> int | None:
+        """How many pages RT counted (None: it gave no count that can be read)."""
+        return self.count
 
 
 def _truthy(value: Any) -> bool:
@@ -102,6 +105,28 @@ def _max_values(value: Any) -> int:
     return 1 if number is None else number
 
 
+@dataclass(frozen=True)
+class RtUserPages(PageNumberPaginator):
+    """RT's user listing, 100 to a page by id: a ``PageNumberPaginator`` that also reads RT's page count
+    (``pages``, a whole number as ``whole_number`` measures it) and takes another page to follow when the answer
+    has a ``next_page`` link, or, RT having given no count (``pages: null``), when the page is full.
+
+    Read a few pages at once (``paging.read_pages_ahead``, from ``source``)."""
+
+    def read(self, asked: int, body: JsonValue) -> Page | None:
+        page = super().read(asked, body)
+        if page is None or not isinstance(body, dict):
+            return None
+        count = whole_number(body.get("pages"), 9)
+        more = self.next in body or (count is None and len(page.items) >= PER_PAGE)
+        return Page(page.asked, page.items, more, page.number, count)
+
+
+USER_PAGES = RtUserPages(
+    items="items", next="next_page", page_size=("per_page", PER_PAGE), max_pages=MAX_USER_PAGES
+)
+
+
 def field_values(custom_fields: Any, fields: list[str]) -> dict[str, Any]:
     """``{field: value}`` from a user's ``CustomFields`` list; a single value is itself, none is None."""
     values: dict[str, Any] = {field: None for field in fields}
@@ -118,9 +143,9 @@ class RequestTrackerClient:
 
     async def user_custom_fields(self) -> FieldListing:
         """Every custom field whose LookupType is ``RT::User``, disabled ones too."""
-        totals: list[Any] = []
+        totals: list[JsonValue] = []
 
-        async def page(params: dict[str, Any]) -> Any:
+        async def page(params: PageParams) -> JsonValue:
             status, body = await self.api.request_json(
                 "POST",
                 "customfields",
@@ -180,7 +205,7 @@ class RequestTrackerClient:
         if status != 200 or not isinstance(body, dict):
             raise ApiError("RT", "GET", "users", f"HTTP {status}: {self.api.excerpt(body)}", status=status)
         items = body.get("items") or []
-        if not items or not isinstance(items[0], dict):
+        if not isinstance(items, list) or not items or not isinstance(items[0], dict):
             return None
         entries = items[0].get("CustomFields")
         return (
@@ -196,25 +221,22 @@ class RequestTrackerClient:
         (RT's default) and read one by one, where ``GET /user/{id}`` says ``"Disabled": "1"``."""
         params = USER_PAGES.params(page, {"orderby": "id", "order": "ASC", "fields": USER_PAGE_FIELDS})
         status, body = await self.api.request_json("GET", "users", params=params)
-        items = USER_PAGES.page_items(body) if status == 200 else None
-        if items is None:
+        read = USER_PAGES.read(page, body) if status == 200 else None
+        if read is None:
             raise ApiError("RT", "GET", "users", f"HTTP {status}: {self.api.excerpt(body)}", status=status)
         users: dict[str, dict[str, Any]] = {}
         last_id: int | None = None
-        for item in items:
-            user_id = whole_number(item.get("id")) if isinstance(item, dict) else None
-            if user_id is None:
+        for item in read.items:
+            if not isinstance(item, dict) or (user_id := whole_number(item.get("id"))) is None:
                 continue
             users[str(user_id)] = {
                 "disabled": False,
                 "values": field_values(item.get("CustomFields"), fields),
             }
             last_id = max(last_id or 0, user_id)
-        pages = whole_number(body.get("pages"), 9)
-        answered = body.get("page")
-        page = answered if isinstance(answered, int) and not isinstance(answered, bool) else page
-        more = USER_PAGES.next in body or (pages is None and len(items) >= PER_PAGE)
-        return UsersPage(users, page, pages, more, last_id)
+        return UsersPage(
+            read.asked, read.items, read.more, read.number, read.count, users=users, last_id=last_id
+        )
 
     async def user_record(self, user_id: str, fields: list[str]) -> dict[str, Any]:
         """``{"disabled": bool, "values": {field: value}}`` for one user."""
@@ -237,25 +259,18 @@ class RequestTrackerClient:
 
         A PUT whose answer was lost (a timeout, a broken connection) or was a 5xx is not resent blindly: what RT
         holds is read first, and the PUT is sent again only if RT does not hold the values already (a resent PUT
-        that RT had applied answers no message at all); resends are counted in ``api.resends``."""
+        that RT had applied answers no message at all): ``api.request_unless_applied``, which counts the resends."""
         path = f"user/{user_id}"
 
         async def applied() -> bool:
             values = (await self.user_record(user_id, list(fields)))["values"]
             return all(holds(values.get(name), value) for name, value in fields.items())
 
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self.api.request("PUT", path, json_body={"CustomFields": dict(fields)})
-                break
-            except UnconfirmedError as unconfirmed:
-                if not await self.api.wait_to_resend(attempt, unconfirmed):
-                    raise
-                if await applied():
-                    return Reply(confirmed=tuple(fields), unconfirmed=())
-                self.api.resends += 1
+        response = await self.api.request_unless_applied(
+            "PUT", path, applied, json_body={"CustomFields": dict(fields)}
+        )
+        if response is None:
+            return Reply(confirmed=tuple(fields), unconfirmed=())
         if response.status_code == 404:
             raise RtRecordError(f"RT has no user {user_id}")
         if response.status_code != 200:

@@ -19,15 +19,20 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from sync_pipelines.core.errors import ApiError, AuthenticationError, ConfigurationError
-from sync_pipelines.core.paging import PageProgress
+from sync_pipelines.core.errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    PagesDoNotAdvance,
+    TooManyPages,
+)
+from sync_pipelines.core.paging import read_pages_ahead
 from sync_pipelines.defs.rt.client import (
     PER_PAGE,
     USER_PAGES,
     FieldListing,
     RequestTrackerClient,
     RtRecordError,
-    UsersPage,
 )
 from sync_pipelines.defs.rt.desired import desired_custom_fields, record_shard
 from sync_pipelines.defs.rt.fields import SELECT, NotListed, RtField, as_rt_takes, held_as_wanted, holds
@@ -134,7 +139,7 @@ async def read_current(
     failures: dict[str, str] = {}
     wanted = {key for key in keys if key.isdigit()}
     if len(wanted) > PAGE_COST:
-        await _read_pages(rt, wanted, fields, current, failures)
+        await _read_from_pages(rt, wanted, fields, current, failures)
     rest = [key for key in keys if key not in current and key not in failures]
 
     async def read(key: str) -> None:
@@ -148,73 +153,50 @@ async def read_current(
     return current, failures
 
 
-async def _read_pages(
+async def _read_from_pages(
     rt: RequestTrackerClient, wanted: set[str], fields: list[str], current: dict, failures: dict
 ) -> None:
-    """Read ``wanted`` users from RT's pages (ordered by id) into ``current``/``failures``, stopping where one-by-one
-    reads would cost less, at the paginator's bound (``USER_PAGES.max_pages``), or at a page that does not
-    advance (``PageProgress``: the same users again, or no higher id than the page before: a server whose next
-    page is the same page); the caller reads the users still missing one by one.
-
-    Not ``paging.collect``: pages are asked ``PAGE_WINDOW`` at once, a page RT refuses is left to the one-by-one
-    reads rather than failing the run, and the reading stops early when the rest costs less one by one."""
-    max_pages = USER_PAGES.max_pages
+    """Read ``wanted`` users from RT's pages (ordered by id) into ``current``/``failures``, through the paginator
+    (``USER_PAGES``, ``PAGE_WINDOW`` pages asked at once: ``paging.read_pages_ahead``), up to the page holding the
+    largest id wanted. The reading stops where one-by-one reads would cost less, at the paginator's bound
+    (``USER_PAGES.max_pages``), or at a page that does not advance (the same users again, or no higher id than the
+    page before: a server whose next page is the same page); a page RT refuses is left out. The caller reads the
+    users still missing one by one."""
     highest = max(int(key) for key in wanted)
-    progress = PageProgress()
     log = rt.api.log
-
-    def take(page: UsersPage) -> None:
-        for key, record in page.users.items():
-            if key in wanted:
-                _record_values(key, record, current, failures)
+    last_id = 0
 
     def missing() -> int:
         return sum(1 for key in wanted if key not in current and key not in failures)
 
-    try:
-        first = await rt.users_page(1, fields)
-    except ApiError as error:
-        log.warning(f"reading RT users in pages failed ({error}); reading them one by one")
-        return
-    progress.repeats(1, sorted(first.users), first.page)
-    take(first)
-    if not first.more or (first.last_id or 0) >= highest:
-        return
-    last_id = first.last_id or 0
-    page = 2
-    while page <= max_pages:
-        left = (first.pages - page + 1) if first.pages else None
-        if left is not None and left * PAGE_COST > missing():
-            return  # the rest one by one is cheaper
-        end = page + PAGE_WINDOW if first.pages is None else min(page + PAGE_WINDOW, first.pages + 1)
-        numbers = range(page, min(end, max_pages + 1))
-        if not numbers:
-            return  # RT holds more pages than it said at first (users created meanwhile): the rest one by one
-        results = await asyncio.gather(*(rt.users_page(n, fields) for n in numbers), return_exceptions=True)
-        done = False
-        for number, result in zip(numbers, results, strict=True):
-            if isinstance(result, BaseException):
-                if isinstance(result, ApiError):
-                    continue  # those users are read one by one
-                raise result
-            stalled = progress.repeats(number, sorted(result.users), result.page)
-            if stalled is None and result.users and (result.last_id or 0) <= last_id:
-                stalled = f"page {number} goes back to user ids already read"
-            if stalled is not None:
-                log.warning(
-                    f"RT's user pages do not advance ({stalled}); reading the users missing one by one"
-                )
-                return
-            take(result)
-            last_id = max(last_id, result.last_id or 0)
-            if not result.more or last_id >= highest:
-                done = True
-        if done or not missing():
-            return
-        page = numbers[-1] + 1
-    log.warning(
-        f"RT's users fill more than {max_pages} pages of {PER_PAGE}; reading the users missing one by one"
+    pages = read_pages_ahead(
+        USER_PAGES,
+        lambda number: rt.users_page(number, fields),
+        PAGE_WINDOW,
+        enough=lambda: last_id >= highest or not missing(),
+        worth_reading=lambda pages_left: pages_left * PAGE_COST <= missing(),  # else the rest one by one
     )
+    try:
+        async for page in pages:
+            if page.asked > 1 and page.users and (page.last_id or 0) <= last_id:
+                raise PagesDoNotAdvance(f"page {page.asked} goes back to user ids already read")
+            for key, record in page.users.items():
+                if key in wanted:
+                    _record_values(key, record, current, failures)
+            last_id = max(last_id, page.last_id or 0)
+    except PagesDoNotAdvance as stalled:
+        log.warning(
+            f"RT's user pages do not advance ({stalled.reason}); reading the users missing one by one"
+        )
+    except TooManyPages:
+        log.warning(
+            f"RT's users fill more than {USER_PAGES.max_pages} pages of {PER_PAGE}; reading the users missing one "
+            "by one"
+        )
+    except ApiError as error:  # the first page: the pages after it that fail are left out
+        log.warning(f"reading RT users in pages failed ({error}); reading them one by one")
+    finally:
+        await pages.aclose()
 
 
 class RtSource(ApiSource):

@@ -5,10 +5,9 @@ operator reading a run's metadata wants its request count, retries, resent write
 in flight moved.
 """
 
-from typing import Any
-
 import dagster as dg
 
+from sync_pipelines.core.concurrency import ConcurrencySummary
 from sync_pipelines.core.http import ApiClient
 from sync_pipelines.sync.source import SyncSource
 
@@ -20,11 +19,11 @@ class ApiSource(SyncSource):
     retries: int = 0
     # Writes sent again after reading that the target did not hold them (a lost answer, a 5xx).
     resends: int = 0
-    in_flight: dict[str, Any] | None = None
+    in_flight: ConcurrencySummary | None = None
 
     def record_api(self, api: ApiClient) -> None:
         """Keep an ``ApiClient``'s request count, retries and how its requests in flight adapted."""
-        self.requests, self.retries, self.resends = api.requests_made, api.retries, api.resends
+        self.requests, self.retries, self.resends = api.requests_made, api.retries, api.stats.resends
         self.in_flight = api.concurrency_summary()
 
     def api_metadata(self) -> dict[str, dg.MetadataValue]:
@@ -39,7 +38,7 @@ class ApiSource(SyncSource):
         return metadata
 
 
-def in_flight_line(summary: dict[str, Any]) -> str:
+def in_flight_line(summary: ConcurrencySummary) -> str:
     """How the limit of requests in flight moved, in one line: a diagnostic, so a short entry among the run's
     figures rather than a JSON document filling the asset's page."""
     signals = ", ".join(f"{name} {count}" for name, count in summary.get("signals", {}).items()) or "none"

@@ -15,13 +15,12 @@ answer's pages (``results``, ``next``, ``page``) with the shared paginator, boun
 
 from __future__ import annotations
 
-from typing import Any
-
 from sync_pipelines.core.auth import LoginAuth, Tokens
 from sync_pipelines.core.auth_client import AuthClient
 from sync_pipelines.core.errors import ApiError, AuthenticationError, ConfigurationError
 from sync_pipelines.core.http import ApiClient
-from sync_pipelines.core.paging import PageNumberPaginator, collect
+from sync_pipelines.core.json_value import JsonValue
+from sync_pipelines.core.paging import PageNumberPaginator, PageParams, collect
 
 SYSTEM = "Portail DF"
 CREDENTIAL_VARIABLES = "PORTAILDF_USERNAME / PORTAILDF_PASSWORD"
@@ -62,16 +61,18 @@ def portaildf_auth(auth_version: str, username: str, password: str) -> LoginAuth
         if response.status_code in (400, 401, 403):
             raise AuthenticationError(SYSTEM, CREDENTIAL_VARIABLES, f"HTTP {response.status_code} on {path}")
         body = api.parse_json(response, "POST", path)
+        answer = body if isinstance(body, dict) else {}
         wanted = ("token",) if auth_version == "v1" else ("access", "refresh")
+        access, refresh = answer.get(wanted[0]), answer.get("refresh") if auth_version == "v2" else None
         if (
             response.status_code != 200
-            or not isinstance(body, dict)
-            or not all(isinstance(body.get(name), str) for name in wanted)
+            or not isinstance(access, str)
+            or (auth_version == "v2" and not isinstance(refresh, str))
         ):
             raise PortailDfAnswerError(
                 SYSTEM, "POST", path, f"HTTP {response.status_code} without {' and '.join(wanted)}"
             )
-        return Tokens(body[wanted[0]], body.get("refresh") if auth_version == "v2" else None)
+        return Tokens(access, refresh if isinstance(refresh, str) else None)
 
     async def refresh(api: AuthClient, refresh_token: str) -> Tokens | None:
         """A new v2 access token; None when the refresh token no longer works (log in again)."""
@@ -79,10 +80,11 @@ def portaildf_auth(auth_version: str, username: str, password: str) -> LoginAuth
         if response.status_code != 200:
             return None
         body = api.parse_json(response, "POST", REFRESH_PATH)
-        if not isinstance(body, dict) or not isinstance(body.get("access"), str):
+        access = body.get("access") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(access, str):
             return None
         rotated = body.get("refresh")  # simplejwt with ROTATE_REFRESH_TOKENS
-        return Tokens(body["access"], rotated if isinstance(rotated, str) else None)
+        return Tokens(access, rotated if isinstance(rotated, str) else None)
 
     return LoginAuth(
         login,
@@ -111,7 +113,7 @@ class PortailDfClient:
         """Obtain a token with the username and password; refused credentials stop the run at once."""
         await self.auth.login(self.api)
 
-    async def lookup(self, email: str) -> list[dict[str, Any]]:
+    async def lookup(self, email: str) -> list[JsonValue]:
         """Every record ``GET utilisateurs?email=`` returns for ``email``, following the pages.
 
         The email is sent trimmed of surrounding spaces, its case kept as ZLV stores it (URL-encoded), as ZLV's
@@ -122,7 +124,7 @@ class PortailDfClient:
         a ``next`` link that comes back as ``http://`` (or broken by a redirect) is only read as "there is
         more"; a page of ``results`` alone, without ``count`` or ``next``, is the last one."""
 
-        async def page(params: dict[str, Any]) -> Any:
+        async def page(params: PageParams) -> JsonValue:
             response = await self.api.request("GET", LOOKUP_PATH, params=params, auth=self.auth)
             if response.status_code != 200:
                 raise PortailDfAnswerError(
