@@ -4,6 +4,8 @@ client (``core/errors.py``, ``core/retry.py``, ``core/auth_client.py``)."""
 from __future__ import annotations
 
 import ast
+import asyncio
+import ssl
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,9 @@ from sync_pipelines.core.errors import (
     UnconfirmedError,
     UnreachableError,
 )
+from sync_pipelines.core.limits import ApiLimits
 from sync_pipelines.core.retry import RetryPolicy
+from sync_pipelines.core.transport import Transport
 from sync_pipelines.defs.rt.client import RtRecordError
 from sync_pipelines_tests.harness.python_source import parse_file
 
@@ -85,3 +89,16 @@ def test_auth_and_the_http_client_know_each_other_only_through_an_interface() ->
     assert "sync_pipelines.core.http" not in _imported("auth")
     assert "sync_pipelines.core.auth" not in _imported("http")
     assert "sync_pipelines.core.auth_client" in _imported("auth") & _imported("http")
+
+
+def test_every_transport_of_a_process_verifies_with_one_tls_context() -> None:
+    """Making a TLS context loads the authorities' file (tens of ms of CPU); a run opens a client per system and
+    step, so they share one, and it verifies certificates and host names."""
+
+    async def context() -> ssl.SSLContext:
+        async with Transport("https://127.0.0.1:1/", ApiLimits(), lambda size: False) as transport:
+            return transport._opened()._transport.ssl_context  # type: ignore[attr-defined,no-any-return]
+
+    first, second = asyncio.run(context()), asyncio.run(context())
+    assert first is second
+    assert first.verify_mode is ssl.CERT_REQUIRED and first.check_hostname
