@@ -6,7 +6,6 @@ import logging
 from datetime import date
 
 import dagster as dg
-import pandas as pd
 
 from sync_pipelines.core.errors import ConfigurationError
 from sync_pipelines.defs.rt.desired import desired_custom_fields
@@ -15,6 +14,7 @@ from sync_pipelines.defs.rt.resources import RequestTrackerResource, RtResources
 from sync_pipelines.defs.rt.source import TARGET, read_current, require_user_fields, synced_fields
 from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.shared.sync_spec import Prerequisite
+from sync_pipelines.defs.students.frame import StudentsFrame
 from sync_pipelines.sync.plan import plan_changes
 from sync_pipelines.sync.shards import SHARD_KEYS
 
@@ -58,7 +58,7 @@ RT_CUSTOM_FIELDS_EXIST = Prerequisite[RtResources](
 )
 @reported_as_failures
 def rt_matches_students(
-    students: pd.DataFrame, request_tracker: RequestTrackerResource
+    students: StudentsFrame, request_tracker: RequestTrackerResource
 ) -> dg.AssetCheckResult:
     grade_field, student_id_field = request_tracker.fields()
     desired, _ = desired_custom_fields(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from sync_pipelines.defs.students.validation import student_shard
 from sync_pipelines.sync.plan import Skip
 from sync_pipelines.sync.shards import shard_of
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def school_year_end(today: date) -> int:
@@ -33,6 +35,8 @@ def desired_custom_fields(
     """``{rt_user_id: {grade field: value, student id field: value}}`` for students in ``shards``, ordered by
     RT user id; students without an RT user are skipped (category ``no_rt_user``), and so are inactive ones
     (``inactive``: left or graduated), whose RT users are left as they are."""
+    import pandas as pd  # not at the top: see defs.students.frame
+
     desired: dict[str, dict[str, str]] = {}
     skips: list[Skip] = []
     rows = students.sort_values("student_id")

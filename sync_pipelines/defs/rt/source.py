@@ -14,10 +14,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
 from sync_pipelines.core.errors import (
     ApiError,
@@ -41,6 +40,9 @@ from sync_pipelines.defs.shared.api_source import ApiSource
 from sync_pipelines.sync.config import RunScope
 from sync_pipelines.sync.outcome import Current, Desired, SyncOutcome
 from sync_pipelines.sync.plan import PlannedRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TARGET = "rt_user_custom_fields"
 READ_CHUNK = 1000

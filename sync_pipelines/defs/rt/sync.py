@@ -3,7 +3,6 @@
 from datetime import date, timedelta
 
 import dagster as dg
-import pandas as pd
 
 from sync_pipelines.core.settings import api_settings
 from sync_pipelines.defs.rt.automation import students_changed_sensor
@@ -25,6 +24,8 @@ def invalid_students(instance: dg.DagsterInstance) -> int:
 
 
 def rt_source(run: SourceInputs[RtResources]) -> RtSource:
+    import pandas as pd  # not at the top: see defs.students.frame
+
     students = run.upstream[STUDENTS.name]
     if not isinstance(students, pd.DataFrame):
         raise TypeError(f"the {STUDENTS.name} snapshot is a table, not {type(students).__name__}")
@@ -32,6 +33,8 @@ def rt_source(run: SourceInputs[RtResources]) -> RtSource:
 
 
 def rt_undo_source(run: SourceInputs[RtResources]) -> RtSource:
+    import pandas as pd  # not at the top: see defs.students.frame
+
     # An undo's records come from the audit log: the students table is not read.
     return RtSource(pd.DataFrame(), run.resources.request_tracker, date.today())
 

@@ -5,25 +5,31 @@ is current (``active``). Names never leave the student information system.
 """
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from sync_pipelines.defs.shared.failures import reported_as_failures
+from sync_pipelines.defs.students.frame import StudentsFrame
 from sync_pipelines.defs.students.resources import StudentsDatabase
 from sync_pipelines.defs.students.validation import GRADE_LABELS, InvalidRow, StudentRow, validate_students
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STUDENT_COLUMNS = ["student_id", "grade", "rt_user_id", "active"]
 
 
-def students_frame(valid: list[StudentRow]) -> pd.DataFrame:
+def students_frame(valid: list[StudentRow]) -> "pd.DataFrame":
+    import pandas as pd  # not at the top: see defs.students.frame
+
     frame = pd.DataFrame([vars(student) for student in valid], columns=STUDENT_COLUMNS)
     frame["rt_user_id"] = frame["rt_user_id"].astype("Int64")
     frame["active"] = frame["active"].astype("boolean")
     return frame
 
 
-def active_students(frame: pd.DataFrame) -> pd.DataFrame:
+def active_students(frame: "pd.DataFrame") -> "pd.DataFrame":
     """The current students of a snapshot (a snapshot stored before the ``active`` column: all of them)."""
     if "active" not in frame.columns:
         return frame
@@ -49,7 +55,7 @@ def _invalid_table(invalid: list[InvalidRow], rows: int = 50) -> str:
 @reported_as_failures
 def students(
     context: dg.AssetExecutionContext, students_database: StudentsDatabase
-) -> dg.Output[pd.DataFrame]:
+) -> dg.Output[StudentsFrame]:
     rows = students_database.read_rows()
     valid, invalid = validate_students(rows)
     for row in invalid[:20]:

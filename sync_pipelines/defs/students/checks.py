@@ -1,20 +1,25 @@
 """Checks on the students snapshot that the RT sync relies on."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-import pandas as pd
 
 from sync_pipelines.defs.shared.failures import reported_as_failures
 from sync_pipelines.defs.students.assets import active_students, students
+from sync_pipelines.defs.students.frame import StudentsFrame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
-def _duplicates(values: pd.Series) -> dict[str, int]:
+def _duplicates(values: "pd.Series") -> dict[str, int]:
     counts = values.dropna().astype(str).value_counts()
     return {key: int(count) for key, count in counts[counts > 1].items()}
 
 
 @dg.asset_check(asset=students, blocking=True, description="No student id appears twice in the snapshot.")
 @reported_as_failures
-def students_unique_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
+def students_unique_ids(students: StudentsFrame) -> dg.AssetCheckResult:
     duplicates = _duplicates(students["student_id"])
     return dg.AssetCheckResult(
         passed=not duplicates,
@@ -32,7 +37,7 @@ def students_unique_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
     "(an inactive row's RT user belongs to the active student who holds it now).",
 )
 @reported_as_failures
-def students_unique_rt_user_ids(students: pd.DataFrame) -> dg.AssetCheckResult:
+def students_unique_rt_user_ids(students: StudentsFrame) -> dg.AssetCheckResult:
     shared = _duplicates(active_students(students)["rt_user_id"])
     return dg.AssetCheckResult(
         passed=not shared,
