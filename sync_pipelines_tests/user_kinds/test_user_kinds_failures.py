@@ -293,10 +293,10 @@ def test_lookups_run_concurrently_within_the_limit(world_v2: ZlvWorld) -> None:
     )
     scope = RunScope("run-1", frozenset(SHARD_KEYS), SyncRunConfig(dry_run=True), logging.getLogger("test"))
     asyncio.run(execute(source, state, scope))
-    lookups = len(source.lookups.outcomes)
+    assert len(source.lookups.outcomes) > 6
+    # Six lookups were in flight at once, never more: concurrency is counted by the server, not timed here (the
+    # speed of the lookups is the benchmarks' to measure).
     assert world_v2.handle.stats()["max_in_flight"] == 6
-    # Sequential lookups would take lookups x 20 ms; six at a time take about a sixth of that.
-    assert source.lookups.seconds < lookups * 0.020 / 3
 
 
 def test_missing_kind_column_names_the_setting_and_the_column(pg_url: str) -> None:
