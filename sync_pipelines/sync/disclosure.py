@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from sync_pipelines.sync.plan import Value
 
 PERSONAL_VALUE = "(personal data, not shown)"
+# A change of a personal value, as a run's plan table and a record's history show it.
+PERSONAL_CHANGE = f"changed {PERSONAL_VALUE}"
 
 
 def _key(key: str) -> str:

@@ -26,7 +26,7 @@ from typing import Protocol
 
 from sync_pipelines.core.errors import SyncError
 from sync_pipelines.sync.config import RunScope
-from sync_pipelines.sync.disclosure import PERSONAL_VALUE, Disclosure
+from sync_pipelines.sync.disclosure import PERSONAL_CHANGE, PERSONAL_VALUE, Disclosure
 from sync_pipelines.sync.outcome import PlannedRun
 from sync_pipelines.sync.outcome_store import AUDITED, HistoryRow, RecordOutcome, RunRecord
 from sync_pipelines.sync.plan import CONFLICT, Action, Value, values_equal
@@ -34,7 +34,6 @@ from sync_pipelines.sync.report import cell
 from sync_pipelines.sync.state import APPLIED, FAILED, NOT_APPLIED, SyncStateStore
 from sync_pipelines.sync.state_schema import INTERRUPTED, PLANNED, ROW_ERROR, SKIPPED
 
-PERSONAL_CHANGE = f"changed {PERSONAL_VALUE}"
 # Rows of the history table a run page shows (the newest; the command line prints every row).
 SHOWN_EVENTS = 200
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sync_pipelines.sync.apply import ApplyResult
-from sync_pipelines.sync.disclosure import PLAIN, Disclosure
+from sync_pipelines.sync.disclosure import PERSONAL_CHANGE, PLAIN, Disclosure
 from sync_pipelines.sync.plan import Action, SyncPlan, Value, written_changes
 from sync_pipelines.sync.state import Settlement
 
@@ -87,11 +87,7 @@ def changes_table(
             if shown >= rows:
                 break
             values = disclosure.change(record.key, change.field, change.old, change.new)
-            what = (
-                "changed (personal data, not shown)"
-                if values is None
-                else (f"{cell(values[0])} -> {cell(values[1])}")
-            )
+            what = PERSONAL_CHANGE if values is None else f"{cell(values[0])} -> {cell(values[1])}"
             lines.append(
                 f"| {cell(label(record.key))} | {record.action.value} | {cell(change.field)} | {what} |"
             )

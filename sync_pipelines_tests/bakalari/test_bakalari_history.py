@@ -13,7 +13,7 @@ from devkit.sandbox.server import ThreadedSandbox
 from sync_pipelines.defs.operations.record_history import ask_about
 from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.syncs import SYNCS
-from sync_pipelines.sync.record_history import PERSONAL_CHANGE
+from sync_pipelines.sync.disclosure import PERSONAL_CHANGE
 from sync_pipelines_tests.bakalari.helpers import (
     engine_for,
     rows,
