@@ -109,10 +109,6 @@ def run_here(world: SyncWorld, job: str, config: dict | None = None, **env: str)
     return Outcome(result.success, result.run_id, "")
 
 
-def run(world: SyncWorld, job: str, config: dict | None = None, **env: str) -> JobResult:
-    return world.run_job(job, config, env={**world.env, **env})
-
-
 def edit_behind_the_syncs(world: SyncWorld) -> None:
     """What the delta runs repair: a grade in the student system, a person's name in EduRPG, a kind in ZLV."""
     students = create_database_engine(world.url("STUDENTS_DATABASE_URL"), "STUDENTS_DATABASE_URL")
@@ -262,7 +258,9 @@ def test_error_answers_that_repeat_personal_data_leave_no_email_anywhere(world: 
     # One Portail DF agent among many is a row error of a green run: a threshold of 0 makes it fail the run, so
     # that its failure line, reasons included, is printed too.
     results = {
-        job: run(world, job, **({"SYNC_MAX_RECORD_ERRORS_PERCENT": "0"} if job == "user_kind_sync" else {}))
+        job: run_command(
+            world, job, **({"SYNC_MAX_RECORD_ERRORS_PERCENT": "0"} if job == "user_kind_sync" else {})
+        )
         for job in SYNCS
     }
     assert not results["rt_user_sync"].succeeded and not results["user_kind_sync"].succeeded
