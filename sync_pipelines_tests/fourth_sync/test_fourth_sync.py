@@ -21,6 +21,7 @@ from sync_pipelines.defs.code_location import CodeLocation, code_location
 from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.defs.systems import configuration_problems, enabled_systems
 from sync_pipelines_tests.fourth_sync.library.sync import LIBRARY_SYNC
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 from sync_pipelines_tests.harness.world import check_outcomes, failure_messages
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,7 @@ def library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Library
     monkeypatch.setenv("STUDENTS_DATABASE_URL", f"sqlite:///{tmp_path}/students.db")
     monkeypatch.setenv("LIBRARY_DATABASE_URL", f"sqlite:///{tmp_path}/library.db")
     monkeypatch.setenv("SYNC_STATE_DATABASE_URL", f"sqlite:///{tmp_path}/state.db")
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         yield Library(code_location(SPECS), instance, patrons)
     students.dispose()
     patrons.dispose()

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sync_pipelines.defs.operations.run_history import prune_run_history, prune_runs
 from sync_pipelines.sync.state import SyncStateStore
 from sync_pipelines_tests.harness.alerts import AlertReceiver, alert_on_failed_run
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def test_failed_run_posts_an_alert_without_secrets(
     monkeypatch.setenv("SYNC_ALERT_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("RT_TOKEN", SECRET)
     monkeypatch.setenv("DAGSTER_WEBSERVER_URL", "https://dagster.school.example")
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
         alert_on_failed_run(instance, result)
@@ -57,7 +58,7 @@ def test_failed_run_posts_an_alert_without_secrets(
 
 def test_no_webhook_only_logs(receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SYNC_ALERT_WEBHOOK_URL", raising=False)
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
         alert_on_failed_run(instance, result)
     assert receiver.received == []
@@ -74,7 +75,7 @@ def small_job() -> None:
 
 
 def test_prune_deletes_only_old_finished_runs() -> None:
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         old = [small_job.execute_in_process(instance=instance).run_id for _ in range(3)]
         time.sleep(0.05)
         cutoff = datetime.now(timezone.utc)
@@ -90,7 +91,7 @@ def test_prune_deletes_only_old_finished_runs() -> None:
 
 def test_prune_job_uses_the_retention_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNC_RUN_RETENTION_DAYS", "30")
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         small_job.execute_in_process(instance=instance)
         result = prune_run_history.execute_in_process(instance=instance)
         assert result.output_for_node("prune_old_runs") == 0
@@ -122,7 +123,7 @@ def test_a_wrong_retention_fails_the_prune_in_one_line_and_deletes_nothing(
     """Not taken as the default (which would delete what a longer retention keeps): the prune fails naming it."""
     monkeypatch.setenv("SYNC_STATE_DATABASE_URL", f"sqlite:///{tmp_path / 's.sqlite'}")
     monkeypatch.setenv(name, value)
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         small_job.execute_in_process(instance=instance)
         result = prune_run_history.execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
@@ -191,7 +192,7 @@ def test_prune_deletes_state_rows_older_than_their_retention(
             .where(saved_plans.c.plan_id == "run-2")
             .values(created_at=now - timedelta(days=2))
         )
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         preview = prune_run_history.execute_in_process(
             instance=instance, run_config={"ops": {"prune_sync_state": {"config": {"dry_run": True}}}}
         )

@@ -27,6 +27,7 @@ from sync_pipelines.defs.systems import configuration_problems
 from sync_pipelines.sync.lease import lease_wait_seconds
 from sync_pipelines.sync.record_errors import max_record_errors_percent
 from sync_pipelines.sync.replay import plan_max_age
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 
 EVERY_SETTING: dict[str, NumberSetting] = {
     setting.name: setting
@@ -171,7 +172,7 @@ def test_a_wrong_setting_of_an_enabled_system_fails_its_runs_in_one_line_naming_
     built = build_sync(RT_SYNC)
     description = built.asset.descriptions_by_key[dg.AssetKey("rt_user_custom_fields")]
     assert description.startswith(f"Not configured: {line}. ")
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         # The RT asset's prerequisite check, run alone as sync_checks runs it.
         check = dg.materialize(
             [built.asset],

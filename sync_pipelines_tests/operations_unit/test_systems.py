@@ -19,6 +19,7 @@ from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_builder import build_sync
 from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.defs.systems import configuration_problems, enabled_systems
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 from sync_pipelines_tests.harness.registry import every_variable, expected_checks
 
 SPECS = {spec.system: spec for spec in SYNCS}
@@ -179,7 +180,7 @@ def test_an_unconfigured_systems_undo_and_check_fail_in_the_one_line(
         **built.definitions.resources,
         "sync_state": SyncStateResource(database_url=f"sqlite:///{tmp_path}/s.db"),
     }
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         undo = built.undo_job.execute_in_process(
             run_config={"ops": {"rt_user_custom_fields_undo": {"config": {"run_id": "any"}}}},
             resources=resources,

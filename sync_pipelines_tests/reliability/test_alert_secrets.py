@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
-import dagster as dg
 import pytest
 
 from devkit.sandbox.bakalari import OPERATOR_USERNAME, BakalariSandbox, generate_school
@@ -21,6 +20,7 @@ from devkit.sandbox.server import ThreadedSandbox, free_port
 from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.definitions import defs
 from sync_pipelines_tests.harness.alerts import AlertReceiver, alert_on_failed_run
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 from sync_pipelines_tests.reliability.conftest import leaked, with_password
 
 pytestmark = pytest.mark.integration
@@ -137,7 +137,7 @@ def test_failure_alert_names_the_setting_and_holds_no_secret(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
         alert_on_failed_run(instance, result)

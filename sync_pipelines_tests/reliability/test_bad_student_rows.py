@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import string
 
-import dagster as dg
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +13,7 @@ from devkit.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
 from devkit.sandbox.server import ThreadedSandbox
 from sync_pipelines.core.database import create_database_engine
 from sync_pipelines.defs.students.validation import validate_students
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_random_rows_through_the_rt_sync(
     }.items():
         monkeypatch.setenv(name, value)
     valid, invalid = validate_students([{"student_id": f"S{n}", **row} for n, row in enumerate(raw)])
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         result = defs.resolve_job_def("rt_user_sync").execute_in_process(
             instance=instance, raise_on_error=False
         )
@@ -132,7 +132,7 @@ def test_a_ten_kilobyte_grade_is_reported_and_every_other_student_synced(make_pg
             "RT_TOKEN": DEFAULT_TOKEN,
         }.items():
             monkeypatch.setenv(name, value)
-        with dg.instance_for_test() as instance:
+        with instance_with_events_in_memory() as instance:
             result = defs.resolve_job_def("rt_user_sync").execute_in_process(
                 instance=instance, raise_on_error=False
             )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from devkit.sandbox.portaildf import DEFAULT_PASSWORD
@@ -16,6 +15,7 @@ from devkit.sandbox.server import free_port
 from sync_pipelines.definitions import defs
 from sync_pipelines.sync.state import SyncStateStore
 from sync_pipelines_tests.harness.alerts import AlertReceiver, alert_on_failed_run
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 from sync_pipelines_tests.reliability.conftest import leaked, recorded_texts
 from sync_pipelines_tests.reliability.test_user_kinds_reliability import TARGET, job, kinds_world
 
@@ -62,7 +62,7 @@ def test_passwords_in_every_url_form_appear_nowhere(
         # The same failure in-process, with the failure alert POSTed to a receiver.
         for name, value in {**runner.env, "SYNC_ALERT_WEBHOOK_URL": alert_receiver.url}.items():
             monkeypatch.setenv(name, value)
-        with dg.instance_for_test() as instance:
+        with instance_with_events_in_memory() as instance:
             result = defs.resolve_job_def("user_kind_sync").execute_in_process(
                 instance=instance, raise_on_error=False
             )

@@ -14,6 +14,7 @@ from sync_pipelines.defs.students.assets import students_frame
 from sync_pipelines.defs.students.resources import StudentsDatabase
 from sync_pipelines.defs.students.validation import student_shard, validate_students
 from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ def test_the_sensor_starts_the_shard_the_asset_syncs(tmp_path, monkeypatch: pyte
 
     sensor = defs.resolve_sensor_def("students_changed")
     resources = {"students_database": StudentsDatabase(database_url=url)}
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         repository = defs.get_repository_def()
         tick = sensor.evaluate_tick(
             dg.build_sensor_context(instance=instance, resources=resources, repository_def=repository)
@@ -74,7 +75,7 @@ def test_the_sensor_ignores_inactive_students_as_the_sync_does(tmp_path) -> None
     sensor = defs.resolve_sensor_def("students_changed")
     resources = {"students_database": StudentsDatabase(database_url=url)}
     repository = defs.get_repository_def()
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
 
         def tick(cursor: str | None) -> dg.SensorExecutionData:
             return sensor.evaluate_tick(

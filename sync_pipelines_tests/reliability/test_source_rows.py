@@ -12,6 +12,7 @@ from sync_pipelines.core.redaction import describe_error
 from sync_pipelines.defs.shared.failures import as_failure
 from sync_pipelines.defs.shared.state_resource import SyncStateResource, SyncStateTableIOManager
 from sync_pipelines.defs.students.validation import validate_students
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 from sync_pipelines_tests.students.test_students_asset import materialize_students
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,7 @@ def roster() -> pd.DataFrame:
 
 def test_a_database_error_is_reported_without_its_parameters(pg_url: str) -> None:
     state = SyncStateResource(database_url=pg_url)
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         result = dg.materialize(
             [roster],
             resources={"sync_state": state, "state_table_io_manager": SyncStateTableIOManager(state=state)},

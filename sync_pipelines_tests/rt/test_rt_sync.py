@@ -29,6 +29,7 @@ from sync_pipelines.definitions import defs
 from sync_pipelines.defs.rt.desired import graduation_year
 from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
 from sync_pipelines.sync.state import SyncStateStore
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 from sync_pipelines_tests.harness.row_errors import errors_table, records_check, summary_line
 
 SIZE = 120
@@ -100,7 +101,7 @@ def rt_world(
             "SYNC_STATE_DATABASE_URL": state_url,
         }.items():
             monkeypatch.setenv(name, value)
-        with dg.instance_for_test() as instance:
+        with instance_with_events_in_memory() as instance:
             yield RtWorld(rt, students, students_url, state_url, instance)
 
 

@@ -30,6 +30,7 @@ from sync_pipelines_tests.harness.audit_invariant import (
     assert_audit_matches,
     check_every_run,
 )
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 from sync_pipelines_tests.harness.row_errors import errors_table
 
 pytestmark = pytest.mark.e2e
@@ -167,7 +168,7 @@ def world(real_rt: RealRt, make_pg_url, monkeypatch: pytest.MonkeyPatch) -> Iter
         "SYNC_STATE_DATABASE_URL": make_pg_url(),
     }.items():
         monkeypatch.setenv(name, value)
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         yield World(real_rt.rt, students, students_url, instance)
 
 

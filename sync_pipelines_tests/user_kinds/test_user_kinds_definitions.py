@@ -18,6 +18,7 @@ from devkit.sandbox.zlv import demo_setup, seed_zlv
 from sync_pipelines.definitions import defs
 from sync_pipelines.sync import SyncStateStore
 from sync_pipelines.sync.shards import shard_of
+from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 from sync_pipelines_tests.harness.world import failure_messages
 from sync_pipelines_tests.user_kinds.conftest import ZlvWorld, make_world
 
@@ -102,7 +103,7 @@ def run_deployed_job(
     ``dagster job execute`` resolves them), in this process; the CLI itself is tested in operations_unit."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    with dg.instance_for_test() as instance:
+    with instance_with_events_in_memory() as instance:
         return defs.resolve_job_def("user_kind_sync").execute_in_process(
             instance=instance, raise_on_error=False, **options
         )
