@@ -115,9 +115,10 @@ def test_secrets_appear_nowhere(rt_env, tmp_path: Path) -> None:
         job_command(tmp_path, {"limit": 20}), env=env, capture_output=True, text=True, timeout=300
     )
     assert ok.returncode == 0, ok.stderr[-2000:]
+    assert 1 <= rt.requests(PUT) <= 20  # the run config's limit held
     rt.change_state({"action": "set_token", "token": "something-else"})
     failed = subprocess.run(job_command(tmp_path), env=env, capture_output=True, text=True, timeout=300)
-    assert failed.returncode != 0
+    assert failed.returncode != 0  # a failing sync exits non-zero
     assert "RT_TOKEN" in failed.stdout + failed.stderr
     haystacks = [ok.stdout, ok.stderr, failed.stdout, failed.stderr]
     os.environ["DAGSTER_HOME"] = str(tmp_path)

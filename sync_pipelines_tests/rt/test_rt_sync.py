@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
-import os
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -24,7 +21,6 @@ from devkit.sandbox.rt import DEFAULT_TOKEN, RequestTrackerSandbox
 from devkit.sandbox.sample_data import SampleStudent, generate_students
 from devkit.sandbox.server import Knobs, ThreadedSandbox
 from sync_pipelines.core.database import create_database_engine
-from sync_pipelines.core.job_command import job_execute_command
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.rt.desired import graduation_year
 from sync_pipelines.sync.shards import SHARD_KEYS, shard_of
@@ -419,22 +415,6 @@ def test_sensor_starts_a_run_for_the_changed_shard_only(world: RtWorld) -> None:
         )
     )
     assert third.run_requests == []
-
-
-@pytest.mark.e2e
-def test_dagster_job_execute_as_a_subprocess(world: RtWorld, tmp_path: Path) -> None:
-    config = tmp_path / "run.yaml"
-    config.write_text(json.dumps({"ops": {"rt_user_custom_fields": {"config": {"limit": 5}}}}))
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    command = job_execute_command("rt_user_sync", config)
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert 1 <= world.rt.requests(PUT) <= 5
-    # A failing sync gives a non-zero exit code.
-    world.rt.change_state({"action": "set_token", "token": "changed"})
-    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert failed.returncode != 0
-    assert DEFAULT_TOKEN not in failed.stdout + failed.stderr
 
 
 @pytest.mark.integration
