@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import os
 import random
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -305,6 +307,13 @@ class SandboxApp:
         return web.json_response({"ok": True})
 
 
+@functools.cache
+def _admin_tls_context() -> ssl.SSLContext:
+    """One TLS context for every admin request: httpx makes one per request otherwise, loading certifi's
+    authorities each time (about 40 ms of CPU), and a test makes hundreds of admin requests."""
+    return httpx.create_ssl_context()
+
+
 class SandboxHandle:
     """Talks to a running sandbox server's admin endpoints, wherever it runs."""
 
@@ -312,7 +321,9 @@ class SandboxHandle:
         self.url = url.rstrip("/")
 
     def _admin(self, method: str, path: str, body: Any = None) -> Any:
-        response = httpx.request(method, f"{self.url}{ADMIN_PREFIX}/{path}", json=body, timeout=30)
+        response = httpx.request(
+            method, f"{self.url}{ADMIN_PREFIX}/{path}", json=body, timeout=30, verify=_admin_tls_context()
+        )
         response.raise_for_status()
         return response.json()
 
