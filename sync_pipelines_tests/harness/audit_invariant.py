@@ -9,6 +9,7 @@ write. A record the run created counts as written in every field it audited.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +32,8 @@ from sync_pipelines.sync.plan import Value, values_equal
 from sync_pipelines.sync.state import APPLIED
 
 Snapshot = Mapping[str, Mapping[str, Value] | None]
+# Interleavings each property test tries instead of its own number (the suite's are few, to keep it fast).
+INTERLEAVINGS_VARIABLE = "SYNC_TEST_INTERLEAVINGS"
 
 
 def _same(a: Value, b: Value) -> bool:
@@ -114,8 +117,10 @@ def check_every_run(sync: SyncUnderTest, *, examples: int, steps: int) -> None:
     """Random interleavings of dry runs, edits behind the sync's back, changes in the source, plain runs, applied
     plans (dry runs' and undo previews'), undos and undos of undos; after every run, ``assert_audit_matches``.
     The world carries over from one example to the next: every run is judged on its own before and after.
-    Prints what it checked (``8 interleavings, 9 runs checked: dry run 4, run 2, apply 2, undo 1, in 12 s``)."""
+    ``SYNC_TEST_INTERLEAVINGS`` replaces ``examples`` for a deeper search (after a change to the plan, the audit
+    or a writer). Prints what it checked (``8 interleavings, 9 runs checked: dry run 4, run 2, ..., in 12 s``)."""
     started = time.monotonic()
+    examples = int(os.environ.get(INTERLEAVINGS_VARIABLE) or examples)
 
     class Interleavings(RuleBasedStateMachine):
         plans = Bundle("plans")

@@ -61,6 +61,9 @@ def deployment_environment(home: Path, postgres_url: str, extra: Mapping[str, st
         "DAGSTER_POSTGRES_URL": postgres_url,
         "DAGSTER_COMPUTE_LOGS_DIR": str(home / "compute_logs"),
         "PYTHONUNBUFFERED": "1",
+        # The daemon reads failed runs for run_retries every second instead of every 5 (Dagster's variable): a
+        # test waiting for a retry does not wait out the interval. When a run is retried is unchanged.
+        "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1",
         **extra,
     }
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 TARGET = "rt_user_custom_fields"
 # Interleavings tried, and steps in each (each step a run of the job, an edit or a change of a student).
-EXAMPLES, STEPS = 10, 6
+EXAMPLES, STEPS = 6, 6
 
 
 @pytest.fixture

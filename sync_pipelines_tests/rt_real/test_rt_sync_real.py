@@ -44,7 +44,7 @@ FIELDS = (
 )
 SIZE = 40
 # The audit invariant's property test against real RT: interleavings tried, and steps in each.
-REAL_RT_EXAMPLES, REAL_RT_STEPS = 8, 6
+REAL_RT_EXAMPLES, REAL_RT_STEPS = 4, 6
 
 
 @dataclass

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 TARGET = "user_kinds"
 BOOKKEEPING = ("updated_at",)
-EXAMPLES, STEPS = 8, 6
+EXAMPLES, STEPS = 5, 6
 
 
 @pytest.fixture
