@@ -142,8 +142,13 @@ def test_the_syncs_join_an_instance_like_zlvs_and_the_lease_keeps_twin_runs_apar
     with environment(env):
         instance = dg.DagsterInstance.from_config(str(home))
     try:
-        runs = {run.status: run for run in instance.get_runs()}
-        assert sorted(status.value for status in runs) == ["FAILURE", "SUCCESS"], (runs, tails)
+        every_run = instance.get_runs()
+        for name, output in tails.items():  # shown under a failing assert, each twin's whole tail
+            print(f"----- {name}: exit code {codes[name]} -----\n{output}")
+        assert sorted(run.status.value for run in every_run) == ["FAILURE", "SUCCESS"], [
+            (run.run_id, run.status.value) for run in every_run
+        ]
+        runs = {run.status: run for run in every_run}
         winner, loser = runs[dg.DagsterRunStatus.SUCCESS], runs[dg.DagsterRunStatus.FAILURE]
         (failure,) = [
             record.dagster_event.step_failure_data
