@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import json
 import os
 import random
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,8 @@ from urllib.parse import unquote_plus
 
 import httpx
 from aiohttp import web
+
+from sync_pipelines.core.transport import verifying_context
 
 ADMIN_PREFIX = "/_sandbox"
 # The directory holding the ``devkit`` package: subprocesses running ``python -m devkit...`` need it on their path.
@@ -307,13 +307,6 @@ class SandboxApp:
         return web.json_response({"ok": True})
 
 
-@functools.cache
-def _admin_tls_context() -> ssl.SSLContext:
-    """One TLS context for every admin request: httpx makes one per request otherwise, loading certifi's
-    authorities each time (about 40 ms of CPU), and a test makes hundreds of admin requests."""
-    return httpx.create_ssl_context()
-
-
 class SandboxHandle:
     """Talks to a running sandbox server's admin endpoints, wherever it runs."""
 
@@ -321,8 +314,10 @@ class SandboxHandle:
         self.url = url.rstrip("/")
 
     def _admin(self, method: str, path: str, body: Any = None) -> Any:
+        # The product's one TLS context: httpx would otherwise make one per request, loading certifi's authorities
+        # each time (about 40 ms of CPU), and a test makes hundreds of admin requests.
         response = httpx.request(
-            method, f"{self.url}{ADMIN_PREFIX}/{path}", json=body, timeout=30, verify=_admin_tls_context()
+            method, f"{self.url}{ADMIN_PREFIX}/{path}", json=body, timeout=30, verify=verifying_context()
         )
         response.raise_for_status()
         return response.json()

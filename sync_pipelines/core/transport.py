@@ -174,7 +174,7 @@ class _WaitForDeadline(contextlib.AbstractAsyncContextManager[None]):
 
 
 @functools.cache
-def _verifying_context() -> ssl.SSLContext:
+def verifying_context() -> ssl.SSLContext:
     """The TLS context every client of this process verifies servers with: certifi's authorities, not the
     environment's. Made once: making one loads the authorities' file (about 60 ms of CPU), and a run makes a client
     per system and per step; a context is safe to share between connections and threads."""
@@ -192,7 +192,7 @@ def _session_without_resends(pool: httpx.Limits) -> Callable[[], aiohttp.ClientS
         connector = aiohttp.TCPConnector(
             keepalive_timeout=pool.keepalive_expiry,
             limit=pool.max_connections or 100,
-            ssl=_verifying_context(),
+            ssl=verifying_context(),
         )
         session = aiohttp.ClientSession(connector=connector, trust_env=False)
         # No public switch exists; the attribute is aiohttp's own (ClientSession._retry_connection, 3.9+).
@@ -258,7 +258,7 @@ class Transport:
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             transport=AiohttpTransport(
-                verify=_verifying_context(),
+                verify=verifying_context(),
                 limits=pool,
                 trust_env=False,
                 client=_session_without_resends(pool),
