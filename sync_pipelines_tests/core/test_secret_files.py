@@ -3,14 +3,13 @@ line with the variable to fix; other ``*_FILE`` variables left alone."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sync_pipelines.core.secret_files import SECRET_SETTINGS, load_secret_files
 from sync_pipelines_tests.deploy.test_deploy_files import SECRET_ENV_VARS, env_example
+from sync_pipelines_tests.harness import warm_python
 
 
 @pytest.mark.integration
@@ -75,22 +74,10 @@ def test_the_code_location_and_the_configuration_check_read_the_files(tmp_path: 
         "RT_URL": "https://rt.example.org",
         "RT_TOKEN_FILE": str(tmp_path / "rt_token"),
     }
-    shown = subprocess.run(
-        [sys.executable, "-m", "sync_pipelines.config_check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    shown = warm_python.run(["-m", "sync_pipelines.config_check"], env=env)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     env["RT_TOKEN_FILE"] = str(tmp_path / "missing")
-    shown = subprocess.run(
-        [sys.executable, "-m", "sync_pipelines.config_check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    shown = warm_python.run(["-m", "sync_pipelines.config_check"], env=env)
     assert shown.returncode == 1
     assert f"RT_TOKEN_FILE: cannot read {tmp_path / 'missing'}" in shown.stdout
     assert "RT_TOKEN: is not set" in shown.stdout

@@ -106,8 +106,18 @@ def test_the_syncs_join_an_instance_like_zlvs_and_the_lease_keeps_twin_runs_apar
     env = deployment_environment(home, make_pg_url(), {**world.env, "SYNC_STATE_DATABASE_URL": state_url})
     env["PYTHONPATH"] = str(REPO)  # the stand-in analytics project is a module of the tests
 
-    # The workspace is loaded while the twins run: all three start at once (dagster-postgres creates the
-    # instance's tables once, whichever process comes first).
+    # ZLV's instance exists before the syncs join it: its tables are made by that Dagster itself, as a running
+    # deployment made them (three processes making them at once can race in dagster-postgres: DuplicateTable).
+    made = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import dagster as dg; dg.DagsterInstance.get().get_runs(limit=1)"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    # The workspace is loaded while the twins run: all three start at once.
     execute = [str(bin_dir / "dagster"), "job", "execute", "-m", "sync_pipelines.definitions"]
     commands = {
         "validate": [str(bin_dir / "dagster"), "definitions", "validate", "-w", str(workspace)],

@@ -26,8 +26,6 @@ import dagster as dg
 import psutil
 import pytest
 import yaml
-from dagster._core.errors import DagsterUserCodeUnreachableError
-from dagster._grpc.client import DagsterGrpcClient
 
 from devkit.sandbox.server import free_port
 from sync_pipelines.defs.operations.run_workers import (
@@ -48,7 +46,11 @@ from sync_pipelines_tests.deploy.test_deploy_files import (
     compose,
     systemd_unit,
 )
-from sync_pipelines_tests.operations.dagster_processes import DagsterProcesses, environment
+from sync_pipelines_tests.operations.dagster_processes import (
+    DagsterProcesses,
+    code_server_serving,
+    environment,
+)
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -61,15 +63,6 @@ WATCHDOG_CHECK_SECONDS = 5
 RECOVERY_BOUND_SECONDS = WATCHDOG_CHECK_SECONDS + 120
 # What the daemon's run queue logs on each pass over the queued runs.
 DEQUEUE_PASS = "Priority sorting"
-
-
-def code_server_serving(port: int) -> bool:
-    """Whether a code server answers on ``port`` (a gRPC ping from this process: no Dagster CLI to start)."""
-    try:
-        DagsterGrpcClient(port=port, host="127.0.0.1").ping("")
-    except DagsterUserCodeUnreachableError:
-        return False
-    return True
 
 
 def native(command: list[str]) -> list[str]:

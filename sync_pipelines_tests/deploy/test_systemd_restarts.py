@@ -55,9 +55,13 @@ from sync_pipelines_tests.deploy.test_deploy_files import (
     systemd_environment,
     systemd_unit,
 )
-from sync_pipelines_tests.deploy.test_lost_run_workers import code_server_serving, native
+from sync_pipelines_tests.deploy.test_lost_run_workers import native
 from sync_pipelines_tests.harness.audit_invariant import audit_mismatches
-from sync_pipelines_tests.operations.dagster_processes import DagsterProcesses, environment
+from sync_pipelines_tests.operations.dagster_processes import (
+    DagsterProcesses,
+    code_server_serving,
+    environment,
+)
 from sync_pipelines_tests.operations.graphql_api import DagsterUi, GraphQLClient
 from sync_pipelines_tests.operations.sync_worlds import SyncWorld, user_kinds_world
 

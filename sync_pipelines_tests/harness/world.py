@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from devkit.sandbox.sample_data import generate_students
 from devkit.sandbox.server import SandboxProcess
 from devkit.sandbox.zlv import seed_zlv
 from sync_pipelines.core.job_command import CODE_LOCATION_MODULE
+from sync_pipelines_tests.harness import warm_python
 
 SYNC_JOBS = ("rt_user_sync", "bakalari_sync", "user_kind_sync")
 # The module whose definitions depend on the environment at import (enabled systems: sync_checks' selection,
@@ -66,29 +66,14 @@ class SyncWorld:
     def run_job(
         self, job: str, config: dict[str, Any] | None = None, env: dict[str, str] | None = None
     ) -> JobResult:
-        """``dagster job execute`` of ``job`` with the world's variables (or only ``env``, when given)."""
-        command = [
-            sys.executable,
-            "-m",
-            "dagster",
-            "job",
-            "execute",
-            "-m",
-            "sync_pipelines.definitions",
-            "-j",
-            job,
-        ]
+        """``dagster job execute`` of ``job`` with the world's variables (or only ``env``, when given), forked
+        from a warm interpreter (``harness/warm_python.py``): the command's exit code and output."""
+        arguments = ["-m", "dagster", "job", "execute", "-m", CODE_LOCATION_MODULE, "-j", job]
         if config:
             config_file = self.home / f"{job}-config.yaml"
             config_file.write_text(json.dumps(config))
-            command += ["-c", str(config_file)]
-        completed = subprocess.run(
-            command,
-            env={**os.environ, **(self.env if env is None else env)},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+            arguments += ["-c", str(config_file)]
+        completed = warm_python.run(arguments, env={**os.environ, **(self.env if env is None else env)})
         return JobResult(job, completed.returncode, completed.stdout + completed.stderr)
 
     def run_in_process(

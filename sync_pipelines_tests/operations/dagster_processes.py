@@ -2,9 +2,10 @@
 
 The repository's ``dagster.yaml`` is copied into a fresh DAGSTER_HOME and pointed at a fresh PostgreSQL
 database, so the queue limits, pools and run coordinator under test are the ones operators deploy (the run queue
-only polls faster, ``QUEUE_POLLING``). Both
-processes load ``workspace.yaml`` from the repository root, as the systemd units do, and get the sync jobs'
-environment: runs are launched by the daemon's code server and read their secrets there at run time.
+only polls faster, ``QUEUE_POLLING``). As in the systemd and compose deployments, one code server
+(``dagster api grpc``) loads the code location and both processes load it from there over gRPC (a workspace of one
+``grpc_server`` entry): runs are launched by that code server and read their secrets there at run time, with the
+sync jobs' environment.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import dagster as dg
 import httpx
 import psutil
 import yaml
+from dagster._core.errors import DagsterUserCodeUnreachableError
+from dagster._grpc.client import DagsterGrpcClient
 
 from devkit.sandbox.server import free_port
 from sync_pipelines_tests.operations.graphql_api import DagsterUi, GraphQLClient
@@ -29,6 +32,7 @@ from sync_pipelines_tests.operations.graphql_api import DagsterUi, GraphQLClient
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 INSTANCE_CONFIG = REPO / "dagster.yaml"
+CODE_LOCATION, LOCATION_NAME = "sync_pipelines.definitions", "sync_pipelines"
 # Variables of the test process that must not leak into the deployment (each test's DAGSTER_HOME, state URL).
 INHERITED_PREFIXES_DROPPED = ("DAGSTER_", "SYNC_", "RT_", "BAKALARI_", "EDURPG_", "PORTAILDF_", "ZLV_")
 INHERITED_DROPPED = {"STUDENTS_DATABASE_URL"}
@@ -44,6 +48,17 @@ DAEMON_WITH_A_SHORT_BACKFILL_LOOP = (
     "controller.DEFAULT_DAEMON_INTERVAL_SECONDS = 2; "
     "from dagster._daemon.cli import main; sys.exit(main())"
 )
+
+
+def code_server_serving(port: int) -> bool:
+    """Whether a code server answers on ``port`` (a gRPC ping from this process: no Dagster CLI to start)."""
+    try:
+        DagsterGrpcClient(port=port, host="127.0.0.1").ping("")
+    except DagsterUserCodeUnreachableError:
+        return False
+    return True
+
+
 # Deployments running now, so a failing test can print their logs (see conftest.py).
 ACTIVE: list[DagsterProcesses] = []
 
@@ -90,6 +105,7 @@ class DagsterProcesses:
         self.env = deployment_environment(home, postgres_url, env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.workspace = home / "workspace.yaml"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
         self.ui = DagsterUi(GraphQLClient(f"{self.url}/graphql"), diagnostics=self.log_tails)
@@ -126,6 +142,36 @@ class DagsterProcesses:
                 start_new_session=True,
             )
 
+    def start_code_server(self, timeout: float = 180, attempts: int = 5) -> None:
+        """``dagster api grpc`` serving the code location, and the workspace file that points at it."""
+        port = free_port()
+        self._spawn(
+            "code_server",
+            [
+                str(VENV_BIN / "dagster"),
+                "api",
+                "grpc",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-m",
+                CODE_LOCATION,
+            ],
+        )
+        entry = {"host": "127.0.0.1", "port": port, "location_name": LOCATION_NAME}
+        self.workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": entry}]}))
+        deadline = time.monotonic() + timeout
+        while not code_server_serving(port):
+            process = self.processes["code_server"]
+            if process.poll() is not None and attempts > 1:
+                # Another process bound the port between free_port() and the code server: take another.
+                return self.start_code_server(max(10.0, deadline - time.monotonic()), attempts - 1)
+            self._require_alive("code_server")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the code server did not serve within {timeout} s\n{self.log_tails()}")
+            time.sleep(0.25)
+
     def start_webserver(self, timeout: float = 180, attempts: int = 5) -> None:
         self._spawn(
             "webserver",
@@ -136,7 +182,7 @@ class DagsterProcesses:
                 "-p",
                 str(self.port),
                 "-w",
-                "workspace.yaml",
+                str(self.workspace),
             ],
         )
         deadline = time.monotonic() + timeout
@@ -167,7 +213,8 @@ class DagsterProcesses:
 
     def start_daemon(self) -> None:
         self._spawn(
-            "daemon", [sys.executable, "-c", DAEMON_WITH_A_SHORT_BACKFILL_LOOP, "run", "-w", "workspace.yaml"]
+            "daemon",
+            [sys.executable, "-c", DAEMON_WITH_A_SHORT_BACKFILL_LOOP, "run", "-w", str(self.workspace)],
         )
 
     def wait_for_daemon(self, timeout: float = 180) -> None:
@@ -249,6 +296,7 @@ def running_deployment(
     ACTIVE.append(processes)
     try:
         processes.prepare_instance()
+        processes.start_code_server()
         processes.start_webserver()
         processes.stop_automation(keep_running)
         if before_daemon is not None:

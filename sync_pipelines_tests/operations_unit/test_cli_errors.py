@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -17,6 +15,7 @@ from devkit.sandbox.databases import student_rows
 from devkit.sandbox.sample_data import SampleStudent
 from devkit.sandbox.server import free_port
 from sync_pipelines.core.database import create_database_engine
+from sync_pipelines_tests.harness import warm_python
 from sync_pipelines_tests.harness.world import JobResult, SyncWorld, start_world
 
 pytestmark = pytest.mark.e2e
@@ -46,21 +45,40 @@ def first_error(result: JobResult) -> str:
     raise AssertionError(f"no error in:\n{result.output[-3000:]}")
 
 
-def run_with(world: SyncWorld, job: str, **changes: str) -> JobResult:
-    result = world.run_job(job, env={**world.env, **changes})
+def run_with(
+    world: SyncWorld, job: str, config: dict[str, object] | None = None, **changes: str
+) -> JobResult:
+    result = world.run_job(job, config, env={**world.env, **changes})
     assert not result.succeeded
     assert len(result.output.splitlines()) <= MAX_LINES, result.output
     return result
 
 
+def two_attempts(resource: str, *variables: str) -> dict[str, object]:
+    """Run config giving ``resource`` two attempts per request, its other fields read from ``variables``."""
+    fields = {variable.split("_", 1)[1].lower(): {"env": variable} for variable in variables}
+    return {"resources": {resource: {"config": {"max_attempts": 2, **fields}}}}
+
+
 def test_an_unreachable_server_names_the_url_variable_and_says_refused(world: SyncWorld) -> None:
     port = free_port()  # nothing listens there
-    result = run_with(world, "rt_user_sync", RT_URL=f"http://127.0.0.1:{port}")
+    # Two attempts, not five: the message after the last is the point, not the backoff (core/test_http.py's).
+    result = run_with(
+        world,
+        "rt_user_sync",
+        two_attempts("request_tracker", "RT_URL", "RT_TOKEN"),
+        RT_URL=f"http://127.0.0.1:{port}",
+    )
     assert first_error(result) == (
         f"RT POST customfields: RT could not be reached at http://127.0.0.1:{port}/REST/2.0/ "
         "(connection refused); check RT_URL"
     )
-    result = run_with(world, "bakalari_sync", BAKALARI_URL=f"http://127.0.0.1:{port}")
+    result = run_with(
+        world,
+        "bakalari_sync",
+        two_attempts("bakalari", "BAKALARI_URL", "BAKALARI_USERNAME", "BAKALARI_PASSWORD"),
+        BAKALARI_URL=f"http://127.0.0.1:{port}",
+    )
     assert first_error(result).endswith(
         f"Bakaláři could not be reached at http://127.0.0.1:{port}/ (connection refused); check BAKALARI_URL"
     )
@@ -151,12 +169,9 @@ def test_a_wrong_numeric_setting_fails_the_run_at_once_naming_it(world: SyncWorl
     assert first_error(result) == "rt cannot run: RT_REQUESTS_PER_SECOND: must be a finite number, got 'nan'"
     assert "students - STEP_START" not in result.output
     assert "blocking asset check" not in result.output
-    checked = subprocess.run(
-        [sys.executable, "-m", "sync_pipelines.config_check"],
+    checked = warm_python.run(
+        ["-m", "sync_pipelines.config_check"],
         env={**os.environ, **world.env, "RT_REQUESTS_PER_SECOND": "nan", "SYNC_RUN_RETENTION_DAYS": "0"},
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert checked.returncode == 1, checked.stderr[-2000:]
     assert checked.stdout.splitlines() == [

@@ -7,8 +7,6 @@ facts that stay true when a sync is added."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import dagster as dg
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from sync_pipelines.defs.shared.sync_builder import build_sync, sync_job_of, sync_schedule_of
 from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.defs.systems import configuration_problems, system_problems
+from sync_pipelines_tests.harness import warm_python
 from sync_pipelines_tests.harness.registry import job_resources
 
 SPECS = {spec.system: spec for spec in SYNCS}
@@ -114,19 +113,11 @@ def test_a_bad_cron_leaves_its_schedule_out_and_the_code_location_loads() -> Non
         "print(sorted(s.name for s in defs.get_repository_def().schedule_defs))"
     )
     env = {**os.environ, "USER_KIND_SYNC_CRON": "daily at 3"}
-    loaded = subprocess.run(
-        [sys.executable, "-c", show], env=env, capture_output=True, text=True, timeout=120
-    )
+    loaded = warm_python.run(["-c", show], env=env)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     kept = {spec.schedule.name for spec in SYNCS} - {"user_kind_sync_daily"} | {"prune_run_history_weekly"}
     assert loaded.stdout.strip() == str(sorted(kept))
-    checked = subprocess.run(
-        [sys.executable, "-m", "sync_pipelines.config_check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    checked = warm_python.run(["-m", "sync_pipelines.config_check"], env=env)
     assert checked.returncode == 1
     assert "USER_KIND_SYNC_CRON: 'daily at 3' is not a cron expression of 5 fields" in checked.stdout
 
@@ -144,9 +135,7 @@ def test_the_code_location_loads_the_schedule_the_variables_set() -> None:
         "RT_USER_SYNC_CRON": "off",
         "SYNC_SYSTEMS": "",
     }
-    loaded = subprocess.run(
-        [sys.executable, "-c", show], env=env, capture_output=True, text=True, timeout=120
-    )
+    loaded = warm_python.run(["-c", show], env=env)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     schedules = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in loaded.stdout.strip().splitlines()}
     assert schedules["bakalari_sync_every_15_minutes"].endswith(" 0,15,30,45 7-17 * * 1-5")

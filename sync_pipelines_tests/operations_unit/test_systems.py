@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +18,7 @@ from sync_pipelines.defs.shared.state_resource import SyncStateResource
 from sync_pipelines.defs.shared.sync_builder import build_sync
 from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines.defs.systems import configuration_problems, enabled_systems
+from sync_pipelines_tests.harness import warm_python
 from sync_pipelines_tests.harness.instance import instance_with_events_in_memory
 from sync_pipelines_tests.harness.registry import every_variable, expected_checks
 
@@ -41,9 +41,7 @@ print(json.dumps({
 
 def load(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in EVERY_VARIABLE and k != "SYNC_SYSTEMS"}
-    return subprocess.run(
-        [sys.executable, "-c", LOAD], env={**clean, **env}, capture_output=True, text=True, timeout=120
-    )
+    return warm_python.run(["-c", LOAD], env={**clean, **env})
 
 
 @pytest.mark.unit
@@ -133,30 +131,16 @@ def test_a_listed_system_without_its_token_is_reported_and_every_asset_loads() -
     clean = {k: v for k, v in os.environ.items() if k not in EVERY_VARIABLE and not k.endswith("_SYNC_CRON")}
     env = {**clean, **environ}
     env.pop("SYNC_TIMEZONE", None)
-    loaded = subprocess.run(
-        [sys.executable, "-c", LOAD_ASSETS], env=env, capture_output=True, text=True, timeout=120
-    )
+    loaded = warm_python.run(["-c", LOAD_ASSETS], env=env)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     found = json.loads(loaded.stdout.strip().splitlines()[-1])
     assert found["assets"] == ["bakalari_entities", "rt_user_custom_fields", "students", "user_kinds"]
     assert found["rt"].startswith("Not configured: rt cannot run: RT_TOKEN is not set")
     assert not found["user_kinds"].startswith("Not configured")
-    checked = subprocess.run(
-        [sys.executable, "-m", "sync_pipelines.config_check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    checked = warm_python.run(["-m", "sync_pipelines.config_check"], env=env)
     assert (checked.returncode, checked.stdout.splitlines()) == (1, [RT_TOKEN_LINE]), checked.stderr[-2000:]
     environ["RT_TOKEN"] = "set"
-    fixed = subprocess.run(
-        [sys.executable, "-m", "sync_pipelines.config_check"],
-        env={**env, **environ},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    fixed = warm_python.run(["-m", "sync_pipelines.config_check"], env={**env, **environ})
     assert (fixed.returncode, fixed.stdout.strip()) == (
         0,
         "configuration ok; enabled systems: rt, user_kinds",

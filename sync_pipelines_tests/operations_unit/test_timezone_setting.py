@@ -4,10 +4,10 @@ config check reports it in one line naming ``SYNC_TIMEZONE``, not as an invalid 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+
+from sync_pipelines_tests.harness import warm_python
 
 pytestmark = pytest.mark.integration
 
@@ -24,18 +24,10 @@ def test_a_misspelled_timezone_is_reported_naming_it_and_the_schedules_run_in_ut
         if not name.startswith(("RT_", "BAKALARI_", "EDURPG_", "PORTAILDF_", "ZLV_", "SYNC_"))
     }
     env["SYNC_TIMEZONE"] = "Europe/Pragu"
-    loaded = subprocess.run(
-        [sys.executable, "-c", SHOW], env=env, capture_output=True, text=True, timeout=120
-    )
+    loaded = warm_python.run(["-c", SHOW], env=env)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip() == "['UTC']"
-    checked = subprocess.run(
-        [sys.executable, "-m", "sync_pipelines.config_check"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    checked = warm_python.run(["-m", "sync_pipelines.config_check"], env=env)
     assert checked.returncode == 1
     assert checked.stdout.splitlines() == [
         "SYNC_TIMEZONE: 'Europe/Pragu' is not a timezone name; use an IANA name such as UTC or Europe/Prague; "
