@@ -22,11 +22,13 @@ import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -112,7 +114,7 @@ class WarmInterpreter:
             self._read_until(lambda: command.number in self.exits, timeout, f"python {command.argv[:2]}")
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(command.pid, 9)
+                os.kill(command.pid, signal.SIGKILL)
             raise
         return self.exits.pop(command.number)
 
@@ -126,7 +128,7 @@ class WarmInterpreter:
     def _output_path(self, number: int, stream: str) -> Path:
         return self.directory / f"{number}.{stream}"
 
-    def _read_until(self, done: Any, timeout: float, what: str) -> None:
+    def _read_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
         """Reads the interpreter's messages until ``done()`` holds, for at most ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while not done():

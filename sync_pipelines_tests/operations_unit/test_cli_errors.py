@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from contextlib import ExitStack
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -15,11 +16,13 @@ from devkit.sandbox.databases import student_rows
 from devkit.sandbox.sample_data import SampleStudent
 from devkit.sandbox.server import free_port
 from sync_pipelines.core.database import create_database_engine
+from sync_pipelines.defs.syncs import SYNCS
 from sync_pipelines_tests.harness import warm_python
 from sync_pipelines_tests.harness.world import JobResult, SyncWorld, start_world
 
 pytestmark = pytest.mark.e2e
 
+SPECS = {spec.system: spec for spec in SYNCS}
 MAX_LINES = 120  # the cause, Dagster's own stack trace of the step, and the run's debug lines
 
 
@@ -54,10 +57,16 @@ def run_with(
     return result
 
 
-def two_attempts(resource: str, *variables: str) -> dict[str, object]:
-    """Run config giving ``resource`` two attempts per request, its other fields read from ``variables``."""
-    fields = {variable.split("_", 1)[1].lower(): {"env": variable} for variable in variables}
-    return {"resources": {resource: {"config": {"max_attempts": 2, **fields}}}}
+def two_attempts(system: str, key: str) -> dict[str, object]:
+    """Run config giving the ``key`` resource of ``system``'s sync two attempts per request; its other fields
+    read from the variables the resource is declared with (run config replaces the declared config whole)."""
+    resource = getattr(SPECS[system].resources, key)
+    declared = {
+        name: {"env": value.env_var_name}
+        for name in type(resource).model_fields
+        if isinstance(value := getattr(resource, name), dg.EnvVar)
+    }
+    return {"resources": {key: {"config": {**declared, "max_attempts": 2}}}}
 
 
 def test_an_unreachable_server_names_the_url_variable_and_says_refused(world: SyncWorld) -> None:
@@ -66,7 +75,7 @@ def test_an_unreachable_server_names_the_url_variable_and_says_refused(world: Sy
     result = run_with(
         world,
         "rt_user_sync",
-        two_attempts("request_tracker", "RT_URL", "RT_TOKEN"),
+        two_attempts("rt", "request_tracker"),
         RT_URL=f"http://127.0.0.1:{port}",
     )
     assert first_error(result) == (
@@ -76,7 +85,7 @@ def test_an_unreachable_server_names_the_url_variable_and_says_refused(world: Sy
     result = run_with(
         world,
         "bakalari_sync",
-        two_attempts("bakalari", "BAKALARI_URL", "BAKALARI_USERNAME", "BAKALARI_PASSWORD"),
+        two_attempts("bakalari", "bakalari"),
         BAKALARI_URL=f"http://127.0.0.1:{port}",
     )
     assert first_error(result).endswith(
